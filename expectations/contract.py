@@ -1,0 +1,141 @@
+"""The event contract, defined once.
+
+Column names, Arrow types, allowed values and ranges live here as plain Python. The Great
+Expectations suite (`events.suite.json`), the Arrow schema of the event store and the quarantine
+reasons are all generated from `EVENT_COLUMNS`; nothing else retypes them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pyarrow as pa
+
+EVENT_TYPES: tuple[str, ...] = ("visit", "purchase", "return", "complaint")
+MONETARY_TYPES: tuple[str, ...] = ("purchase", "return")
+NON_MONETARY_TYPES: tuple[str, ...] = ("visit", "complaint")
+MIN_EVENT_TIME = "1990-01-01T00:00:00+00:00"
+SUITE_NAME = "raw_events"
+MAX_EVENT_TIME_PARAMETER = "max_event_time"
+
+
+@dataclass(frozen=True)
+class Column:
+    """One contract column: its type, and the rules a row must obey in it."""
+
+    name: str
+    arrow_type: pa.DataType
+    description: str
+    required: bool = False
+    allowed: tuple[str, ...] | None = None
+    min_value: float | None = None
+    max_value: float | None = None
+    required_for: tuple[str, ...] = ()
+    empty_for: tuple[str, ...] = ()
+    unique: bool = False
+    kind: str = "string"  # string | instant | number
+
+
+EVENT_COLUMNS: tuple[Column, ...] = (
+    Column("event_id", pa.string(), "unique event id; derived from the row's content when absent",
+           required=True, unique=True),
+    Column("customer_id", pa.string(), "opaque customer id (never parsed as a number)", required=True),
+    Column("event_type", pa.string(), "one of " + ", ".join(EVENT_TYPES), required=True,
+           allowed=EVENT_TYPES),
+    Column("event_time", pa.timestamp("us", tz="UTC"), "when it happened (UTC instant)",
+           required=True, kind="instant"),
+    Column("amount", pa.float64(), "money; >= 0, required for purchase/return, empty otherwise",
+           min_value=0.0, required_for=MONETARY_TYPES, empty_for=NON_MONETARY_TYPES, kind="number"),
+    Column("order_id", pa.string(), "optional order reference"),
+    Column("channel", pa.string(), "optional channel (web, store, app, ...)"),
+    Column("category", pa.string(), "optional product category"),
+    Column("discount", pa.float64(), "optional discount share of the order, 0..1",
+           min_value=0.0, max_value=1.0, kind="number"),
+    Column("quantity", pa.float64(), "optional number of items", min_value=0.0, kind="number"),
+)
+
+COLUMN_NAMES: tuple[str, ...] = tuple(c.name for c in EVENT_COLUMNS)
+REQUIRED_SOURCE_COLUMNS: tuple[str, ...] = ("customer_id", "event_type", "event_time")
+BY_NAME: dict[str, Column] = {c.name: c for c in EVENT_COLUMNS}
+
+# Lineage column added by the store next to the contract columns.
+STORE_EXTRA = (pa.field("ingest_batch", pa.string()),)
+EVENT_SCHEMA = pa.schema([pa.field(c.name, c.arrow_type) for c in EVENT_COLUMNS])
+STORE_SCHEMA = pa.schema(list(EVENT_SCHEMA) + list(STORE_EXTRA))
+
+QUARANTINE_SCHEMA = pa.schema([
+    pa.field("ingest_batch", pa.string()),
+    pa.field("source_file", pa.string()),
+    pa.field("row_number", pa.int64()),
+    pa.field("reason", pa.string()),
+    pa.field("reasons", pa.string()),
+    pa.field("original", pa.string()),
+    pa.field("source_rows", pa.int64()),
+    pa.field("quarantined_at", pa.timestamp("us", tz="UTC")),
+])
+
+
+def reason_missing(col: str) -> str:
+    return f"{col}: missing"
+
+
+def rules(col: Column) -> list[tuple[str, dict]]:
+    """The contract rules of one column as (reason, GX expectation spec) pairs, in check order."""
+    out: list[tuple[str, dict]] = []
+    name = col.name
+    if col.required:
+        out.append((reason_missing(name),
+                    {"type": "expect_column_values_to_not_be_null", "kwargs": {"column": name}}))
+        if col.kind == "string":
+            out.append((f"{name}: empty or blank",
+                        {"type": "expect_column_value_lengths_to_be_between",
+                         "kwargs": {"column": name, "min_value": 1}}))
+    if col.kind == "string" and name in ("customer_id", "event_id", "order_id"):
+        out.append((f"{name}: contains control characters",
+                    {"type": "expect_column_values_to_not_match_regex",
+                     "kwargs": {"column": name, "regex": r"[\x00-\x1f\x7f]"}}))
+    if col.allowed is not None:
+        out.append((f"{name}: not one of " + ", ".join(col.allowed),
+                    {"type": "expect_column_values_to_be_in_set",
+                     "kwargs": {"column": name, "value_set": list(col.allowed)}}))
+    if col.kind == "instant":
+        out.append((f"{name}: before {MIN_EVENT_TIME[:10]}",
+                    {"type": "expect_column_values_to_be_between",
+                     "kwargs": {"column": name, "min_value": MIN_EVENT_TIME}}))
+        out.append((f"{name}: in the future",
+                    {"type": "expect_column_values_to_be_between",
+                     "kwargs": {"column": name,
+                                "max_value": {"$PARAMETER": MAX_EVENT_TIME_PARAMETER}}}))
+    if col.required_for:
+        cond = "event_type in " + repr(list(col.required_for)).replace("'", '"')
+        out.append((f"{name}: missing for " + "/".join(col.required_for),
+                    {"type": "expect_column_values_to_not_be_null",
+                     "kwargs": {"column": name, "row_condition": cond, "condition_parser": "pandas"}}))
+    if col.empty_for:
+        cond = "event_type in " + repr(list(col.empty_for)).replace("'", '"')
+        out.append((f"{name}: must be empty for " + "/".join(col.empty_for),
+                    {"type": "expect_column_values_to_be_null",
+                     "kwargs": {"column": name, "row_condition": cond, "condition_parser": "pandas"}}))
+    if col.min_value is not None:
+        out.append((f"{name}: below {col.min_value:g}",
+                    {"type": "expect_column_values_to_be_between",
+                     "kwargs": {"column": name, "min_value": col.min_value}}))
+    if col.max_value is not None:
+        out.append((f"{name}: above {col.max_value:g}",
+                    {"type": "expect_column_values_to_be_between",
+                     "kwargs": {"column": name, "max_value": col.max_value}}))
+    return out
+
+
+def suite_dict() -> dict:
+    """The raw-event GX suite as a JSON-able dict; each expectation carries its quarantine reason."""
+    expectations = []
+    for col in EVENT_COLUMNS:
+        for reason, spec in rules(col):
+            expectations.append({**spec, "meta": {"reason": reason}})
+    return {"name": SUITE_NAME, "expectations": expectations, "meta": {"generated_from": "expectations/contract.py"}}
+
+
+def reason_order() -> list[str]:
+    """Every contract reason, in the order rows are checked."""
+    return [r for col in EVENT_COLUMNS for r, _ in rules(col)]

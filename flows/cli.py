@@ -1,0 +1,154 @@
+"""The `churn` command. Heavy libraries are imported inside each command, so `--help` stays fast."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from pathlib import Path
+
+QUIET_ENV = {
+    "DO_NOT_TRACK": "true",
+    "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+    "MLFLOW_DISABLE_TELEMETRY": "true",
+    "GX_ANALYTICS_ENABLED": "false",
+    "PREFECT_LOGGING_LEVEL": "WARNING",
+    "PREFECT_UI_ENABLED": "false",
+    "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "180",
+    "GIT_PYTHON_REFRESH": "quiet",
+}
+
+
+def configure_environment(home: Path) -> None:
+    """Offline, quiet, and all state under the data folder (unless the user already chose otherwise)."""
+    for k, v in QUIET_ENV.items():
+        os.environ.setdefault(k, v)
+    os.environ.setdefault("PREFECT_HOME", str(home / "prefect"))
+    Path(os.environ["PREFECT_HOME"]).mkdir(parents=True, exist_ok=True)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    for noisy in ("alembic", "mlflow", "great_expectations", "httpx", "prefect", "urllib3"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def _print(obj: dict, as_json: bool, human) -> None:
+    if as_json:
+        print(json.dumps(obj, indent=2, default=str))
+    else:
+        human(obj)
+
+
+def _print_ingest(s: dict) -> None:
+    print(f"{'file':<48} {'status':<9} {'rows_in':>9} {'stored':>9} {'quarant.':>9} {'dupes':>9}")
+    for f in s["files"]:
+        print(f"{Path(f['file']).name[:48]:<48} {f['status']:<9} {f['rows_in']:>9} {f['stored']:>9} "
+              f"{f['quarantined']:>9} {f['duplicates']:>9}")
+        if f.get("error"):
+            print(f"    error: {f['error']}")
+    print(f"{'TOTAL':<48} {'':<9} {s['rows_in']:>9} {s['stored']:>9} {s['quarantined']:>9} {s['duplicates']:>9}")
+    ok = s["rows_in"] == s["stored"] + s["quarantined"] + s["duplicates"]
+    print(f"rows in = stored + quarantined + duplicates: {s['rows_in']} = {s['stored']} + {s['quarantined']} + "
+          f"{s['duplicates']} ({'ok' if ok else 'MISMATCH'})")
+    if s["reasons"]:
+        print("quarantine reasons (source rows):")
+        for k, v in s["reasons"].items():
+            print(f"  {v:>9}  {k}")
+
+
+def cmd_generate(args, settings) -> int:
+    from flows import io
+    from flows.generate import generate
+    from simulator.generate import SimulationConfig
+
+    cfg = SimulationConfig(customers=args.customers or settings.generate_customers,
+                           days=args.days or settings.generate_days,
+                           seed=settings.seed if args.seed is None else args.seed,
+                           start=args.start or settings.generate_start)
+    out = generate(io.Paths(settings.home), cfg)
+    _print(out, args.json, lambda o: print(
+        f"generated {o['events']:,} events for {o['customers']:,} customers over {o['days']} days "
+        f"from {o['start']} (seed {o['seed']}): {o['by_type']}\n"
+        f"  {len(o['files'])} file(s) in {Path(o['files'][0]).parent if o['files'] else '-'}\n"
+        f"  ground truth: {o['truth']}"))
+    return 0
+
+
+def cmd_ingest(args, settings) -> int:
+    from flows.ingest import ingest_flow
+    from ingestion.normalize import Mapping, MappingError
+
+    if args.mapping:
+        try:
+            Mapping.from_file(Path(args.mapping))
+        except (OSError, MappingError) as e:
+            print(f"error: mapping {args.mapping}: {e}", file=sys.stderr)
+            return 2
+    missing = [p for p in args.paths if not Path(p).is_file()]
+    if missing:
+        print(f"error: no such file: {', '.join(missing)}", file=sys.stderr)
+        return 2
+    summary = ingest_flow(home=str(settings.home), files=[str(Path(p).resolve()) for p in args.paths] or None,
+                          fmt=args.format, mapping_path=str(Path(args.mapping).resolve()) if args.mapping else None,
+                          timezone=args.timezone or settings.timezone,
+                          future_tolerance_hours=settings.future_tolerance_hours, force=args.force)
+    _print(summary, args.json, _print_ingest)
+    return 1 if summary["files_rejected"] else 0
+
+
+def cmd_demo(args, settings) -> int:
+    print(f"== churn demo in {settings.home}")
+    gen_args = argparse.Namespace(customers=args.customers, days=None, seed=None, start=None, json=False)
+    cmd_generate(gen_args, settings)
+    print("\n== ingest (validate with Great Expectations, quarantine, de-duplicate, store)")
+    rc = cmd_ingest(argparse.Namespace(paths=[], format="contract", mapping=None, timezone=None, force=False,
+                                       json=False), settings)
+    return rc
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="churn", description="Event-driven churn prediction pipeline.")
+    p.add_argument("--home", type=Path, help="data folder (default: $CHURN_HOME, else ./churn-data)")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    g = sub.add_parser("generate", help="simulate customers and write events to the landing folder",
+                       description="Simulate customers (hidden rates, decline before churn, seasonality) and write "
+                                   "visit/purchase/return/complaint events to <home>/landing plus the ground truth.")
+    g.add_argument("--customers", type=int, help="number of customers (default from settings: 20000)")
+    g.add_argument("--days", type=int, help="days simulated (default 730)")
+    g.add_argument("--seed", type=int, help="random seed (same seed, same bytes)")
+    g.add_argument("--start", help="first simulated day, YYYY-MM-DD")
+    g.add_argument("--json", action="store_true", help="print the summary as JSON")
+    g.set_defaults(func=cmd_generate)
+
+    i = sub.add_parser("ingest", help="validate landing files and store their events",
+                       description="Read the given files (or every new file in <home>/landing): Parquet, CSV, "
+                                   "JSON Lines, optionally gzip-compressed. Valid rows are stored once; bad rows are "
+                                   "quarantined with a reason; rows in = stored + quarantined + duplicates.")
+    i.add_argument("paths", nargs="*", help="files to ingest (default: new files in the landing folder)")
+    i.add_argument("--format", choices=["contract", "online-retail"], default="contract",
+                   help="source format: the event contract (default) or UCI Online Retail invoice lines")
+    i.add_argument("--mapping", help="TOML file mapping a foreign schema onto the contract")
+    i.add_argument("--timezone", help="time zone of naive timestamps (default from settings: UTC)")
+    i.add_argument("--force", action="store_true", help="re-read files whose content was already ingested")
+    i.add_argument("--json", action="store_true", help="print the summary as JSON")
+    i.set_defaults(func=cmd_ingest)
+
+    d = sub.add_parser("demo", help="run the whole pipeline on a generated sample",
+                       description="Generate a sample, ingest it, and run the rest of the pipeline on it.")
+    d.add_argument("--customers", type=int, default=None, help="sample size (default 20000)")
+    d.set_defaults(func=cmd_demo)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    from flows.settings import load_settings
+
+    settings = load_settings(home=args.home)
+    configure_environment(settings.home)
+    return args.func(args, settings)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

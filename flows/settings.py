@@ -1,0 +1,61 @@
+"""One typed settings object: defaults < churn.toml < CHURN_* environment variables < CLI flags."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, TomlConfigSettingsSource
+
+DEFAULT_HOME = "churn-data"
+
+
+class Settings(BaseSettings):
+    """Everything configurable; flows receive these values as plain parameters."""
+
+    model_config = SettingsConfigDict(env_prefix="CHURN_", extra="forbid")
+
+    home: Path = Field(default=Path(DEFAULT_HOME), description="data folder; everything is written below it")
+    timezone: str = Field(default="UTC", description="time zone of naive source timestamps")
+    future_tolerance_hours: float = Field(default=24.0, description="events later than now + this are quarantined")
+
+    # features and labels
+    horizon_days: int = Field(default=90, ge=1)
+    lookback_days: int = Field(default=365, ge=30, description="customers inactive longer than this are out of scope")
+    activity_types: list[str] = Field(default_factory=lambda: ["purchase"],
+                                      description="event types that count as 'coming back' for the label")
+
+    # training
+    seed: int = 42
+    n_train_cutoffs: int = Field(default=4, ge=1)
+    cutoff_step_days: int = Field(default=30, ge=1)
+    model_name: str = "churn"
+    experiment_name: str = "churn"
+    mlflow_tracking_uri: str | None = Field(default=None, description="default: SQLite under <home>/mlflow")
+
+    # generator defaults
+    generate_customers: int = 20_000
+    generate_days: int = 730
+    generate_start: str = "2023-01-01"
+
+    @classmethod
+    def settings_customise_sources(cls, settings_cls, init_settings, env_settings, dotenv_settings,
+                                   file_secret_settings) -> tuple[PydanticBaseSettingsSource, ...]:
+        toml_file = os.environ.get("CHURN_CONFIG", "churn.toml")
+        return (init_settings, env_settings, TomlConfigSettingsSource(settings_cls, toml_file=toml_file))
+
+    @property
+    def tracking_uri(self) -> str:
+        """Absolute MLflow tracking URI (never relative to the current directory)."""
+        if self.mlflow_tracking_uri:
+            return self.mlflow_tracking_uri
+        return f"sqlite:///{(self.home / 'mlflow' / 'mlflow.db').resolve()}"
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Settings with CLI overrides applied; the home folder made absolute."""
+    clean = {k: v for k, v in overrides.items() if v is not None}
+    s = Settings(**clean)
+    return s.model_copy(update={"home": s.home.expanduser().resolve()})

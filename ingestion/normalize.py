@@ -1,0 +1,275 @@
+"""Turn a source file's rows into contract-shaped candidate events (pure functions, no I/O).
+
+Every candidate carries `_row` (the source row it came from; for a folded invoice its first line)
+and `_rows` (how many source rows it stands for), so accounting stays by source row.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from expectations.contract import COLUMN_NAMES, REQUIRED_SOURCE_COLUMNS
+
+TZ_SUFFIX = re.compile(r"\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?\s*(?:[zZ]|[+-]\d{2}(?::?\d{2})?)$")
+
+
+class MappingError(ValueError):
+    """The mapping file is invalid, or the source lacks columns the contract needs."""
+
+
+@dataclass(frozen=True)
+class Mapping:
+    """How a foreign source maps onto the contract (loaded from a TOML file)."""
+
+    columns: dict[str, str] = field(default_factory=dict)  # contract column -> source column
+    constants: dict[str, str] = field(default_factory=dict)  # contract column -> constant value
+    values: dict[str, dict[str, str]] = field(default_factory=dict)  # contract column -> {source value: value}
+    time_format: str | None = None
+    timezone: str | None = None
+
+    @classmethod
+    def from_toml(cls, text: str) -> "Mapping":
+        try:
+            d = tomllib.loads(text)
+        except tomllib.TOMLDecodeError as e:
+            raise MappingError(f"mapping is not valid TOML: {e}") from e
+        unknown = set(d) - {"columns", "constants", "values", "time"}
+        if unknown:
+            raise MappingError(f"unknown mapping sections {sorted(unknown)}; allowed: columns, constants, values, time")
+        for section in ("columns", "constants", "values"):
+            bad = set(d.get(section, {})) - set(COLUMN_NAMES)
+            if bad:
+                raise MappingError(f"[{section}] names {sorted(bad)}, which are not contract columns {list(COLUMN_NAMES)}")
+        time = d.get("time", {})
+        return cls(columns={k: str(v) for k, v in d.get("columns", {}).items()},
+                   constants={k: str(v) for k, v in d.get("constants", {}).items()},
+                   values={k: {str(a): str(b) for a, b in v.items()} for k, v in d.get("values", {}).items()},
+                   time_format=time.get("format"), timezone=time.get("timezone"))
+
+    @classmethod
+    def from_file(cls, path: Path) -> "Mapping":
+        return cls.from_toml(Path(path).read_text(encoding="utf-8"))
+
+
+def apply_mapping(source: pd.DataFrame, mapping: Mapping | None) -> pd.DataFrame:
+    """Candidate events from a source frame: contract columns taken, renamed or set to constants."""
+    mapping = mapping or Mapping()
+    lowered = {str(c).strip().lower(): c for c in source.columns}
+    out = pd.DataFrame({"_row": source["_row"].to_numpy(), "_rows": np.ones(len(source), dtype=np.int64)})
+    missing = []
+    for name in COLUMN_NAMES:
+        if name in mapping.constants:
+            out[name] = mapping.constants[name]
+            continue
+        src = mapping.columns.get(name, name)
+        col = source[src] if src in source.columns else (
+            source[lowered[src.lower()]] if src.lower() in lowered else None)
+        if col is None:
+            if name in mapping.columns or name in REQUIRED_SOURCE_COLUMNS:
+                missing.append(f"{name} (source column {src!r})" if name in mapping.columns else name)
+            out[name] = None
+            continue
+        col = col.reset_index(drop=True)
+        if name in mapping.values:
+            col = col.map(lambda v, m=mapping.values[name]: m.get(str(v), v) if v is not None else v)
+        out[name] = col.to_numpy()
+    if missing and len(source):
+        have = [c for c in source.columns if c != "_row"]
+        raise MappingError(f"missing required columns {missing}; the file has {have[:20]}"
+                           + (" ..." if len(have) > 20 else "") + ". Give a mapping with --mapping FILE.")
+    return out
+
+
+# ------------------------------------------------------------------ online retail adapter
+
+# Stock codes that are not goods: postage, fees, manual adjustments. They fold into their invoice
+# (so their rows count as stored) but their money is not spend; "D" lines become the discount share.
+RETAIL_FEE_CODES = frozenset({"POST", "DOT", "C2", "M", "m", "BANK CHARGES", "AMAZONFEE", "PADS", "S", "B",
+                              "CRUK", "ADJUST", "ADJUST2"})
+RETAIL_DISCOUNT_CODE = "D"
+RETAIL_TEST_CODE = re.compile(r"^TEST", re.IGNORECASE)
+RETAIL_COLUMNS = ("Invoice", "StockCode", "Quantity", "InvoiceDate", "Price", "Customer ID")
+
+
+@dataclass
+class AdapterResult:
+    """Candidate events plus the source rows the adapter itself settled."""
+
+    candidates: pd.DataFrame
+    quarantined: pd.DataFrame  # _row, reason
+    duplicate_rows: int
+
+
+def online_retail_events(source: pd.DataFrame) -> AdapterResult:
+    """UCI Online Retail invoice lines -> one purchase per invoice, one return per cancellation ("C...") invoice."""
+    missing = [c for c in RETAIL_COLUMNS if c not in source.columns]
+    if missing:
+        raise MappingError(f"not in the online-retail format: missing columns {missing}")
+    df = source.copy()
+    df["_inv"] = df["Invoice"].astype("string").str.strip()
+    df["_code"] = df["StockCode"].astype("string").str.strip()
+    df["_cust"] = df["Customer ID"].astype("string").str.strip().str.replace(r"\.0$", "", regex=True)
+    df["_qty"] = pd.to_numeric(df["Quantity"], errors="coerce")
+    df["_price"] = pd.to_numeric(df["Price"], errors="coerce")
+    content = [c for c in source.columns if c != "_row"]
+    dup = df.duplicated(subset=content, keep="first").to_numpy()
+
+    reason = pd.Series(pd.NA, index=df.index, dtype="string")
+    cancel = df["_inv"].str.upper().str.startswith("C").fillna(False)
+
+    def flag(mask, text: str) -> None:
+        m = mask.fillna(False).to_numpy() & reason.isna().to_numpy() & ~dup
+        reason[m] = text
+
+    flag(df["_cust"].isna() | (df["_cust"] == ""), "customer_id: missing")
+    flag(df["_inv"].isna() | (df["_inv"] == ""), "order_id: missing invoice number")
+    flag(df["_code"].str.match(RETAIL_TEST_CODE), "test line, not a sale")
+    flag(df["_qty"].isna(), "quantity: not a number")
+    flag(df["_price"].isna(), "amount: price is not a number")
+    flag(df["_price"] < 0, "amount: negative price (bad-debt adjustment)")
+    flag(~cancel & (df["_qty"] < 0), "quantity: negative on a sale invoice")
+    flag(cancel & (df["_qty"] > 0), "quantity: positive on a cancellation invoice")
+    ncust = df[reason.isna() & ~dup].groupby("_inv")["_cust"].nunique()
+    flag(df["_inv"].isin(ncust[ncust > 1].index), "invoice has lines of several customers")
+
+    keep = df[reason.isna().to_numpy() & ~dup].copy()
+    value = keep["_qty"] * keep["_price"]
+    is_fee = keep["_code"].isin(RETAIL_FEE_CODES)
+    is_disc = keep["_code"] == RETAIL_DISCOUNT_CODE
+    is_goods = ~is_fee & ~is_disc
+    keep["_goods"] = value.where(is_goods, 0.0)
+    keep["_goods_qty"] = keep["_qty"].where(is_goods, 0)
+    keep["_disc"] = value.where(is_disc, 0.0)
+    keep["_is_goods"] = is_goods
+    g = keep.groupby("_inv", sort=False)
+    inv = pd.DataFrame({
+        "_row": g["_row"].min(), "_rows": g.size(), "customer_id": g["_cust"].first(),
+        "event_time": g["InvoiceDate"].min(), "goods": g["_goods"].sum(), "qty": g["_goods_qty"].sum(),
+        "disc": g["_disc"].sum(), "n_goods": g["_is_goods"].sum(),
+    })
+    no_goods = inv["n_goods"] == 0
+    if no_goods.any():
+        rows_no_goods = keep["_inv"].isin(inv.index[no_goods])
+        reason[keep.index[rows_no_goods.to_numpy()]] = "invoice has no product lines (fees or adjustments only)"
+        inv = inv[~no_goods]
+    is_return = inv.index.str.upper().str.startswith("C")
+    amount = inv["goods"].abs().round(2)
+    discount = np.where((inv["goods"].abs() > 0) & (inv["disc"] != 0),
+                        np.clip(inv["disc"].abs() / (inv["goods"].abs() + inv["disc"].abs()), 0, 1), 0.0)
+    cand = pd.DataFrame({
+        "_row": inv["_row"].to_numpy(), "_rows": inv["_rows"].to_numpy().astype(np.int64),
+        "event_id": ("online-retail:" + inv.index.astype(str)).to_numpy(),
+        "customer_id": inv["customer_id"].to_numpy(),
+        "event_type": np.where(is_return, "return", "purchase"),
+        "event_time": inv["event_time"].to_numpy(),
+        "amount": amount.to_numpy(), "order_id": inv.index.to_numpy(), "channel": "online",
+        "category": None, "discount": np.where(is_return, np.nan, discount),
+        "quantity": inv["qty"].abs().to_numpy().astype(float),
+    })
+    q = reason.dropna()
+    quarantined = pd.DataFrame({"_row": df.loc[q.index, "_row"].to_numpy(), "reason": q.to_numpy()})
+    return AdapterResult(cand.sort_values("_row").reset_index(drop=True), quarantined, int(dup.sum()))
+
+
+# ------------------------------------------------------------------ coercion to contract types
+
+def _parse_times(raw: pd.Series, timezone: str, fmt: str | None) -> pd.Series:
+    """Instants in UTC. Values with an offset keep it; naive ones are read in `timezone`.
+
+    A naive time that falls in a DST gap is moved forward; one that is ambiguous (the repeated
+    hour in autumn) is read as the first occurrence.
+    """
+    if isinstance(raw.dtype, pd.DatetimeTZDtype):
+        return raw.dt.tz_convert("UTC").astype("datetime64[us, UTC]")
+    if pd.api.types.is_datetime64_dtype(raw.dtype):
+        return _localize(raw, timezone)
+    text = raw.astype("string").str.strip()
+    out = pd.Series(pd.NaT, index=raw.index, dtype="datetime64[us, UTC]")
+    if fmt is None:
+        has_tz = text.str.contains(TZ_SUFFIX, na=False)
+    else:
+        has_tz = pd.Series(False, index=raw.index)
+    if has_tz.any():
+        out[has_tz] = pd.to_datetime(text[has_tz], format="ISO8601", utc=True, errors="coerce").astype("datetime64[us, UTC]")
+    naive = text.notna() & ~has_tz
+    if naive.any():
+        parsed = pd.to_datetime(text[naive], format=fmt or "ISO8601", errors="coerce")
+        if isinstance(parsed.dtype, pd.DatetimeTZDtype):  # a format with %z
+            out[naive] = parsed.dt.tz_convert("UTC").astype("datetime64[us, UTC]")
+        else:
+            out[naive] = _localize(parsed, timezone)
+    return out
+
+
+def _localize(naive: pd.Series, timezone: str) -> pd.Series:
+    naive = naive.astype("datetime64[us]")
+    local = naive.dt.tz_localize(timezone, ambiguous=np.ones(len(naive), dtype=bool), nonexistent="shift_forward")
+    return local.dt.tz_convert("UTC")
+
+
+def _parse_numbers(raw: pd.Series) -> tuple[pd.Series, pd.Series]:
+    """float64 values and a mask of values that were present but not finite numbers."""
+    if pd.api.types.is_numeric_dtype(raw.dtype) and not pd.api.types.is_bool_dtype(raw.dtype):
+        vals = pd.to_numeric(raw, errors="coerce").astype("float64")
+        present = raw.notna()
+    else:
+        text = raw.astype("string").str.strip()
+        present = text.notna() & (text != "")
+        vals = pd.to_numeric(text.where(present), errors="coerce").astype("float64")
+    bad = present & ~np.isfinite(vals.fillna(0.0)) | (present & vals.isna())
+    return vals.where(~bad), bad
+
+
+def _text(raw: pd.Series) -> pd.Series:
+    """Opaque text: stringified as-is (no numeric parsing), surrounding whitespace trimmed."""
+    if pd.api.types.is_float_dtype(raw.dtype):
+        whole = raw.dropna()
+        if (whole == whole.round()).all():
+            raw = raw.astype("Int64")
+    s = raw.astype("string")
+    return s.str.strip(" \t\r\n")
+
+
+def coerce(candidates: pd.DataFrame, timezone: str, time_format: str | None = None) -> tuple[pd.DataFrame, pd.Series]:
+    """Contract-typed candidates and, per row, the reason a value could not be parsed (or NA)."""
+    out = candidates[["_row", "_rows"]].copy()
+    reason = pd.Series(pd.NA, index=candidates.index, dtype="string")
+    for name in COLUMN_NAMES:
+        raw = candidates[name]
+        if name == "event_time":
+            vals = _parse_times(raw, timezone, time_format)
+            bad = raw.notna() & (raw.astype("string").str.strip() != "") & vals.isna()
+            reason[bad & reason.isna()] = "event_time: unparseable"
+            out[name] = vals
+        elif name in ("amount", "discount", "quantity"):
+            vals, bad = _parse_numbers(raw)
+            reason[bad & reason.isna()] = f"{name}: not a finite number"
+            out[name] = vals
+        else:
+            vals = _text(raw)
+            if name == "event_type":
+                vals = vals.str.lower()
+            out[name] = vals.replace("", pd.NA) if name not in ("customer_id", "event_id") else vals
+    return out, reason
+
+
+def derive_event_ids(events: pd.DataFrame) -> pd.Series:
+    """The given event_id, or else a deterministic hash of the row's contract content."""
+    missing = events["event_id"].isna() | (events["event_id"] == "")
+    if not missing.any():
+        return events["event_id"]
+    sub = events.loc[missing, [c for c in COLUMN_NAMES if c != "event_id"]]
+    parts = [sub[c].astype("string").fillna("\x00") if c != "event_time"
+             else sub[c].dt.strftime("%Y-%m-%dT%H:%M:%S.%f").astype("string").fillna("\x00") for c in sub.columns]
+    joined = parts[0].str.cat(parts[1:], sep="\x1f")
+    ids = joined.map(lambda s: "h:" + hashlib.sha256(s.encode()).hexdigest()[:32])
+    out = events["event_id"].copy()
+    out[missing] = ids
+    return out

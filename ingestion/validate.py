@@ -1,0 +1,80 @@
+"""Validate candidate events against the contract with Great Expectations.
+
+The suite is generated from `expectations/contract.py` and committed as JSON
+(`expectations/raw_events.suite.json`); each expectation carries its quarantine reason in `meta`,
+so the rows GX reports as unexpected are quarantined with exactly that reason.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from functools import lru_cache
+from pathlib import Path
+
+import pandas as pd
+
+from expectations.contract import MAX_EVENT_TIME_PARAMETER, reason_order
+
+SUITE_PATH = Path(__file__).resolve().parent.parent / "expectations" / "raw_events.suite.json"
+_INDEX = "__gx_row__"
+
+
+@lru_cache(maxsize=1)
+def _gx():
+    """A quiet, ephemeral GX context with one pandas batch definition (built once per process)."""
+    os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
+    import great_expectations as gx
+    from great_expectations.data_context.types.base import ProgressBarsConfig
+
+    for name in ("great_expectations", "great_expectations.data_context.types.base"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    ctx = gx.get_context(mode="ephemeral")
+    ctx.variables.progress_bars = ProgressBarsConfig(globally=False)
+    batch_def = (ctx.data_sources.add_pandas("churn_events").add_dataframe_asset("candidates")
+                 .add_batch_definition_whole_dataframe("whole"))
+    return gx, batch_def
+
+
+def load_suite(path: Path = SUITE_PATH):
+    gx, _ = _gx()
+    return gx.ExpectationSuite(**json.loads(path.read_text()))
+
+
+def contract_violations(events: pd.DataFrame, max_event_time: pd.Timestamp,
+                        suite_path: Path = SUITE_PATH) -> tuple[pd.Series, dict]:
+    """Per row (same index), the contract reasons it breaks joined by "; " (NA if none); plus GX's summary."""
+    reasons = pd.Series(pd.NA, index=events.index, dtype="string")
+    if events.empty:
+        return reasons, {"success": True, "evaluated_expectations": 0}
+    _, batch_def = _gx()
+    frame = events.reset_index(drop=True).copy()
+    frame[_INDEX] = range(len(frame))
+    suite = load_suite(suite_path)
+    batch = batch_def.get_batch(batch_parameters={"dataframe": frame})
+    result = batch.validate(
+        suite,
+        expectation_parameters={MAX_EVENT_TIME_PARAMETER: pd.Timestamp(max_event_time).isoformat()},
+        result_format={"result_format": "COMPLETE", "unexpected_index_column_names": [_INDEX],
+                       "partial_unexpected_count": 0, "return_unexpected_index_query": False},
+    )
+    per_row: dict[int, list[str]] = {}
+    failed: dict[str, int] = {}
+    for r in result.results:
+        if r.exception_info and r.exception_info.get("raised_exception"):
+            raise RuntimeError(f"GX expectation {r.expectation_config.type} crashed: "
+                               f"{r.exception_info.get('exception_message')}")
+        if r.success:
+            continue
+        reason = r.expectation_config.meta["reason"]
+        idx = [row[_INDEX] for row in r.result.get("unexpected_index_list") or []]
+        failed[reason] = len(idx)
+        for i in idx:
+            per_row.setdefault(int(i), []).append(reason)
+    order = {r: k for k, r in enumerate(reason_order())}
+    for i, rs in per_row.items():
+        reasons.iloc[i] = "; ".join(sorted(set(rs), key=order.get))
+    summary = {"success": bool(result.success), "evaluated_expectations": len(result.results),
+               "failed_expectations": failed}
+    return reasons, summary
