@@ -1,0 +1,34 @@
+import json
+
+import pyarrow as pa
+
+from expectations import build, contract
+from ingestion.validate import SUITE_PATH, load_suite
+
+
+def test_committed_suite_is_generated_from_the_contract():
+    assert SUITE_PATH.read_text() == build.render(), "run `python -m expectations.build` after changing the contract"
+
+
+def test_suite_loads_in_gx_and_every_expectation_has_a_reason():
+    suite = load_suite()
+    reasons = [e.meta["reason"] for e in suite.expectations]
+    assert len(reasons) == len(set(reasons)) == len(contract.reason_order())
+    assert "event_type: not one of visit, purchase, return, complaint" in reasons
+    assert "amount: missing for purchase/return" in reasons
+    assert "event_time: in the future" in reasons
+
+
+def test_store_schema_keeps_ids_as_strings_and_times_as_utc_microseconds():
+    s = contract.STORE_SCHEMA
+    assert s.field("customer_id").type == pa.string()
+    assert s.field("event_id").type == pa.string()
+    assert s.field("event_time").type == pa.timestamp("us", tz="UTC")
+    assert s.names[: len(contract.COLUMN_NAMES)] == list(contract.COLUMN_NAMES)
+
+
+def test_suite_json_round_trips():
+    d = json.loads(SUITE_PATH.read_text())
+    assert d["name"] == contract.SUITE_NAME
+    assert {e["type"] for e in d["expectations"]} >= {"expect_column_values_to_not_be_null",
+                                                      "expect_column_values_to_be_in_set"}

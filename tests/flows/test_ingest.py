@@ -1,0 +1,168 @@
+"""Ingest end to end on files: the bad-input corpus, idempotency, the Online Retail sample."""
+
+import gzip
+import json
+import shutil
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from flows import io
+from flows.ingest import ingest_file, totals
+from tests.conftest import FIXTURES, NOW
+
+HEADER = "event_id,customer_id,event_type,event_time,amount\n"
+
+
+def write(paths, name, text: str | bytes):
+    p = paths.landing / name
+    p.parent.mkdir(parents=True, exist_ok=True)
+    p.write_bytes(text if isinstance(text, bytes) else text.encode())
+    return p
+
+
+def ingest(paths, file, **kw):
+    r = ingest_file(paths, file, now=NOW, **kw)
+    assert r["rows_in"] == r["stored"] + r["quarantined"] + r["duplicates"]
+    return r
+
+
+CORPUS = HEADER + "\n".join([
+    "e1,c1,purchase,2024-01-01T10:00:00Z,10",         # good
+    "e2,c1,visit,2024-01-02T10:00:00Z,",               # good
+    "e3,c2,purchase,2024-01-03T10:00:00Z,abc",         # wrong type
+    "e4,c2,purchase,2024-01-03T10:00:00Z,-5",          # negative amount
+    "e5,c3,visit,2099-01-01T00:00:00Z,",               # far future
+    "e6,c3,visit,1985-05-05T00:00:00Z,",               # before 1990
+    "e7,,visit,2024-01-04T10:00:00Z,",                 # empty id
+    "e8,c4,browse,2024-01-04T10:00:00Z,",              # unknown type
+    "e1,c1,purchase,2024-01-01T10:00:00Z,10",         # duplicate id within the file
+    "e9,c5,return,2024-01-05T10:00:00Z,3.5",           # good
+    "e10,c5,complaint,2024-01-05T11:00:00Z,",          # good
+    "e11,c6,visit,2024-01-05",                         # too few fields
+]) + "\n"
+
+
+def test_bad_input_corpus_exact_counts(paths):
+    r = ingest(paths, write(paths, "corpus.csv", CORPUS))
+    assert r["status"] == "ingested"
+    assert (r["rows_in"], r["stored"], r["quarantined"], r["duplicates"]) == (12, 4, 7, 1)
+    assert r["reasons"] == {
+        "amount: not a finite number": 1, "amount: below 0": 1, "event_time: in the future": 1,
+        "event_time: before 1990-01-01": 1, "customer_id: missing": 1,
+        "event_type: not one of visit, purchase, return, complaint": 1,
+        "malformed CSV record: 4 fields, header has 5": 1,
+    }
+    stored = io.read_events(paths)
+    assert sorted(stored["event_id"]) == ["e1", "e10", "e2", "e9"]
+    q = io.read_quarantine(paths)
+    assert sorted(q["row_number"]) == [3, 4, 5, 6, 7, 8, 12]
+    row7 = q[q["row_number"] == 7].iloc[0]
+    assert json.loads(row7["original"])["event_id"] == "e7" and row7["source_file"].endswith("corpus.csv")
+
+
+def test_reingesting_the_same_content_is_skipped_and_forced_reingest_stores_nothing_new(paths):
+    f = write(paths, "corpus.csv", CORPUS)
+    ingest(paths, f)
+    assert ingest(paths, f)["status"] == "skipped"
+    again = ingest(paths, f, force=True)
+    assert (again["stored"], again["duplicates"], again["quarantined"]) == (0, 5, 7)
+    assert len(io.read_events(paths)) == 4
+
+
+def test_overlapping_files_store_each_event_once(paths):
+    a = write(paths, "a.csv", HEADER + "x1,c1,visit,2024-01-01T10:00:00Z,\nx2,c1,visit,2024-01-02T10:00:00Z,\n")
+    b = write(paths, "b.csv", HEADER + "x2,c1,visit,2024-01-02T10:00:00Z,\nx3,c1,visit,2024-01-03T10:00:00Z,\n")
+    ra, rb = ingest(paths, a), ingest(paths, b)
+    assert (ra["stored"], rb["stored"], rb["duplicates"]) == (2, 1, 1)
+    assert sorted(io.read_events(paths)["event_id"]) == ["x1", "x2", "x3"]
+
+
+def test_events_are_partitioned_by_event_date(paths):
+    ingest(paths, write(paths, "a.csv", CORPUS))
+    parts = sorted(p.parent.name for p in io.event_files(paths))
+    assert parts == ["event_date=2024-01-01", "event_date=2024-01-02", "event_date=2024-01-05"]
+
+
+@pytest.mark.parametrize("name, content, error", [
+    ("truncated.parquet", None, "not a readable Parquet file"),
+    ("latin1.csv", (HEADER + "e1,Jos\xe9,visit,2024-01-01T00:00:00Z,\n").encode("latin-1"), "not UTF-8"),
+    ("wrongcols.csv", "id,who,what,when\n1,2,3,4\n", "missing required columns"),
+    ("bad.gz.csv", b"\x1f\x8b\x08\x00garbage", "corrupt gzip"),
+])
+def test_unreadable_files_are_moved_aside_with_a_clear_error(paths, name, content, error):
+    if content is None:
+        buf = pa.BufferOutputStream()
+        pq.write_table(pa.table({"customer_id": ["a"] * 100}), buf)
+        content = buf.getvalue().to_pybytes()[:-40]
+    f = write(paths, name, content)
+    good = write(paths, "good.csv", HEADER + "g1,c1,visit,2024-01-01T10:00:00Z,\n")
+    r = ingest_file(paths, f, now=NOW)
+    assert r["status"] == "rejected" and error in r["error"]
+    assert not f.exists() and (paths.rejected / r["moved_to"].split("/")[-1]).exists()
+    assert ingest(paths, good)["stored"] == 1  # a bad file never blocks the others
+
+
+def test_empty_file_is_ingested_as_zero_rows(paths):
+    r = ingest(paths, write(paths, "empty.csv", b""))
+    assert (r["status"], r["rows_in"]) == ("ingested", 0)
+
+
+def test_bom_crlf_gzip_and_jsonl(paths):
+    csv_text = ("\ufeff" + HEADER + "b1,c1,visit,2024-01-01T10:00:00Z,\n").replace("\n", "\r\n")
+    assert ingest(paths, write(paths, "bom.csv", csv_text.encode("utf-8")))["stored"] == 1
+    gz = gzip.compress((HEADER + "z1,c1,visit,2024-01-01T10:00:00Z,\n").encode())
+    assert ingest(paths, write(paths, "z.csv.gz", gz))["stored"] == 1
+    lines = [json.dumps({"event_id": "j1", "customer_id": "00017", "event_type": "purchase",
+                         "event_time": "2024-01-01T10:00:00+01:00", "amount": 5}), "{not json", ""]
+    r = ingest(paths, write(paths, "e.jsonl", "\n".join(lines)))
+    assert (r["stored"], r["quarantined"]) == (1, 1)
+    ev = io.read_events(paths).set_index("event_id")
+    assert ev.loc["j1", "customer_id"] == "00017" and ev.loc["j1", "amount"] == 5.0
+    assert ev.loc["j1", "event_time"] == pd.Timestamp("2024-01-01T09:00Z")
+
+
+def test_online_retail_sample_is_accounted_row_by_row(paths):
+    src = pd.read_parquet(FIXTURES / "online_retail_sample.parquet")
+    f = paths.landing / "retail.parquet"
+    f.parent.mkdir(parents=True)
+    shutil.copy(FIXTURES / "online_retail_sample.parquet", f)
+    r = ingest(paths, f, fmt="online-retail", timezone="Europe/London")
+
+    # expected fates computed independently from the source rows
+    dup = src.duplicated(keep="first")
+    no_cust = ~dup & src["Customer ID"].isna()
+    test_line = ~dup & ~no_cust & src["StockCode"].str.upper().str.startswith("TEST")
+    live = src[~dup & ~no_cust & ~test_line]
+    fees = {"POST", "DOT", "C2", "M", "m", "BANK CHARGES", "AMAZONFEE", "PADS", "S", "B", "CRUK", "ADJUST",
+            "ADJUST2", "D"}
+    goods_invoices = set(live.loc[~live["StockCode"].isin(fees), "Invoice"])
+    fee_only = ~live["Invoice"].isin(goods_invoices)
+    assert r["rows_in"] == len(src)
+    assert r["duplicates"] == dup.sum()
+    assert r["reasons"]["customer_id: missing"] == no_cust.sum()
+    assert r["reasons"].get("test line, not a sale", 0) == test_line.sum()
+    assert r["reasons"].get("invoice has no product lines (fees or adjustments only)", 0) == fee_only.sum()
+    assert r["stored"] == len(live) - fee_only.sum()
+    ev = io.read_events(paths)
+    assert len(ev) == len(goods_invoices)
+    assert set(ev["event_type"]) == {"purchase", "return"}
+    assert (ev["event_type"] == "return").sum() == sum(str(i).startswith("C") for i in goods_invoices)
+    assert (ev["amount"] >= 0).all()
+    # one invoice checked by hand: amount = sum of quantity x price over its goods lines
+    inv = live[live["Invoice"] == "489434"]
+    assert ev.set_index("order_id").loc["489434", "amount"] == pytest.approx((inv["Quantity"] * inv["Price"]).sum())
+    assert ev.set_index("order_id").loc["489434", "event_time"] == pd.Timestamp("2009-12-01T07:45Z")
+    # a second ingest of the same content stores nothing new
+    assert ingest(paths, f, fmt="online-retail", timezone="Europe/London", force=True)["stored"] == 0
+
+
+def test_totals_add_up_over_files():
+    files = [{"status": "ingested", "rows_in": 3, "stored": 1, "quarantined": 1, "duplicates": 1, "reasons": {"x": 1}},
+             {"status": "rejected", "rows_in": 0, "stored": 0, "quarantined": 0, "duplicates": 0, "reasons": {}},
+             {"status": "ingested", "rows_in": 2, "stored": 1, "quarantined": 1, "duplicates": 0, "reasons": {"x": 1}}]
+    t = totals(files)
+    assert (t["rows_in"], t["stored"], t["quarantined"], t["duplicates"]) == (5, 2, 2, 1)
+    assert (t["files_ingested"], t["files_rejected"], t["reasons"]) == (2, 1, {"x": 2})

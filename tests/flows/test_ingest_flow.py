@@ -1,0 +1,26 @@
+"""Smoke test of the Prefect ingest flow under Prefect's test harness."""
+
+import pytest
+
+from flows import io
+from tests.flows.test_ingest import CORPUS, write
+
+
+@pytest.fixture(scope="session")
+def prefect_harness():
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=120):
+        yield
+
+
+def test_ingest_flow_sweeps_the_landing_folder(paths, prefect_harness):
+    from flows.ingest import ingest_flow
+
+    write(paths, "corpus.csv", CORPUS)
+    write(paths, "more.csv", "customer_id,event_type,event_time\nc9,visit,2024-02-01T00:00:00Z\n")
+    s = ingest_flow(home=str(paths.home))
+    assert (s["files_ingested"], s["rows_in"], s["stored"], s["quarantined"], s["duplicates"]) == (2, 13, 5, 7, 1)
+    again = ingest_flow(home=str(paths.home))
+    assert (again["files_skipped"], again["stored"]) == (2, 0)
+    assert len(io.read_events(paths)) == 5
