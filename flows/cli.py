@@ -96,6 +96,46 @@ def cmd_ingest(args, settings) -> int:
     return 1 if summary["files_rejected"] else 0
 
 
+def _print_train(r: dict) -> None:
+    from models.evaluate import TOP_FRACTIONS
+
+    cols = ["roc_auc", "pr_auc", "brier", "log_loss", *[f"lift_top{int(f * 100)}" for f in TOP_FRACTIONS],
+            "recall_top10", "calibration_error"]
+    print(f"trained on cutoffs {r['train_cutoffs']} ({r['train_rows']:,} rows + {r['early_stopping_rows']:,} "
+          f"for early stopping); validated at {r['validation_cutoff']} ({r['validation_rows']:,} customers, "
+          f"churn rate {r['metrics']['base_rate']:.1%})")
+    print(f"{'scorer':<18}" + "".join(f"{c:>{len(c) + 2}}" for c in cols))
+    for name, m in {"model (xgboost)": r["metrics"], **r["baselines"]}.items():
+        print(f"{name:<18}" + "".join(f"{m[c]:>{len(c) + 2}.4f}" for c in cols))
+    before = r.get("champion_before")
+    print(f"registered {r['experiment']} model version {r['model_version']} as '{r['alias']}'"
+          + (f" (champion had roc_auc {before:.4f} on the same snapshot)" if before is not None else ""))
+    if r.get("champion_note"):
+        print(f"note: {r['champion_note']}")
+    print(f"MLflow run {r['run_id']} in {r['tracking_uri']}")
+
+
+def cmd_train(args, settings) -> int:
+    from flows.train import summary_json, train_flow
+
+    r = train_flow(home=str(settings.home), tracking_uri=settings.tracking_uri, as_of=args.as_of,
+                   horizon_days=args.horizon_days or settings.horizon_days, lookback_days=settings.lookback_days,
+                   n_train_cutoffs=settings.n_train_cutoffs, cutoff_step_days=settings.cutoff_step_days,
+                   activity_types=settings.activity_types, seed=settings.seed, model_name=settings.model_name,
+                   experiment=settings.experiment_name)
+    if args.json:
+        print(summary_json(r))
+    else:
+        _print_train(r)
+    return 0
+
+
+def mlflow_ui_hint(settings) -> str:
+    return (f"open the MLflow UI on these results:\n"
+            f"  .venv/bin/mlflow ui --backend-store-uri {settings.tracking_uri} --host 127.0.0.1 --port 5000 "
+            f"--workers 1\n  then browse http://127.0.0.1:5000")
+
+
 def cmd_demo(args, settings) -> int:
     print(f"== churn demo in {settings.home}")
     gen_args = argparse.Namespace(customers=args.customers, days=None, seed=None, start=None, json=False)
@@ -103,7 +143,12 @@ def cmd_demo(args, settings) -> int:
     print("\n== ingest (validate with Great Expectations, quarantine, de-duplicate, store)")
     rc = cmd_ingest(argparse.Namespace(paths=[], format="contract", mapping=None, timezone=None, force=False,
                                        json=False), settings)
-    return rc
+    if rc:
+        return rc
+    print("\n== train (stacked snapshots, time-based validation, baselines, MLflow)")
+    cmd_train(argparse.Namespace(as_of=None, horizon_days=None, json=False), settings)
+    print("\n" + mlflow_ui_hint(settings))
+    return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -133,6 +178,16 @@ def build_parser() -> argparse.ArgumentParser:
     i.add_argument("--force", action="store_true", help="re-read files whose content was already ingested")
     i.add_argument("--json", action="store_true", help="print the summary as JSON")
     i.set_defaults(func=cmd_ingest)
+
+    t = sub.add_parser("train", help="train and evaluate the churn model; track it in MLflow",
+                       description="Build labelled snapshots at several cutoffs, train XGBoost, evaluate it on a later "
+                                   "cutoff next to baselines, log everything to MLflow and register the model "
+                                   "('champion' if it beats the current one on the same snapshot, else 'challenger').")
+    t.add_argument("--as-of", help="train with data up to this date (default: the latest event)")
+    t.add_argument("--horizon-days", type=int, help="churn = no purchase within this many days (default 90)")
+    t.add_argument("--json", action="store_true",
+                   help="print run_id, model_version, alias, metrics and baselines as JSON")
+    t.set_defaults(func=cmd_train)
 
     d = sub.add_parser("demo", help="run the whole pipeline on a generated sample",
                        description="Generate a sample, ingest it, and run the rest of the pipeline on it.")

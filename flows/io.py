@@ -400,3 +400,29 @@ def write_truth(paths: Paths, frames: list[pd.DataFrame]) -> Path:
 def read_truth(paths: Paths) -> pd.DataFrame | None:
     path = paths.truth / "customers.parquet"
     return pq.read_table(path).to_pandas() if path.exists() else None
+
+
+def store_time_range(paths: Paths) -> tuple[pd.Timestamp, pd.Timestamp, int]:
+    """First and last event time in the store, and the number of events."""
+    import duckdb
+
+    if not event_files(paths):
+        raise FileNotFoundError(f"the event store {paths.events} is empty: run `churn ingest` first")
+    con = duckdb.connect()
+    try:
+        lo, hi, n = con.execute(
+            f"SELECT min(event_time), max(event_time), count(*) FROM read_parquet('{events_glob(paths)}')").fetchall()[0]
+    finally:
+        con.close()
+    return pd.Timestamp(lo).tz_convert("UTC"), pd.Timestamp(hi).tz_convert("UTC"), int(n)
+
+
+def write_snapshots(paths: Paths, frame: pd.DataFrame, as_of: pd.Timestamp, horizon_days: int) -> Path:
+    """Store labelled training snapshots (one file per as-of date and horizon, replaced on re-run)."""
+    path = paths.home / "snapshots" / f"as_of={as_of.date().isoformat()}" / f"h{horizon_days}.parquet"
+    write_parquet_atomic(pa.Table.from_pandas(frame, preserve_index=False), path)
+    return path
+
+
+def read_snapshots(path: Path) -> pd.DataFrame:
+    return pq.read_table(path).to_pandas()

@@ -1,0 +1,24 @@
+"""Labelled snapshots: features as of a cutoff joined with the churn label of the horizon after it."""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from features.customer import churn_labels, customer_features
+
+
+def labelled_snapshot(events, as_of: pd.Timestamp, horizon_days: int, lookback_days: int,
+                      activity_types: tuple[str, ...] = ("purchase",)) -> pd.DataFrame:
+    """One row per in-scope customer: customer_id, cutoff, the features, and `churned` (0/1)."""
+    feats = customer_features(events, as_of, lookback_days)
+    out = feats.reset_index()
+    out.insert(1, "cutoff", pd.Timestamp(as_of))
+    out["churned"] = churn_labels(events, as_of, horizon_days, feats.index, activity_types).to_numpy()
+    return out
+
+
+def stacked_snapshots(events, cutoffs: list[pd.Timestamp], horizon_days: int, lookback_days: int,
+                      activity_types: tuple[str, ...] = ("purchase",)) -> pd.DataFrame:
+    """Snapshots at several cutoffs, oldest first (a customer appears once per cutoff)."""
+    return pd.concat([labelled_snapshot(events, c, horizon_days, lookback_days, activity_types) for c in cutoffs],
+                     ignore_index=True)

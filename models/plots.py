@@ -1,0 +1,74 @@
+"""Evaluation plots as matplotlib figures (the flow logs them; nothing here writes files)."""
+
+from __future__ import annotations
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+from sklearn.metrics import precision_recall_curve, roc_curve  # noqa: E402
+
+from models.evaluate import calibration_table  # noqa: E402
+
+
+def _scorers(preds: pd.DataFrame) -> list[str]:
+    return [c for c in preds.columns if c not in ("customer_id", "y")]
+
+
+def roc_pr_figure(preds: pd.DataFrame):
+    """ROC and precision-recall curves of the model and every baseline on the validation snapshot."""
+    fig, (a, b) = plt.subplots(1, 2, figsize=(11, 4.5))
+    for name in _scorers(preds):
+        ok = preds[name].notna()
+        y, p = preds.loc[ok, "y"], preds.loc[ok, name]
+        fpr, tpr, _ = roc_curve(y, p)
+        prec, rec, _ = precision_recall_curve(y, p)
+        a.plot(fpr, tpr, label=name)
+        b.plot(rec, prec, label=name)
+    a.plot([0, 1], [0, 1], "k:", lw=0.8)
+    a.set(xlabel="false positive rate", ylabel="true positive rate", title="ROC")
+    b.set(xlabel="recall", ylabel="precision", title="Precision-recall")
+    a.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def gain_figure(preds: pd.DataFrame):
+    """Cumulative gain: share of churners found when contacting the top x% by score."""
+    fig, ax = plt.subplots(figsize=(6, 4.5))
+    for name in _scorers(preds):
+        ok = preds[name].notna()
+        y = preds.loc[ok, "y"].to_numpy()[np.argsort(-preds.loc[ok, name].to_numpy(), kind="stable")]
+        x = np.arange(1, len(y) + 1) / len(y)
+        ax.plot(x, np.cumsum(y) / max(1, y.sum()), label=name)
+    ax.plot([0, 1], [0, 1], "k:", lw=0.8, label="random")
+    ax.set(xlabel="share of customers contacted (by score)", ylabel="share of churners reached", title="Gain chart")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def calibration_figure(preds: pd.DataFrame):
+    """Observed churn rate vs mean predicted probability per score decile."""
+    fig, ax = plt.subplots(figsize=(5, 5))
+    for name in _scorers(preds):
+        ok = preds[name].notna()
+        cal = calibration_table(preds.loc[ok, "y"].to_numpy(), preds.loc[ok, name].to_numpy())
+        ax.plot(cal["predicted"], cal["observed"], marker="o", label=name)
+    ax.plot([0, 1], [0, 1], "k:", lw=0.8)
+    ax.set(xlabel="predicted P(churn)", ylabel="observed churn rate", title="Calibration (deciles)")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def importance_figure(importance: pd.Series):
+    """Total gain per feature."""
+    imp = importance.sort_values()
+    fig, ax = plt.subplots(figsize=(6, 0.25 * len(imp) + 1))
+    ax.barh(imp.index, imp.to_numpy())
+    ax.set(xlabel="total gain", title="Feature importance")
+    fig.tight_layout()
+    return fig
