@@ -64,7 +64,8 @@ def feature_sql(as_of: pd.Timestamp, lookback_days: int) -> str:
         return f"CASE WHEN ({cur}) + ({prev}) > 0 THEN (({cur}) - ({prev})) / (({cur}) + ({prev})) END"
 
     cnt = lambda cond: f"CAST(count(*) FILTER (WHERE {cond}) AS DOUBLE)"  # noqa: E731
-    amt = lambda cond: f"coalesce(sum(e.amount) FILTER (WHERE {cond}), 0.0)"  # noqa: E731
+    # money is summed as DECIMAL: exact, so the result does not depend on DuckDB's parallel summation order
+    amt = lambda cond: f"CAST(coalesce(sum(CAST(e.amount AS DECIMAL(18, 4))) FILTER (WHERE {cond}), 0) AS DOUBLE)"  # noqa: E731
     return f"""
 WITH past AS (
     SELECT customer_id, event_type, event_time, amount, discount FROM events WHERE event_time <= {asof}
@@ -75,12 +76,17 @@ scope AS (
 ),
 e AS (SELECT p.* FROM past p JOIN scope USING (customer_id)),
 gaps AS (
+    -- exact integer sums (microseconds), so parallel aggregation order cannot change the result
     SELECT customer_id,
-           avg(gap) AS gap_mean, stddev_samp(gap) AS gap_std
+           sum(gap) / count(*) / {_DAY_SECONDS * 1e6} AS gap_mean,
+           CASE WHEN count(*) > 1 THEN
+               sqrt(greatest(0.0, (CAST(sum(gap * gap) AS DOUBLE) - CAST(sum(gap) AS DOUBLE) ^ 2 / count(*))
+                    / (count(*) - 1))) / {_DAY_SECONDS * 1e6}
+           END AS gap_std
     FROM (
         SELECT customer_id,
-               (epoch(event_time) - epoch(lag(event_time) OVER (PARTITION BY customer_id ORDER BY event_time)))
-                   / {_DAY_SECONDS} AS gap
+               CAST(epoch_us(event_time) - epoch_us(lag(event_time) OVER (PARTITION BY customer_id ORDER BY event_time))
+                    AS HUGEINT) AS gap
         FROM e WHERE event_type = 'purchase'
     ) WHERE gap IS NOT NULL
     GROUP BY customer_id

@@ -59,3 +59,11 @@ def load_settings(**overrides: Any) -> Settings:
     clean = {k: v for k, v in overrides.items() if v is not None}
     s = Settings(**clean)
     return s.model_copy(update={"home": s.home.expanduser().resolve()})
+
+
+def utc(value) -> "pd.Timestamp":
+    """A timestamp in UTC; a naive date or time given by the user is read as UTC."""
+    import pandas as pd
+
+    ts = pd.Timestamp(value)
+    return ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")

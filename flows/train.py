@@ -13,6 +13,7 @@ from prefect import flow, task
 from features.customer import FEATURE_NAMES, FEATURES
 from features.snapshots import stacked_snapshots
 from flows import io, tracking
+from flows.settings import utc
 from models.snapshots import CutoffPlan, plan_cutoffs
 from models.train import TrainingResult, train_and_evaluate
 
@@ -33,7 +34,7 @@ def build_snapshots(paths: io.Paths, as_of: pd.Timestamp | None, horizon_days: i
     import duckdb
 
     first, last, n_events = io.store_time_range(paths)
-    as_of = pd.Timestamp(as_of).tz_convert("UTC") if as_of is not None else last
+    as_of = utc(as_of) if as_of is not None else last
     plan = plan_cutoffs(first, as_of, horizon_days, n_train, step_days)
     con = duckdb.connect()
     try:

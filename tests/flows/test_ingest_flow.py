@@ -1,17 +1,7 @@
 """Smoke test of the Prefect ingest flow under Prefect's test harness."""
 
-import pytest
-
 from flows import io
 from tests.flows.test_ingest import CORPUS, write
-
-
-@pytest.fixture(scope="session")
-def prefect_harness():
-    from prefect.testing.utilities import prefect_test_harness
-
-    with prefect_test_harness(server_startup_timeout=120):
-        yield
 
 
 def test_ingest_flow_sweeps_the_landing_folder(paths, prefect_harness):

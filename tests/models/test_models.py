@@ -1,0 +1,77 @@
+import numpy as np
+import pandas as pd
+import pytest
+
+from features.customer import FEATURE_NAMES
+from features.snapshots import stacked_snapshots
+from models.baselines import LogisticRFM, RecencyRule
+from models.evaluate import metrics, top_k_mask
+from models.snapshots import plan_cutoffs
+from models.train import train_and_evaluate
+from simulator.generate import SimulationConfig, simulate
+from simulator.oracle import no_purchase_probability
+
+
+def test_cutoffs_keep_every_training_label_window_before_validation():
+    plan = plan_cutoffs(pd.Timestamp("2023-01-01", tz="UTC"), pd.Timestamp("2024-12-31T18:00Z"), 90, 4, 30)
+    assert plan.validation == pd.Timestamp("2024-10-02", tz="UTC")
+    assert len(plan.train) == 4 and list(plan.train) == sorted(plan.train)
+    assert all(c + pd.Timedelta(days=90) <= plan.validation for c in plan.train)
+    assert plan.validation + pd.Timedelta(days=90) <= pd.Timestamp("2024-12-31T18:00Z")
+
+
+def test_too_little_history_is_a_clear_error():
+    with pytest.raises(ValueError, match="not enough history"):
+        plan_cutoffs(pd.Timestamp("2024-06-01", tz="UTC"), pd.Timestamp("2024-12-01", tz="UTC"), 90, 4, 30)
+
+
+def test_metrics_on_a_hand_checked_ranking():
+    y = np.array([1, 1, 0, 0, 1, 0, 0, 0, 0, 0])
+    p = np.array([0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3, 0.2, 0.1, 0.05])
+    m = metrics(y, p)
+    assert m["roc_auc"] == pytest.approx(19 / 21)
+    assert m["recall_top20"] == pytest.approx(2 / 3) and m["lift_top20"] == pytest.approx(1.0 / 0.3)
+    assert m["base_rate"] == pytest.approx(0.3)
+    assert top_k_mask(p, 0.2).tolist() == [True, True] + [False] * 8
+
+
+def test_recency_rule_probabilities_are_its_groups_training_rates():
+    X = pd.DataFrame({"days_since_last_purchase": [10.0, 100.0, np.nan, 50.0]})
+    rule = RecencyRule(90).fit(X, pd.Series([0, 1, 1, 1]))
+    assert rule.predict_proba(X).tolist() == [0.5, 1.0, 1.0, 0.5]
+
+
+@pytest.fixture(scope="module")
+def sim():
+    cfg = SimulationConfig(customers=5000, days=700, seed=11, chunk_customers=5000)
+    events, truth = next(iter(simulate(cfg)))
+    end = events["event_time"].max()
+    plan = plan_cutoffs(events["event_time"].min(), end, 90, 3, 30)
+    frame = stacked_snapshots(events, [*plan.train, plan.validation], 90, 365)
+    train, val = frame[frame["cutoff"] != plan.validation], frame[frame["cutoff"] == plan.validation]
+    return train, val, no_purchase_probability(truth, plan.validation, 90)
+
+
+def test_model_beats_the_recency_rule_and_comes_close_to_the_oracle(sim):
+    train, val, oracle = sim
+    r = train_and_evaluate(train, val, FEATURE_NAMES, seed=1, oracle=oracle)
+    auc = r.metrics["roc_auc"]
+    assert auc >= r.baselines["recency_rule_90d"]["roc_auc"] + 0.03
+    assert auc >= r.baselines["oracle"]["roc_auc"] - 0.05
+    assert auc <= r.baselines["oracle"]["roc_auc"] + 0.01  # nothing beats the oracle by more than noise
+    assert r.metrics["calibration_error"] < 0.05
+    assert r.sizes["validation_rows"] == len(val)
+
+
+def test_same_seed_same_metrics_and_predictions(sim):
+    train, val, _ = sim
+    a = train_and_evaluate(train, val, FEATURE_NAMES, seed=3)
+    b = train_and_evaluate(train, val, FEATURE_NAMES, seed=3)
+    assert a.metrics == b.metrics and a.baselines == b.baselines
+    assert np.array_equal(a.predictions["model"].to_numpy(), b.predictions["model"].to_numpy())
+
+
+def test_logistic_rfm_ranks_better_than_chance(sim):
+    train, val, _ = sim
+    lr = LogisticRFM().fit(train, train["churned"])
+    assert metrics(val["churned"], lr.predict_proba(val))["roc_auc"] > 0.75
