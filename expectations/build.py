@@ -1,4 +1,4 @@
-"""Regenerate the committed GX suite JSON from the contract: `python -m expectations.build`."""
+"""Regenerate the committed GX suites from the contracts: `python -m expectations.build`."""
 
 from __future__ import annotations
 
@@ -6,14 +6,17 @@ import json
 from pathlib import Path
 
 from expectations.contract import suite_dict
+from expectations.scores import scores_suite_dict
 
-SUITE_FILE = Path(__file__).resolve().parent / "raw_events.suite.json"
+HERE = Path(__file__).resolve().parent
+SUITES = {"raw_events.suite.json": suite_dict, "scores.suite.json": scores_suite_dict}
 
 
-def render() -> str:
-    return json.dumps(suite_dict(), indent=2) + "\n"
+def render(name: str = "raw_events.suite.json") -> str:
+    return json.dumps(SUITES[name](), indent=2) + "\n"
 
 
 if __name__ == "__main__":
-    SUITE_FILE.write_text(render())
-    print(f"wrote {SUITE_FILE}")
+    for name in SUITES:
+        (HERE / name).write_text(render(name))
+        print(f"wrote {HERE / name}")

@@ -124,18 +124,22 @@ def rules(col: Column) -> list[tuple[str, dict]]:
         out.append((f"{name}: above {col.max_value:g}",
                     {"type": "expect_column_values_to_be_between",
                      "kwargs": {"column": name, "max_value": col.max_value}}))
+    if col.unique:
+        out.append((f"{name}: not unique",
+                    {"type": "expect_column_values_to_be_unique", "kwargs": {"column": name}}))
     return out
 
 
-def suite_dict() -> dict:
-    """The raw-event GX suite as a JSON-able dict; each expectation carries its quarantine reason."""
+def suite_dict(columns: tuple[Column, ...] = EVENT_COLUMNS, name: str = SUITE_NAME,
+               source: str = "expectations/contract.py") -> dict:
+    """A GX suite as a JSON-able dict; each expectation carries its (quarantine) reason in `meta`."""
     expectations = []
-    for col in EVENT_COLUMNS:
+    for col in columns:
         for reason, spec in rules(col):
             expectations.append({**spec, "meta": {"reason": reason}})
-    return {"name": SUITE_NAME, "expectations": expectations, "meta": {"generated_from": "expectations/contract.py"}}
+    return {"name": name, "expectations": expectations, "meta": {"generated_from": source}}
 
 
-def reason_order() -> list[str]:
+def reason_order(columns: tuple[Column, ...] = EVENT_COLUMNS) -> list[str]:
     """Every contract reason, in the order rows are checked."""
-    return [r for col in EVENT_COLUMNS for r, _ in rules(col)]
+    return [r for col in columns for r, _ in rules(col)]

@@ -130,10 +130,54 @@ def cmd_train(args, settings) -> int:
     return 0
 
 
+def _print_score(r: dict) -> None:
+    print(f"scored {r['customers']:,} customers as of {r['as_of']} with {r['model_name']} v{r['model_version']} "
+          f"({r['exact_reasons']:,} with exact reasons) -> {r['path']}")
+    for tier, v in r["tiers"].items():
+        print(f"  {tier:<7} {v['customers']:>9,} customers   value at risk {v['value_at_risk']:>14,.2f}")
+
+
+def cmd_score(args, settings) -> int:
+    from flows.score import score_flow
+    from flows.tracking import NoChampionError
+
+    try:
+        r = score_flow(home=str(settings.home), tracking_uri=settings.tracking_uri, as_of=args.as_of,
+                       horizon_days=settings.horizon_days, lookback_days=settings.lookback_days,
+                       tier_high=settings.tier_high, tier_medium=settings.tier_medium,
+                       exact_reasons_top_n=settings.exact_reasons_top_n, model_name=settings.model_name,
+                       experiment=settings.experiment_name)
+    except NoChampionError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    _print(r, args.json, _print_score)
+    return 0
+
+
+def _print_winback(r: dict, limit: int = 10) -> None:
+    print(f"win-back list for {r['as_of']}: {r['customers']:,} customers, value at risk {r['value_at_risk']:,.2f}")
+    print(f"  {r['csv']}\n  {r['parquet']}")
+    print(f"{'#':>3} {'customer':<12} {'P(churn)':>8} {'at risk':>9}  {'main reason':<44} action")
+    for row in r["rows"][:limit]:
+        print(f"{row['winback_rank']:>3} {row['customer_id']:<12} {row['churn_probability']:>8.2f} "
+              f"{row['value_at_risk']:>9.2f}  {str(row['main_reason_text'])[:44]:<44} {row['suggested_action']}")
+
+
+def cmd_winback(args, settings) -> int:
+    from flows.winback import winback_flow
+
+    r = winback_flow(home=str(settings.home), as_of=args.as_of, top_n=args.top,
+                     cooldown_days=settings.winback_cooldown_days,
+                     max_inactive_days=settings.winback_max_inactive_days, actions=settings.winback_actions,
+                     contacts=str(Path(args.contacts).resolve()) if args.contacts else None)
+    _print(r, args.json, _print_winback)
+    return 0
+
+
 def mlflow_ui_hint(settings) -> str:
     return (f"open the MLflow UI on these results:\n"
-            f"  .venv/bin/mlflow ui --backend-store-uri {settings.tracking_uri} --host 127.0.0.1 --port 5000 "
-            f"--workers 1\n  then browse http://127.0.0.1:5000")
+            f"  MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false .venv/bin/mlflow ui --backend-store-uri "
+            f"{settings.tracking_uri} --host 127.0.0.1 --port 5000 --workers 1\n  then browse http://127.0.0.1:5000")
 
 
 def cmd_demo(args, settings) -> int:
@@ -147,6 +191,10 @@ def cmd_demo(args, settings) -> int:
         return rc
     print("\n== train (stacked snapshots, time-based validation, baselines, MLflow)")
     cmd_train(argparse.Namespace(as_of=None, horizon_days=None, json=False), settings)
+    print("\n== score (champion model, reason codes, value at risk)")
+    cmd_score(argparse.Namespace(as_of=None, json=False), settings)
+    print("\n== win-back list (high tier by value at risk, with a suggested action)")
+    cmd_winback(argparse.Namespace(as_of=None, top=None, contacts=None, json=False), settings)
     print("\n" + mlflow_ui_hint(settings))
     return 0
 
@@ -188,6 +236,26 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--json", action="store_true",
                    help="print run_id, model_version, alias, metrics and baselines as JSON")
     t.set_defaults(func=cmd_train)
+
+    sc = sub.add_parser("score", help="score every active customer with the champion model",
+                        description="Build features as of a date (default: the latest event), predict P(churn) with "
+                                    "the registry's 'champion', explain each score with reason codes, validate the "
+                                    "result against the scores contract and publish "
+                                    "<home>/scores/as_of=DATE/scores.parquet.")
+    sc.add_argument("--as-of", help="score as of this date (default: the latest event time)")
+    sc.add_argument("--json", action="store_true", help="print the run summary as JSON")
+    sc.set_defaults(func=cmd_score)
+
+    w = sub.add_parser("winback", help="write the ranked win-back list from a day's scores",
+                       description="Customers in the high tier (or the top N by value at risk), minus those contacted "
+                                   "within the cooldown and those gone too long to reach, ranked by value at risk, "
+                                   "each with its main reason and a suggested action. Parquet + spreadsheet-safe CSV "
+                                   "under <home>/winback/as_of=DATE/.")
+    w.add_argument("--as-of", help="the scored date, YYYY-MM-DD (default: the latest scored)")
+    w.add_argument("--top", type=int, help="take the top N by value at risk instead of the high tier")
+    w.add_argument("--contacts", help="contact history (CSV/Parquet with customer_id, contacted_at)")
+    w.add_argument("--json", action="store_true", help="print the summary and the top rows as JSON")
+    w.set_defaults(func=cmd_winback)
 
     d = sub.add_parser("demo", help="run the whole pipeline on a generated sample",
                        description="Generate a sample, ingest it, and run the rest of the pipeline on it.")

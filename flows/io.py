@@ -426,3 +426,51 @@ def write_snapshots(paths: Paths, frame: pd.DataFrame, as_of: pd.Timestamp, hori
 
 def read_snapshots(path: Path) -> pd.DataFrame:
     return pq.read_table(path).to_pandas()
+
+
+# ---------------------------------------------------------------- scores and win-back lists
+
+def scores_path(paths: Paths, as_of_date: str) -> Path:
+    return paths.home / "scores" / f"as_of={as_of_date}" / "scores.parquet"
+
+
+def write_scores(paths: Paths, frame: pd.DataFrame, schema: pa.Schema, as_of_date: str) -> Path:
+    """Publish one day's scores atomically; scoring the same day again replaces the file."""
+    path = scores_path(paths, as_of_date)
+    write_parquet_atomic(pa.Table.from_pandas(frame, schema=schema, preserve_index=False), path)
+    return path
+
+
+def latest_scores_date(paths: Paths) -> str | None:
+    days = sorted(p.parent.name.removeprefix("as_of=") for p in (paths.home / "scores").glob("as_of=*/scores.parquet"))
+    return days[-1] if days else None
+
+
+def read_scores(paths: Paths, as_of_date: str | None = None) -> tuple[pd.DataFrame, str]:
+    """A day's scores (default: the latest day scored)."""
+    day = as_of_date or latest_scores_date(paths)
+    if day is None or not scores_path(paths, day).exists():
+        raise FileNotFoundError(f"no scores for {day or 'any day'} under {paths.home / 'scores'}: run `churn score` first")
+    return pq.read_table(scores_path(paths, day)).to_pandas(), day
+
+
+def write_winback(paths: Paths, frame: pd.DataFrame, csv_frame: pd.DataFrame, as_of_date: str) -> tuple[Path, Path]:
+    """The win-back list as Parquet and spreadsheet-safe CSV, each written atomically."""
+    folder = paths.home / "winback" / f"as_of={as_of_date}"
+    pq_path = folder / "winback.parquet"
+    write_parquet_atomic(pa.Table.from_pandas(frame, preserve_index=False), pq_path)
+    csv_path = folder / "winback.csv"
+    write_bytes_atomic(csv_path, csv_frame.to_csv(index=False, lineterminator="\n").encode("utf-8"))
+    return pq_path, csv_path
+
+
+def read_contacts(path: Path) -> pd.DataFrame:
+    """A contact-history file (CSV or Parquet) with customer_id and contacted_at."""
+    if path.suffix.lower() == ".parquet":
+        df = pq.read_table(path).to_pandas()
+    else:
+        df = pd.read_csv(path, dtype=str, keep_default_na=False)
+    missing = {"customer_id", "contacted_at"} - set(df.columns)
+    if missing:
+        raise ValueError(f"contact history {path} lacks columns {sorted(missing)}")
+    return df

@@ -35,6 +35,16 @@ class Settings(BaseSettings):
     experiment_name: str = "churn"
     mlflow_tracking_uri: str | None = Field(default=None, description="default: SQLite under <home>/mlflow")
 
+    # scoring and win-back
+    tier_high: float = Field(default=0.7, ge=0, le=1, description="P(churn) at or above which a customer is 'high'")
+    tier_medium: float = Field(default=0.4, ge=0, le=1, description="P(churn) at or above which a customer is 'medium'")
+    exact_reasons_top_n: int = Field(default=50_000, ge=0,
+                                     description="exact TreeSHAP reasons for this many customers by value at risk")
+    winback_cooldown_days: int = Field(default=30, ge=0, description="skip customers contacted this recently")
+    winback_max_inactive_days: int = Field(default=180, ge=1, description="skip customers gone longer than this")
+    winback_actions: dict[str, str] = Field(default_factory=dict,
+                                            description="reason category -> action; overrides the defaults")
+
     # generator defaults
     generate_customers: int = 20_000
     generate_days: int = 730

@@ -1,0 +1,65 @@
+"""The scored-Parquet contract: what downstream systems may rely on (schema_version 1).
+
+Changing a column's name, type or meaning is a breaking change and bumps SCHEMA_VERSION; adding a
+nullable column at the end is not. The GX suite `scores.suite.json` and the Arrow schema come from here.
+"""
+
+from __future__ import annotations
+
+import pyarrow as pa
+
+from expectations.contract import Column, suite_dict
+
+SCHEMA_VERSION = 1
+RISK_TIERS = ("high", "medium", "low")
+N_REASONS = 3
+SUITE_NAME = "scores"
+
+
+def _reason_columns(k: int) -> tuple[Column, ...]:
+    return (
+        Column(f"reason_{k}_feature", pa.string(), f"feature behind the #{k} reason (pushes towards churn)"),
+        Column(f"reason_{k}_value", pa.float64(), f"that feature's value for the customer"),
+        Column(f"reason_{k}_contribution", pa.float64(), f"its contribution to the log-odds of churn (> 0)",
+               min_value=0.0, kind="number"),
+        Column(f"reason_{k}_text", pa.string(), f"the #{k} reason as a plain-language sentence"),
+    )
+
+
+SCORE_COLUMNS: tuple[Column, ...] = (
+    Column("schema_version", pa.int32(), "version of this contract", required=True, min_value=SCHEMA_VERSION,
+           max_value=SCHEMA_VERSION, kind="number"),
+    Column("customer_id", pa.string(), "opaque customer id", required=True, unique=True),
+    Column("as_of", pa.date32(), "cutoff date the features were built at (UTC)", required=True, kind="date"),
+    Column("churn_probability", pa.float64(), "P(no purchase within the horizon after as_of)", required=True,
+           min_value=0.0, max_value=1.0, kind="number"),
+    Column("risk_tier", pa.string(), "high / medium / low (thresholds in settings)", required=True,
+           allowed=RISK_TIERS),
+    Column("risk_rank", pa.int64(), "1 = most likely to churn", required=True, min_value=1.0, unique=True,
+           kind="number"),
+    Column("expected_value", pa.float64(), "expected spend over the horizon if retained (currency)",
+           required=True, min_value=0.0, kind="number"),
+    Column("value_at_risk", pa.float64(), "churn_probability x expected_value (currency)", required=True,
+           min_value=0.0, kind="number"),
+    Column("days_since_last_purchase", pa.float64(), "days since the last purchase (empty if never)",
+           min_value=0.0, kind="number"),
+    Column("days_since_last_event", pa.float64(), "days since the last event of any type", required=True,
+           min_value=0.0, kind="number"),
+    *[c for k in range(1, N_REASONS + 1) for c in _reason_columns(k)],
+    Column("reasons_method", pa.string(), "exact (TreeSHAP) or approximate (Saabas) contributions",
+           required=True, allowed=("exact", "approximate")),
+    Column("horizon_days", pa.int32(), "the churn horizon the model predicts", required=True, min_value=1.0,
+           kind="number"),
+    Column("model_name", pa.string(), "registered model name", required=True),
+    Column("model_version", pa.string(), "registered model version", required=True),
+    Column("run_id", pa.string(), "MLflow run that trained the model", required=True),
+    Column("scored_at", pa.timestamp("us", tz="UTC"), "when this file was produced", required=True, kind="timestamp"),
+)
+
+SCORE_SCHEMA = pa.schema([pa.field(c.name, c.arrow_type, nullable=not c.required) for c in SCORE_COLUMNS],
+                         metadata={"schema_version": str(SCHEMA_VERSION), "contract": "churn.scores"})
+SCORE_COLUMN_NAMES = [c.name for c in SCORE_COLUMNS]
+
+
+def scores_suite_dict() -> dict:
+    return suite_dict(SCORE_COLUMNS, SUITE_NAME, "expectations/scores.py")
