@@ -43,7 +43,10 @@ def select_winback(scores: pd.DataFrame, policy: WinbackPolicy, contacts: pd.Dat
     as_of = pd.Timestamp(s["as_of"].iloc[0]).tz_localize("UTC") if len(s) else None
     reachable = s["days_since_last_event"] <= policy.max_inactive_days
     if contacts is not None and len(contacts) and as_of is not None:
-        t = pd.to_datetime(contacts["contacted_at"], utc=True)
+        try:
+            t = pd.to_datetime(contacts["contacted_at"], utc=True, format="ISO8601")
+        except ValueError as e:
+            raise ValueError(f"contact history: contacted_at must be ISO 8601 dates or times: {e}") from e
         recent = contacts.loc[(t <= as_of + pd.Timedelta(days=1)) & (t > as_of - pd.Timedelta(days=policy.cooldown_days)),
                               "customer_id"].astype(str)
         reachable &= ~s["customer_id"].isin(set(recent))

@@ -1,0 +1,113 @@
+"""Scoring and win-back against a trained champion in a real (SQLite) MLflow registry."""
+
+import shutil
+
+import duckdb
+import pandas as pd
+import pyarrow.parquet as pq
+import pytest
+
+from expectations.scores import SCORE_SCHEMA
+from flows import io
+from flows.tracking import NoChampionError
+from models.scoring import ScoringPolicy
+
+NOW = pd.Timestamp("2025-06-01T00:00Z")
+
+
+def uri(paths):
+    return f"sqlite:///{paths.mlflow / 'mlflow.db'}"
+
+
+@pytest.fixture(scope="module")
+def trained(small_store, tmp_path_factory, prefect_harness):
+    from flows.train import train_flow
+
+    home = tmp_path_factory.mktemp("scored") / "home"
+    shutil.copytree(small_store.home, home)
+    paths = io.Paths(home)
+    train_flow(home=str(home), tracking_uri=uri(paths), n_train_cutoffs=2)
+    return paths
+
+
+def run_score(paths, as_of=None, **policy):
+    from flows.score import score
+
+    return score(paths, as_of, policy=ScoringPolicy(**policy), lookback_days=365, model_name="churn",
+                 tracking_uri=uri(paths), experiment="churn", now=NOW)
+
+
+def test_scoring_without_a_champion_is_a_clear_error_and_publishes_nothing(small_store, tmp_path):
+    home = tmp_path / "home"
+    shutil.copytree(small_store.home, home, ignore=shutil.ignore_patterns("mlflow"))
+    paths = io.Paths(home)
+    with pytest.raises(NoChampionError, match="no model has the alias 'champion'.*churn train"):
+        run_score(paths)
+    assert not (home / "scores").exists()
+
+
+def test_scores_are_readable_by_pyarrow_and_duckdb_with_the_contract_schema(trained):
+    r = run_score(trained, exact_reasons_top_n=200)
+    table = pq.read_table(r["path"])
+    assert table.schema.equals(SCORE_SCHEMA, check_metadata=False)
+    assert table.schema.metadata[b"schema_version"] == b"1"
+    con = duckdb.connect()
+    row = con.execute(f"""
+        SELECT count(*), count(DISTINCT customer_id), min(churn_probability), max(churn_probability),
+               min(risk_rank), max(risk_rank), bool_and(value_at_risk >= 0), any_value(as_of),
+               typeof(any_value(scored_at)), count(*) FILTER (WHERE reasons_method = 'exact')
+        FROM read_parquet('{r["path"]}')""").fetchone()
+    n = r["customers"]
+    assert row[0] == row[1] == n and n > 500
+    assert 0 <= row[2] <= row[3] <= 1 and (row[4], row[5]) == (1, n) and row[6]
+    assert str(row[7]) == r["as_of"] and row[8] == "TIMESTAMP WITH TIME ZONE" and row[9] == 200
+    assert set(pd.read_parquet(r["path"])["risk_tier"]) <= {"high", "medium", "low"}
+    assert sum(t["customers"] for t in r["tiers"].values()) == n
+
+
+def test_rescoring_a_date_replaces_its_partition(trained):
+    first = run_score(trained, as_of=pd.Timestamp("2024-05-01T00:00Z"))
+    second = run_score(trained, as_of=pd.Timestamp("2024-05-01T00:00Z"))
+    assert first["path"] == second["path"]
+    files = list((trained.home / "scores" / "as_of=2024-05-01").iterdir())
+    assert [f.name for f in files] == ["scores.parquet"]
+    df = pd.read_parquet(files[0])
+    assert df["customer_id"].is_unique and len(df) == second["customers"]
+
+
+def test_winback_list_is_consistent_with_the_scores(trained, tmp_path):
+    from flows.winback import winback
+    from models.winback import WinbackPolicy
+
+    run_score(trained, as_of=pd.Timestamp("2024-06-01T00:00Z"))
+    scores, _ = io.read_scores(trained, "2024-06-01")
+    contacts = tmp_path / "contacts.csv"
+    top_high = scores[scores["risk_tier"] == "high"].sort_values("value_at_risk").iloc[-1]
+    contacts.write_text(f"customer_id,contacted_at\n{top_high['customer_id']},2024-05-25T10:00:00Z\n")
+    r = winback(trained, "2024-06-01", WinbackPolicy(max_inactive_days=180), contacts)
+    w = pd.read_parquet(r["parquet"])
+    s = scores.set_index("customer_id")
+    assert len(w) == r["customers"] > 0
+    assert top_high["customer_id"] not in set(w["customer_id"])
+    assert (s.loc[w["customer_id"], "risk_tier"] == "high").all()
+    assert (s.loc[w["customer_id"], "days_since_last_event"] <= 180).all()
+    assert w["value_at_risk"].tolist() == s.loc[w["customer_id"], "value_at_risk"].tolist()
+    assert w["value_at_risk"].is_monotonic_decreasing
+    eligible = s[(s["risk_tier"] == "high") & (s["days_since_last_event"] <= 180)]
+    assert len(w) == len(eligible) - 1
+    csv = pd.read_csv(r["csv"], dtype={"customer_id": str})
+    assert csv["customer_id"].tolist() == w["customer_id"].tolist()
+
+
+def test_score_and_winback_flows_run_under_prefect(trained):
+    from flows.score import score_flow
+    from flows.winback import winback_flow
+
+    r = score_flow(home=str(trained.home), tracking_uri=uri(trained), as_of="2024-07-01", exact_reasons_top_n=50)
+    assert r["exact_reasons"] == 50 and r["as_of"] == "2024-07-01"
+    w = winback_flow(home=str(trained.home), as_of="2024-07-01", top_n=25)
+    assert w["customers"] == 25
+    from mlflow import MlflowClient
+
+    run = MlflowClient(tracking_uri=uri(trained)).get_run(r["run_id"])
+    assert run.data.tags["kind"] == "scoring" and run.data.metrics["customers_scored"] == r["customers"]

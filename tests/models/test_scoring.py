@@ -1,0 +1,88 @@
+import numpy as np
+import pandas as pd
+import pytest
+
+from expectations.scores import SCORE_COLUMN_NAMES
+from features.customer import FEATURE_NAMES
+from features.snapshots import stacked_snapshots
+from models.churn_model import ChurnModel
+from models.reasons import REASON_CATEGORY, reason_text, top_reasons
+from models.scoring import ScoringPolicy, contributions, expected_value, risk_tier, score_customers
+from simulator.generate import SimulationConfig, simulate
+
+
+@pytest.fixture(scope="module")
+def fitted():
+    events, _ = next(iter(simulate(SimulationConfig(customers=1500, days=500, seed=4, chunk_customers=1500))))
+    cut = events["event_time"].min().ceil("D") + pd.Timedelta(days=300)
+    snap = stacked_snapshots(events, [cut - pd.Timedelta(days=90), cut], 90, 365)
+    train, now = snap[snap["cutoff"] < cut], snap[snap["cutoff"] == cut]
+    model = ChurnModel(FEATURE_NAMES, seed=0, n_estimators=80).fit(train, train["churned"], train, train["churned"])
+    feats = now.set_index("customer_id")[FEATURE_NAMES]
+    return model.model_, feats, cut
+
+
+def test_reason_contributions_plus_bias_give_the_model_log_odds(fitted):
+    model, feats, _ = fitted
+    booster = model.get_booster()
+    import xgboost as xgb
+
+    margin = booster.predict(xgb.DMatrix(feats, feature_names=FEATURE_NAMES), output_margin=True)
+    exact = np.arange(len(feats)) < len(feats) // 2  # half exact, half approximate: both must add up
+    contrib, _ = contributions(booster, feats, exact)
+    np.testing.assert_allclose(contrib.sum(axis=1).to_numpy(), margin, rtol=1e-4, atol=1e-4)
+
+
+def test_scored_frame_follows_the_contract_and_reasons_match_contributions(fitted):
+    model, feats, cut = fitted
+    meta = {"model_name": "churn", "model_version": "3", "run_id": "r1"}
+    s = score_customers(model, feats, cut, ScoringPolicy(exact_reasons_top_n=100), meta,
+                        pd.Timestamp("2025-01-01T00:00Z"))
+    assert list(s.columns) == SCORE_COLUMN_NAMES
+    assert len(s) == len(feats) and s["customer_id"].is_unique
+    assert s["risk_rank"].tolist() == list(range(1, len(s) + 1))
+    assert s["churn_probability"].is_monotonic_decreasing
+    assert s["churn_probability"].between(0, 1).all()
+    np.testing.assert_allclose(s["value_at_risk"], s["churn_probability"] * s["expected_value"])
+    assert (s["reasons_method"] == "exact").sum() == 100
+    assert s.loc[s["reasons_method"] == "exact", "value_at_risk"].min() >= \
+        s.loc[s["reasons_method"] == "approximate", "value_at_risk"].max()
+    # each reason's contribution is that feature's contribution for that customer, in decreasing order
+    contrib, _ = contributions(model.get_booster(), feats.loc[s["customer_id"]],
+                               (s["reasons_method"] == "exact").to_numpy())
+    for i, row in s.head(50).iterrows():
+        c = contrib.loc[row["customer_id"]]
+        assert c[row["reason_1_feature"]] == pytest.approx(row["reason_1_contribution"])
+        assert row["reason_1_contribution"] == pytest.approx(c.drop("_bias").max())
+        if row["reason_2_feature"] is not None:
+            assert row["reason_1_contribution"] >= row["reason_2_contribution"] > 0
+            assert row["reason_2_value"] == pytest.approx(feats.loc[row["customer_id"], row["reason_2_feature"]],
+                                                          nan_ok=True)
+
+
+def test_expected_value_and_tiers():
+    f = pd.DataFrame({"spend_365d": [365.0, 100.0, 0.0], "tenure_days": [1000.0, 10.0, 50.0]})
+    assert expected_value(f, 90).tolist() == pytest.approx([90.0, 100.0 / 30 * 90, 0.0])
+    assert risk_tier(pd.Series([0.9, 0.7, 0.5, 0.1]), 0.7, 0.4).tolist() == ["high", "high", "medium", "low"]
+
+
+def test_top_reasons_ignore_features_that_lower_the_risk():
+    contrib = pd.DataFrame({"days_since_last_purchase": [2.0, -1.0], "complaints_90d": [0.5, -0.2],
+                            "visits_30d": [-3.0, -0.1]}, index=["a", "b"])
+    feats = pd.DataFrame({"days_since_last_purchase": [74.0, 3.0], "complaints_90d": [2.0, 0.0],
+                          "visits_30d": [0.0, 5.0], "overdue_ratio": [3.0, 0.2],
+                          "purchase_gap_mean_days": [25.0, 15.0]}, index=["a", "b"])
+    r = top_reasons(contrib, feats, 3)
+    assert r.loc["a", ["reason_1_feature", "reason_2_feature", "reason_3_feature"]].tolist() == \
+        ["days_since_last_purchase", "complaints_90d", None]
+    assert r.loc["a", "reason_1_text"] == "no purchase for 74 days, 3.0x longer than usual"
+    assert r.loc["a", "reason_2_text"] == "2 complaints in the last 90 days"
+    assert r.loc["b"].isna().all()
+
+
+@pytest.mark.parametrize("feature", FEATURE_NAMES)
+def test_every_feature_has_a_sentence_and_a_category(feature):
+    row = {f: 1.5 for f in FEATURE_NAMES}
+    assert reason_text(feature, row) and not reason_text(feature, row).startswith(feature)
+    assert reason_text(feature, {**row, feature: float("nan")})
+    assert feature in REASON_CATEGORY
