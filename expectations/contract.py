@@ -37,8 +37,9 @@ class Column:
 
 
 EVENT_COLUMNS: tuple[Column, ...] = (
+    # unique in the store: a repeated id is counted as a duplicate (the first valid row wins), not quarantined
     Column("event_id", pa.string(), "unique event id; derived from the row's content when absent",
-           required=True, unique=True),
+           required=True),
     Column("customer_id", pa.string(), "opaque customer id (never parsed as a number)", required=True),
     Column("event_type", pa.string(), "one of " + ", ".join(EVENT_TYPES), required=True,
            allowed=EVENT_TYPES),

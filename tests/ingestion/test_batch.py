@@ -84,3 +84,10 @@ def test_bad_lines_from_the_reader_are_quarantined_and_counted():
     b = prepare_batch(src, [(2, "{oops", "malformed JSON line: Expecting value")], max_event_time=NOW)
     assert b.rows_in == 2 and len(b.events) == 1
     assert b.quarantine["original"].tolist() == ["{oops"]
+
+
+def test_a_valid_row_is_kept_even_when_an_invalid_row_with_its_id_came_first():
+    src = pd.DataFrame([{**GOOD, "event_id": "a", "amount": "-1"}, {**GOOD, "event_id": "a"}])
+    src.insert(0, "_row", [1, 2])
+    b = prepare_batch(src, [], max_event_time=NOW)
+    assert b.events["_row"].tolist() == [2] and b.quarantine["_row"].tolist() == [1] and b.duplicates == 0
