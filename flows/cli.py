@@ -18,6 +18,7 @@ QUIET_ENV = {
     "PREFECT_UI_ENABLED": "false",
     "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "180",
     "GIT_PYTHON_REFRESH": "quiet",
+    "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
 }
 
 
@@ -174,6 +175,48 @@ def cmd_winback(args, settings) -> int:
     return 0
 
 
+def cmd_services(args, settings) -> int:
+    from flows import services
+
+    if args.action == "up":
+        r = services.up(settings.home, settings.services_host, settings.prefect_port, settings.mlflow_port)
+    elif args.action == "down":
+        r = services.down(settings.home)
+    else:
+        r = services.status(settings.home)
+
+    def human(r: dict) -> None:
+        if "stopped" in r:
+            print("stopped: " + (", ".join(r["stopped"]) or "nothing was running"))
+            return
+        if not r["services"]:
+            print("no services running for this data folder (start them with `churn services up`)")
+        for name, s in r["services"].items():
+            state = "healthy" if s["healthy"] else ("running, not answering" if s["alive"] else "not running")
+            print(f"{name:<8} {state:<24} pid {s['pid']:<8} {s['url']}   log: {s['log']}")
+        if r.get("running"):
+            print(f"Prefect UI: {r['services']['prefect']['url'].removesuffix('/api')}   "
+                  f"MLflow UI: {r['services']['mlflow']['url']}")
+
+    _print(r, args.json, human)
+    return 0 if args.action != "status" or r.get("running") else 3
+
+
+def cmd_serve(args, settings) -> int:
+    from flows.serve import Schedules, serve
+
+    if not os.environ.get("PREFECT_API_URL"):
+        print("error: `churn serve` needs a Prefect server: start one with `churn services up`, or set "
+              "PREFECT_API_URL", file=sys.stderr)
+        return 2
+    schedules = Schedules(timezone=settings.schedule_timezone, ingest_sweep=settings.ingest_sweep_cron,
+                          score=settings.score_cron, train=settings.train_cron)
+    print(f"serving churn-ingest, churn-score, churn-train on {os.environ['PREFECT_API_URL']}; watching "
+          f"{settings.home / 'landing'} (Ctrl-C to stop)", flush=True)
+    serve(settings, schedules, settings.watch_interval_seconds)
+    return 0
+
+
 def mlflow_ui_hint(settings) -> str:
     return (f"open the MLflow UI on these results:\n"
             f"  MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false .venv/bin/mlflow ui --backend-store-uri "
@@ -257,6 +300,20 @@ def build_parser() -> argparse.ArgumentParser:
     w.add_argument("--json", action="store_true", help="print the summary and the top rows as JSON")
     w.set_defaults(func=cmd_winback)
 
+    sv = sub.add_parser("services", help="start, stop or check a local Prefect server and MLflow server",
+                        description="Run a Prefect server and an MLflow tracking server on 127.0.0.1 (ports in "
+                                    "settings), state under <home>. While they are up, every churn command uses them.")
+    sv.add_argument("action", choices=["up", "down", "status"])
+    sv.add_argument("--json", action="store_true", help="print the result as JSON")
+    sv.set_defaults(func=cmd_services)
+
+    se = sub.add_parser("serve", help="serve the ingest/score/train deployments with triggers and schedules",
+                        description="Register the deployments on the Prefect server and run their flows: ingest when "
+                                    "a file lands (a watcher emits churn.events.landed) and on a sweep schedule; "
+                                    "score when new events are ingested or a champion is promoted, and daily; train "
+                                    "on a schedule. Blocks until interrupted.")
+    se.set_defaults(func=cmd_serve)
+
     d = sub.add_parser("demo", help="run the whole pipeline on a generated sample",
                        description="Generate a sample, ingest it, and run the rest of the pipeline on it.")
     d.add_argument("--customers", type=int, default=None, help="sample size (default 20000)")
@@ -270,7 +327,27 @@ def main(argv: list[str] | None = None) -> int:
 
     settings = load_settings(home=args.home)
     configure_environment(settings.home)
+    settings = use_running_services(settings)
     return args.func(args, settings)
+
+
+def use_running_services(settings):
+    """Point Prefect and MLflow at `churn services` when they run for this home (explicit settings win)."""
+    from flows import services
+
+    if args_wants_embedded():
+        return settings
+    endpoints = services.active_endpoints(settings.home)
+    if not endpoints:
+        return settings
+    os.environ.setdefault("PREFECT_API_URL", endpoints["prefect_api_url"])
+    if settings.mlflow_tracking_uri is None:
+        settings = settings.model_copy(update={"mlflow_tracking_uri": endpoints["mlflow_tracking_uri"]})
+    return settings
+
+
+def args_wants_embedded() -> bool:
+    return os.environ.get("CHURN_EMBEDDED", "").lower() in ("1", "true", "yes")
 
 
 if __name__ == "__main__":

@@ -10,7 +10,7 @@ import pyarrow as pa
 from prefect import flow, task
 
 from expectations.contract import COLUMN_NAMES, EVENT_SCHEMA, QUARANTINE_SCHEMA
-from flows import io
+from flows import events, io
 from ingestion.batch import PreparedBatch, prepare_batch
 from ingestion.normalize import Mapping, MappingError
 
@@ -154,9 +154,5 @@ def ingest_flow(home: str, files: list[str] | None = None, fmt: str = "contract"
 
 def _emit_ingested(home: str, summary: dict) -> None:
     """Tell the orchestrator new data is stored (starts scoring when deployments are served)."""
-    if summary["stored"] == 0:
-        return
-    from prefect.events import emit_event
-
-    emit_event(event="churn.events.ingested", resource={"prefect.resource.id": f"churn.store.{Path(home).name}"},
-               payload={k: summary[k] for k in ("rows_in", "stored", "quarantined", "duplicates")})
+    if summary["stored"] > 0:
+        events.emit(events.INGESTED, home, {k: summary[k] for k in ("rows_in", "stored", "quarantined", "duplicates")})

@@ -45,6 +45,16 @@ class Settings(BaseSettings):
     winback_actions: dict[str, str] = Field(default_factory=dict,
                                             description="reason category -> action; overrides the defaults")
 
+    # local services and deployments
+    services_host: str = Field(default="127.0.0.1", description="bind address of the local servers (loopback!)")
+    prefect_port: int = 4200
+    mlflow_port: int = 5000
+    schedule_timezone: str = "UTC"
+    ingest_sweep_cron: str = "*/15 * * * *"
+    score_cron: str = "0 6 * * *"
+    train_cron: str = Field(default="0 3 * * 1", description="weekly; quarterly is '0 3 1 1,4,7,10 *'")
+    watch_interval_seconds: float = 2.0
+
     # generator defaults
     generate_customers: int = 20_000
     generate_days: int = 730

@@ -12,7 +12,7 @@ from prefect import flow, task
 
 from features.customer import FEATURE_NAMES, FEATURES
 from features.snapshots import stacked_snapshots
-from flows import io, tracking
+from flows import events, io, tracking
 from flows.settings import utc
 from models.snapshots import CutoffPlan, plan_cutoffs
 from models.train import TrainingResult, train_and_evaluate
@@ -183,7 +183,11 @@ def train_flow(home: str, tracking_uri: str, as_of: str | None = None, horizon_d
     """Build labelled snapshots, train and evaluate against baselines, log and register in MLflow."""
     info = build_snapshots_task(home, as_of, horizon_days, lookback_days, n_train_cutoffs, cutoff_step_days,
                                 activity_types or ["purchase"])
-    return train_and_log_task(home, info, horizon_days, lookback_days, seed, model_name, tracking_uri, experiment)
+    result = train_and_log_task(home, info, horizon_days, lookback_days, seed, model_name, tracking_uri, experiment)
+    if result["alias"] == tracking.CHAMPION:
+        events.emit(events.PROMOTED, home, {"model_name": model_name, "model_version": result["model_version"],
+                                            "run_id": result["run_id"]})
+    return result
 
 
 def summary_json(result: dict) -> str:

@@ -1,0 +1,163 @@
+"""Local services: a Prefect server and an MLflow tracking server, state under the data folder.
+
+`up` starts both as background processes (their own sessions) and records their pids in
+`<home>/services/state.json`; `down` stops exactly those processes; `status` asks each server for
+its health. While they are up, every `churn` command uses them (see `active_endpoints`).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+from flows import io
+
+log = logging.getLogger("churn.services")
+LOOPBACK = ("127.0.0.1", "localhost", "::1")
+
+
+def _state_path(home: Path) -> Path:
+    return home / "services" / "state.json"
+
+
+def _bin(name: str) -> str:
+    return str(Path(sys.executable).with_name(name))
+
+
+def _urls(host: str, prefect_port: int, mlflow_port: int) -> dict:
+    h = "127.0.0.1" if host in ("0.0.0.0", "::") else host
+    return {"prefect_api_url": f"http://{h}:{prefect_port}/api", "mlflow_tracking_uri": f"http://{h}:{mlflow_port}"}
+
+
+def healthy(url: str, timeout: float = 2.0) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as r:  # noqa: S310 - loopback URL we built
+            return r.status == 200
+    except (urllib.error.URLError, OSError, ValueError):
+        return False
+
+
+def _health_urls(state: dict) -> dict[str, str]:
+    return {"prefect": state["prefect_api_url"] + "/health", "mlflow": state["mlflow_tracking_uri"] + "/health"}
+
+
+def _alive(pid: int, needle: str) -> bool:
+    """True if `pid` runs and is the service we started (its command line names it)."""
+    try:
+        cmd = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return False
+    return needle in cmd
+
+
+def read_state(home: Path) -> dict | None:
+    p = _state_path(home)
+    return json.loads(p.read_text()) if p.exists() else None
+
+
+def active_endpoints(home: Path) -> dict | None:
+    """The URLs of the services started for this home, if they are running and healthy."""
+    state = read_state(home)
+    if not state:
+        return None
+    if not all(_alive(state[s]["pid"], s) for s in ("prefect", "mlflow")):
+        return None
+    if not all(healthy(u, timeout=1.0) for u in _health_urls(state).values()):
+        return None
+    return {"prefect_api_url": state["prefect_api_url"], "mlflow_tracking_uri": state["mlflow_tracking_uri"]}
+
+
+def up(home: Path, host: str = "127.0.0.1", prefect_port: int = 4200, mlflow_port: int = 5000,
+       timeout: float = 120.0) -> dict:
+    """Start both servers (no-op for those already running) and wait until they answer."""
+    home = home.resolve()
+    paths = io.Paths(home)
+    if host not in LOOPBACK:
+        log.warning("!!! binding the servers to %s: anyone who can reach this machine can read and change your "
+                    "runs and models. Put them behind a firewall or an authenticating proxy. !!!", host)
+    state = read_state(home) or {}
+    if state and all(_alive(state[s]["pid"], s) for s in ("prefect", "mlflow")):
+        return status(home)
+    down(home)
+    logs = home / "services"
+    logs.mkdir(parents=True, exist_ok=True)
+    paths.mlflow.mkdir(parents=True, exist_ok=True)
+    (home / "prefect").mkdir(parents=True, exist_ok=True)
+    env = {**os.environ, "PREFECT_HOME": str(home / "prefect"), "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+           "DO_NOT_TRACK": "true", "MLFLOW_DISABLE_TELEMETRY": "true",
+           "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false", "PREFECT_LOGGING_LEVEL": "WARNING"}
+    env.pop("PREFECT_API_URL", None)
+    commands = {
+        "prefect": [_bin("prefect"), "server", "start", "--host", host, "--port", str(prefect_port)],
+        "mlflow": [_bin("mlflow"), "server", "--backend-store-uri", f"sqlite:///{paths.mlflow / 'mlflow.db'}",
+                   "--artifacts-destination", str(paths.mlflow / "artifacts"), "--host", host,
+                   "--port", str(mlflow_port), "--workers", "1"],
+    }
+    new = {"host": host, **_urls(host, prefect_port, mlflow_port)}
+    for name, cmd in commands.items():
+        out = open(logs / f"{name}.log", "ab")
+        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,
+                                cwd=str(home), start_new_session=True)
+        new[name] = {"pid": proc.pid, "command": cmd, "log": str(logs / f"{name}.log")}
+    io.write_json_atomic(new, _state_path(home))
+    deadline = time.monotonic() + timeout
+    for name, url in _health_urls(new).items():
+        while not healthy(url):
+            if not _alive(new[name]["pid"], name):
+                down(home)
+                raise RuntimeError(f"the {name} server exited during start-up; see {new[name]['log']}")
+            if time.monotonic() > deadline:
+                down(home)
+                raise TimeoutError(f"the {name} server did not answer {url} within {timeout:.0f} s; "
+                                   f"see {new[name]['log']}")
+            time.sleep(0.5)
+    return status(home)
+
+
+def down(home: Path, timeout: float = 20.0) -> dict:
+    """Stop exactly the processes `up` started for this home (and their children)."""
+    state = read_state(home.resolve())
+    stopped = []
+    if state:
+        for name in ("prefect", "mlflow"):
+            if name in state and _alive(state[name]["pid"], name):
+                pid = state[name]["pid"]
+                os.killpg(pid, signal.SIGTERM)
+                deadline = time.monotonic() + timeout
+                while _alive(pid, name) and time.monotonic() < deadline:
+                    _reap(pid)
+                    time.sleep(0.2)
+                if _alive(pid, name):
+                    os.killpg(pid, signal.SIGKILL)
+                    _reap(pid)
+                stopped.append(name)
+        _state_path(home.resolve()).unlink(missing_ok=True)
+    return {"stopped": stopped}
+
+
+def _reap(pid: int) -> None:
+    try:
+        os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:
+        pass
+
+
+def status(home: Path) -> dict:
+    """Each service: pid, URL and whether it answers its health endpoint."""
+    state = read_state(home.resolve())
+    if not state:
+        return {"running": False, "services": {}}
+    out = {}
+    for name, url in _health_urls(state).items():
+        out[name] = {"pid": state[name]["pid"], "alive": _alive(state[name]["pid"], name), "healthy": healthy(url),
+                     "url": state["prefect_api_url"] if name == "prefect" else state["mlflow_tracking_uri"],
+                     "log": state[name]["log"]}
+    return {"running": all(s["healthy"] for s in out.values()), "host": state["host"], "services": out}

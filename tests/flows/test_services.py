@@ -1,0 +1,157 @@
+"""End to end on real servers: `churn services up`, `churn serve`, a file dropped in the landing folder.
+
+Everything runs as separate processes, as a user would run it; the servers listen on loopback
+ports chosen for this test and every process is stopped at the end.
+"""
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+CHURN = str(Path(sys.executable).with_name("churn"))
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def http(method: str, url: str, body: dict | None = None):
+    req = urllib.request.Request(url, method=method, data=json.dumps(body).encode() if body is not None else None,
+                                 headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(req, timeout=10) as r:
+        return json.loads(r.read() or b"null")
+
+
+def wait_for(what: str, fn, timeout: float, every: float = 2.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        got = fn()
+        if got:
+            return got
+        time.sleep(every)
+    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+
+
+@pytest.fixture(scope="module")
+def env(tmp_path_factory):
+    home = tmp_path_factory.mktemp("services") / "home"
+    e = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "MLFLOW_", "CHURN_"))}
+    e.update(CHURN_HOME=str(home), CHURN_PREFECT_PORT=str(free_port()), CHURN_MLFLOW_PORT=str(free_port()),
+             CHURN_SCHEDULE_TIMEZONE="Europe/London", CHURN_TRAIN_CRON="0 3 1 1,4,7,10 *",
+             CHURN_N_TRAIN_CUTOFFS="2", CHURN_WATCH_INTERVAL_SECONDS="1")
+    return home, e
+
+
+def churn(env, *args, timeout=600, check=True):
+    home, e = env
+    r = subprocess.run([CHURN, *args], env=e, capture_output=True, text=True, timeout=timeout)
+    if check and r.returncode != 0:
+        raise AssertionError(f"churn {' '.join(args)} failed ({r.returncode}):\n{r.stdout}\n{r.stderr[-3000:]}")
+    return r
+
+
+@pytest.fixture(scope="module")
+def services(env):
+    home, _ = env
+    up = json.loads(churn(env, "services", "up", "--json").stdout)
+    try:
+        yield up
+    finally:
+        churn(env, "services", "down", check=False)
+        for s in up["services"].values():
+            assert not Path(f"/proc/{s['pid']}/cmdline").exists() or \
+                Path(f"/proc/{s['pid']}/cmdline").read_bytes() == b"", f"process {s['pid']} survived `down`"
+
+
+@pytest.fixture(scope="module")
+def served(env, services):
+    """A trained champion, then `churn serve` running in the background."""
+    home, e = env
+    churn(env, "generate", "--customers", "1500", "--days", "500", "--seed", "3")
+    churn(env, "ingest")
+    churn(env, "train")
+    log = open(home / "serve.log", "w")
+    proc = subprocess.Popen([CHURN, "serve"], env=e, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    api = services["services"]["prefect"]["url"]
+    try:
+        wait_for("the deployments", lambda: len(http("POST", f"{api}/deployments/filter", {})) == 3, 120)
+        yield api
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+            raise AssertionError("`churn serve` did not stop on SIGTERM")
+        finally:
+            log.close()
+        # retired cleanly: no automation left to create runs that would go Late
+        assert http("POST", f"{api}/automations/filter", {}) == []
+
+
+def runs_of(api: str, deployment: str) -> list[dict]:
+    deps = {d["name"]: d["id"] for d in http("POST", f"{api}/deployments/filter", {})}
+    return http("POST", f"{api}/flow_runs/filter",
+                {"flow_runs": {"deployment_id": {"any_": [deps[deployment]]}}})
+
+
+def test_services_status_reports_both_servers_healthy(env, services):
+    st = json.loads(churn(env, "services", "status", "--json").stdout)
+    assert st["running"] and st["host"] == "127.0.0.1"
+    assert {n: s["healthy"] for n, s in st["services"].items()} == {"prefect": True, "mlflow": True}
+
+
+def test_deployments_have_their_schedules_and_time_zones(served):
+    deps = {d["name"]: d for d in http("POST", f"{served}/deployments/filter", {})}
+    crons = {n: [(s["schedule"]["cron"], s["schedule"]["timezone"]) for s in d["schedules"]] for n, d in deps.items()}
+    assert crons == {"churn-ingest": [("*/15 * * * *", "Europe/London")],
+                     "churn-score": [("0 6 * * *", "Europe/London")],
+                     "churn-train": [("0 3 1 1,4,7,10 *", "Europe/London")]}
+    assert all(d["concurrency_limit"] == 1 or (d.get("global_concurrency_limit") or {}).get("limit") == 1
+               for d in deps.values())
+
+
+def test_a_landed_file_is_ingested_and_then_scored_without_a_manual_step(env, served, services):
+    home, _ = env
+    scores = home / "scores"
+    before = {p.name for p in scores.iterdir()} if scores.exists() else set()
+    landing = home / "landing"
+    tmp = landing / ".late.csv.tmp"
+    tmp.write_text("event_id,customer_id,event_type,event_time,amount\n"
+                   "late-1,C0000001,purchase,2024-05-20T10:00:00Z,12.5\n"
+                   "late-2,C0000002,visit,2024-05-20T11:00:00Z,\n")
+    tmp.rename(landing / "late.csv")
+
+    def completed(dep):
+        return [r for r in runs_of(served, dep) if r["state_type"] == "COMPLETED"]
+
+    ingest = wait_for("an ingest run", lambda: completed("churn-ingest"), 180)
+    score = wait_for("a score run", lambda: [r for r in completed("churn-score")
+                                             if r["start_time"] >= ingest[0]["start_time"]], 180)
+    assert score
+    after = wait_for("the scores file", lambda: {p.name for p in scores.glob("as_of=*") if (p / "scores.parquet").exists()}
+                     - before or None, 30)
+    assert after == {"as_of=2024-05-20"}
+    ledger = list((home / "state" / "ingested").glob("*.json"))
+    assert any(json.loads(p.read_text())["file"].endswith("late.csv") for p in ledger)
+
+    # the MLflow server lists the training run with its metrics, and the champion alias
+    mlflow = services["services"]["mlflow"]["url"]
+    exp = http("GET", f"{mlflow}/api/2.0/mlflow/experiments/get-by-name?experiment_name=churn")["experiment"]
+    runs = http("POST", f"{mlflow}/api/2.0/mlflow/runs/search", {"experiment_ids": [exp["experiment_id"]]})["runs"]
+    metrics = {m["key"]: m["value"] for m in runs[0]["data"]["metrics"]}
+    assert metrics["val_roc_auc"] > metrics["recency_rule_90d_roc_auc"]
+    alias = http("GET", f"{mlflow}/api/2.0/mlflow/registered-models/alias?name=churn&alias=champion")
+    assert alias["model_version"]["run_id"] == runs[0]["info"]["run_id"]
