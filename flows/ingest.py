@@ -10,7 +10,7 @@ import pyarrow as pa
 from prefect import flow, task
 
 from expectations.contract import COLUMN_NAMES, EVENT_SCHEMA, QUARANTINE_SCHEMA
-from flows import events, io
+from flows import events, io, tracking
 from ingestion.batch import PreparedBatch, prepare_batch
 from ingestion.normalize import Mapping, MappingError
 
@@ -118,18 +118,7 @@ def totals(files: list[dict]) -> dict:
 
 # ------------------------------------------------------------------ Prefect wiring
 
-def _retry_on_os_error(task, task_run, state) -> bool:
-    """Retry only transient file-system failures; bad data never gets better by retrying."""
-    try:
-        state.result()
-    except OSError:
-        return True
-    except Exception:  # noqa: BLE001
-        return False
-    return False
-
-
-@task(name="ingest-file", retries=2, retry_delay_seconds=[2, 10], retry_condition_fn=_retry_on_os_error)
+@task(name="ingest-file", retries=2, retry_delay_seconds=[2, 10], retry_condition_fn=tracking.retry_transient)
 def ingest_file_task(home: str, file: str, now_iso: str, fmt: str, mapping_path: str | None,
                      timezone: str, future_tolerance_hours: float, force: bool) -> dict:
     mapping = Mapping.from_file(Path(mapping_path)) if mapping_path else None

@@ -92,24 +92,13 @@ def _log_scoring(scores: pd.DataFrame, summary: dict) -> str:
         return run.info.run_id
 
 
-@task(name="score-customers", retries=2, retry_delay_seconds=[5, 30],
-      retry_condition_fn=lambda task, run, state: _transient(state))
+@task(name="score-customers", retries=3, retry_delay_seconds=[5, 20, 60],
+      retry_condition_fn=tracking.retry_transient)
 def score_task(home: str, as_of: str | None, policy: dict, lookback_days: int, model_name: str, tracking_uri: str,
                experiment: str) -> dict:
     return score(io.Paths(Path(home)), utc(as_of) if as_of else None, policy=ScoringPolicy(**policy),
                  lookback_days=lookback_days, model_name=model_name, tracking_uri=tracking_uri,
                  experiment=experiment, now=pd.Timestamp.now(tz="UTC"))
-
-
-def _transient(state) -> bool:
-    """Retry network/file hiccups (e.g. the tracking server restarting), not contract or model errors."""
-    try:
-        state.result()
-    except (OSError, ConnectionError, TimeoutError):
-        return True
-    except Exception as e:  # noqa: BLE001
-        return type(e).__name__ in ("MlflowException", "RestException") and "RESOURCE_DOES_NOT_EXIST" not in str(e)
-    return False
 
 
 @flow(name="score")

@@ -78,3 +78,17 @@ def load_champion(model_name: str):
     except Exception as e:  # noqa: BLE001 - re-raised with the model named
         raise RuntimeError(f"the champion model {model_name} v{mv.version} cannot be loaded: {e}") from e
     return model, mv
+
+
+def retry_transient(task, task_run, state) -> bool:
+    """Prefect retry condition: retry network and file hiccups (e.g. the tracking server restarting),
+    never data, contract or model errors, which would fail the same way again."""
+    try:
+        state.result()
+    except (OSError, ConnectionError, TimeoutError):
+        return True
+    except Exception as e:  # noqa: BLE001 - classifying the failure
+        text = str(e)
+        return type(e).__name__ in ("MlflowException", "RestException") and any(
+            s in text for s in ("Connection", "connection", "timed out", "503", "502", "TEMPORARILY_UNAVAILABLE"))
+    return False

@@ -162,7 +162,7 @@ def build_snapshots_task(home: str, as_of: str | None, horizon_days: int, lookba
     return info
 
 
-@task(name="train-and-log", retries=2, retry_delay_seconds=[5, 30])
+@task(name="train-and-log", retries=3, retry_delay_seconds=[5, 20, 60], retry_condition_fn=tracking.retry_transient)
 def train_and_log_task(home: str, info: dict, horizon_days: int, lookback_days: int, seed: int, model_name: str,
                        tracking_uri: str, experiment: str) -> dict:
     paths = io.Paths(Path(home))

@@ -155,3 +155,26 @@ def test_a_landed_file_is_ingested_and_then_scored_without_a_manual_step(env, se
     assert metrics["val_roc_auc"] > metrics["recency_rule_90d_roc_auc"]
     alias = http("GET", f"{mlflow}/api/2.0/mlflow/registered-models/alias?name=churn&alias=champion")
     assert alias["model_version"]["run_id"] == runs[0]["info"]["run_id"]
+
+
+def test_mlflow_ui_in_headless_chromium_shows_the_run_and_its_metrics(served, services, tmp_path):
+    chromium = shutil.which("chromium")
+    if chromium is None:
+        if os.environ.get("CHURN_REQUIRE_BROWSER"):
+            raise AssertionError("chromium is not installed (apt-get install chromium)")
+        pytest.skip("chromium is not installed (CI installs it and sets CHURN_REQUIRE_BROWSER)")
+    mlflow = services["services"]["mlflow"]["url"]
+    exp = http("GET", f"{mlflow}/api/2.0/mlflow/experiments/get-by-name?experiment_name=churn")["experiment"]
+    run = http("POST", f"{mlflow}/api/2.0/mlflow/runs/search", {"experiment_ids": [exp["experiment_id"]]})["runs"][0]
+    flags = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+             "--disable-background-networking", "--disable-component-update", "--disable-sync",
+             f"--user-data-dir={tmp_path / 'chromium'}", "--virtual-time-budget=20000"]
+
+    def page(url: str) -> str:
+        return subprocess.run([chromium, *flags, "--dump-dom", url], capture_output=True, text=True,
+                              timeout=120).stdout
+
+    experiment_page = page(f"{mlflow}/#/experiments/{exp['experiment_id']}/runs")  # "Training runs"
+    assert run["info"]["run_name"] in experiment_page
+    run_page = page(f"{mlflow}/#/experiments/{exp['experiment_id']}/runs/{run['info']['run_id']}")
+    assert run["info"]["run_name"] in run_page and "val_roc_auc" in run_page
