@@ -89,7 +89,7 @@ def _drop_stored(paths: io.Paths, prepared: PreparedBatch) -> int:
     ev = prepared.events
     if ev.empty:
         return 0
-    dates = ev["event_time"].dt.strftime("%Y-%m-%d").unique().tolist()
+    dates = [d.strftime("%Y-%m-%d") for d in ev["event_time"].dt.floor("D").unique()]
     known = io.stored_ids_among(paths, pa.array(ev["event_id"].astype(str).tolist(), pa.string()), dates)
     if not known:
         return 0

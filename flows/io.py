@@ -337,12 +337,8 @@ def commit_batch(paths: Paths, batch_id: str, events: pa.Table, quarantine: pa.T
         shutil.rmtree(stage)
     moves: list[tuple[str, str]] = []
     if events.num_rows:
-        dates = pa.compute.strftime(events["event_time"], format="%Y-%m-%d", locale="C")
-        import pyarrow.compute as pc
-
-        for d in sorted(set(dates.to_pylist())):
-            part = events.filter(pc.equal(dates, d))
-            rel = f"events/event_date={d}/{batch_id}.parquet"
+        for day, part in _split_by_day(events):
+            rel = f"events/event_date={day}/{batch_id}.parquet"
             write_parquet_atomic(part.cast(STORE_SCHEMA), stage / rel)
             moves.append((rel, rel))
     if quarantine.num_rows:
@@ -355,6 +351,22 @@ def commit_batch(paths: Paths, batch_id: str, events: pa.Table, quarantine: pa.T
         moves.append((rel, rel))
     write_json_atomic({"batch_id": batch_id, "moves": moves}, stage / "COMMIT")
     _roll_forward(paths, stage)
+
+
+def _split_by_day(events: pa.Table) -> Iterator[tuple[str, pa.Table]]:
+    """The table cut into one slice per UTC event date (one sort, then contiguous slices)."""
+    import numpy as np
+    import pyarrow.compute as pc
+
+    us = pc.cast(events["event_time"], pa.int64()).to_numpy()
+    days = us // 86_400_000_000
+    order = np.argsort(days, kind="stable")
+    events, days = events.take(pa.array(order)), days[order]
+    starts = np.flatnonzero(np.r_[True, days[1:] != days[:-1]])
+    ends = np.r_[starts[1:], len(days)]
+    for a, b in zip(starts, ends):
+        day = pd.Timestamp(int(days[a]) * 86_400, unit="s").strftime("%Y-%m-%d")
+        yield day, events.slice(int(a), int(b - a))
 
 
 def _roll_forward(paths: Paths, stage: Path) -> None:

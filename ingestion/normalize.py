@@ -79,7 +79,7 @@ def apply_mapping(source: pd.DataFrame, mapping: Mapping | None) -> pd.DataFrame
         col = col.reset_index(drop=True)
         if name in mapping.values:
             col = col.map(lambda v, m=mapping.values[name]: m.get(str(v), v) if v is not None else v)
-        out[name] = col.to_numpy()
+        out[name] = col
     if missing and len(source):
         have = [c for c in source.columns if c != "_row"]
         raise MappingError(f"missing required columns {missing}; the file has {have[:20]}"
@@ -245,7 +245,10 @@ def coerce(candidates: pd.DataFrame, timezone: str, time_format: str | None = No
         raw = candidates[name]
         if name == "event_time":
             vals = _parse_times(raw, timezone, time_format)
-            bad = raw.notna() & (raw.astype("string").str.strip() != "") & vals.isna()
+            if pd.api.types.is_datetime64_any_dtype(raw.dtype):
+                bad = pd.Series(False, index=raw.index)  # typed timestamps need no parsing
+            else:
+                bad = raw.notna() & (raw.astype("string").str.strip() != "") & vals.isna()
             reason[bad & reason.isna()] = "event_time: unparseable"
             out[name] = vals
         elif name in ("amount", "discount", "quantity"):
