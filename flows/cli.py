@@ -217,6 +217,17 @@ def cmd_serve(args, settings) -> int:
     return 0
 
 
+def cmd_bench(args, settings) -> int:
+    from flows.bench import bench, parse_size
+
+    sizes = [parse_size(x) for x in args.sizes.split(",")]
+    out = Path(args.out)
+    rows = bench(sizes, Path(args.root).resolve(), out, out.with_suffix(".json"),
+                 exact_top_n=args.exact_top_n, increment_events=parse_size(args.increment))
+    print(out.read_text())
+    return 0 if rows else 1
+
+
 def mlflow_ui_hint(settings) -> str:
     return (f"open the MLflow UI on these results:\n"
             f"  MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false .venv/bin/mlflow ui --backend-store-uri "
@@ -313,6 +324,18 @@ def build_parser() -> argparse.ArgumentParser:
                                     "score when new events are ingested or a champion is promoted, and daily; train "
                                     "on a schedule. Blocks until interrupted.")
     se.set_defaults(func=cmd_serve)
+
+    b = sub.add_parser("bench", help="measure every stage at growing data sizes; write BENCHMARKS.md",
+                       description="Generate (and cache) stores of increasing size and measure generate, ingest, "
+                                   "feature build (and a plain-pandas reference), training, scoring with and without "
+                                   "reasons, win-back export, and ingesting a batch into an empty vs a full store: "
+                                   "wall time, throughput and peak RSS per stage.")
+    b.add_argument("--sizes", default="1M,10M,100M", help="comma-separated event counts (default 1M,10M,100M)")
+    b.add_argument("--root", default="bench-data", help="where generated stores are cached (default ./bench-data)")
+    b.add_argument("--out", default="BENCHMARKS.md", help="the Markdown table (JSON beside it)")
+    b.add_argument("--exact-top-n", type=int, default=50_000, help="customers with exact reasons (default 50000)")
+    b.add_argument("--increment", default="1M", help="size of the batch ingested into the full store (default 1M)")
+    b.set_defaults(func=cmd_bench)
 
     d = sub.add_parser("demo", help="run the whole pipeline on a generated sample",
                        description="Generate a sample, ingest it, and run the rest of the pipeline on it.")

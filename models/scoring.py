@@ -19,6 +19,7 @@ class ScoringPolicy:
     tier_high: float = 0.7
     tier_medium: float = 0.4
     exact_reasons_top_n: int = 50_000  # exact TreeSHAP for the top N by value at risk; approximate for the rest
+    reasons: bool = True  # False: no reason codes at all (the reason columns stay empty)
 
 
 def expected_value(features: pd.DataFrame, horizon_days: int) -> pd.Series:
@@ -68,8 +69,12 @@ def score_customers(model, features: pd.DataFrame, as_of: pd.Timestamp, policy: 
     var = p * ev
     exact = np.zeros(len(X), dtype=bool)
     exact[np.argsort(-var.to_numpy(), kind="stable")[: policy.exact_reasons_top_n]] = True
-    contrib, _ = contributions(booster, X, exact)
-    reasons = top_reasons(contrib.drop(columns="_bias"), features, N_REASONS)
+    if policy.reasons:
+        contrib, _ = contributions(booster, X, exact)
+        reasons = top_reasons(contrib.drop(columns="_bias"), features, N_REASONS)
+    else:
+        empty = pd.DataFrame(np.zeros((len(X), len(names))), index=X.index, columns=names)
+        reasons = top_reasons(empty, features, N_REASONS)  # all empty: no contribution is > 0
 
     out = pd.DataFrame(index=X.index)
     out["schema_version"] = np.int32(SCHEMA_VERSION)
@@ -83,7 +88,7 @@ def score_customers(model, features: pd.DataFrame, as_of: pd.Timestamp, policy: 
     out["days_since_last_purchase"] = features["days_since_last_purchase"]
     out["days_since_last_event"] = features["days_since_last_event"]
     out = out.join(reasons)
-    out["reasons_method"] = np.where(exact, "exact", "approximate")
+    out["reasons_method"] = np.where(exact, "exact", "approximate") if policy.reasons else "none"
     out["horizon_days"] = np.int32(policy.horizon_days)
     out["model_name"] = model_meta["model_name"]
     out["model_version"] = str(model_meta["model_version"])

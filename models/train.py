@@ -22,13 +22,24 @@ class TrainingResult:
     sizes: dict[str, int] = field(default_factory=dict)
 
 
+def cap_rows(frame: pd.DataFrame, max_rows: int | None) -> pd.DataFrame:
+    """At most `max_rows` rows, sampled by customer (all snapshots of a sampled customer are kept), deterministic."""
+    if max_rows is None or len(frame) <= max_rows:
+        return frame
+    h = pd.util.hash_array(frame["customer_id"].to_numpy(dtype=object)) % 1_000_000
+    return frame[h < 1_000_000 * max_rows / len(frame)]
+
+
 def train_and_evaluate(train: pd.DataFrame, validation: pd.DataFrame, features: list[str], *, seed: int,
-                       oracle: pd.Series | None = None, model_params: dict | None = None) -> TrainingResult:
+                       oracle: pd.Series | None = None, model_params: dict | None = None,
+                       max_train_rows: int | None = 1_000_000) -> TrainingResult:
     """`train`/`validation`: feature rows with a `churned` label column and a `customer_id` column.
 
     The model early-stops on a customer-level hold-out of the training snapshots (never on the
-    validation snapshot, whose metrics would then be optimistic).
+    validation snapshot, whose metrics would then be optimistic). Training rows above
+    `max_train_rows` are sampled by customer to bound time and memory; validation is never sampled.
     """
+    train = cap_rows(train, max_train_rows)
     es = early_stopping_mask(pd.Index(train["customer_id"]))
     X, y = train[features], train["churned"]
     model = ChurnModel(features, seed=seed, **(model_params or {})).fit(X[~es], y[~es], X[es], y[es])

@@ -129,3 +129,15 @@ def test_features_are_bit_for_bit_reproducible_under_parallel_aggregation():
         con.close()
     assert_frame_equal(runs[0], runs[1], check_exact=True)
     assert_frame_equal(runs[0], runs[2], check_exact=True)
+
+
+def test_duckdb_features_agree_with_the_pandas_reference():
+    from features.reference import customer_features_pandas
+    from simulator.generate import SimulationConfig, simulate
+
+    events, _ = next(iter(simulate(SimulationConfig(customers=1500, days=500, seed=9, chunk_customers=1500))))
+    for as_of in (events["event_time"].min() + pd.Timedelta(days=400), events["event_time"].max()):
+        fast = customer_features(events, as_of)
+        ref = customer_features_pandas(events, as_of)
+        assert len(fast) > 500
+        assert_frame_equal(fast, ref, check_exact=False, rtol=1e-9, atol=1e-9)

@@ -1,0 +1,31 @@
+"""A small smoke run of `churn bench`: every stage runs and lands in the table (no timing is asserted)."""
+
+import json
+
+from flows.bench import bench, parse_size
+
+
+def test_bench_smoke_writes_every_stage(tmp_path):
+    out = tmp_path / "BENCH.md"
+    rows = bench([parse_size("20K")], tmp_path / "data", out, out.with_suffix(".json"), exact_top_n=50,
+                 increment_events=2_000, isolate=False)
+    stages = [r["stage"] for r in rows]
+    assert stages == ["generate", "ingest", "features", "features_pandas", "train",
+                      "score (exact reasons for top 50)", "score (no reasons)", "winback",
+                      "ingest 2,000 batch into an empty store", "ingest 2,000 batch into the 20,000-event store"]
+    by = {r["stage"]: r for r in rows}
+    assert by["ingest"]["stored"] == by["generate"]["events"]
+    assert by["features"]["customers"] == by["features_pandas"]["customers"] > 0
+    assert by["ingest 2,000 batch into the 20,000-event store"]["stored"] == 2_000
+    assert all(r["wall_s"] > 0 and r["peak_rss_mb"] > 50 for r in rows)
+    # the isolated mode (what `churn bench` uses) runs a stage in a child process
+    from flows.bench import _measure
+
+    child = _measure("features", {"home": str(tmp_path / "data" / "events=20,000")})
+    assert child["customers"] == by["features"]["customers"] and child["process_s"] >= child["wall_s"]
+    assert "faster" in out.read_text() and json.loads(out.with_suffix(".json").read_text()) == rows
+    # the cached store is reused and left as it was
+    again = bench([parse_size("20K")], tmp_path / "data", out, out.with_suffix(".json"), exact_top_n=50,
+                  increment_events=2_000, isolate=False)
+    assert again[0] == {"stage": "generate", "note": "cached", "size": "20,000"}
+    assert {r["stage"]: r for r in again}["features"]["events"] == by["features"]["events"]
