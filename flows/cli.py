@@ -170,7 +170,8 @@ def cmd_winback(args, settings) -> int:
     r = winback_flow(home=str(settings.home), as_of=args.as_of, top_n=args.top,
                      cooldown_days=settings.winback_cooldown_days,
                      max_inactive_days=settings.winback_max_inactive_days, actions=settings.winback_actions,
-                     contacts=str(Path(args.contacts).resolve()) if args.contacts else None)
+                     contacts=str(Path(args.contacts).resolve()) if args.contacts else None,
+                     pseudonymised=args.pseudonymise)
     _print(r, args.json, _print_winback)
     return 0
 
@@ -248,7 +249,7 @@ def cmd_demo(args, settings) -> int:
     print("\n== score (champion model, reason codes, value at risk)")
     cmd_score(argparse.Namespace(as_of=None, json=False), settings)
     print("\n== win-back list (high tier by value at risk, with a suggested action)")
-    cmd_winback(argparse.Namespace(as_of=None, top=None, contacts=None, json=False), settings)
+    cmd_winback(argparse.Namespace(as_of=None, top=None, contacts=None, pseudonymise=False, json=False), settings)
     print("\n" + mlflow_ui_hint(settings))
     return 0
 
@@ -308,6 +309,8 @@ def build_parser() -> argparse.ArgumentParser:
     w.add_argument("--as-of", help="the scored date, YYYY-MM-DD (default: the latest scored)")
     w.add_argument("--top", type=int, help="take the top N by value at risk instead of the high tier")
     w.add_argument("--contacts", help="contact history (CSV/Parquet with customer_id, contacted_at)")
+    w.add_argument("--pseudonymise", action="store_true",
+                   help="replace customer ids by a keyed hash (key from $CHURN_PSEUDONYM_KEY)")
     w.add_argument("--json", action="store_true", help="print the summary and the top rows as JSON")
     w.set_defaults(func=cmd_winback)
 

@@ -82,3 +82,13 @@ def spreadsheet_safe(frame: pd.DataFrame) -> pd.DataFrame:
         if out[col].dtype == object or pd.api.types.is_string_dtype(out[col].dtype):
             out[col] = out[col].map(lambda v: "'" + v if isinstance(v, str) and v.startswith(FORMULA_PREFIXES) else v)
     return out
+
+
+def pseudonymise(ids: pd.Series, key: bytes) -> pd.Series:
+    """Keyed hash (HMAC-SHA256, 24 hex chars) of each id: stable for one key, not reversible without it."""
+    import hashlib
+    import hmac
+
+    if len(key) < 16:
+        raise ValueError("the pseudonymisation key must be at least 16 bytes")
+    return ids.astype(str).map(lambda v: "p_" + hmac.new(key, v.encode(), hashlib.sha256).hexdigest()[:24])

@@ -111,3 +111,65 @@ def test_score_and_winback_flows_run_under_prefect(trained):
 
     run = MlflowClient(tracking_uri=uri(trained)).get_run(r["run_id"])
     assert run.data.tags["kind"] == "scoring" and run.data.metrics["customers_scored"] == r["customers"]
+
+
+@pytest.fixture
+def broken_registry(trained, tmp_path):
+    """A private copy of the trained home whose registry we may break."""
+    home = tmp_path / "home"
+    shutil.copytree(trained.home, home, ignore=shutil.ignore_patterns("scores", "winback"))
+    import mlflow
+
+    mlflow.set_tracking_uri(uri(io.Paths(home)))
+    mlflow.set_registry_uri(uri(io.Paths(home)))
+    return io.Paths(home)
+
+
+def test_a_champion_with_other_features_is_refused_and_nothing_is_published(broken_registry):
+    import mlflow
+    import numpy as np
+    from mlflow import MlflowClient
+    from xgboost import XGBClassifier
+
+    X = pd.DataFrame({"foo": np.arange(20.0), "bar": np.arange(20.0) % 3})
+    model = XGBClassifier(n_estimators=2).fit(X, np.arange(20) % 2)
+    with mlflow.start_run():
+        info = mlflow.xgboost.log_model(model, name="model", registered_model_name="churn")
+    MlflowClient().set_registered_model_alias("churn", "champion", info.registered_model_version)
+    with pytest.raises(RuntimeError, match=r"expects features \['foo', 'bar'\].*retrain"):
+        run_score(broken_registry)
+    assert not (broken_registry.home / "scores").exists()
+
+
+def test_an_unreadable_champion_artifact_is_a_clear_error_and_nothing_is_published(broken_registry, tmp_path):
+    from mlflow import MlflowClient
+
+    junk = tmp_path / "junk-model"
+    junk.mkdir()
+    (junk / "MLmodel").write_text("this is not a model\n")
+    client = MlflowClient()
+    mv = client.create_model_version("churn", source=junk.as_uri())
+    client.set_registered_model_alias("churn", "champion", mv.version)
+    with pytest.raises(RuntimeError, match=f"champion model churn v{mv.version} cannot be loaded"):
+        run_score(broken_registry)
+    assert not (broken_registry.home / "scores").exists()
+
+
+def test_pseudonymised_winback_hides_ids_with_a_keyed_hash(trained, monkeypatch):
+    from flows.winback import winback
+    from models.winback import WinbackPolicy
+
+    run_score(trained, as_of=pd.Timestamp("2024-06-01T00:00Z"))
+    plain = pd.read_parquet(winback(trained, "2024-06-01", WinbackPolicy(top_n=10), None)["parquet"])
+    monkeypatch.delenv("CHURN_PSEUDONYM_KEY", raising=False)
+    with pytest.raises(RuntimeError, match="CHURN_PSEUDONYM_KEY"):
+        winback(trained, "2024-06-01", WinbackPolicy(top_n=10), None, pseudonymised=True)
+    monkeypatch.setenv("CHURN_PSEUDONYM_KEY", "k" * 32)
+    r = winback(trained, "2024-06-01", WinbackPolicy(top_n=10), None, pseudonymised=True)
+    hidden = pd.read_parquet(r["parquet"])
+    assert hidden["customer_id"].str.match(r"^p_[0-9a-f]{24}$").all()
+    assert not set(hidden["customer_id"]) & set(plain["customer_id"])
+    assert hidden["value_at_risk"].tolist() == plain["value_at_risk"].tolist()
+    assert "k" * 32 not in open(r["csv"]).read()
+    again = pd.read_parquet(winback(trained, "2024-06-01", WinbackPolicy(top_n=10), None, pseudonymised=True)["parquet"])
+    assert again["customer_id"].tolist() == hidden["customer_id"].tolist()  # stable for one key
