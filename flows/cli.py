@@ -136,6 +136,11 @@ def _print_score(r: dict) -> None:
           f"({r['exact_reasons']:,} with exact reasons) -> {r['path']}")
     for tier, v in r["tiers"].items():
         print(f"  {tier:<7} {v['customers']:>9,} customers   value at risk {v['value_at_risk']:>14,.2f}")
+    d = r["drift"]
+    if d.get("drifted"):
+        print(f"  WARNING: drift since training (PSI > {d['threshold']}): {d['over_threshold']}")
+    elif d.get("checked"):
+        print(f"  drift since training: none (largest PSI {d['max_psi']} on {d['max_psi_column']})")
 
 
 def cmd_score(args, settings) -> int:
@@ -147,7 +152,8 @@ def cmd_score(args, settings) -> int:
                        horizon_days=settings.horizon_days, lookback_days=settings.lookback_days,
                        tier_high=settings.tier_high, tier_medium=settings.tier_medium,
                        exact_reasons_top_n=settings.exact_reasons_top_n, model_name=settings.model_name,
-                       experiment=settings.experiment_name)
+                       experiment=settings.experiment_name, drift_threshold=settings.drift_psi_threshold,
+                       drift_action=settings.drift_action)
     except NoChampionError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -23,6 +23,27 @@ class InvalidScores(RuntimeError):
     """The scored frame broke its contract; nothing was published."""
 
 
+class DriftRefused(RuntimeError):
+    """Features or scores drifted beyond the threshold and the policy says not to publish."""
+
+
+def drift_check(run_id: str, feats: pd.DataFrame, scores: pd.DataFrame, threshold: float) -> dict:
+    """PSI of today's features and scores against the champion's training-time reference."""
+    import mlflow
+
+    from flows.train import DRIFT_REFERENCE
+    from models.drift import drift_report
+
+    try:
+        reference = mlflow.artifacts.load_dict(f"runs:/{run_id}/{DRIFT_REFERENCE}")
+    except Exception as e:  # noqa: BLE001 - an old model without a reference is scored, and we say so
+        log.warning("no drift reference for run %s: %s", run_id, e)
+        return {"checked": False, "drifted": False, "note": f"no drift reference in run {run_id}"}
+    current = feats.assign(churn_probability=scores.set_index("customer_id")["churn_probability"]
+                           .reindex(feats.index).to_numpy())
+    return {"checked": True, **drift_report(reference, current, threshold)}
+
+
 def tier_summary(scores: pd.DataFrame) -> dict:
     g = scores.groupby("risk_tier")
     return {t: {"customers": int(g.size().get(t, 0)), "value_at_risk": float(g["value_at_risk"].sum().get(t, 0.0))}
@@ -30,7 +51,8 @@ def tier_summary(scores: pd.DataFrame) -> dict:
 
 
 def score(paths: io.Paths, as_of: pd.Timestamp | None, *, policy: ScoringPolicy, lookback_days: int,
-          model_name: str, tracking_uri: str, experiment: str, now: pd.Timestamp) -> dict:
+          model_name: str, tracking_uri: str, experiment: str, now: pd.Timestamp,
+          drift_threshold: float = 0.25, drift_action: str = "warn") -> dict:
     """Score every customer active in the lookback at `as_of` (default: the latest event) and publish."""
     import duckdb
 
@@ -52,6 +74,12 @@ def score(paths: io.Paths, as_of: pd.Timestamp | None, *, policy: ScoringPolicy,
         raise RuntimeError(f"no customer was active in the {lookback_days} days before {as_of}: nothing to score")
     meta = {"model_name": model_name, "model_version": mv.version, "run_id": mv.run_id}
     scores = score_customers(model, feats, as_of, policy, meta, scored_at=now)
+    drift = drift_check(mv.run_id, feats, scores, drift_threshold)
+    if drift["drifted"]:
+        log.warning("DRIFT: PSI above %.2f for %s", drift_threshold, drift["over_threshold"])
+        if drift_action == "refuse":
+            raise DriftRefused(f"drift beyond PSI {drift_threshold} in {drift['over_threshold']}: scores not "
+                               f"published (set drift_action = 'warn' to publish anyway, or retrain)")
     violations, gx = contract_violations(scores, now, suite_path=SCORES_SUITE)
     if violations.notna().any():
         bad = violations.dropna()
@@ -62,7 +90,7 @@ def score(paths: io.Paths, as_of: pd.Timestamp | None, *, policy: ScoringPolicy,
                "value_at_risk": float(scores["value_at_risk"].sum()),
                "exact_reasons": int((scores["reasons_method"] == "exact").sum()),
                "model_name": model_name, "model_version": str(mv.version), "model_run_id": mv.run_id,
-               "validation": gx}
+               "validation": gx, "drift": drift}
     summary["run_id"] = _log_scoring(scores, summary)
     return summary
 
@@ -88,6 +116,10 @@ def _log_scoring(scores: pd.DataFrame, summary: dict) -> str:
         fig.tight_layout()
         mlflow.log_figure(fig, "score_distribution.png")
         plt.close(fig)
+        drift = summary["drift"]
+        if drift.get("checked"):
+            mlflow.log_metrics({"drift_max_psi": drift["max_psi"], "drift_psi_score": drift["psi"]["churn_probability"]})
+        mlflow.set_tag("drift_warning", ", ".join(drift.get("over_threshold", {})) or "none")
         mlflow.log_dict({k: v for k, v in summary.items() if k != "validation"}, "summary.json")
         return run.info.run_id
 
@@ -95,17 +127,20 @@ def _log_scoring(scores: pd.DataFrame, summary: dict) -> str:
 @task(name="score-customers", retries=3, retry_delay_seconds=[5, 20, 60],
       retry_condition_fn=tracking.retry_transient)
 def score_task(home: str, as_of: str | None, policy: dict, lookback_days: int, model_name: str, tracking_uri: str,
-               experiment: str) -> dict:
+               experiment: str, drift_threshold: float, drift_action: str) -> dict:
     return score(io.Paths(Path(home)), utc(as_of) if as_of else None, policy=ScoringPolicy(**policy),
                  lookback_days=lookback_days, model_name=model_name, tracking_uri=tracking_uri,
-                 experiment=experiment, now=pd.Timestamp.now(tz="UTC"))
+                 experiment=experiment, now=pd.Timestamp.now(tz="UTC"), drift_threshold=drift_threshold,
+                 drift_action=drift_action)
 
 
 @flow(name="score")
 def score_flow(home: str, tracking_uri: str, as_of: str | None = None, horizon_days: int = 90,
                lookback_days: int = 365, tier_high: float = 0.7, tier_medium: float = 0.4,
-               exact_reasons_top_n: int = 50_000, model_name: str = "churn", experiment: str = "churn") -> dict:
+               exact_reasons_top_n: int = 50_000, model_name: str = "churn", experiment: str = "churn",
+               drift_threshold: float = 0.25, drift_action: str = "warn") -> dict:
     """Score all active customers with the champion model and publish the scores Parquet."""
     policy = {"horizon_days": horizon_days, "tier_high": tier_high, "tier_medium": tier_medium,
               "exact_reasons_top_n": exact_reasons_top_n}
-    return score_task(home, as_of, policy, lookback_days, model_name, tracking_uri, experiment)
+    return score_task(home, as_of, policy, lookback_days, model_name, tracking_uri, experiment, drift_threshold,
+                      drift_action)

@@ -49,7 +49,8 @@ def build_deployments(settings, schedules: Schedules) -> list:
                      "future_tolerance_hours": settings.future_tolerance_hours}
     score_params = {**common, **tracking, "horizon_days": settings.horizon_days,
                     "lookback_days": settings.lookback_days, "tier_high": settings.tier_high,
-                    "tier_medium": settings.tier_medium, "exact_reasons_top_n": settings.exact_reasons_top_n}
+                    "tier_medium": settings.tier_medium, "exact_reasons_top_n": settings.exact_reasons_top_n,
+                    "drift_threshold": settings.drift_psi_threshold, "drift_action": settings.drift_action}
     train_params = {**common, **tracking, "horizon_days": settings.horizon_days,
                     "lookback_days": settings.lookback_days, "n_train_cutoffs": settings.n_train_cutoffs,
                     "cutoff_step_days": settings.cutoff_step_days, "activity_types": settings.activity_types,

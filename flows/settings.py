@@ -40,6 +40,9 @@ class Settings(BaseSettings):
     tier_medium: float = Field(default=0.4, ge=0, le=1, description="P(churn) at or above which a customer is 'medium'")
     exact_reasons_top_n: int = Field(default=50_000, ge=0,
                                      description="exact TreeSHAP reasons for this many customers by value at risk")
+    drift_psi_threshold: float = Field(default=0.25, gt=0, description="PSI above which a feature or the score drifted")
+    drift_action: str = Field(default="warn", pattern="^(warn|refuse)$",
+                              description="on drift: 'warn' (publish, flag loudly) or 'refuse' (publish nothing)")
     winback_cooldown_days: int = Field(default=30, ge=0, description="skip customers contacted this recently")
     winback_max_inactive_days: int = Field(default=180, ge=1, description="skip customers gone longer than this")
     winback_actions: dict[str, str] = Field(default_factory=dict,

@@ -15,11 +15,13 @@ from features.snapshots import stacked_snapshots
 from flows import events, io, tracking
 from flows.settings import utc
 from models.snapshots import CutoffPlan, plan_cutoffs
+from models.drift import reference_bins
 from models.train import TrainingResult, train_and_evaluate
 
 log = logging.getLogger("churn.train")
 PRIMARY_METRIC = "roc_auc"  # higher is better; decides champion vs challenger
 ORACLE_MIN_COVERAGE = 0.99
+DRIFT_REFERENCE = "drift_reference.json"
 
 
 def snapshot_digest(frame: pd.DataFrame) -> str:
@@ -125,6 +127,9 @@ def log_training(result: TrainingResult, frame: pd.DataFrame, info: dict, *, hor
             mlflow.log_figure(fig, f"plots/{fname}")
         mlflow.log_dict({"model": result.metrics, "baselines": result.baselines}, "metrics.json")
         mlflow.log_dict({k: {"meaning": v[0], "unit": v[1]} for k, v in FEATURES.items()}, "features.json")
+        # what the features and scores looked like at training time, for drift checks when scoring
+        reference = validation[result.model.features].assign(churn_probability=result.predictions["model"].to_numpy())
+        mlflow.log_dict(reference_bins(reference), DRIFT_REFERENCE)
         X_example = validation[result.model.features].head(5).astype("float64")
         signature = infer_signature(X_example, result.model.predict_proba(X_example).to_numpy())
         info_model = mlflow.xgboost.log_model(

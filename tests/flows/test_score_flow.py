@@ -173,3 +173,19 @@ def test_pseudonymised_winback_hides_ids_with_a_keyed_hash(trained, monkeypatch)
     assert "k" * 32 not in open(r["csv"]).read()
     again = pd.read_parquet(winback(trained, "2024-06-01", WinbackPolicy(top_n=10), None, pseudonymised=True)["parquet"])
     assert again["customer_id"].tolist() == hidden["customer_id"].tolist()  # stable for one key
+
+
+def test_drift_beyond_the_threshold_refuses_to_publish_when_configured(broken_registry):
+    from flows.score import DriftRefused, score
+
+    kw = dict(policy=ScoringPolicy(), lookback_days=365, model_name="churn", tracking_uri=uri(broken_registry),
+              experiment="churn", now=NOW)
+    ok = score(broken_registry, None, **kw)
+    assert ok["drift"]["checked"] and set(ok["drift"]["psi"]) >= {"churn_probability", "days_since_last_event"}
+    day = ok["as_of"]
+    (broken_registry.home / "scores" / f"as_of={day}" / "scores.parquet").unlink()
+    with pytest.raises(DriftRefused, match="not published"):
+        score(broken_registry, None, drift_threshold=1e-6, drift_action="refuse", **kw)
+    assert not (broken_registry.home / "scores" / f"as_of={day}" / "scores.parquet").exists()
+    warned = score(broken_registry, None, drift_threshold=1e-6, drift_action="warn", **kw)
+    assert warned["drift"]["drifted"] and (broken_registry.home / "scores" / f"as_of={day}" / "scores.parquet").exists()

@@ -1,0 +1,43 @@
+"""Distribution drift between training time and scoring time: population stability index (PSI)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+EPS = 1e-4
+
+
+def reference_bins(frame: pd.DataFrame, bins: int = 10) -> dict:
+    """Per column: decile edges of the reference values and the share in each bin (missing is a bin of its own)."""
+    out = {}
+    for col in frame.columns:
+        v = frame[col].to_numpy(dtype="float64")
+        ok = v[~np.isnan(v)]
+        edges = np.unique(np.quantile(ok, np.linspace(0, 1, bins + 1)[1:-1])) if len(ok) else np.array([])
+        out[col] = {"edges": edges.tolist(), "shares": _shares(v, edges).tolist()}
+    return out
+
+
+def _shares(v: np.ndarray, edges: np.ndarray) -> np.ndarray:
+    missing = np.isnan(v)
+    idx = np.searchsorted(edges, v[~missing], side="right")
+    counts = np.bincount(idx, minlength=len(edges) + 1).astype(float)
+    counts = np.append(counts, missing.sum())
+    return counts / max(1, len(v))
+
+
+def psi(reference: dict, values: pd.Series) -> float:
+    """PSI of `values` against one column's reference: < 0.1 stable, 0.1-0.25 moderate, > 0.25 large shift."""
+    expected = np.asarray(reference["shares"]) + EPS
+    actual = _shares(values.to_numpy(dtype="float64"), np.asarray(reference["edges"])) + EPS
+    return float(np.sum((actual - expected) * np.log(actual / expected)))
+
+
+def drift_report(reference: dict, current: pd.DataFrame, threshold: float) -> dict:
+    """PSI of every referenced column present in `current`, the largest, and those above the threshold."""
+    values = {c: psi(ref, current[c]) for c, ref in reference.items() if c in current.columns}
+    over = {c: round(v, 4) for c, v in sorted(values.items(), key=lambda kv: -kv[1]) if v > threshold}
+    worst = max(values, key=values.get) if values else None
+    return {"psi": {c: round(v, 4) for c, v in values.items()}, "max_psi": round(values[worst], 4) if worst else 0.0,
+            "max_psi_column": worst, "over_threshold": over, "threshold": threshold, "drifted": bool(over)}
