@@ -51,6 +51,9 @@ def _print_ingest(s: dict) -> None:
     ok = s["rows_in"] == s["stored"] + s["quarantined"] + s["duplicates"]
     print(f"rows in = stored + quarantined + duplicates: {s['rows_in']} = {s['stored']} + {s['quarantined']} + "
           f"{s['duplicates']} ({'ok' if ok else 'MISMATCH'})")
+    for d in s.get("volume_drops", []):
+        print(f"WARNING: volume drop on {d['date']}: {d['events']} events, typically {d['typical']:.0f} a day "
+              f"(a broken feed? not scored as churn without a look)")
     if s["reasons"]:
         print("quarantine reasons (source rows):")
         for k, v in s["reasons"].items():

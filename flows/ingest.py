@@ -81,7 +81,46 @@ def ingest_file(paths: io.Paths, file: Path, *, now: pd.Timestamp, fmt: str = "c
             raise RuntimeError(f"accounting bug: {result}")  # never publish a batch that loses rows
         io.commit_batch(paths, batch_id, _events_table(prepared.events, batch_id),
                         _quarantine_table(prepared.quarantine, batch_id, str(file), now), result, sha)
+    result["volume_drops"] = _check_volume(paths, prepared.events)
     return result
+
+
+def _check_volume(paths: io.Paths, events: pd.DataFrame) -> list[dict]:
+    if events.empty:
+        return []
+    days = sorted({d.strftime("%Y-%m-%d") for d in events["event_time"].dt.floor("D").unique()})
+    if len(days) > 31:
+        return []  # a backfill over many days: per-day volume says nothing about the feed
+    start = (pd.Timestamp(days[0]) - pd.Timedelta(days=VOLUME_HISTORY_DAYS)).strftime("%Y-%m-%d")
+    drops = volume_drops(io.daily_counts(paths, start, days[-1]), days)
+    for d in drops:
+        log.warning("VOLUME DROP on %s: %d events stored, typically %.0f a day. Is a feed broken? Scoring this "
+                    "as churn would be wrong.", d["date"], d["events"], d["typical"])
+    return drops
+
+
+VOLUME_HISTORY_DAYS = 28
+VOLUME_DROP_FACTOR = 10.0
+
+
+def volume_drops(counts: pd.Series, batch_days: list[str], history_days: int = VOLUME_HISTORY_DAYS,
+                 factor: float = VOLUME_DROP_FACTOR) -> list[dict]:
+    """Days of this batch whose stored volume is `factor` times below the median of the days before them.
+
+    A sudden drop usually means a broken feed, not mass churn: it is reported, never silently scored.
+    """
+    out = []
+    for day in sorted(batch_days):
+        d = pd.Timestamp(day)
+        before = counts[(counts.index >= (d - pd.Timedelta(days=history_days)).strftime("%Y-%m-%d"))
+                        & (counts.index < day)]
+        if len(before) < 7:
+            continue  # not enough history to call anything unusual
+        typical = float(before.median())
+        n = int(counts.get(day, 0))
+        if n * factor <= typical:
+            out.append({"date": day, "events": n, "typical": typical})
+    return out
 
 
 def _drop_stored(paths: io.Paths, prepared: PreparedBatch) -> int:
@@ -107,6 +146,7 @@ def totals(files: list[dict]) -> dict:
     keys = ("rows_in", "stored", "quarantined", "duplicates")
     out = {k: sum(f.get(k, 0) for f in files) for k in keys}
     out.update({
+        "volume_drops": [d for f in files for d in f.get("volume_drops", [])],
         "files_ingested": sum(f["status"] == "ingested" for f in files),
         "files_skipped": sum(f["status"] == "skipped" for f in files),
         "files_rejected": sum(f["status"] in ("rejected", "error") for f in files),

@@ -486,3 +486,20 @@ def read_contacts(path: Path) -> pd.DataFrame:
     if missing:
         raise ValueError(f"contact history {path} lacks columns {sorted(missing)}")
     return df
+
+
+def daily_counts(paths: Paths, first_day: str, last_day: str) -> pd.Series:
+    """Stored events per event date in [first_day, last_day] (only those partitions are read)."""
+    import duckdb
+
+    days = pd.date_range(first_day, last_day, freq="D").strftime("%Y-%m-%d").tolist()
+    files = event_files(paths, days)
+    if not files:
+        return pd.Series(dtype="int64")
+    con = duckdb.connect()
+    try:
+        df = con.execute("SELECT event_date, count(*) AS n FROM read_parquet(?, hive_partitioning = true) "
+                         "GROUP BY event_date", [[str(f) for f in files]]).df()
+    finally:
+        con.close()
+    return df.set_index(df["event_date"].astype(str))["n"].astype("int64").sort_index()

@@ -166,3 +166,15 @@ def test_totals_add_up_over_files():
     t = totals(files)
     assert (t["rows_in"], t["stored"], t["quarantined"], t["duplicates"]) == (5, 2, 2, 1)
     assert (t["files_ingested"], t["files_rejected"], t["reasons"]) == (2, 1, {"x": 2})
+
+
+def test_a_sudden_drop_in_daily_volume_is_reported(paths):
+    rows = [f"v{d}-{i},c{i},visit,2024-03-{d:02d}T10:00:00Z," for d in range(1, 21) for i in range(30)]
+    normal = ingest(paths, write(paths, "march.csv", HEADER + "\n".join(rows) + "\n"))
+    assert normal["volume_drops"] == []
+    thin = ingest(paths, write(paths, "day21.csv", HEADER + "t1,c1,visit,2024-03-21T10:00:00Z,\n"
+                                                            "t2,c2,visit,2024-03-21T11:00:00Z,\n"))
+    assert thin["volume_drops"] == [{"date": "2024-03-21", "events": 2, "typical": 30.0}]
+    fine = ingest(paths, write(paths, "day22.csv", HEADER + "\n".join(
+        f"u{i},c{i},visit,2024-03-22T10:00:00Z," for i in range(25)) + "\n"))
+    assert fine["volume_drops"] == []
