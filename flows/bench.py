@@ -135,7 +135,7 @@ def stage_increment(p: dict) -> dict:
     paths = _paths(p)
     r = stage_ingest({**p, "files": [p["batch"]], "force": True})
     (batch_id,) = r.pop("_batches")
-    for f in [*paths.events.glob(f"event_date=*/{batch_id}.parquet"), paths.quarantine / f"{batch_id}.parquet"]:
+    for f in [*paths.events.glob(f"event_month=*/{batch_id}.parquet"), paths.quarantine / f"{batch_id}.parquet"]:
         f.unlink(missing_ok=True)
     (paths.ledger / f"{io.file_sha256(Path(p['batch']))}.json").unlink(missing_ok=True)
     return r

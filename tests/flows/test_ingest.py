@@ -80,10 +80,16 @@ def test_overlapping_files_store_each_event_once(paths):
     assert sorted(io.read_events(paths)["event_id"]) == ["x1", "x2", "x3"]
 
 
-def test_events_are_partitioned_by_event_date(paths):
+def test_events_are_partitioned_by_utc_month_and_sorted_by_customer_and_time(paths):
     ingest(paths, write(paths, "a.csv", CORPUS))
+    late = HEADER + "m2,c9,visit,2024-02-29T23:30:00-01:00,\nm1,c0,visit,2024-02-03T10:00:00Z,\n"
+    ingest(paths, write(paths, "b.csv", late))
     parts = sorted(p.parent.name for p in io.event_files(paths))
-    assert parts == ["event_date=2024-01-01", "event_date=2024-01-02", "event_date=2024-01-05"]
+    assert parts == ["event_month=2024-01", "event_month=2024-02", "event_month=2024-03"]
+    assert [p.parent.name for p in io.event_files(paths, ["2024-03-01"])] == ["event_month=2024-03"]
+    jan = pq.read_table(io.event_files(paths, ["2024-01-01"])[0]).to_pandas()
+    assert jan[["customer_id", "event_time"]].equals(jan.sort_values(["customer_id", "event_time"])[
+        ["customer_id", "event_time"]].reset_index(drop=True))
 
 
 @pytest.mark.parametrize("name, content, error", [

@@ -19,14 +19,14 @@ def _events(n=3):
 
 def test_commit_publishes_all_files_and_the_ledger(paths):
     io.commit_batch(paths, "b1", _events(), QUARANTINE_SCHEMA.empty_table(), {"rows_in": 3}, "sha1")
-    assert len(io.event_files(paths)) == 3
+    assert len(io.event_files(paths)) == 1  # three days of one month: one file
     assert io.ledger_entry(paths, "sha1") == {"rows_in": 3}
     assert not any(paths.staging.iterdir())
 
 
 def test_recover_discards_a_batch_that_never_committed(paths):
     stage = paths.staging / "b2"
-    io.write_parquet_atomic(_events(1), stage / "events/event_date=2025-06-01/b2.parquet")
+    io.write_parquet_atomic(_events(1), stage / "events/event_month=2025-06/b2.parquet")
     assert io.recover(paths) == ["discarded b2"]
     assert io.event_files(paths) == [] and not stage.exists()
 
@@ -35,8 +35,8 @@ def test_recover_finishes_a_batch_that_crashed_half_way_through_its_renames(path
     io.commit_batch(paths, "b0", _events(1), QUARANTINE_SCHEMA.empty_table(), {}, None)
     stage = paths.staging / "b3"
     moves = []
-    for i, d in enumerate(["2025-06-01", "2025-06-02"]):
-        rel = f"events/event_date={d}/b3.parquet"
+    for i, d in enumerate(["2025-06", "2025-07"]):
+        rel = f"events/event_month={d}/b3.parquet"
         io.write_parquet_atomic(_events(1), stage / rel)
         moves.append([rel, rel])
     io.write_bytes_atomic(stage / "COMMIT", json.dumps({"batch_id": "b3", "moves": moves}).encode())
