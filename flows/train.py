@@ -125,6 +125,7 @@ def log_training(result: TrainingResult, frame: pd.DataFrame, info: dict, *, hor
                            ("calibration.png", plots.calibration_figure(result.predictions)),
                            ("feature_importance.png", plots.importance_figure(result.model.feature_importance()))):
             mlflow.log_figure(fig, f"plots/{fname}")
+            plots.plt.close(fig)
         mlflow.log_dict({"model": result.metrics, "baselines": result.baselines}, "metrics.json")
         mlflow.log_dict({k: {"meaning": v[0], "unit": v[1]} for k, v in FEATURES.items()}, "features.json")
         # what the features and scores looked like at training time, for drift checks when scoring

@@ -41,15 +41,29 @@ def stored_ids(paths) -> list[str]:
     return io.read_events(paths)["event_id"].tolist()
 
 
+def _ingest_reporting(home: str, files: list[str], report: str) -> None:
+    import traceback
+
+    try:
+        _ingest(home, files)
+    except BaseException:
+        __import__("pathlib").Path(report).write_text(traceback.format_exc())
+        raise
+
+
 def test_two_concurrent_ingests_of_overlapping_files_store_every_event_once(tmp_path, landing_files):
     files, all_ids = landing_files
     home = str(tmp_path / "home")
-    procs = [CTX.Process(target=_ingest, args=(home, order)) for order in (files, files[::-1])]
+    # separate interpreters, as two `churn ingest` commands would be (no state inherited from this process)
+    spawn = mp.get_context("spawn")
+    reports = [tmp_path / f"child{i}.txt" for i in range(2)]
+    procs = [spawn.Process(target=_ingest_reporting, args=(home, order, str(r)))
+             for order, r in zip((files, files[::-1]), reports)]
     for p in procs:
         p.start()
-    for p in procs:
-        p.join(120)
-        assert p.exitcode == 0
+    for p, r in zip(procs, reports):
+        p.join(300)
+        assert p.exitcode == 0, r.read_text() if r.exists() else f"exit code {p.exitcode}"
     ids = stored_ids(io.Paths(tmp_path / "home"))
     assert len(ids) == len(set(ids)) == len(all_ids)
     assert set(ids) == all_ids
