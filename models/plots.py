@@ -13,16 +13,17 @@ from sklearn.metrics import precision_recall_curve, roc_curve  # noqa: E402
 from models.evaluate import calibration_table  # noqa: E402
 
 
-def _scorers(preds: pd.DataFrame) -> list[str]:
-    return [c for c in preds.columns if c not in ("customer_id", "y")]
+def _scored(preds: pd.DataFrame):
+    """(name, y, p) per scorer, as numpy arrays, over the rows that scorer scored."""
+    for name in (c for c in preds.columns if c not in ("customer_id", "y")):
+        ok = preds[name].notna()
+        yield name, preds.loc[ok, "y"].to_numpy(), preds.loc[ok, name].to_numpy()
 
 
 def roc_pr_figure(preds: pd.DataFrame):
     """ROC and precision-recall curves of the model and every baseline on the validation snapshot."""
     fig, (a, b) = plt.subplots(1, 2, figsize=(11, 4.5))
-    for name in _scorers(preds):
-        ok = preds[name].notna()
-        y, p = preds.loc[ok, "y"], preds.loc[ok, name]
+    for name, y, p in _scored(preds):
         fpr, tpr, _ = roc_curve(y, p)
         prec, rec, _ = precision_recall_curve(y, p)
         a.plot(fpr, tpr, label=name)
@@ -38,9 +39,8 @@ def roc_pr_figure(preds: pd.DataFrame):
 def gain_figure(preds: pd.DataFrame):
     """Cumulative gain: share of churners found when contacting the top x% by score."""
     fig, ax = plt.subplots(figsize=(6, 4.5))
-    for name in _scorers(preds):
-        ok = preds[name].notna()
-        y = preds.loc[ok, "y"].to_numpy()[np.argsort(-preds.loc[ok, name].to_numpy(), kind="stable")]
+    for name, y, p in _scored(preds):
+        y = y[np.argsort(-p, kind="stable")]
         x = np.arange(1, len(y) + 1) / len(y)
         ax.plot(x, np.cumsum(y) / max(1, y.sum()), label=name)
     ax.plot([0, 1], [0, 1], "k:", lw=0.8, label="random")
@@ -53,9 +53,8 @@ def gain_figure(preds: pd.DataFrame):
 def calibration_figure(preds: pd.DataFrame):
     """Observed churn rate vs mean predicted probability per score decile."""
     fig, ax = plt.subplots(figsize=(5, 5))
-    for name in _scorers(preds):
-        ok = preds[name].notna()
-        cal = calibration_table(preds.loc[ok, "y"].to_numpy(), preds.loc[ok, name].to_numpy())
+    for name, y, p in _scored(preds):
+        cal = calibration_table(y, p)
         ax.plot(cal["predicted"], cal["observed"], marker="o", label=name)
     ax.plot([0, 1], [0, 1], "k:", lw=0.8)
     ax.set(xlabel="predicted P(churn)", ylabel="observed churn rate", title="Calibration (deciles)")

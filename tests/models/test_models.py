@@ -75,3 +75,16 @@ def test_logistic_rfm_ranks_better_than_chance(sim):
     train, val, _ = sim
     lr = LogisticRFM().fit(train, train["churned"])
     assert metrics(val["churned"], lr.predict_proba(val))["roc_auc"] > 0.75
+
+
+def test_plots_draw_every_scorer_and_skip_rows_a_scorer_did_not_score():
+    from models import plots
+
+    rng = np.random.default_rng(0)
+    preds = pd.DataFrame({"customer_id": range(200), "y": rng.integers(0, 2, 200), "model": rng.random(200),
+                          "oracle": np.r_[rng.random(190), [np.nan] * 10]})
+    for make in (plots.roc_pr_figure, plots.gain_figure, plots.calibration_figure):
+        fig = make(preds)
+        labels = [line.get_label() for line in fig.axes[0].lines]
+        assert {"model", "oracle"} <= set(labels)
+        plots.plt.close(fig)
