@@ -85,10 +85,19 @@ def ingest_file(paths: io.Paths, file: Path, *, now: pd.Timestamp, fmt: str = "c
     return result
 
 
+VOLUME_HISTORY_DAYS = 28
+VOLUME_DROP_FACTOR = 10.0
+
+
+def _batch_days(events: pd.DataFrame) -> list[str]:
+    """The UTC event dates (YYYY-MM-DD) a batch touches, sorted."""
+    return sorted({d.strftime("%Y-%m-%d") for d in events["event_time"].dt.floor("D").unique()})
+
+
 def _check_volume(paths: io.Paths, events: pd.DataFrame) -> list[dict]:
     if events.empty:
         return []
-    days = sorted({d.strftime("%Y-%m-%d") for d in events["event_time"].dt.floor("D").unique()})
+    days = _batch_days(events)
     if len(days) > 31:
         return []  # a backfill over many days: per-day volume says nothing about the feed
     start = (pd.Timestamp(days[0]) - pd.Timedelta(days=VOLUME_HISTORY_DAYS)).strftime("%Y-%m-%d")
@@ -99,8 +108,6 @@ def _check_volume(paths: io.Paths, events: pd.DataFrame) -> list[dict]:
     return drops
 
 
-VOLUME_HISTORY_DAYS = 28
-VOLUME_DROP_FACTOR = 10.0
 
 
 def volume_drops(counts: pd.Series, batch_days: list[str], history_days: int = VOLUME_HISTORY_DAYS,
@@ -128,8 +135,7 @@ def _drop_stored(paths: io.Paths, prepared: PreparedBatch) -> int:
     ev = prepared.events
     if ev.empty:
         return 0
-    dates = [d.strftime("%Y-%m-%d") for d in ev["event_time"].dt.floor("D").unique()]
-    known = io.stored_ids_among(paths, pa.array(ev["event_id"].astype(str).tolist(), pa.string()), dates)
+    known = io.stored_ids_among(paths, pa.array(ev["event_id"].astype(str).tolist(), pa.string()), _batch_days(ev))
     if not known:
         return 0
     hit = ev["event_id"].isin(known)
