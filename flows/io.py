@@ -315,10 +315,14 @@ def events_glob(paths: Paths) -> str:
     return str(paths.events / "event_month=*" / "*.parquet")
 
 
-def events_relation(con, paths: Paths):
-    """A DuckDB relation over the whole event store (contract columns + event_month)."""
+def _require_events(paths: Paths) -> None:
     if not event_files(paths):
         raise FileNotFoundError(f"the event store {paths.events} is empty: run `churn ingest` first")
+
+
+def events_relation(con, paths: Paths):
+    """A DuckDB relation over the whole event store (contract columns + event_month)."""
+    _require_events(paths)
     return con.read_parquet(events_glob(paths), hive_partitioning=True)
 
 
@@ -425,8 +429,7 @@ def store_time_range(paths: Paths) -> tuple[pd.Timestamp, pd.Timestamp, int]:
     """First and last event time in the store, and the number of events."""
     import duckdb
 
-    if not event_files(paths):
-        raise FileNotFoundError(f"the event store {paths.events} is empty: run `churn ingest` first")
+    _require_events(paths)
     con = duckdb.connect()
     try:
         lo, hi, n = con.execute(
