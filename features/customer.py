@@ -70,13 +70,9 @@ def feature_sql(as_of: pd.Timestamp, lookback_days: int) -> str:
 WITH past AS (
     SELECT customer_id, event_type, event_time, amount, discount FROM events WHERE event_time <= {asof}
 ),
-scope AS (
-    SELECT customer_id FROM past GROUP BY customer_id
-    HAVING max(event_time) > {asof} - INTERVAL {int(lookback_days)} DAY
-),
-e AS (SELECT p.* FROM past p JOIN scope USING (customer_id)),
 gaps AS (
-    -- exact integer sums (microseconds), so parallel aggregation order cannot change the result
+    -- one pass over purchases only (the window needs them sorted per customer); exact integer sums
+    -- (microseconds), so parallel aggregation order cannot change the result
     SELECT customer_id,
            sum(gap) / count(*) / {_DAY_SECONDS * 1e6} AS gap_mean,
            CASE WHEN count(*) > 1 THEN
@@ -87,7 +83,7 @@ gaps AS (
         SELECT customer_id,
                CAST(epoch_us(event_time) - epoch_us(lag(event_time) OVER (PARTITION BY customer_id ORDER BY event_time))
                     AS HUGEINT) AS gap
-        FROM e WHERE event_type = 'purchase'
+        FROM past WHERE event_type = 'purchase'
     ) WHERE gap IS NOT NULL
     GROUP BY customer_id
 ),
@@ -115,7 +111,9 @@ agg AS (
         {cnt(within(365, 'complaint'))} AS complaints_365d,
         {cnt(within(365))} AS events_365d,
         {cnt(within(365, 'purchase') + ' AND e.discount > 0')} AS discounted_365d
-    FROM e GROUP BY e.customer_id
+    FROM past e GROUP BY e.customer_id
+    -- in scope: customers with an event in the lookback (one aggregation pass, no join back to the events)
+    HAVING max(e.event_time) > {asof} - INTERVAL {int(lookback_days)} DAY
 )
 SELECT a.customer_id,
     a.days_since_last_event, a.days_since_last_visit, a.days_since_last_purchase, a.tenure_days,

@@ -54,8 +54,6 @@ def score(paths: io.Paths, as_of: pd.Timestamp | None, *, policy: ScoringPolicy,
           model_name: str, tracking_uri: str, experiment: str, now: pd.Timestamp,
           drift_threshold: float = 0.25, drift_action: str = "warn") -> dict:
     """Score every customer active in the lookback at `as_of` (default: the latest event) and publish."""
-    import duckdb
-
     tracking.setup(tracking_uri, f"{experiment}-scoring", paths.mlflow / "artifacts")
     model, mv = tracking.load_champion(model_name)
     names = list(model.get_booster().feature_names or [])
@@ -65,7 +63,7 @@ def score(paths: io.Paths, as_of: pd.Timestamp | None, *, policy: ScoringPolicy,
                            f"that this code does not build; retrain with `churn train`")
     if as_of is None:
         _, as_of, _ = io.store_time_range(paths)
-    con = duckdb.connect()
+    con = io.connect(paths)
     try:
         feats = customer_features(io.events_relation(con, paths), as_of, lookback_days)
     finally:

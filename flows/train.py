@@ -33,12 +33,10 @@ def snapshot_digest(frame: pd.DataFrame) -> str:
 def build_snapshots(paths: io.Paths, as_of: pd.Timestamp | None, horizon_days: int, lookback_days: int,
                     n_train: int, step_days: int, activity_types: tuple[str, ...]) -> tuple[CutoffPlan, dict]:
     """Plan the cutoffs, build and store the labelled snapshots; returns the plan and what was written."""
-    import duckdb
-
     first, last, n_events = io.store_time_range(paths)
     as_of = utc(as_of) if as_of is not None else last
     plan = plan_cutoffs(first, as_of, horizon_days, n_train, step_days)
-    con = duckdb.connect()
+    con = io.connect(paths)
     try:
         events = io.events_relation(con, paths)
         frame = stacked_snapshots(events, [*plan.train, plan.validation], horizon_days, lookback_days, activity_types)

@@ -86,3 +86,19 @@ def test_every_feature_has_a_sentence_and_a_category(feature):
     assert reason_text(feature, row) and not reason_text(feature, row).startswith(feature)
     assert reason_text(feature, {**row, feature: float("nan")})
     assert feature in REASON_CATEGORY
+
+
+def test_the_kept_model_ends_at_the_best_iteration_so_booster_and_wrapper_agree():
+    """Early stopping leaves extra trees in the booster; scoring calls Booster.predict, which would use them."""
+    import xgboost as xgb
+
+    rng = np.random.default_rng(3)
+    X = pd.DataFrame(rng.normal(size=(3000, len(FEATURE_NAMES))), columns=FEATURE_NAMES)
+    y = pd.Series((X.iloc[:, 0] + rng.normal(scale=2.0, size=len(X)) > 0).astype(int))
+    m = ChurnModel(FEATURE_NAMES, seed=0, learning_rate=0.5, early_stopping_rounds=10)
+    m.fit(X[:2000], y[:2000], X[2000:], y[2000:])
+    booster = m.model_.get_booster()
+    assert m.best_iteration_ < 100  # it did stop early, so extra trees existed
+    assert booster.num_boosted_rounds() == m.best_iteration_ + 1
+    direct = booster.predict(xgb.DMatrix(X, feature_names=FEATURE_NAMES))
+    np.testing.assert_allclose(direct, m.predict_proba(X).to_numpy(), rtol=0, atol=1e-7)
