@@ -19,6 +19,9 @@ SUITE_NAME = "raw_events"
 MAX_EVENT_TIME_PARAMETER = "max_event_time"
 
 
+MAX_TEXT = 256  # longest id or label kept; a 10 MB "customer id" is bad input, not a customer
+
+
 @dataclass(frozen=True)
 class Column:
     """One contract column: its type, and the rules a row must obey in it."""
@@ -34,22 +37,24 @@ class Column:
     empty_for: tuple[str, ...] = ()
     unique: bool = False
     kind: str = "string"  # string | instant | number
+    max_length: int | None = None  # strings: longer values are quarantined, never stored
 
 
 EVENT_COLUMNS: tuple[Column, ...] = (
     # unique in the store: a repeated id is counted as a duplicate (the first valid row wins), not quarantined
     Column("event_id", pa.string(), "unique event id; derived from the row's content when absent",
-           required=True),
-    Column("customer_id", pa.string(), "opaque customer id (never parsed as a number)", required=True),
+           required=True, max_length=MAX_TEXT),
+    Column("customer_id", pa.string(), "opaque customer id (never parsed as a number)", required=True,
+           max_length=MAX_TEXT),
     Column("event_type", pa.string(), "one of " + ", ".join(EVENT_TYPES), required=True,
            allowed=EVENT_TYPES),
     Column("event_time", pa.timestamp("us", tz="UTC"), "when it happened (UTC instant)",
            required=True, kind="instant"),
     Column("amount", pa.float64(), "money; >= 0, required for purchase/return, empty otherwise",
            min_value=0.0, required_for=MONETARY_TYPES, empty_for=NON_MONETARY_TYPES, kind="number"),
-    Column("order_id", pa.string(), "optional order reference"),
-    Column("channel", pa.string(), "optional channel (web, store, app, ...)"),
-    Column("category", pa.string(), "optional product category"),
+    Column("order_id", pa.string(), "optional order reference", max_length=MAX_TEXT),
+    Column("channel", pa.string(), "optional channel (web, store, app, ...)", max_length=MAX_TEXT),
+    Column("category", pa.string(), "optional product category", max_length=MAX_TEXT),
     Column("discount", pa.float64(), "optional discount share of the order, 0..1",
            min_value=0.0, max_value=1.0, kind="number"),
     Column("quantity", pa.float64(), "optional number of items", min_value=0.0, kind="number"),
@@ -95,6 +100,10 @@ def rules(col: Column) -> list[tuple[str, dict]]:
         out.append((f"{name}: contains control characters",
                     {"type": "expect_column_values_to_not_match_regex",
                      "kwargs": {"column": name, "regex": r"[\x00-\x1f\x7f]"}}))
+    if col.max_length is not None:
+        out.append((f"{name}: longer than {col.max_length} characters",
+                    {"type": "expect_column_value_lengths_to_be_between",
+                     "kwargs": {"column": name, "max_value": col.max_length}}))
     if col.allowed is not None:
         out.append((f"{name}: not one of " + ", ".join(col.allowed),
                     {"type": "expect_column_values_to_be_in_set",

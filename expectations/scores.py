@@ -19,8 +19,8 @@ SUITE_NAME = "scores"
 def _reason_columns(k: int) -> tuple[Column, ...]:
     return (
         Column(f"reason_{k}_feature", pa.string(), f"feature behind the #{k} reason (pushes towards churn)"),
-        Column(f"reason_{k}_value", pa.float64(), f"that feature's value for the customer"),
-        Column(f"reason_{k}_contribution", pa.float64(), f"its contribution to the log-odds of churn (> 0)",
+        Column(f"reason_{k}_value", pa.float64(), "that feature's value for the customer"),
+        Column(f"reason_{k}_contribution", pa.float64(), "its contribution to the log-odds of churn (> 0)",
                min_value=0.0, kind="number"),
         Column(f"reason_{k}_text", pa.string(), f"the #{k} reason as a plain-language sentence"),
     )

@@ -95,7 +95,8 @@ def cmd_ingest(args, settings) -> int:
     summary = ingest_flow(home=str(settings.home), files=[str(Path(p).resolve()) for p in args.paths] or None,
                           fmt=args.format, mapping_path=str(Path(args.mapping).resolve()) if args.mapping else None,
                           timezone=args.timezone or settings.timezone,
-                          future_tolerance_hours=settings.future_tolerance_hours, force=args.force)
+                          future_tolerance_hours=settings.future_tolerance_hours, force=args.force,
+                          allow_outside_files=True)  # the user named these files
     _print(summary, args.json, _print_ingest)
     return 1 if summary["files_rejected"] else 0
 
@@ -358,12 +359,28 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    from flows.settings import load_settings
+    from pydantic import ValidationError
 
-    settings = load_settings(home=args.home)
-    configure_environment(settings.home)
-    settings = use_running_services(settings)
-    return args.func(args, settings)
+    from flows.io import PathOutside
+    from flows.settings import load_settings
+    from flows.tracking import NEEDS_A_PERSON, NoChampionError, TrackingUnavailable
+
+    try:
+        settings = load_settings(home=args.home)
+        settings.tracking_uri  # noqa: B018 - checks a file-based tracking store stays inside the data folder
+        configure_environment(settings.home)
+        settings = use_running_services(settings)
+        return args.func(args, settings)
+    except (PathOutside, TrackingUnavailable, NoChampionError, ValidationError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except OSError as e:
+        if e.errno not in NEEDS_A_PERSON:
+            raise
+        print(f"error: cannot write {e.filename or 'to the data folder'}: {e.strerror}. Nothing was half-written: "
+              f"files are replaced whole and batches are journaled, so re-run once there is space or write access.",
+              file=sys.stderr)
+        return 3
 
 
 def use_running_services(settings):

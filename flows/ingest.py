@@ -175,11 +175,16 @@ def ingest_file_task(home: str, file: str, now_iso: str, fmt: str, mapping_path:
 @flow(name="ingest")
 def ingest_flow(home: str, files: list[str] | None = None, fmt: str = "contract",
                 mapping_path: str | None = None, timezone: str = "UTC",
-                future_tolerance_hours: float = 24.0, force: bool = False) -> dict:
-    """Ingest the given files, or every new file in the landing folder; returns the run summary."""
+                future_tolerance_hours: float = 24.0, force: bool = False, allow_outside_files: bool = False) -> dict:
+    """Ingest the given files, or every new file in the landing folder; returns the run summary.
+
+    Files named by parameters (e.g. from a `churn.events.landed` event's payload) must lie in the
+    landing folder; `churn ingest FILE` sets `allow_outside_files` for the files its user typed.
+    """
     paths = io.Paths(Path(home))
     now = pd.Timestamp.now(tz="UTC")
-    targets = [Path(f) for f in files] if files else io.landing_files(paths)
+    targets = ([io.resolve_inside(paths.landing, f, "file to ingest", allow_outside_files) for f in files]
+               if files else io.landing_files(paths))
     results = [ingest_file_task(home, str(f), now.isoformat(), fmt, mapping_path, timezone,
                                 future_tolerance_hours, force) for f in targets]
     summary = totals(results)

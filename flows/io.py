@@ -45,6 +45,28 @@ class UnreadableFile(Exception):
     """A source file that cannot be read at all; it is moved aside, never retried blindly."""
 
 
+class PathOutside(ValueError):
+    """A path from settings, a mapping or an event leads outside the folder it must stay in."""
+
+
+def resolve_inside(base: Path, path: str | Path, what: str, allow_outside: bool = False) -> Path:
+    """`path` resolved against `base` (symlinks followed); outside `base` only when explicitly allowed.
+
+    Relative paths are read against `base`, never against the current directory; `..` and symlinks
+    that lead out of `base` are refused unless `allow_outside` (then only absolute paths are taken).
+    """
+    base = Path(base).resolve()
+    p = Path(path).expanduser()
+    resolved = (p if p.is_absolute() else base / p).resolve()
+    if resolved == base or base in resolved.parents:
+        return resolved
+    if allow_outside and p.is_absolute():
+        return resolved
+    raise PathOutside(f"{what} {str(path)!r} resolves to {resolved}, outside {base}; "
+                      + ("give an absolute path" if allow_outside else
+                         "paths outside the data folder need an absolute path and allow_outside_paths = true"))
+
+
 @dataclass(frozen=True)
 class Paths:
     """Where everything lives under one home folder."""
@@ -71,7 +93,7 @@ class Paths:
     def lock_file(self) -> Path: return self.home / "state" / "store.lock"
 
 
-# DuckDB stays inside this budget and spills to <home>/.staging/duckdb beyond it (the 100M-event
+# DuckDB stays inside this budget and spills to <home>/.duckdb-tmp/<pid> beyond it (the 100M-event
 # feature build peaks at about 1.6 GB); result order comes from ORDER BY, never from insertion order.
 QUERY_MEMORY_LIMIT = "3GB"
 
@@ -80,7 +102,7 @@ def connect(paths: Paths):
     """A DuckDB connection for queries over the store: bounded memory, spill files under the data folder."""
     import duckdb
 
-    spill = paths.staging / "duckdb"
+    spill = paths.home / ".duckdb-tmp" / str(os.getpid())  # per process: concurrent commands never share
     return duckdb.connect(config={"memory_limit": QUERY_MEMORY_LIMIT, "preserve_insertion_order": False,
                                   "temp_directory": str(spill)})
 
@@ -95,15 +117,27 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+@contextlib.contextmanager
+def _removed_on_error(tmp: Path) -> Iterator[None]:
+    """A failed write (e.g. disk full) leaves the target as it was and takes its partial temp file away."""
+    try:
+        yield
+    except BaseException:
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)
+        raise
+
+
 def write_bytes_atomic(path: Path, data: bytes) -> None:
     """Write bytes so that readers see the old file or the whole new one, never a part."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    with _removed_on_error(tmp):
+        with open(tmp, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
     _fsync_dir(path.parent)
 
 
@@ -111,10 +145,11 @@ def write_parquet_atomic(table: pa.Table, path: Path) -> None:
     """Write a Parquet file atomically (temp file beside it, then rename)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
-    pq.write_table(table, tmp, compression="zstd")
-    with open(tmp, "rb+") as f:
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    with _removed_on_error(tmp):
+        pq.write_table(table, tmp, compression="zstd")
+        with open(tmp, "rb+") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
     _fsync_dir(path.parent)
 
 
@@ -360,20 +395,24 @@ def commit_batch(paths: Paths, batch_id: str, events: pa.Table, quarantine: pa.T
     if stage.exists():
         shutil.rmtree(stage)
     moves: list[tuple[str, str]] = []
-    if events.num_rows:
-        for month, part in _split_by_month(events):
-            rel = f"events/event_month={month}/{batch_id}.parquet"
-            write_parquet_atomic(part.cast(STORE_SCHEMA), stage / rel)
+    try:
+        if events.num_rows:
+            for month, part in _split_by_month(events):
+                rel = f"events/event_month={month}/{batch_id}.parquet"
+                write_parquet_atomic(part.cast(STORE_SCHEMA), stage / rel)
+                moves.append((rel, rel))
+        if quarantine.num_rows:
+            rel = f"quarantine/{batch_id}.parquet"
+            write_parquet_atomic(quarantine.cast(QUARANTINE_SCHEMA), stage / rel)
             moves.append((rel, rel))
-    if quarantine.num_rows:
-        rel = f"quarantine/{batch_id}.parquet"
-        write_parquet_atomic(quarantine.cast(QUARANTINE_SCHEMA), stage / rel)
-        moves.append((rel, rel))
-    if ledger_sha is not None:
-        rel = f"state/ingested/{ledger_sha}.json"
-        write_json_atomic(ledger, stage / rel)
-        moves.append((rel, rel))
-    write_json_atomic({"batch_id": batch_id, "moves": moves}, stage / "COMMIT")
+        if ledger_sha is not None:
+            rel = f"state/ingested/{ledger_sha}.json"
+            write_json_atomic(ledger, stage / rel)
+            moves.append((rel, rel))
+        write_json_atomic({"batch_id": batch_id, "moves": moves}, stage / "COMMIT")
+    except BaseException:  # e.g. disk full while staging: nothing was published; free the space now
+        shutil.rmtree(stage, ignore_errors=True)
+        raise
     _roll_forward(paths, stage)
 
 
@@ -487,13 +526,28 @@ def read_scores(paths: Paths, as_of_date: str | None = None) -> tuple[pd.DataFra
 
 
 def write_winback(paths: Paths, frame: pd.DataFrame, csv_frame: pd.DataFrame, as_of_date: str) -> tuple[Path, Path]:
-    """The win-back list as Parquet and spreadsheet-safe CSV, each written atomically."""
-    folder = paths.home / "winback" / f"as_of={as_of_date}"
-    pq_path = folder / "winback.parquet"
-    write_parquet_atomic(pa.Table.from_pandas(frame, preserve_index=False), pq_path)
-    csv_path = folder / "winback.csv"
-    write_bytes_atomic(csv_path, csv_frame.to_csv(index=False, lineterminator="\n").encode("utf-8"))
-    return pq_path, csv_path
+    """The win-back list as Parquet and spreadsheet-safe CSV, published together.
+
+    Both files are written into a hidden folder that then replaces the day's folder, so a reader
+    never sees the Parquet file of one run next to the CSV of another (a crash leaves the old pair,
+    or, between the two renames, no folder; the next run clears what a crash left behind).
+    """
+    root = paths.home / "winback"
+    folder = root / f"as_of={as_of_date}"
+    root.mkdir(parents=True, exist_ok=True)
+    for leftover in root.glob(f".as_of={as_of_date}.*"):
+        shutil.rmtree(leftover, ignore_errors=True)
+    token = os.urandom(6).hex()
+    staged, old = root / f".as_of={as_of_date}.new-{token}", root / f".as_of={as_of_date}.old-{token}"
+    staged.mkdir()
+    write_parquet_atomic(pa.Table.from_pandas(frame, preserve_index=False), staged / "winback.parquet")
+    write_bytes_atomic(staged / "winback.csv", csv_frame.to_csv(index=False, lineterminator="\n").encode("utf-8"))
+    if folder.exists():
+        os.rename(folder, old)
+    os.rename(staged, folder)
+    _fsync_dir(root)
+    shutil.rmtree(old, ignore_errors=True)
+    return folder / "winback.parquet", folder / "winback.csv"
 
 
 def read_contacts(path: Path) -> pd.DataFrame:

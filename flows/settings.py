@@ -18,6 +18,8 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="CHURN_", extra="forbid")
 
     home: Path = Field(default=Path(DEFAULT_HOME), description="data folder; everything is written below it")
+    allow_outside_paths: bool = Field(default=False, description="let paths in settings (e.g. a SQLite tracking "
+                                      "store) lie outside the data folder; they must then be absolute")
     timezone: str = Field(default="UTC", description="time zone of naive source timestamps")
     future_tolerance_hours: float = Field(default=24.0, description="events later than now + this are quarantined")
 
@@ -72,8 +74,15 @@ class Settings(BaseSettings):
     @property
     def tracking_uri(self) -> str:
         """Absolute MLflow tracking URI (never relative to the current directory)."""
-        if self.mlflow_tracking_uri:
-            return self.mlflow_tracking_uri
+        uri = self.mlflow_tracking_uri
+        if uri and uri.startswith("sqlite:///"):  # a file: relative to the data folder, and kept inside it
+            from flows.io import resolve_inside
+
+            db = resolve_inside(self.home, uri.removeprefix("sqlite:///"), "mlflow_tracking_uri",
+                                self.allow_outside_paths)
+            return f"sqlite:///{db}"
+        if uri:
+            return uri
         return f"sqlite:///{(self.home / 'mlflow' / 'mlflow.db').resolve()}"
 
 
@@ -84,8 +93,8 @@ def load_settings(**overrides: Any) -> Settings:
     return s.model_copy(update={"home": s.home.expanduser().resolve()})
 
 
-def utc(value) -> "pd.Timestamp":
-    """A timestamp in UTC; a naive date or time given by the user is read as UTC."""
+def utc(value):
+    """A pd.Timestamp in UTC; a naive date or time given by the user is read as UTC."""
     import pandas as pd
 
     ts = pd.Timestamp(value)

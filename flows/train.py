@@ -78,6 +78,8 @@ def _champion_score(model_name: str, validation: pd.DataFrame) -> tuple[float | 
             return None, f"champion v{mv.version} uses other features; it cannot be compared"
         p = model.predict_proba(validation[names].astype("float64"))[:, 1]
         return metrics(validation["churned"].to_numpy(), p)[PRIMARY_METRIC], None
+    except tracking.TrackingUnavailable:
+        raise  # a silent server says nothing about the champion; never promote on that
     except Exception as e:  # noqa: BLE001 - an unusable champion is replaced, and we say why
         return None, f"champion v{mv.version} could not be evaluated: {e}"
 
@@ -85,6 +87,19 @@ def _champion_score(model_name: str, validation: pd.DataFrame) -> tuple[float | 
 def log_training(result: TrainingResult, frame: pd.DataFrame, info: dict, *, horizon_days: int, lookback_days: int,
                  seed: int, model_name: str, tracking_uri: str, experiment: str, artifact_root: Path) -> dict:
     """Log the run to MLflow, register the model, give it `champion` only if it beats the current one."""
+    tracking.setup(tracking_uri, experiment, artifact_root)
+    train = frame[frame["split"] == "train"]
+    validation = frame[frame["split"] == "validation"]
+    champion_metric, champion_note = _champion_score(model_name, validation)
+    with tracking.reachable(tracking_uri, "logging and registering the model",
+                            "no alias was moved: the champion is unchanged"):
+        return _log_and_register(result, frame, info, train, validation, champion_metric, champion_note,
+                                 horizon_days=horizon_days, lookback_days=lookback_days, seed=seed,
+                                 model_name=model_name, experiment=experiment, tracking_uri=tracking_uri)
+
+
+def _log_and_register(result, frame, info, train, validation, champion_metric, champion_note, *, horizon_days,
+                      lookback_days, seed, model_name, experiment, tracking_uri) -> dict:
     import mlflow
     import mlflow.xgboost
     from mlflow import MlflowClient
@@ -92,10 +107,6 @@ def log_training(result: TrainingResult, frame: pd.DataFrame, info: dict, *, hor
 
     from models import plots
 
-    tracking.setup(tracking_uri, experiment, artifact_root)
-    train = frame[frame["split"] == "train"]
-    validation = frame[frame["split"] == "validation"]
-    champion_metric, champion_note = _champion_score(model_name, validation)
     data_range = f"{info['data_start'][:10]}..{info['data_end'][:10]}"
     with mlflow.start_run() as run:
         mlflow.set_tags({"code_version": tracking.code_version(), "data_range": data_range,

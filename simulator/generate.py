@@ -115,7 +115,7 @@ def _times(cfg: SimulationConfig, rng: np.random.Generator, days: np.ndarray) ->
 def chunk_events(cfg: SimulationConfig, chunk: int, params: pd.DataFrame) -> pd.DataFrame:
     """All events of one chunk of customers, sorted by customer and time."""
     rng = np.random.default_rng([cfg.seed, chunk, 1])
-    n, n_days = len(params), cfg.days
+    n_days = cfg.days
     season = seasonality(cfg.start_ts, 0, n_days)[None, :]
     alive, declining, _ = _state_multipliers(params, n_days)
     col = lambda name: params[name].to_numpy()[:, None]  # noqa: E731

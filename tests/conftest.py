@@ -18,3 +18,29 @@ def paths(tmp_path):
     from flows import io
 
     return io.Paths(tmp_path / "home")
+
+
+@pytest.fixture(scope="session")
+def prefect_harness():
+    """One temporary Prefect API for the whole session (starting one costs seconds)."""
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=120):
+        yield
+
+
+@pytest.fixture(scope="session")
+def small_store(tmp_path_factory):
+    """A home folder with a generated store of ~2,000 customers ingested (built once per session)."""
+    import pandas as pd
+
+    from flows import io
+    from flows.generate import generate
+    from flows.ingest import ingest_file
+    from simulator.generate import SimulationConfig
+
+    paths = io.Paths(tmp_path_factory.mktemp("store") / "home")
+    generate(paths, SimulationConfig(customers=2000, days=600, seed=5, chunk_customers=1000))
+    for f in io.landing_files(paths):
+        ingest_file(paths, f, now=pd.Timestamp("2025-06-01T00:00Z"))
+    return paths

@@ -1,0 +1,192 @@
+"""The bad-input corpus: one named case per row, every contract column and every file format.
+
+Each case is a whole file through `ingest_file` (reader, normalisation, the real GX suite, dedupe,
+commit) and asserts its exact outcome: the status, rows in = stored + quarantined + duplicates,
+the quarantine reasons with their counts, and for stored rows the values they were stored with.
+"""
+
+from __future__ import annotations
+
+import gzip
+import io as _io
+import json
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from flows import io
+from flows.ingest import ingest_file
+from tests.conftest import NOW
+
+H = "event_id,customer_id,event_type,event_time,amount\n"
+GOOD = "e1,c1,purchase,2024-03-01T10:00:00Z,12.50\n"
+TYPES = "not one of visit, purchase, return, complaint"
+BIG = 10 * 1024 * 1024  # a 10 MB single line
+
+
+def parquet(table: dict | pa.Table) -> bytes:
+    buf = _io.BytesIO()
+    pq.write_table(table if isinstance(table, pa.Table) else pa.table(table), buf)
+    return buf.getvalue()
+
+
+def jsonl(*records) -> bytes:
+    return "\n".join(r if isinstance(r, str) else json.dumps(r) for r in records).encode() + b"\n"
+
+
+ROW = {"event_id": "e1", "customer_id": "c1", "event_type": "purchase", "event_time": "2024-03-01T10:00:00Z",
+       "amount": 12.5}
+
+
+def case(name, file, content, counts, reasons=None, *, status="ingested", error=None, stored=None, tz="UTC"):
+    """counts = (rows_in, stored, quarantined, duplicates); stored = {event_id: {column: value}}."""
+    return pytest.param(file, content, counts, reasons or {}, status, error, stored or {}, tz, id=name)
+
+
+CASES = [
+    # ---- file level: formats, encodings, framing
+    case("zero-byte csv", "z.csv", b"", (0, 0, 0, 0)),
+    case("zero-byte jsonl", "z.jsonl", b"", (0, 0, 0, 0)),
+    case("header only csv", "h.csv", H.encode(), (0, 0, 0, 0)),
+    case("utf-8 BOM", "bom.csv", b"\xef\xbb\xbf" + (H + GOOD).encode(), (1, 1, 0, 0),
+         stored={"e1": {"customer_id": "c1", "amount": 12.5}}),
+    case("CRLF line endings", "crlf.csv", (H + GOOD + "e2,c1,visit,2024-03-02T10:00:00Z,\n").replace("\n", "\r\n").encode(),
+         (2, 2, 0, 0), stored={"e2": {"event_type": "visit"}}),
+    case("gzip csv", "g.csv.gz", gzip.compress((H + GOOD).encode()), (1, 1, 0, 0)),
+    case("gzip jsonl", "g.jsonl.gz", gzip.compress(jsonl(ROW)), (1, 1, 0, 0)),
+    case("gzip parquet", "g.parquet.gz", gzip.compress(parquet({k: [v] for k, v in ROW.items()})), (1, 1, 0, 0)),
+    case("corrupt gzip", "bad.csv.gz", b"\x1f\x8b\x08\x00garbage", (0, 0, 0, 0), status="rejected",
+         error="corrupt gzip stream"),
+    case("latin-1 bytes", "latin.csv", (H + "e1,Müller,purchase,2024-03-01T10:00:00Z,1\n").encode("latin-1"),
+         (0, 0, 0, 0), status="rejected", error="not UTF-8 text"),
+    case("duplicate header columns", "dup.csv", b"customer_id,customer_id,event_type,event_time\n", (0, 0, 0, 0),
+         status="rejected", error="duplicate column names"),
+    case("required column missing", "nocol.csv", b"customer_id,event_type\nc1,visit\n", (0, 0, 0, 0),
+         status="rejected", error="event_time"),
+    case("truncated parquet", "t.parquet", parquet({k: [v] for k, v in ROW.items()})[:-20], (0, 0, 0, 0),
+         status="rejected", error="not a readable Parquet file"),
+    case("unsupported extension", "x.xlsx", b"PK\x03\x04", (0, 0, 0, 0), status="rejected",
+         error="unsupported file type"),
+    case("too many and too few fields", "ragged.csv", (H + GOOD + "e2,c1,visit,2024-03-02T10:00:00Z,,extra\n"
+                                                      + "e3,c1,visit\n").encode(), (3, 1, 2, 0),
+         {"malformed CSV record: 6 fields, header has 5": 1, "malformed CSV record: 3 fields, header has 5": 1}),
+    case("10 MB single line in an id", "long.csv", (H + GOOD + f"e2,{'c' * BIG},visit,2024-03-02T10:00:00Z,\n").encode(),
+         (2, 1, 1, 0), {"customer_id: longer than 256 characters": 1}),
+    case("10 MB single line in an unknown column", "longx.csv",
+         ("note," + H).encode() + b"x" * BIG + b"," + GOOD.encode(), (1, 1, 0, 0),
+         stored={"e1": {"customer_id": "c1"}}),
+    case("10,000 extra columns", "wide.csv",
+         (",".join(f"x{i}" for i in range(10_000)) + "," + H + ",".join("1" * 10_000) + "," + GOOD).encode(),
+         (1, 1, 0, 0)),
+    case("blank lines are not rows", "blank.csv", (H + "\n" + GOOD + "\n\n").encode(), (1, 1, 0, 0)),
+    case("malformed and non-object json lines", "m.jsonl", jsonl(ROW, "{not json", "[1, 2]"), (3, 1, 2, 0),
+         {"malformed JSON line: Expecting property name enclosed in double quotes": 1,
+          "malformed JSON line: not an object": 1}),
+    # ---- event_id
+    case("event_id repeated in the file", "rep.csv", (H + GOOD + GOOD).encode(), (2, 1, 0, 1)),
+    case("event_id with a newline inside quotes", "nl.csv", (H + '"e\n1",c1,visit,2024-03-02T10:00:00Z,\n').encode(),
+         (1, 0, 1, 0), {"event_id: contains control characters": 1}),
+    case("event_id absent: derived from content", "noid.csv",
+         b"customer_id,event_type,event_time\nc1,visit,2024-03-02T10:00:00Z\nc1,visit,2024-03-02T10:00:00Z\n",
+         (2, 1, 0, 1)),
+    # ---- customer_id
+    case("customer_id with surrounding whitespace is trimmed", "ws.csv",
+         (H + "e1,  c1\t ,visit,2024-03-02T10:00:00Z,\n").encode(), (1, 1, 0, 0), stored={"e1": {"customer_id": "c1"}}),
+    case("customer_id with a control character", "ctl.csv", (H + "e1,c\x071,visit,2024-03-02T10:00:00Z,\n").encode(),
+         (1, 0, 1, 0), {"customer_id: contains control characters": 1}),
+    case("customer_id with a NUL byte", "nul.csv", (H + "e1,c\x001,visit,2024-03-02T10:00:00Z,\n").encode(),
+         (1, 0, 1, 0), {"customer_id: contains control characters": 1}),
+    case("customer_id blank", "blankid.csv", (H + 'e1," ",visit,2024-03-02T10:00:00Z,\n').encode(),
+         (1, 0, 1, 0), {"customer_id: missing": 1}),
+    case("customer_id with leading zeros stays text", "zeros.jsonl",
+         jsonl({**ROW, "customer_id": "000123"}, {**ROW, "event_id": "e2", "customer_id": 123}), (2, 2, 0, 0),
+         stored={"e1": {"customer_id": "000123"}, "e2": {"customer_id": "123"}}),
+    # ---- event_type
+    case("event_type in another case and padded", "case.csv", (H + "e1,c1, PURCHASE ,2024-03-01T10:00:00Z,5\n").encode(),
+         (1, 1, 0, 0), stored={"e1": {"event_type": "purchase"}}),
+    case("event_type unknown", "type.csv", (H + "e1,c1,browse,2024-03-01T10:00:00Z,\n").encode(), (1, 0, 1, 0),
+         {f"event_type: {TYPES}": 1}),
+    # ---- event_time
+    case("mixed time zones in one file", "zones.csv", (H + "e1,c1,visit,2024-03-01T10:00:00Z,\n"
+                                                      "e2,c1,visit,2024-03-01T10:00:00+05:30,\n"
+                                                      "e3,c1,visit,2024-03-01T10:00:00-08:00,\n"
+                                                      "e4,c1,visit,2024-03-01 10:00:00,\n").encode(), (4, 4, 0, 0),
+         stored={"e1": {"event_time": pd.Timestamp("2024-03-01T10:00Z")},
+                 "e2": {"event_time": pd.Timestamp("2024-03-01T04:30Z")},
+                 "e3": {"event_time": pd.Timestamp("2024-03-01T18:00Z")},
+                 "e4": {"event_time": pd.Timestamp("2024-03-01T10:00Z")}}),
+    case("daylight-saving gap and repeated hour (Europe/London)", "dst.csv",
+         (H + "e1,c1,visit,2024-03-31 01:30:00,\ne2,c1,visit,2024-10-27 01:30:00,\n").encode(), (2, 2, 0, 0),
+         stored={"e1": {"event_time": pd.Timestamp("2024-03-31T01:00Z")},
+                 "e2": {"event_time": pd.Timestamp("2024-10-27T00:30Z")}}, tz="Europe/London"),
+    case("event_time unparseable, before 1990, in the future", "times.csv",
+         (H + "e1,c1,visit,31/02/2024,\ne2,c1,visit,1989-12-31T23:59:59Z,\ne3,c1,visit,2025-06-03T00:00:00Z,\n"
+          "e4,c1,visit,2025-06-02T11:00:00Z,\n").encode(), (4, 1, 3, 0),
+         {"event_time: unparseable": 1, "event_time: before 1990-01-01": 1, "event_time: in the future": 1}),
+    case("event_time as epoch integers in parquet", "epoch.parquet",
+         parquet({"customer_id": ["c1"], "event_type": ["visit"], "event_time": pa.array([1709287200], pa.int64())}),
+         (1, 0, 1, 0), {"event_time: unparseable": 1}),
+    # ---- amount
+    case("amount NaN, inf, -inf in parquet", "nan.parquet",
+         parquet({"event_id": ["e1", "e2", "e3", "e4"], "customer_id": ["c1"] * 4, "event_type": ["purchase"] * 4,
+                  "event_time": pa.array([pd.Timestamp("2024-03-01T10:00Z")] * 4, pa.timestamp("us", tz="UTC")),
+                  "amount": [float("nan"), float("inf"), float("-inf"), 3.0]}), (4, 1, 3, 0),
+         {"amount: not a finite number": 3}),
+    case("amount NaN and inf as text", "nan.csv", (H + "e1,c1,purchase,2024-03-01T10:00:00Z,NaN\n"
+                                                  "e2,c1,purchase,2024-03-01T10:00:00Z,Infinity\n").encode(),
+         (2, 0, 2, 0), {"amount: not a finite number": 2}),
+    case("amount with a thousands separator or currency sign", "fmt.csv",
+         (H + 'e1,c1,purchase,2024-03-01T10:00:00Z,"1,234.50"\ne2,c1,purchase,2024-03-01T10:00:00Z,$5\n'
+          'e3,c1,purchase,2024-03-01T10:00:00Z,1e3\n').encode(), (3, 1, 2, 0),
+         {"amount: not a finite number": 2}, stored={"e3": {"amount": 1000.0}}),
+    case("amount missing on a purchase, present on a visit, negative", "amt.csv",
+         (H + "e1,c1,purchase,2024-03-01T10:00:00Z,\ne2,c1,visit,2024-03-01T10:00:00Z,4\n"
+          "e3,c1,return,2024-03-01T10:00:00Z,-1\n").encode(), (3, 0, 3, 0),
+         {"amount: missing for purchase/return": 1, "amount: must be empty for visit/complaint": 1,
+          "amount: below 0": 1}),
+    case("amount as a JSON object", "obj.jsonl", jsonl({**ROW, "amount": {"value": 1}}), (1, 0, 1, 0),
+         {"amount: not a finite number": 1}),
+    # ---- discount, quantity, order_id, channel, category
+    case("discount and quantity out of range or not numbers", "dq.csv",
+         (H.strip() + ",discount,quantity\n" + "e1,c1,purchase,2024-03-01T10:00:00Z,1,1.5,1\n"
+          "e2,c1,purchase,2024-03-01T10:00:00Z,1,50%,1\ne3,c1,purchase,2024-03-01T10:00:00Z,1,0.1,-3\n"
+          "e4,c1,purchase,2024-03-01T10:00:00Z,1,0.1,two\ne5,c1,purchase,2024-03-01T10:00:00Z,1,0.25,2\n").encode(),
+         (5, 1, 4, 0), {"discount: above 1": 1, "discount: not a finite number": 1, "quantity: below 0": 1,
+                        "quantity: not a finite number": 1}, stored={"e5": {"discount": 0.25, "quantity": 2.0}}),
+    case("order_id, channel, category: control characters and 10 KB labels", "labels.jsonl",
+         jsonl({**ROW, "order_id": "o\x1b1"}, {**ROW, "event_id": "e2", "channel": "w" * 10_000},
+               {**ROW, "event_id": "e3", "category": "=HYPERLINK(\"x\")", "channel": "web"}), (3, 1, 2, 0),
+         {"order_id: contains control characters": 1, "channel: longer than 256 characters": 1},
+         stored={"e3": {"category": "=HYPERLINK(\"x\")", "channel": "web"}}),
+]
+
+
+@pytest.mark.parametrize("file, content, counts, reasons, status, error, stored, tz", CASES)
+def test_bad_input_case(paths, file, content, counts, reasons, status, error, stored, tz):
+    src = paths.landing / file
+    src.parent.mkdir(parents=True, exist_ok=True)
+    src.write_bytes(content)
+    r = ingest_file(paths, src, now=NOW, timezone=tz)
+    assert r["status"] == status, r.get("error")
+    assert (r["rows_in"], r["stored"], r["quarantined"], r["duplicates"]) == counts
+    assert r["rows_in"] == r["stored"] + r["quarantined"] + r["duplicates"]
+    assert r["reasons"] == reasons
+    if status == "rejected":
+        assert error in r["error"]
+        assert not src.exists() and (paths.rejected / file).exists()  # moved aside whole, with its error beside it
+        assert not io.event_files(paths)
+        return
+    events = io.read_events(paths).set_index("event_id")
+    assert len(events) == counts[1] and events.index.is_unique
+    for event_id, values in stored.items():
+        for column, value in values.items():
+            assert events.loc[event_id, column] == value, (event_id, column)
+    q = io.read_quarantine(paths) if counts[2] else None
+    if q is not None:  # every quarantined row keeps its reason and its original values
+        assert q["source_rows"].sum() == counts[2] and q["original"].str.len().gt(0).all()
+
+
+def test_the_corpus_has_at_least_30_distinct_cases():
+    assert len({c.id for c in CASES}) == len(CASES) >= 30

@@ -1,0 +1,152 @@
+"""SIGKILL at many points during `score` and the win-back export, then a plain re-run.
+
+Each run is a separate interpreter (as `churn score` is). The parent measures how long an
+undisturbed run takes and kills later runs at fractions of that time, so the kill points spread
+over reading, feature building, prediction, validation and publishing.
+"""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import os
+import shutil
+import signal
+import time
+from pathlib import Path
+
+import pandas as pd
+import pyarrow.parquet as pq
+import pytest
+
+from flows import io
+
+NOW = pd.Timestamp("2025-06-01T00:00Z")
+SPAWN = mp.get_context("spawn")
+FRACTIONS = (0.05, 0.25, 0.45, 0.65, 0.8, 0.9, 0.97)
+SCORE_KEYS = ["customer_id", "churn_probability", "risk_rank", "value_at_risk", "reason_1", "reasons_method"]
+
+
+def uri(paths) -> str:
+    return f"sqlite:///{paths.mlflow / 'mlflow.db'}"
+
+
+def _score(home: str, ready: str) -> None:
+    from flows.score import score
+    from models.scoring import ScoringPolicy
+
+    paths = io.Paths(Path(home))
+    Path(ready).touch()
+    score(paths, None, policy=ScoringPolicy(exact_reasons_top_n=300), lookback_days=365, model_name="churn",
+          tracking_uri=uri(paths), experiment="churn", now=NOW)
+
+
+def _winback(home: str, ready: str) -> None:
+    from flows.winback import winback
+    from models.winback import WinbackPolicy
+
+    paths = io.Paths(Path(home))
+    Path(ready).touch()
+    winback(paths, None, WinbackPolicy(max_inactive_days=10_000), None)
+
+
+def run_child(target, home: Path, kill_after: float | None) -> float:
+    """Run `target` in a fresh interpreter; SIGKILL it `kill_after` s after its imports are done."""
+    ready = home.parent / f"ready-{time.monotonic_ns()}"
+    p = SPAWN.Process(target=target, args=(str(home), str(ready)))
+    p.start()
+    while not ready.exists():
+        assert p.is_alive() or ready.exists(), f"child exited early ({p.exitcode})"
+        time.sleep(0.01)
+    t0 = time.monotonic()
+    if kill_after is None:
+        p.join(300)
+        assert p.exitcode == 0
+    else:
+        p.join(kill_after)
+        if p.is_alive():
+            os.kill(p.pid, signal.SIGKILL)
+        p.join()
+    return time.monotonic() - t0
+
+
+@pytest.fixture(scope="module")
+def trained(small_store, tmp_path_factory):
+    """A copy of the small store with a champion in its SQLite registry (no Prefect needed)."""
+    from features.customer import FEATURE_NAMES
+    from flows.train import build_snapshots, log_training
+    from models.train import train_and_evaluate
+
+    home = tmp_path_factory.mktemp("killscore") / "home"
+    shutil.copytree(small_store.home, home)
+    paths = io.Paths(home)
+    _, info = build_snapshots(paths, None, 90, 365, 2, 30, ("purchase",))
+    frame = io.read_snapshots(Path(info["path"]))
+    result = train_and_evaluate(frame[frame["split"] == "train"], frame[frame["split"] == "validation"],
+                                FEATURE_NAMES, seed=1)
+    log_training(result, frame, info, horizon_days=90, lookback_days=365, seed=1, model_name="churn",
+                 tracking_uri=uri(paths), experiment="churn", artifact_root=paths.mlflow / "artifacts")
+    return paths
+
+
+def scores_files(paths) -> list[Path]:
+    return sorted((paths.home / "scores").glob("as_of=*/*.parquet"))
+
+
+def test_sigkill_during_scoring_leaves_no_partial_file_and_a_rerun_completes(trained, tmp_path):
+    ref_home = tmp_path / "ref" / "home"
+    shutil.copytree(trained.home, ref_home)
+    duration = run_child(_score, ref_home, None)
+    (ref,) = scores_files(io.Paths(ref_home))
+    expected = pq.read_table(ref).to_pandas()[SCORE_KEYS]
+    outcomes = []
+    for i, fraction in enumerate(FRACTIONS):
+        home = tmp_path / f"k{i}" / "home"
+        shutil.copytree(trained.home, home)
+        paths = io.Paths(home)
+        run_child(_score, home, duration * fraction)
+        visible = scores_files(paths)
+        # right after the crash: no scores at all, or the complete file (never a part of one)
+        assert len(visible) <= 1
+        if visible:
+            pd.testing.assert_frame_equal(pq.read_table(visible[0]).to_pandas()[SCORE_KEYS], expected)
+        outcomes.append(bool(visible))
+        run_child(_score, home, None)  # simply re-running completes the work
+        (after,) = scores_files(paths)
+        pd.testing.assert_frame_equal(pq.read_table(after).to_pandas()[SCORE_KEYS], expected)
+    assert not all(outcomes), "every kill came after publishing: the kill points missed the run"
+
+
+def test_sigkill_during_the_winback_export_never_mixes_two_runs_files(trained, tmp_path):
+    from flows.winback import winback
+    from models.winback import WinbackPolicy
+
+    base = tmp_path / "base" / "home"
+    shutil.copytree(trained.home, base)
+    run_child(_score, base, None)
+    # an earlier, different list for the same day: top 5 only
+    winback(io.Paths(base), None, WinbackPolicy(max_inactive_days=10_000, top_n=5), None)
+    ref_home = tmp_path / "ref" / "home"
+    shutil.copytree(base, ref_home)
+    duration = run_child(_winback, ref_home, None)
+    (folder,) = (ref_home / "winback").glob("as_of=*")
+    full = len(pq.read_table(folder / "winback.parquet"))
+    assert full > 5
+    seen = set()
+    for i, fraction in enumerate(FRACTIONS):
+        home = tmp_path / f"w{i}" / "home"
+        shutil.copytree(base, home)
+        run_child(_winback, home, duration * fraction)
+        folders = list((home / "winback").glob("as_of=*"))
+        assert len(folders) <= 1
+        if folders:  # the old pair or the new pair, both files whole, never one of each
+            n_parquet = len(pq.read_table(folders[0] / "winback.parquet"))
+            n_csv = len(pd.read_csv(folders[0] / "winback.csv"))
+            assert n_parquet == n_csv and n_parquet in (5, full)
+            seen.add(n_parquet)
+        else:
+            seen.add(0)
+        run_child(_winback, home, None)
+        (folder,) = (home / "winback").glob("as_of=*")
+        assert len(pq.read_table(folder / "winback.parquet")) == len(pd.read_csv(folder / "winback.csv")) == full
+        assert not list((home / "winback").glob(".as_of=*")), "a re-run clears what the crash left behind"
+    assert 5 in seen, "every kill came after publishing: the kill points missed the run"
