@@ -157,7 +157,7 @@ def cmd_score(args, settings) -> int:
                        tier_high=settings.tier_high, tier_medium=settings.tier_medium,
                        exact_reasons_top_n=settings.exact_reasons_top_n, model_name=settings.model_name,
                        experiment=settings.experiment_name, drift_threshold=settings.drift_psi_threshold,
-                       drift_action=settings.drift_action)
+                       drift_action=settings.drift_action, explain_low_risk=settings.explain_low_risk)
     except NoChampionError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
@@ -365,6 +365,12 @@ def main(argv: list[str] | None = None) -> int:
     from flows.settings import load_settings
     from flows.tracking import NEEDS_A_PERSON, NoChampionError, TrackingUnavailable
 
+    if args.command != "serve":
+        # One-shot commands report failures themselves (a clear line, or the traceback of an unexpected
+        # error); Prefect's own copy of every failed task's traceback would bury that line. `churn serve`
+        # keeps them: there they are the run logs shown in the Prefect UI.
+        for logger in ("FLOW_RUNS", "TASK_RUNS"):
+            os.environ.setdefault(f"PREFECT_LOGGING_LOGGERS_PREFECT_{logger}_LEVEL", "CRITICAL")
     try:
         settings = load_settings(home=args.home)
         settings.tracking_uri  # noqa: B018 - checks a file-based tracking store stays inside the data folder
@@ -380,7 +386,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: cannot write {e.filename or 'to the data folder'}: {e.strerror}. Nothing was half-written: "
               f"files are replaced whole and batches are journaled, so re-run once there is space or write access.",
               file=sys.stderr)
-        return 3
+        return 4
 
 
 def use_running_services(settings):

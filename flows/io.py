@@ -10,6 +10,7 @@ Layout under the home folder:
     truth/                   the simulator's ground truth (only for generated data)
     mlflow/                  the default MLflow tracking database and artifacts
     .staging/                batches being committed (see `commit_batch`)
+    .duckdb-tmp/<pid>/       DuckDB spill files of a running query (see `connect`)
 
 Writes are atomic: a file is written beside its target as `.name.tmp` and renamed into place.
 A batch spans several files, so it is committed through a journal: staged files plus a COMMIT
@@ -39,6 +40,7 @@ import pyarrow.parquet as pq
 from expectations.contract import QUARANTINE_SCHEMA, STORE_SCHEMA
 
 SOURCE_SUFFIXES = (".parquet", ".csv", ".jsonl", ".ndjson", ".json")
+MAX_FIELD_BYTES = 256 * 1024 * 1024  # one CSV value; longer ones are quarantined by the contract, not here
 
 
 class UnreadableFile(Exception):
@@ -228,7 +230,7 @@ def read_source(path: Path) -> SourceRows:
     bad: list[tuple[int, str, str]] = []
     if fmt == "parquet":
         try:
-            frame = pq.read_table(pa.BufferReader(data)).to_pandas()
+            frame = _nan_as_text(pq.read_table(pa.BufferReader(data))).to_pandas()
         except (pa.ArrowException, OSError, ValueError) as e:
             raise UnreadableFile(f"not a readable Parquet file: {e}") from e
     else:
@@ -253,10 +255,21 @@ def read_source(path: Path) -> SourceRows:
     return SourceRows(frame, bad, fmt)
 
 
+def _nan_as_text(table: pa.Table) -> pa.Table:
+    """Float columns holding NaN become text ("nan"), so NaN is judged "not a finite number", not "missing"."""
+    import pyarrow.compute as pc
+
+    for i, field in enumerate(table.schema):
+        if pa.types.is_floating(field.type) and pc.any(pc.is_nan(table.column(i))).as_py():
+            table = table.set_column(i, field.name, pc.cast(table.column(i), pa.string()))
+    return table
+
+
 def _csv_with_row_numbers(text: str) -> tuple[pd.DataFrame, list[tuple[int, str, str]]]:
     """Parse CSV keeping each record's row number; records with the wrong field count are bad lines."""
     import csv
 
+    csv.field_size_limit(MAX_FIELD_BYTES)  # the default (128 KB) would reject a whole file for one long value
     reader = csv.reader(_io.StringIO(text, newline=""))
     try:
         header = next(reader)

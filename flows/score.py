@@ -141,9 +141,9 @@ def score_task(home: str, as_of: str | None, policy: dict, lookback_days: int, m
 def score_flow(home: str, tracking_uri: str, as_of: str | None = None, horizon_days: int = 90,
                lookback_days: int = 365, tier_high: float = 0.7, tier_medium: float = 0.4,
                exact_reasons_top_n: int = 50_000, model_name: str = "churn", experiment: str = "churn",
-               drift_threshold: float = 0.25, drift_action: str = "warn") -> dict:
+               drift_threshold: float = 0.25, drift_action: str = "warn", explain_low_risk: bool = False) -> dict:
     """Score all active customers with the champion model and publish the scores Parquet."""
     policy = {"horizon_days": horizon_days, "tier_high": tier_high, "tier_medium": tier_medium,
-              "exact_reasons_top_n": exact_reasons_top_n}
+              "exact_reasons_top_n": exact_reasons_top_n, "explain_low_risk": explain_low_risk}
     return score_task(home, as_of, policy, lookback_days, model_name, tracking_uri, experiment, drift_threshold,
                       drift_action)

@@ -50,6 +50,7 @@ def build_deployments(settings, schedules: Schedules) -> list:
     score_params = {**common, **tracking, "horizon_days": settings.horizon_days,
                     "lookback_days": settings.lookback_days, "tier_high": settings.tier_high,
                     "tier_medium": settings.tier_medium, "exact_reasons_top_n": settings.exact_reasons_top_n,
+                    "explain_low_risk": settings.explain_low_risk,
                     "drift_threshold": settings.drift_psi_threshold, "drift_action": settings.drift_action}
     train_params = {**common, **tracking, "horizon_days": settings.horizon_days,
                     "lookback_days": settings.lookback_days, "n_train_cutoffs": settings.n_train_cutoffs,

@@ -42,6 +42,8 @@ class Settings(BaseSettings):
     tier_medium: float = Field(default=0.4, ge=0, le=1, description="P(churn) at or above which a customer is 'medium'")
     exact_reasons_top_n: int = Field(default=50_000, ge=0,
                                      description="exact TreeSHAP reasons for this many customers by value at risk")
+    explain_low_risk: bool = Field(default=False, description="approximate reasons for low-tier customers too "
+                                   "(default: only the exact budget and the medium and high tiers get reasons)")
     drift_psi_threshold: float = Field(default=0.25, gt=0, description="PSI above which a feature or the score drifted")
     drift_action: str = Field(default="warn", pattern="^(warn|refuse)$",
                               description="on drift: 'warn' (publish, flag loudly) or 'refuse' (publish nothing)")

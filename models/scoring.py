@@ -20,6 +20,9 @@ class ScoringPolicy:
     tier_medium: float = 0.4
     exact_reasons_top_n: int = 50_000  # exact TreeSHAP for the top N by value at risk; approximate for the rest
     reasons: bool = True  # False: no reason codes at all (the reason columns stay empty)
+    # Low-risk customers outside the exact budget are not at risk: by default they get no reasons
+    # (reasons_method "none"), which halves the cost of explaining a large base. True explains them too.
+    explain_low_risk: bool = False
 
 
 def expected_value(features: pd.DataFrame, horizon_days: int) -> pd.Series:
@@ -36,13 +39,18 @@ def risk_tier(p: pd.Series, high: float, medium: float) -> pd.Series:
     return pd.Series(np.where(p >= high, "high", np.where(p >= medium, "medium", "low")), index=p.index)
 
 
-def contributions(booster, X: pd.DataFrame, exact: np.ndarray) -> tuple[pd.DataFrame, np.ndarray]:
-    """Per-feature contributions to the log-odds plus the bias column `_bias`; exact rows use TreeSHAP."""
+def contributions(booster, X: pd.DataFrame, exact: np.ndarray,
+                  approximate: np.ndarray | None = None) -> tuple[pd.DataFrame, np.ndarray]:
+    """Per-feature contributions to the log-odds plus the bias column `_bias`.
+
+    `exact` rows use TreeSHAP, `approximate` rows (default: all the others) Saabas; any other row stays 0.
+    """
     import xgboost as xgb
 
     names = list(X.columns)
     out = np.zeros((len(X), len(names) + 1))
-    for mask, approx in ((exact, False), (~exact, True)):
+    approximate = ~exact if approximate is None else approximate & ~exact
+    for mask, approx in ((exact, False), (approximate, True)):
         if mask.any():
             d = xgb.DMatrix(X[mask], feature_names=names)
             out[mask] = booster.predict(d, pred_contribs=True, approx_contribs=approx)
@@ -67,28 +75,29 @@ def score_customers(model, features: pd.DataFrame, as_of: pd.Timestamp, policy: 
     p = pd.Series(1.0 / (1.0 + np.exp(-margin)), index=X.index)
     ev = expected_value(features, policy.horizon_days)
     var = p * ev
+    tier = risk_tier(p, policy.tier_high, policy.tier_medium)
     exact = np.zeros(len(X), dtype=bool)
-    exact[np.argsort(-var.to_numpy(), kind="stable")[: policy.exact_reasons_top_n]] = True
     if policy.reasons:
-        contrib, _ = contributions(booster, X, exact)
-        reasons = top_reasons(contrib.drop(columns="_bias"), features, N_REASONS)
+        exact[np.argsort(-var.to_numpy(), kind="stable")[: policy.exact_reasons_top_n]] = True
+        approximate = ~exact & (policy.explain_low_risk | (tier != "low").to_numpy())
     else:
-        empty = pd.DataFrame(np.zeros((len(X), len(names))), index=X.index, columns=names)
-        reasons = top_reasons(empty, features, N_REASONS)  # all empty: no contribution is > 0
+        approximate = exact.copy()
+    contrib, _ = contributions(booster, X, exact, approximate)
+    reasons = top_reasons(contrib.drop(columns="_bias"), features, N_REASONS)  # rows left at 0: no reasons
 
     out = pd.DataFrame(index=X.index)
     out["schema_version"] = np.int32(SCHEMA_VERSION)
     out["customer_id"] = X.index.astype(str)
     out["as_of"] = pd.Timestamp(as_of).date()
     out["churn_probability"] = p
-    out["risk_tier"] = risk_tier(p, policy.tier_high, policy.tier_medium)
+    out["risk_tier"] = tier
     out["risk_rank"] = p.rank(method="first", ascending=False).astype("int64")
     out["expected_value"] = ev
     out["value_at_risk"] = var
     out["days_since_last_purchase"] = features["days_since_last_purchase"]
     out["days_since_last_event"] = features["days_since_last_event"]
     out = out.join(reasons)
-    out["reasons_method"] = np.where(exact, "exact", "approximate") if policy.reasons else "none"
+    out["reasons_method"] = np.where(exact, "exact", np.where(approximate, "approximate", "none"))
     out["horizon_days"] = np.int32(policy.horizon_days)
     out["model_name"] = model_meta["model_name"]
     out["model_version"] = str(model_meta["model_version"])

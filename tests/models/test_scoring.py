@@ -36,7 +36,7 @@ def test_reason_contributions_plus_bias_give_the_model_log_odds(fitted):
 def test_scored_frame_follows_the_contract_and_reasons_match_contributions(fitted):
     model, feats, cut = fitted
     meta = {"model_name": "churn", "model_version": "3", "run_id": "r1"}
-    s = score_customers(model, feats, cut, ScoringPolicy(exact_reasons_top_n=100), meta,
+    s = score_customers(model, feats, cut, ScoringPolicy(exact_reasons_top_n=100, explain_low_risk=True), meta,
                         pd.Timestamp("2025-01-01T00:00Z"))
     assert list(s.columns) == SCORE_COLUMN_NAMES
     assert len(s) == len(feats) and s["customer_id"].is_unique
@@ -58,6 +58,25 @@ def test_scored_frame_follows_the_contract_and_reasons_match_contributions(fitte
             assert row["reason_1_contribution"] >= row["reason_2_contribution"] > 0
             assert row["reason_2_value"] == pytest.approx(feats.loc[row["customer_id"], row["reason_2_feature"]],
                                                           nan_ok=True)
+
+
+def test_low_risk_customers_outside_the_exact_budget_get_no_reasons_unless_asked(fitted):
+    model, feats, cut = fitted
+    meta = {"model_name": "churn", "model_version": "3", "run_id": "r1"}
+    kw = dict(as_of=cut, model_meta=meta, scored_at=pd.Timestamp("2025-01-01T00:00Z"))
+    s = score_customers(model, feats, policy=ScoringPolicy(exact_reasons_top_n=50), **kw)
+    by = s.groupby(["risk_tier", "reasons_method"]).size()
+    assert (s["reasons_method"] == "exact").sum() == 50
+    low = s[(s["risk_tier"] == "low") & (s["reasons_method"] != "exact")]
+    assert len(low) > 0 and (low["reasons_method"] == "none").all(), by
+    assert low[["reason_1_feature", "reason_1_text"]].isna().all().all()
+    at_risk = s[(s["risk_tier"] != "low") & (s["reasons_method"] != "exact")]
+    assert len(at_risk) > 0 and (at_risk["reasons_method"] == "approximate").all()
+    assert at_risk["reason_1_feature"].notna().mean() > 0.9  # at-risk customers nearly always have a reason
+    everyone = score_customers(model, feats, policy=ScoringPolicy(exact_reasons_top_n=50, explain_low_risk=True), **kw)
+    assert set(everyone["reasons_method"]) == {"exact", "approximate"}
+    same = everyone.set_index("customer_id").loc[at_risk["customer_id"], "reason_1_text"]
+    assert same.tolist() == at_risk["reason_1_text"].tolist()
 
 
 def test_expected_value_and_tiers():

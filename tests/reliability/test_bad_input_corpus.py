@@ -99,7 +99,7 @@ CASES = [
     case("customer_id with a NUL byte", "nul.csv", (H + "e1,c\x001,visit,2024-03-02T10:00:00Z,\n").encode(),
          (1, 0, 1, 0), {"customer_id: contains control characters": 1}),
     case("customer_id blank", "blankid.csv", (H + 'e1," ",visit,2024-03-02T10:00:00Z,\n').encode(),
-         (1, 0, 1, 0), {"customer_id: missing": 1}),
+         (1, 0, 1, 0), {"customer_id: empty or blank": 1}),
     case("customer_id with leading zeros stays text", "zeros.jsonl",
          jsonl({**ROW, "customer_id": "000123"}, {**ROW, "event_id": "e2", "customer_id": 123}), (2, 2, 0, 0),
          stored={"e1": {"customer_id": "000123"}, "e2": {"customer_id": "123"}}),
@@ -175,7 +175,8 @@ def test_bad_input_case(paths, file, content, counts, reasons, status, error, st
     assert r["reasons"] == reasons
     if status == "rejected":
         assert error in r["error"]
-        assert not src.exists() and (paths.rejected / file).exists()  # moved aside whole, with its error beside it
+        moved = sorted(p.name for p in paths.rejected.iterdir())  # moved aside whole, with its error beside it
+        assert not src.exists() and moved == [f"20250601T120000-{file}", f"20250601T120000-{file}.error.json"]
         assert not io.event_files(paths)
         return
     events = io.read_events(paths).set_index("event_id")

@@ -98,7 +98,7 @@ def test_disk_full_during_ingest_is_a_clear_error_and_a_rerun_with_space_stores_
     """, home)
     assert out["small"][0] == 0
     code, err = out["full"]
-    assert code == 3 and "No space left on device" in err and "re-run once there is space" in err
+    assert code == 4 and "No space left on device" in err and "re-run once there is space" in err
     assert "Traceback" not in err
     # nothing of the failed batch is visible, nothing of the earlier one is lost, no staging left taking space
     assert out["after_full"]["ids"] == out["before"]["ids"] and len(out["before"]["ids"]) == n_small
@@ -118,7 +118,7 @@ def test_a_read_only_data_folder_is_a_clear_error_and_changes_nothing(tmp_path, 
         print(json.dumps(report))
     """, home)
     for command, (code, err) in out.items():
-        assert code == 3, (command, err)
+        assert code == 4, (command, err)
         assert "Read-only file system" in err or "not writable" in err, (command, err)
         assert "Traceback" not in err, (command, err)
     after = sorted((str(p.relative_to(home)), p.stat().st_size) for p in home.rglob("*") if p.is_file())
