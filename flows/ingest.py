@@ -108,8 +108,6 @@ def _check_volume(paths: io.Paths, events: pd.DataFrame) -> list[dict]:
     return drops
 
 
-
-
 def volume_drops(counts: pd.Series, batch_days: list[str], history_days: int = VOLUME_HISTORY_DAYS,
                  factor: float = VOLUME_DROP_FACTOR) -> list[dict]:
     """Days of this batch whose stored volume is `factor` times below the median of the days before them.

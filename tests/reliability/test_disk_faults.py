@@ -46,12 +46,17 @@ def run_in_namespace(tmp_path: Path, mount: str, script: str, home: Path) -> dic
     """Run `script` with the data folder `home` mounted as described, in a private mount namespace."""
     if shutil.which("unshare") is None:
         pytest.fail("util-linux `unshare` is needed for the disk-fault tests (it is part of every Linux base image)")
+    # a user + mount namespace needs no privileges; where user namespaces are off, root can use a mount one
+    works = [f for f in ("-rm", "-m") if subprocess.run(["unshare", f, "true"], capture_output=True).returncode == 0]
+    flags = works[0] if works else None
+    if flags is None:
+        pytest.fail("cannot create a private mount namespace (`unshare -rm` and `unshare -m` both failed)")
     code = tmp_path / "child.py"
     code.write_text(f"HOME = {str(home)!r}\n" + PRELUDE + textwrap.dedent(script))
     env_prefect = tmp_path / "prefect-home"  # Prefect's own state stays off the faulty disk
     env_prefect.mkdir(exist_ok=True)
     shell = f"{mount} && PREFECT_HOME={env_prefect} exec {sys.executable} {code}"
-    r = subprocess.run(["unshare", "-rm", "sh", "-c", shell], capture_output=True, text=True, timeout=600,
+    r = subprocess.run(["unshare", flags, "sh", "-c", shell], capture_output=True, text=True, timeout=600,
                        cwd=str(ROOT))
     assert r.returncode == 0, f"child failed ({r.returncode}):\n{r.stdout[-3000:]}\n{r.stderr[-5000:]}"
     return json.loads(r.stdout.strip().splitlines()[-1])

@@ -20,6 +20,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from flows import io
+from tests.reliability import helpers
 
 NOW = pd.Timestamp("2025-06-01T00:00Z")
 CTX = mp.get_context("forkserver")
@@ -74,19 +75,9 @@ def run_child(target, home: Path, kill_after: float | None) -> float:
 @pytest.fixture(scope="module")
 def trained(small_store, tmp_path_factory):
     """A copy of the small store with a champion in its SQLite registry (no Prefect needed)."""
-    from features.customer import FEATURE_NAMES
-    from flows.train import build_snapshots, log_training
-    from models.train import train_and_evaluate
-
-    home = tmp_path_factory.mktemp("killscore") / "home"
-    shutil.copytree(small_store.home, home)
-    paths = io.Paths(home)
-    _, info = build_snapshots(paths, None, 90, 365, 2, 30, ("purchase",))
-    frame = io.read_snapshots(Path(info["path"]))
-    result = train_and_evaluate(frame[frame["split"] == "train"], frame[frame["split"] == "validation"],
-                                FEATURE_NAMES, seed=1)
-    log_training(result, frame, info, horizon_days=90, lookback_days=365, seed=1, model_name="churn",
-                 tracking_uri=uri(paths), experiment="churn", artifact_root=paths.mlflow / "artifacts")
+    paths = helpers.store_copy(small_store, tmp_path_factory.mktemp("killscore") / "home")
+    frame, info = helpers.snapshots(paths)
+    helpers.register(paths, frame, info, helpers.fit(frame), uri(paths))
     return paths
 
 

@@ -9,12 +9,11 @@ from __future__ import annotations
 
 import pickle
 import re
-import shutil
 from pathlib import Path
 
 import pandas as pd
 
-from flows import io
+from tests.reliability import helpers
 
 ROOT = Path(__file__).resolve().parents[2]
 PACKAGES = ("flows", "features", "models", "ingestion", "expectations", "simulator")
@@ -34,13 +33,10 @@ def test_the_source_never_uses_a_code_executing_format():
 
 
 def test_a_whole_run_never_unpickles(small_store, tmp_path, monkeypatch):
-    from features.customer import FEATURE_NAMES
     from flows.score import score
     from flows.tracking import load_champion, setup
-    from flows.train import build_snapshots, log_training
     from flows.winback import winback
     from models.scoring import ScoringPolicy
-    from models.train import train_and_evaluate
     from models.winback import WinbackPolicy
 
     calls = []
@@ -53,9 +49,7 @@ def test_a_whole_run_never_unpickles(small_store, tmp_path, monkeypatch):
         monkeypatch.setattr(pickle, name, refuse)
     monkeypatch.setattr(pd, "read_pickle", refuse)
 
-    home = tmp_path / "home"
-    shutil.copytree(small_store.home, home, ignore=shutil.ignore_patterns("mlflow", "scores", "winback"))
-    paths = io.Paths(home)
+    paths = helpers.store_copy(small_store, tmp_path / "home", without=("mlflow", "scores", "winback"))
     uri = f"sqlite:///{paths.mlflow / 'mlflow.db'}"
     # ingest one more file (CSV) on top of the store
     src = paths.landing / "extra.csv"
@@ -63,12 +57,8 @@ def test_a_whole_run_never_unpickles(small_store, tmp_path, monkeypatch):
     from flows.ingest import ingest_file
 
     assert ingest_file(paths, src, now=pd.Timestamp("2025-06-01T00:00Z"))["stored"] == 1
-    _, info = build_snapshots(paths, None, 90, 365, 2, 30, ("purchase",))
-    frame = io.read_snapshots(Path(info["path"]))
-    result = train_and_evaluate(frame[frame["split"] == "train"], frame[frame["split"] == "validation"],
-                                FEATURE_NAMES, seed=1)
-    log_training(result, frame, info, horizon_days=90, lookback_days=365, seed=1, model_name="churn",
-                 tracking_uri=uri, experiment="churn", artifact_root=paths.mlflow / "artifacts")
+    frame, info = helpers.snapshots(paths)
+    helpers.register(paths, frame, info, helpers.fit(frame), uri)
     setup(uri, "churn", paths.mlflow / "artifacts")
     model, _ = load_champion("churn")
     assert model.get_booster().num_boosted_rounds() > 0

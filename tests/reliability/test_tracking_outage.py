@@ -24,6 +24,7 @@ from pathlib import Path
 import pytest
 
 from flows import io, tracking
+from tests.reliability import helpers
 
 MLFLOW = str(Path(sys.executable).with_name("mlflow"))
 
@@ -100,27 +101,15 @@ def server(tmp_path, monkeypatch):
 
 @pytest.fixture(scope="module")
 def snapshots(small_store, tmp_path_factory):
-    from features.customer import FEATURE_NAMES
-    from flows.train import build_snapshots
-    from models.train import train_and_evaluate
-
-    home = tmp_path_factory.mktemp("outage") / "home"
-    shutil.copytree(small_store.home, home)
-    paths = io.Paths(home)
-    _, info = build_snapshots(paths, None, 90, 365, 2, 30, ("purchase",))
-    frame = io.read_snapshots(Path(info["path"]))
-    train, val = frame[frame["split"] == "train"], frame[frame["split"] == "validation"]
-    weak = train_and_evaluate(train, val, FEATURE_NAMES, seed=1, model_params={"n_estimators": 2, "max_depth": 1})
-    strong = train_and_evaluate(train, val, FEATURE_NAMES, seed=1)
+    paths = helpers.store_copy(small_store, tmp_path_factory.mktemp("outage") / "home")
+    frame, info = helpers.snapshots(paths)
+    weak, strong = helpers.fit(frame, n_estimators=2, max_depth=1), helpers.fit(frame)
     assert strong.metrics["roc_auc"] > weak.metrics["roc_auc"]
     return paths, frame, info, weak, strong
 
 
 def log(paths, frame, info, result, uri):
-    from flows.train import log_training
-
-    return log_training(result, frame, info, horizon_days=90, lookback_days=365, seed=1, model_name="churn",
-                        tracking_uri=uri, experiment="outage", artifact_root=paths.mlflow / "artifacts")
+    return helpers.register(paths, frame, info, result, uri, experiment="outage")
 
 
 def stop_then_call(server: Server, real):
