@@ -82,8 +82,12 @@ def score_customers(model, features: pd.DataFrame, as_of: pd.Timestamp, policy: 
         approximate = ~exact & (policy.explain_low_risk | (tier != "low").to_numpy())
     else:
         approximate = exact.copy()
-    contrib, _ = contributions(booster, X, exact, approximate)
-    reasons = top_reasons(contrib.drop(columns="_bias"), features, N_REASONS)  # rows left at 0: no reasons
+    explained = exact | approximate  # reasons are computed for these rows only; the others stay empty
+    contrib, _ = contributions(booster, X[explained], exact[explained], approximate[explained])
+    reasons = top_reasons(contrib.drop(columns="_bias"), features.loc[X.index[explained]], N_REASONS)
+    reasons = reasons.reindex(X.index)
+    for c in [c for c in reasons.columns if c.endswith(("_feature", "_text"))]:
+        reasons[c] = reasons[c].astype(object).where(reasons[c].notna(), None)  # empty text is None, not NaN
 
     out = pd.DataFrame(index=X.index)
     out["schema_version"] = np.int32(SCHEMA_VERSION)
