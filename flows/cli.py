@@ -137,7 +137,10 @@ def cmd_train(args, settings) -> int:
 
 def _print_score(r: dict) -> None:
     print(f"scored {r['customers']:,} customers as of {r['as_of']} with {r['model_name']} v{r['model_version']} "
-          f"({r['exact_reasons']:,} with exact reasons) -> {r['path']}")
+          f"-> {r['path']}")
+    by = r.get("reasons_by_method", {})
+    print(f"  reasons: {by.get('exact', 0):,} exact (top by value at risk), {by.get('approximate', 0):,} approximate"
+          + (f", {by['none']:,} none (low risk; explain_low_risk = true adds them)" if by.get("none") else ""))
     for tier, v in r["tiers"].items():
         print(f"  {tier:<7} {v['customers']:>9,} customers   value at risk {v['value_at_risk']:>14,.2f}")
     d = r["drift"]

@@ -90,6 +90,7 @@ def score(paths: io.Paths, as_of: pd.Timestamp | None, *, policy: ScoringPolicy,
     summary = {"as_of": day, "path": str(path), "customers": len(scores), "tiers": tier_summary(scores),
                "value_at_risk": float(scores["value_at_risk"].sum()),
                "exact_reasons": int((scores["reasons_method"] == "exact").sum()),
+               "reasons_by_method": {str(k): int(v) for k, v in scores["reasons_method"].value_counts().items()},
                "model_name": model_name, "model_version": str(mv.version), "model_run_id": mv.run_id,
                "validation": gx, "drift": drift}
     with tracking.reachable(tracking_uri, "logging the scoring run",
