@@ -76,12 +76,10 @@ def score_customers(model, features: pd.DataFrame, as_of: pd.Timestamp, policy: 
     ev = expected_value(features, policy.horizon_days)
     var = p * ev
     tier = risk_tier(p, policy.tier_high, policy.tier_medium)
-    exact = np.zeros(len(X), dtype=bool)
+    exact, approximate = np.zeros(len(X), dtype=bool), np.zeros(len(X), dtype=bool)
     if policy.reasons:
         exact[np.argsort(-var.to_numpy(), kind="stable")[: policy.exact_reasons_top_n]] = True
         approximate = ~exact & (policy.explain_low_risk | (tier != "low").to_numpy())
-    else:
-        approximate = exact.copy()
     explained = exact | approximate  # reasons are computed for these rows only; the others stay empty
     contrib, _ = contributions(booster, X[explained], exact[explained], approximate[explained])
     reasons = top_reasons(contrib.drop(columns="_bias"), features.loc[X.index[explained]], N_REASONS)
