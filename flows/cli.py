@@ -152,18 +152,14 @@ def _print_score(r: dict) -> None:
 
 def cmd_score(args, settings) -> int:
     from flows.score import score_flow
-    from flows.tracking import NoChampionError
 
-    try:
-        r = score_flow(home=str(settings.home), tracking_uri=settings.tracking_uri, as_of=args.as_of,
-                       horizon_days=settings.horizon_days, lookback_days=settings.lookback_days,
-                       tier_high=settings.tier_high, tier_medium=settings.tier_medium,
-                       exact_reasons_top_n=settings.exact_reasons_top_n, model_name=settings.model_name,
-                       experiment=settings.experiment_name, drift_threshold=settings.drift_psi_threshold,
-                       drift_action=settings.drift_action, explain_low_risk=settings.explain_low_risk)
-    except NoChampionError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    # no champion, an unreachable server, ...: `main` turns them into one `error:` line and exit code 2
+    r = score_flow(home=str(settings.home), tracking_uri=settings.tracking_uri, as_of=args.as_of,
+                   horizon_days=settings.horizon_days, lookback_days=settings.lookback_days,
+                   tier_high=settings.tier_high, tier_medium=settings.tier_medium,
+                   exact_reasons_top_n=settings.exact_reasons_top_n, model_name=settings.model_name,
+                   experiment=settings.experiment_name, drift_threshold=settings.drift_psi_threshold,
+                   drift_action=settings.drift_action, explain_low_risk=settings.explain_low_risk)
     _print(r, args.json, _print_score)
     return 0
 

@@ -96,7 +96,7 @@ class Paths:
 
 
 # DuckDB stays inside this budget and spills to <home>/.duckdb-tmp/<pid> beyond it (the 100M-event
-# feature build peaks at about 1.6 GB); result order comes from ORDER BY, never from insertion order.
+# feature build peaks at about 2 GB); result order comes from ORDER BY, never from insertion order.
 QUERY_MEMORY_LIMIT = "3GB"
 
 

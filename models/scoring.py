@@ -40,7 +40,7 @@ def risk_tier(p: pd.Series, high: float, medium: float) -> pd.Series:
 
 
 def contributions(booster, X: pd.DataFrame, exact: np.ndarray,
-                  approximate: np.ndarray | None = None) -> tuple[pd.DataFrame, np.ndarray]:
+                  approximate: np.ndarray | None = None) -> pd.DataFrame:
     """Per-feature contributions to the log-odds plus the bias column `_bias`.
 
     `exact` rows use TreeSHAP, `approximate` rows (default: all the others) Saabas; any other row stays 0.
@@ -54,7 +54,7 @@ def contributions(booster, X: pd.DataFrame, exact: np.ndarray,
         if mask.any():
             d = xgb.DMatrix(X[mask], feature_names=names)
             out[mask] = booster.predict(d, pred_contribs=True, approx_contribs=approx)
-    return pd.DataFrame(out, index=X.index, columns=[*names, "_bias"]), exact
+    return pd.DataFrame(out, index=X.index, columns=[*names, "_bias"])
 
 
 def score_customers(model, features: pd.DataFrame, as_of: pd.Timestamp, policy: ScoringPolicy,
@@ -81,7 +81,7 @@ def score_customers(model, features: pd.DataFrame, as_of: pd.Timestamp, policy: 
         exact[np.argsort(-var.to_numpy(), kind="stable")[: policy.exact_reasons_top_n]] = True
         approximate = ~exact & (policy.explain_low_risk | (tier != "low").to_numpy())
     explained = exact | approximate  # reasons are computed for these rows only; the others stay empty
-    contrib, _ = contributions(booster, X[explained], exact[explained], approximate[explained])
+    contrib = contributions(booster, X[explained], exact[explained], approximate[explained])
     reasons = top_reasons(contrib.drop(columns="_bias"), features.loc[X.index[explained]], N_REASONS)
     reasons = reasons.reindex(X.index)
     for c in [c for c in reasons.columns if c.endswith(("_feature", "_text"))]:

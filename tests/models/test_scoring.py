@@ -29,7 +29,7 @@ def test_reason_contributions_plus_bias_give_the_model_log_odds(fitted):
 
     margin = booster.predict(xgb.DMatrix(feats, feature_names=FEATURE_NAMES), output_margin=True)
     exact = np.arange(len(feats)) < len(feats) // 2  # half exact, half approximate: both must add up
-    contrib, _ = contributions(booster, feats, exact)
+    contrib = contributions(booster, feats, exact)
     np.testing.assert_allclose(contrib.sum(axis=1).to_numpy(), margin, rtol=1e-4, atol=1e-4)
 
 
@@ -48,8 +48,8 @@ def test_scored_frame_follows_the_contract_and_reasons_match_contributions(fitte
     assert s.loc[s["reasons_method"] == "exact", "value_at_risk"].min() >= \
         s.loc[s["reasons_method"] == "approximate", "value_at_risk"].max()
     # each reason's contribution is that feature's contribution for that customer, in decreasing order
-    contrib, _ = contributions(model.get_booster(), feats.loc[s["customer_id"]],
-                               (s["reasons_method"] == "exact").to_numpy())
+    contrib = contributions(model.get_booster(), feats.loc[s["customer_id"]],
+                            (s["reasons_method"] == "exact").to_numpy())
     for i, row in s.head(50).iterrows():
         c = contrib.loc[row["customer_id"]]
         assert c[row["reason_1_feature"]] == pytest.approx(row["reason_1_contribution"])
