@@ -10,9 +10,10 @@ import pyarrow as pa
 from prefect import flow, task
 
 from expectations.contract import COLUMN_NAMES, EVENT_SCHEMA, QUARANTINE_SCHEMA
-from flows import events, io, tracking
+from flows import events
 from ingestion.batch import PreparedBatch, prepare_batch
 from ingestion.normalize import Mapping, MappingError
+from storage import layout, sources, store, tracking
 
 log = logging.getLogger("churn.ingest")
 
@@ -42,7 +43,7 @@ def _reason_counts(q: pd.DataFrame) -> dict[str, int]:
     return {str(k): int(v) for k, v in q.groupby("reason")["_rows"].sum().sort_values(ascending=False).items()}
 
 
-def ingest_file(paths: io.Paths, file: Path, *, now: pd.Timestamp, fmt: str = "contract",
+def ingest_file(paths: layout.Paths, file: Path, *, now: pd.Timestamp, fmt: str = "contract",
                 mapping: Mapping | None = None, timezone: str = "UTC", future_tolerance_hours: float = 24.0,
                 force: bool = False) -> dict:
     """Ingest one file; returns its summary. Rows in = stored + quarantined + duplicates."""
@@ -50,25 +51,25 @@ def ingest_file(paths: io.Paths, file: Path, *, now: pd.Timestamp, fmt: str = "c
     summary: dict = {"file": str(file), "format": fmt, "rows_in": 0, "stored": 0, "quarantined": 0,
                      "duplicates": 0, "reasons": {}}
     try:
-        sha = io.file_sha256(file)
+        sha = sources.file_sha256(file)
     except OSError as e:
         return {**summary, "status": "error", "error": f"cannot read file: {e}"}
     summary["sha256"] = sha
-    if not force and io.ledger_entry(paths, sha):
+    if not force and store.ledger_entry(paths, sha):
         return {**summary, "status": "skipped", "error": None, "note": "same content already ingested"}
     try:
-        src = io.read_source(file)
+        src = sources.read_source(file)
         prepared = prepare_batch(src.frame, src.bad_lines, fmt=fmt, mapping=mapping, timezone=timezone,
                                  max_event_time=now + pd.Timedelta(hours=future_tolerance_hours))
-    except (io.UnreadableFile, MappingError) as e:
-        target = io.move_aside(paths, file, str(e), now)
+    except (sources.UnreadableFile, MappingError) as e:
+        target = sources.move_aside(paths, file, str(e), now)
         log.error("rejected %s: %s (moved to %s)", file, e, target)
         return {**summary, "status": "rejected", "error": str(e), "moved_to": str(target)}
 
     batch_id = f"{now.strftime('%Y%m%dT%H%M%S%f')}-{sha[:12]}"
-    with io.store_lock(paths):
-        io.recover(paths)
-        if not force and io.ledger_entry(paths, sha):  # another process finished it meanwhile
+    with store.store_lock(paths):
+        store.recover(paths)
+        if not force and store.ledger_entry(paths, sha):  # another process finished it meanwhile
             return {**summary, "status": "skipped", "error": None, "note": "same content already ingested"}
         stored_dupes = _drop_stored(paths, prepared)
         result = {**summary, "status": "ingested", "error": None, "batch_id": batch_id,
@@ -79,7 +80,7 @@ def ingest_file(paths: io.Paths, file: Path, *, now: pd.Timestamp, fmt: str = "c
                   "ingested_at": now.isoformat()}
         if result["rows_in"] != result["stored"] + result["quarantined"] + result["duplicates"]:
             raise RuntimeError(f"accounting bug: {result}")  # never publish a batch that loses rows
-        io.commit_batch(paths, batch_id, _events_table(prepared.events, batch_id),
+        store.commit_batch(paths, batch_id, _events_table(prepared.events, batch_id),
                         _quarantine_table(prepared.quarantine, batch_id, str(file), now), result, sha)
     result["volume_drops"] = _check_volume(paths, prepared.events)
     return result
@@ -94,14 +95,14 @@ def _batch_days(events: pd.DataFrame) -> list[str]:
     return sorted({d.strftime("%Y-%m-%d") for d in events["event_time"].dt.floor("D").unique()})
 
 
-def _check_volume(paths: io.Paths, events: pd.DataFrame) -> list[dict]:
+def _check_volume(paths: layout.Paths, events: pd.DataFrame) -> list[dict]:
     if events.empty:
         return []
     days = _batch_days(events)
     if len(days) > 31:
         return []  # a backfill over many days: per-day volume says nothing about the feed
     start = (pd.Timestamp(days[0]) - pd.Timedelta(days=VOLUME_HISTORY_DAYS)).strftime("%Y-%m-%d")
-    drops = volume_drops(io.daily_counts(paths, start, days[-1]), days)
+    drops = volume_drops(store.daily_counts(paths, start, days[-1]), days)
     for d in drops:
         log.warning("VOLUME DROP on %s: %d events stored, typically %.0f a day. Is a feed broken? Scoring this "
                     "as churn would be wrong.", d["date"], d["events"], d["typical"])
@@ -128,12 +129,12 @@ def volume_drops(counts: pd.Series, batch_days: list[str], history_days: int = V
     return out
 
 
-def _drop_stored(paths: io.Paths, prepared: PreparedBatch) -> int:
+def _drop_stored(paths: layout.Paths, prepared: PreparedBatch) -> int:
     """Remove events whose id is already stored; returns the source rows they stood for."""
     ev = prepared.events
     if ev.empty:
         return 0
-    known = io.stored_ids_among(paths, pa.array(ev["event_id"].astype(str).tolist(), pa.string()), _batch_days(ev))
+    known = store.stored_ids_among(paths, pa.array(ev["event_id"].astype(str).tolist(), pa.string()), _batch_days(ev))
     if not known:
         return 0
     hit = ev["event_id"].isin(known)
@@ -166,7 +167,7 @@ def totals(files: list[dict]) -> dict:
 def ingest_file_task(home: str, file: str, now_iso: str, fmt: str, mapping_path: str | None,
                      timezone: str, future_tolerance_hours: float, force: bool) -> dict:
     mapping = Mapping.from_file(Path(mapping_path)) if mapping_path else None
-    return ingest_file(io.Paths(Path(home)), Path(file), now=pd.Timestamp(now_iso), fmt=fmt, mapping=mapping,
+    return ingest_file(layout.Paths(Path(home)), Path(file), now=pd.Timestamp(now_iso), fmt=fmt, mapping=mapping,
                        timezone=timezone, future_tolerance_hours=future_tolerance_hours, force=force)
 
 
@@ -179,10 +180,10 @@ def ingest_flow(home: str, files: list[str] | None = None, fmt: str = "contract"
     Files named by parameters (e.g. from a `churn.events.landed` event's payload) must lie in the
     landing folder; `churn ingest FILE` sets `allow_outside_files` for the files its user typed.
     """
-    paths = io.Paths(Path(home))
+    paths = layout.Paths(Path(home))
     now = pd.Timestamp.now(tz="UTC")
-    targets = ([io.resolve_inside(paths.landing, f, "file to ingest", allow_outside_files) for f in files]
-               if files else io.landing_files(paths))
+    targets = ([layout.resolve_inside(paths.landing, f, "file to ingest", allow_outside_files) for f in files]
+               if files else sources.landing_files(paths))
     results = [ingest_file_task(home, str(f), now.isoformat(), fmt, mapping_path, timezone,
                                 future_tolerance_hours, force) for f in targets]
     summary = totals(results)

@@ -8,12 +8,12 @@ from pathlib import Path
 import pandas as pd
 from prefect import flow, task
 
+from churn.settings import utc
 from expectations.scores import SCORE_SCHEMA
 from features.customer import FEATURE_NAMES, customer_features
-from flows import io, tracking
-from flows.settings import utc
 from ingestion.validate import contract_violations
 from models.scoring import ScoringPolicy, score_customers
+from storage import catalog, layout, store, tracking
 
 log = logging.getLogger("churn.score")
 SCORES_SUITE = Path(__file__).resolve().parent.parent / "expectations" / "scores.suite.json"
@@ -53,7 +53,7 @@ def tier_summary(scores: pd.DataFrame) -> dict:
             for t in ("high", "medium", "low")}
 
 
-def score(paths: io.Paths, as_of: pd.Timestamp | None, *, policy: ScoringPolicy, lookback_days: int,
+def score(paths: layout.Paths, as_of: pd.Timestamp | None, *, policy: ScoringPolicy, lookback_days: int,
           model_name: str, tracking_uri: str, experiment: str, now: pd.Timestamp,
           drift_threshold: float = 0.25, drift_action: str = "warn") -> dict:
     """Score every customer active in the lookback at `as_of` (default: the latest event) and publish."""
@@ -65,10 +65,10 @@ def score(paths: io.Paths, as_of: pd.Timestamp | None, *, policy: ScoringPolicy,
         raise RuntimeError(f"champion {model_name} v{mv.version} expects features {unknown or '(none recorded)'} "
                            f"that this code does not build; retrain with `churn train`")
     if as_of is None:
-        _, as_of, _ = io.store_time_range(paths)
-    con = io.connect(paths)
+        _, as_of, _ = store.store_time_range(paths)
+    con = store.connect(paths)
     try:
-        feats = customer_features(io.events_relation(con, paths), as_of, lookback_days)
+        feats = customer_features(store.events_relation(con, paths), as_of, lookback_days)
     finally:
         con.close()
     if feats.empty:
@@ -86,7 +86,7 @@ def score(paths: io.Paths, as_of: pd.Timestamp | None, *, policy: ScoringPolicy,
         bad = violations.dropna()
         raise InvalidScores(f"{len(bad)} scored rows break the scores contract, e.g. {bad.iloc[0]!r}; nothing published")
     day = pd.Timestamp(as_of).date().isoformat()
-    path = io.write_scores(paths, scores, SCORE_SCHEMA, day)
+    path = catalog.write_scores(paths, scores, SCORE_SCHEMA, day)
     summary = {"as_of": day, "path": str(path), "customers": len(scores), "tiers": tier_summary(scores),
                "value_at_risk": float(scores["value_at_risk"].sum()),
                "exact_reasons": int((scores["reasons_method"] == "exact").sum()),
@@ -132,7 +132,7 @@ def _log_scoring(scores: pd.DataFrame, summary: dict) -> str:
       retry_condition_fn=tracking.retry_transient)
 def score_task(home: str, as_of: str | None, policy: dict, lookback_days: int, model_name: str, tracking_uri: str,
                experiment: str, drift_threshold: float, drift_action: str) -> dict:
-    return score(io.Paths(Path(home)), utc(as_of) if as_of else None, policy=ScoringPolicy(**policy),
+    return score(layout.Paths(Path(home)), utc(as_of) if as_of else None, policy=ScoringPolicy(**policy),
                  lookback_days=lookback_days, model_name=model_name, tracking_uri=tracking_uri,
                  experiment=experiment, now=pd.Timestamp.now(tz="UTC"), drift_threshold=drift_threshold,
                  drift_action=drift_action)

@@ -10,13 +10,14 @@ from pathlib import Path
 import pandas as pd
 from prefect import flow, task
 
+from churn.settings import utc
 from features.customer import FEATURE_NAMES, FEATURES
 from features.snapshots import stacked_snapshots
-from flows import events, io, tracking
-from flows.settings import utc
-from models.snapshots import CutoffPlan, plan_cutoffs
+from flows import events
 from models.drift import reference_bins
+from models.snapshots import CutoffPlan, plan_cutoffs
 from models.train import TrainingResult, train_and_evaluate
+from storage import catalog, layout, store, tracking
 
 log = logging.getLogger("churn.train")
 PRIMARY_METRIC = "roc_auc"  # higher is better; decides champion vs challenger
@@ -30,28 +31,28 @@ def snapshot_digest(frame: pd.DataFrame) -> str:
     return hashlib.sha256(h.tobytes()).hexdigest()[:16]
 
 
-def build_snapshots(paths: io.Paths, as_of: pd.Timestamp | None, horizon_days: int, lookback_days: int,
+def build_snapshots(paths: layout.Paths, as_of: pd.Timestamp | None, horizon_days: int, lookback_days: int,
                     n_train: int, step_days: int, activity_types: tuple[str, ...]) -> tuple[CutoffPlan, dict]:
     """Plan the cutoffs, build and store the labelled snapshots; returns the plan and what was written."""
-    first, last, n_events = io.store_time_range(paths)
+    first, last, n_events = store.store_time_range(paths)
     as_of = utc(as_of) if as_of is not None else last
     plan = plan_cutoffs(first, as_of, horizon_days, n_train, step_days)
-    con = io.connect(paths)
+    con = store.connect(paths)
     try:
-        events = io.events_relation(con, paths)
+        events = store.events_relation(con, paths)
         frame = stacked_snapshots(events, [*plan.train, plan.validation], horizon_days, lookback_days, activity_types)
     finally:
         con.close()
     frame["split"] = (frame["cutoff"] == plan.validation).map({True: "validation", False: "train"})
-    path = io.write_snapshots(paths, frame, as_of, horizon_days)
+    path = catalog.write_snapshots(paths, frame, as_of, horizon_days)
     info = {"path": str(path), "as_of": as_of.isoformat(), "data_start": first.isoformat(),
             "data_end": last.isoformat(), "n_events": n_events, **plan.as_params()}
     return plan, info
 
 
-def oracle_for(paths: io.Paths, validation: pd.DataFrame, cutoff: pd.Timestamp, horizon_days: int):
+def oracle_for(paths: layout.Paths, validation: pd.DataFrame, cutoff: pd.Timestamp, horizon_days: int):
     """The simulator's oracle on the validation customers, when ground truth covers them."""
-    truth = io.read_truth(paths)
+    truth = catalog.read_truth(paths)
     if truth is None:
         return None
     from simulator.oracle import no_purchase_probability
@@ -172,7 +173,7 @@ def _pip_requirements() -> list[str]:
 @task(name="build-snapshots")
 def build_snapshots_task(home: str, as_of: str | None, horizon_days: int, lookback_days: int, n_train: int,
                          step_days: int, activity_types: list[str]) -> dict:
-    _, info = build_snapshots(io.Paths(Path(home)), pd.Timestamp(as_of) if as_of else None, horizon_days,
+    _, info = build_snapshots(layout.Paths(Path(home)), pd.Timestamp(as_of) if as_of else None, horizon_days,
                               lookback_days, n_train, step_days, tuple(activity_types))
     return info
 
@@ -180,8 +181,8 @@ def build_snapshots_task(home: str, as_of: str | None, horizon_days: int, lookba
 @task(name="train-and-log", retries=3, retry_delay_seconds=[5, 20, 60], retry_condition_fn=tracking.retry_transient)
 def train_and_log_task(home: str, info: dict, horizon_days: int, lookback_days: int, seed: int, model_name: str,
                        tracking_uri: str, experiment: str) -> dict:
-    paths = io.Paths(Path(home))
-    frame = io.read_snapshots(Path(info["path"]))
+    paths = layout.Paths(Path(home))
+    frame = catalog.read_snapshots(Path(info["path"]))
     train, validation = frame[frame["split"] == "train"], frame[frame["split"] == "validation"]
     oracle = oracle_for(paths, validation, pd.Timestamp(info["validation_cutoff"], tz="UTC"), horizon_days)
     result = train_and_evaluate(train, validation, FEATURE_NAMES, seed=seed, oracle=oracle)

@@ -7,8 +7,8 @@ from pathlib import Path
 
 from prefect import flow, task
 
-from flows import io
 from models.winback import DEFAULT_ACTIONS, WinbackPolicy, pseudonymise, select_winback, spreadsheet_safe
+from storage import catalog, layout
 
 PSEUDONYM_KEY_ENV = "CHURN_PSEUDONYM_KEY"
 
@@ -21,15 +21,15 @@ def pseudonym_key() -> bytes:
     return key.encode()
 
 
-def winback(paths: io.Paths, as_of_date: str | None, policy: WinbackPolicy, contacts_file: Path | None,
+def winback(paths: layout.Paths, as_of_date: str | None, policy: WinbackPolicy, contacts_file: Path | None,
             pseudonymised: bool = False) -> dict:
     """Select and write the win-back list for a scored day (default: the latest)."""
-    scores, day = io.read_scores(paths, as_of_date)
-    contacts = io.read_contacts(contacts_file) if contacts_file else None
+    scores, day = catalog.read_scores(paths, as_of_date)
+    contacts = catalog.read_contacts(contacts_file) if contacts_file else None
     chosen = select_winback(scores, policy, contacts)
     if pseudonymised:
         chosen["customer_id"] = pseudonymise(chosen["customer_id"], pseudonym_key())
-    pq_path, csv_path = io.write_winback(paths, chosen, spreadsheet_safe(chosen), day)
+    pq_path, csv_path = catalog.write_winback(paths, chosen, spreadsheet_safe(chosen), day)
     return {"as_of": day, "customers": len(chosen), "value_at_risk": float(chosen["value_at_risk"].sum()),
             "parquet": str(pq_path), "csv": str(csv_path),
             "by_action": {str(k): int(v) for k, v in chosen["reason_category"].value_counts().items()},
@@ -41,7 +41,7 @@ def winback_task(home: str, as_of: str | None, top_n: int | None, cooldown_days:
                  actions: dict[str, str], contacts: str | None, pseudonymised: bool) -> dict:
     policy = WinbackPolicy(top_n=top_n, cooldown_days=cooldown_days, max_inactive_days=max_inactive_days,
                            actions={**DEFAULT_ACTIONS, **actions})
-    return winback(io.Paths(Path(home)), as_of, policy, Path(contacts) if contacts else None, pseudonymised)
+    return winback(layout.Paths(Path(home)), as_of, policy, Path(contacts) if contacts else None, pseudonymised)
 
 
 @flow(name="winback")

@@ -4,7 +4,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from flows.cli import QUIET_ENV
+from churn.cli import QUIET_ENV
 
 for _k, _v in QUIET_ENV.items():
     os.environ.setdefault(_k, _v)
@@ -15,9 +15,9 @@ NOW = pd.Timestamp("2025-06-01T12:00:00Z")
 
 @pytest.fixture
 def paths(tmp_path):
-    from flows import io
+    from storage import layout
 
-    return io.Paths(tmp_path / "home")
+    return layout.Paths(tmp_path / "home")
 
 
 @pytest.fixture(scope="session")
@@ -34,13 +34,13 @@ def small_store(tmp_path_factory):
     """A home folder with a generated store of ~2,000 customers ingested (built once per session)."""
     import pandas as pd
 
-    from flows import io
-    from flows.generate import generate
+    from churn.generate import generate
     from flows.ingest import ingest_file
     from simulator.generate import SimulationConfig
+    from storage import layout, sources
 
-    paths = io.Paths(tmp_path_factory.mktemp("store") / "home")
+    paths = layout.Paths(tmp_path_factory.mktemp("store") / "home")
     generate(paths, SimulationConfig(customers=2000, days=600, seed=5, chunk_customers=1000))
-    for f in io.landing_files(paths):
+    for f in sources.landing_files(paths):
         ingest_file(paths, f, now=pd.Timestamp("2025-06-01T00:00Z"))
     return paths

@@ -2,7 +2,7 @@
 
 import json
 
-from flows.bench import bench, parse_size
+from churn.bench import bench, parse_size
 
 
 def test_bench_smoke_writes_every_stage(tmp_path):
@@ -23,7 +23,7 @@ def test_bench_smoke_writes_every_stage(tmp_path):
     parts = ["generate", "ingest", "train", "score (exact reasons for top 50)", "winback"]
     assert e2e["wall_s"] == round(sum(by[s]["wall_s"] for s in parts), 3) and "note" not in e2e
     # the isolated mode (what `churn bench` uses) runs a stage in a child process
-    from flows.bench import _measure
+    from churn.bench import _measure
 
     child = _measure("features", {"home": str(tmp_path / "data" / "events=20,000")})
     assert child["customers"] == by["features"]["customers"] and child["process_s"] >= child["wall_s"]

@@ -9,8 +9,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from flows import io
 from flows.ingest import ingest_file, totals
+from storage import store
 from tests.conftest import FIXTURES, NOW
 
 HEADER = "event_id,customer_id,event_type,event_time,amount\n"
@@ -55,9 +55,9 @@ def test_bad_input_corpus_exact_counts(paths):
         "event_type: not one of visit, purchase, return, complaint": 1,
         "malformed CSV record: 4 fields, header has 5": 1,
     }
-    stored = io.read_events(paths)
+    stored = store.read_events(paths)
     assert sorted(stored["event_id"]) == ["e1", "e10", "e2", "e9"]
-    q = io.read_quarantine(paths)
+    q = store.read_quarantine(paths)
     assert sorted(q["row_number"]) == [3, 4, 5, 6, 7, 8, 12]
     row7 = q[q["row_number"] == 7].iloc[0]
     assert json.loads(row7["original"])["event_id"] == "e7" and row7["source_file"].endswith("corpus.csv")
@@ -69,7 +69,7 @@ def test_reingesting_the_same_content_is_skipped_and_forced_reingest_stores_noth
     assert ingest(paths, f)["status"] == "skipped"
     again = ingest(paths, f, force=True)
     assert (again["stored"], again["duplicates"], again["quarantined"]) == (0, 5, 7)
-    assert len(io.read_events(paths)) == 4
+    assert len(store.read_events(paths)) == 4
 
 
 def test_overlapping_files_store_each_event_once(paths):
@@ -77,17 +77,17 @@ def test_overlapping_files_store_each_event_once(paths):
     b = write(paths, "b.csv", HEADER + "x2,c1,visit,2024-01-02T10:00:00Z,\nx3,c1,visit,2024-01-03T10:00:00Z,\n")
     ra, rb = ingest(paths, a), ingest(paths, b)
     assert (ra["stored"], rb["stored"], rb["duplicates"]) == (2, 1, 1)
-    assert sorted(io.read_events(paths)["event_id"]) == ["x1", "x2", "x3"]
+    assert sorted(store.read_events(paths)["event_id"]) == ["x1", "x2", "x3"]
 
 
 def test_events_are_partitioned_by_utc_month_and_sorted_by_customer_and_time(paths):
     ingest(paths, write(paths, "a.csv", CORPUS))
     late = HEADER + "m2,c9,visit,2024-02-29T23:30:00-01:00,\nm1,c0,visit,2024-02-03T10:00:00Z,\n"
     ingest(paths, write(paths, "b.csv", late))
-    parts = sorted(p.parent.name for p in io.event_files(paths))
+    parts = sorted(p.parent.name for p in store.event_files(paths))
     assert parts == ["event_month=2024-01", "event_month=2024-02", "event_month=2024-03"]
-    assert [p.parent.name for p in io.event_files(paths, ["2024-03-01"])] == ["event_month=2024-03"]
-    jan = pq.read_table(io.event_files(paths, ["2024-01-01"])[0]).to_pandas()
+    assert [p.parent.name for p in store.event_files(paths, ["2024-03-01"])] == ["event_month=2024-03"]
+    jan = pq.read_table(store.event_files(paths, ["2024-01-01"])[0]).to_pandas()
     assert jan[["customer_id", "event_time"]].equals(jan.sort_values(["customer_id", "event_time"])[
         ["customer_id", "event_time"]].reset_index(drop=True))
 
@@ -125,7 +125,7 @@ def test_bom_crlf_gzip_and_jsonl(paths):
                          "event_time": "2024-01-01T10:00:00+01:00", "amount": 5}), "{not json", ""]
     r = ingest(paths, write(paths, "e.jsonl", "\n".join(lines)))
     assert (r["stored"], r["quarantined"]) == (1, 1)
-    ev = io.read_events(paths).set_index("event_id")
+    ev = store.read_events(paths).set_index("event_id")
     assert ev.loc["j1", "customer_id"] == "00017" and ev.loc["j1", "amount"] == 5.0
     assert ev.loc["j1", "event_time"] == pd.Timestamp("2024-01-01T09:00Z")
 
@@ -152,7 +152,7 @@ def test_online_retail_sample_is_accounted_row_by_row(paths):
     assert r["reasons"].get("test line, not a sale", 0) == test_line.sum()
     assert r["reasons"].get("invoice has no product lines (fees or adjustments only)", 0) == fee_only.sum()
     assert r["stored"] == len(live) - fee_only.sum()
-    ev = io.read_events(paths)
+    ev = store.read_events(paths)
     assert len(ev) == len(goods_invoices)
     assert set(ev["event_type"]) == {"purchase", "return"}
     assert (ev["event_type"] == "return").sum() == sum(str(i).startswith("C") for i in goods_invoices)

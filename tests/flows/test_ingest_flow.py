@@ -1,6 +1,6 @@
 """Smoke test of the Prefect ingest flow under Prefect's test harness."""
 
-from flows import io
+from storage import store
 from tests.flows.test_ingest import CORPUS, write
 
 
@@ -13,4 +13,4 @@ def test_ingest_flow_sweeps_the_landing_folder(paths, prefect_harness):
     assert (s["files_ingested"], s["rows_in"], s["stored"], s["quarantined"], s["duplicates"]) == (2, 13, 5, 7, 1)
     again = ingest_flow(home=str(paths.home))
     assert (again["files_skipped"], again["stored"]) == (2, 0)
-    assert len(io.read_events(paths)) == 5
+    assert len(store.read_events(paths)) == 5

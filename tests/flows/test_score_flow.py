@@ -8,9 +8,9 @@ import pyarrow.parquet as pq
 import pytest
 
 from expectations.scores import SCORE_SCHEMA
-from flows import io
-from flows.tracking import NoChampionError
 from models.scoring import ScoringPolicy
+from storage import catalog, layout
+from storage.tracking import NoChampionError
 
 NOW = pd.Timestamp("2025-06-01T00:00Z")
 
@@ -25,7 +25,7 @@ def trained(small_store, tmp_path_factory, prefect_harness):
 
     home = tmp_path_factory.mktemp("scored") / "home"
     shutil.copytree(small_store.home, home)
-    paths = io.Paths(home)
+    paths = layout.Paths(home)
     train_flow(home=str(home), tracking_uri=uri(paths), n_train_cutoffs=2)
     return paths
 
@@ -40,7 +40,7 @@ def run_score(paths, as_of=None, **policy):
 def test_scoring_without_a_champion_is_a_clear_error_and_publishes_nothing(small_store, tmp_path):
     home = tmp_path / "home"
     shutil.copytree(small_store.home, home, ignore=shutil.ignore_patterns("mlflow"))
-    paths = io.Paths(home)
+    paths = layout.Paths(home)
     with pytest.raises(NoChampionError, match="no model has the alias 'champion'.*churn train"):
         run_score(paths)
     assert not (home / "scores").exists()
@@ -80,7 +80,7 @@ def test_winback_list_is_consistent_with_the_scores(trained, tmp_path):
     from models.winback import WinbackPolicy
 
     run_score(trained, as_of=pd.Timestamp("2024-06-01T00:00Z"))
-    scores, _ = io.read_scores(trained, "2024-06-01")
+    scores, _ = catalog.read_scores(trained, "2024-06-01")
     contacts = tmp_path / "contacts.csv"
     top_high = scores[scores["risk_tier"] == "high"].sort_values("value_at_risk").iloc[-1]
     contacts.write_text(f"customer_id,contacted_at\n{top_high['customer_id']},2024-05-25T10:00:00Z\n")
@@ -120,9 +120,9 @@ def broken_registry(trained, tmp_path):
     shutil.copytree(trained.home, home, ignore=shutil.ignore_patterns("scores", "winback"))
     import mlflow
 
-    mlflow.set_tracking_uri(uri(io.Paths(home)))
-    mlflow.set_registry_uri(uri(io.Paths(home)))
-    return io.Paths(home)
+    mlflow.set_tracking_uri(uri(layout.Paths(home)))
+    mlflow.set_registry_uri(uri(layout.Paths(home)))
+    return layout.Paths(home)
 
 
 def test_a_champion_with_other_features_is_refused_and_nothing_is_published(broken_registry):

@@ -8,11 +8,11 @@ import pytest
 @pytest.fixture
 def store(small_store, tmp_path):
     """A private copy of the session store, so MLflow state starts empty."""
-    from flows import io
+    from storage import layout
 
     home = tmp_path / "home"
     shutil.copytree(small_store.home, home, ignore=shutil.ignore_patterns("mlflow", "snapshots"))
-    return io.Paths(home)
+    return layout.Paths(home)
 
 
 def run_train(store, **kw):

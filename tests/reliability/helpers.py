@@ -5,20 +5,20 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-from flows import io
+from storage import catalog, layout
 
 
-def store_copy(small_store, dest: Path, **ignore) -> io.Paths:
+def store_copy(small_store, dest: Path, **ignore) -> layout.Paths:
     shutil.copytree(small_store.home, dest, ignore=shutil.ignore_patterns(*ignore.get("without", ())))
-    return io.Paths(dest)
+    return layout.Paths(dest)
 
 
-def snapshots(paths: io.Paths):
+def snapshots(paths: layout.Paths):
     """(frame, info) of 2 training cutoffs + validation, stored under the home."""
     from flows.train import build_snapshots
 
     _, info = build_snapshots(paths, None, 90, 365, 2, 30, ("purchase",))
-    return io.read_snapshots(Path(info["path"])), info
+    return catalog.read_snapshots(Path(info["path"])), info
 
 
 def fit(frame, **model_params):
@@ -29,7 +29,7 @@ def fit(frame, **model_params):
                               FEATURE_NAMES, seed=1, model_params=model_params or None)
 
 
-def register(paths: io.Paths, frame, info, result, tracking_uri: str, experiment: str = "churn") -> dict:
+def register(paths: layout.Paths, frame, info, result, tracking_uri: str, experiment: str = "churn") -> dict:
     from flows.train import log_training
 
     return log_training(result, frame, info, horizon_days=90, lookback_days=365, seed=1, model_name="churn",

@@ -16,8 +16,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from flows import io
 from flows.ingest import ingest_file
+from storage import store
 from tests.conftest import NOW
 
 H = "event_id,customer_id,event_type,event_time,amount\n"
@@ -177,14 +177,14 @@ def test_bad_input_case(paths, file, content, counts, reasons, status, error, st
         assert error in r["error"]
         moved = sorted(p.name for p in paths.rejected.iterdir())  # moved aside whole, with its error beside it
         assert not src.exists() and moved == [f"20250601T120000-{file}", f"20250601T120000-{file}.error.json"]
-        assert not io.event_files(paths)
+        assert not store.event_files(paths)
         return
-    events = io.read_events(paths).set_index("event_id")
+    events = store.read_events(paths).set_index("event_id")
     assert len(events) == counts[1] and events.index.is_unique
     for event_id, values in stored.items():
         for column, value in values.items():
             assert events.loc[event_id, column] == value, (event_id, column)
-    q = io.read_quarantine(paths) if counts[2] else None
+    q = store.read_quarantine(paths) if counts[2] else None
     if q is not None:  # every quarantined row keeps its reason and its original values
         assert q["source_rows"].sum() == counts[2] and q["original"].str.len().gt(0).all()
 

@@ -9,16 +9,16 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
-from flows import io
 from flows.ingest import ingest_file
 from simulator.generate import SimulationConfig, simulate
+from storage import atomic, layout, store
 
 NOW = pd.Timestamp("2025-06-01T00:00Z")
 CTX = mp.get_context("fork")  # the children inherit the imported libraries: they start in milliseconds
 
 
 def _ingest(home: str, files: list[str]) -> None:
-    paths = io.Paths(__import__("pathlib").Path(home))
+    paths = layout.Paths(__import__("pathlib").Path(home))
     for f in files:
         ingest_file(paths, __import__("pathlib").Path(f), now=NOW)
 
@@ -38,7 +38,7 @@ def landing_files(tmp_path_factory):
 
 
 def stored_ids(paths) -> list[str]:
-    return io.read_events(paths)["event_id"].tolist()
+    return store.read_events(paths)["event_id"].tolist()
 
 
 def _ingest_reporting(home: str, files: list[str], report: str) -> None:
@@ -64,7 +64,7 @@ def test_two_concurrent_ingests_of_overlapping_files_store_every_event_once(tmp_
     for p, r in zip(procs, reports):
         p.join(300)
         assert p.exitcode == 0, r.read_text() if r.exists() else f"exit code {p.exitcode}"
-    ids = stored_ids(io.Paths(tmp_path / "home"))
+    ids = stored_ids(layout.Paths(tmp_path / "home"))
     assert len(ids) == len(set(ids)) == len(all_ids)
     assert set(ids) == all_ids
 
@@ -72,7 +72,7 @@ def test_two_concurrent_ingests_of_overlapping_files_store_every_event_once(tmp_
 @pytest.mark.parametrize("kill_after", [0.05, 0.3, 0.6, 1.0, 1.5, 2.0, 3.0, 4.0])
 def test_sigkill_during_ingest_then_rerun_stores_every_event_exactly_once(tmp_path, landing_files, kill_after):
     files, all_ids = landing_files
-    paths = io.Paths(tmp_path / "home")
+    paths = layout.Paths(tmp_path / "home")
     p = CTX.Process(target=_ingest, args=(str(paths.home), files))
     p.start()
     time.sleep(kill_after)
@@ -82,7 +82,7 @@ def test_sigkill_during_ingest_then_rerun_stores_every_event_exactly_once(tmp_pa
     # what a reader sees right after the crash: whole files only, no id twice
     seen = stored_ids(paths)
     assert len(seen) == len(set(seen)) and set(seen) <= all_ids
-    for f in io.event_files(paths):
+    for f in store.event_files(paths):
         pq.read_metadata(f)  # every visible file is complete
     # simply re-running completes the work (recover() runs under the store lock first)
     _ingest(str(paths.home), files)
@@ -96,7 +96,7 @@ def _write_loop(path: str, n: int) -> None:
     import pyarrow as pa
 
     for i in range(n):
-        io.write_parquet_atomic(pa.table({"x": np.full(200_000, i)}), __import__("pathlib").Path(path))
+        atomic.write_parquet_atomic(pa.table({"x": np.full(200_000, i)}), __import__("pathlib").Path(path))
 
 
 @pytest.mark.parametrize("kill_after", [0.02, 0.05, 0.1, 0.15, 0.2, 0.3])

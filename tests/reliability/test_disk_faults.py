@@ -2,7 +2,7 @@
 
 Each scenario runs in a child process inside its own user and mount namespace (`unshare -rm`,
 no privileges needed), where the data folder is a small tmpfs (disk full) or a read-only bind
-mount. The child runs the real `churn` command line (`flows.cli.main`) and reports what it saw.
+mount. The child runs the real `churn` command line (`churn.cli.main`) and reports what it saw.
 """
 
 from __future__ import annotations
@@ -22,8 +22,8 @@ PRELUDE = f"""
 import contextlib, io as _io, json, os, subprocess, sys
 sys.path.insert(0, {str(ROOT)!r})
 import pandas as pd, pyarrow.parquet as pq
-from flows import io
-from flows.cli import main
+from storage import layout, store
+from churn.cli import main
 
 def churn(*args):
     err = _io.StringIO()
@@ -32,10 +32,10 @@ def churn(*args):
     return code, err.getvalue()
 
 def visible_state():
-    paths = io.Paths(__import__("pathlib").Path(HOME))
-    for f in io.event_files(paths):
+    paths = layout.Paths(__import__("pathlib").Path(HOME))
+    for f in store.event_files(paths):
         pq.read_metadata(f)  # every published file is whole
-    ids = io.read_events(paths)["event_id"].tolist()
+    ids = store.read_events(paths)["event_id"].tolist()
     return {{"ids": sorted(ids), "unique": len(ids) == len(set(ids)),
              "ledger": sorted(p.name for p in paths.ledger.glob("*.json")) if paths.ledger.exists() else [],
              "staging": sorted(p.name for p in paths.staging.iterdir()) if paths.staging.exists() else []}}

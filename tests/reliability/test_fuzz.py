@@ -6,9 +6,9 @@ import pandas as pd
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from flows import io
 from flows.ingest import ingest_file
 from ingestion.batch import prepare_batch
+from storage import layout
 
 NOW = pd.Timestamp("2025-06-01T00:00Z")
 TEXT = st.text(alphabet=string.printable + "éß\u200b\x00\x7f", max_size=12)
@@ -35,7 +35,7 @@ def test_random_rows_are_all_accounted_for(rows):
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
 @given(data=st.binary(max_size=400), header=st.booleans())
 def test_random_bytes_as_csv_never_crash_and_add_up(tmp_path_factory, data, header):
-    paths = io.Paths(tmp_path_factory.mktemp("fuzz"))
+    paths = layout.Paths(tmp_path_factory.mktemp("fuzz"))
     f = paths.landing / "random.csv"
     f.parent.mkdir(parents=True)
     f.write_bytes((b"customer_id,event_type,event_time,amount\n" if header else b"") + data)

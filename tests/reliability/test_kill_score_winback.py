@@ -19,12 +19,12 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
-from flows import io
+from storage import layout
 from tests.reliability import helpers
 
 NOW = pd.Timestamp("2025-06-01T00:00Z")
 CTX = mp.get_context("forkserver")
-CTX.set_forkserver_preload(["flows.score", "flows.winback", "flows.tracking", "models.scoring"])
+CTX.set_forkserver_preload(["flows.score", "flows.winback", "storage.tracking", "models.scoring"])
 FRACTIONS = (0.05, 0.3, 0.55, 0.75, 0.9, 0.97)
 SCORE_KEYS = ["customer_id", "churn_probability", "risk_rank", "value_at_risk", "reason_1_text", "reasons_method"]
 
@@ -37,7 +37,7 @@ def _score(home: str, ready: str) -> None:
     from flows.score import score
     from models.scoring import ScoringPolicy
 
-    paths = io.Paths(Path(home))
+    paths = layout.Paths(Path(home))
     Path(ready).touch()
     score(paths, None, policy=ScoringPolicy(exact_reasons_top_n=300), lookback_days=365, model_name="churn",
           tracking_uri=uri(paths), experiment="churn", now=NOW)
@@ -47,7 +47,7 @@ def _winback(home: str, ready: str) -> None:
     from flows.winback import winback
     from models.winback import WinbackPolicy
 
-    paths = io.Paths(Path(home))
+    paths = layout.Paths(Path(home))
     Path(ready).touch()
     winback(paths, None, WinbackPolicy(max_inactive_days=10_000), None)
 
@@ -89,13 +89,13 @@ def test_sigkill_during_scoring_leaves_no_partial_file_and_a_rerun_completes(tra
     ref_home = tmp_path / "ref" / "home"
     shutil.copytree(trained.home, ref_home)
     duration = run_child(_score, ref_home, None)
-    (ref,) = scores_files(io.Paths(ref_home))
+    (ref,) = scores_files(layout.Paths(ref_home))
     expected = pq.read_table(ref).to_pandas()[SCORE_KEYS]
     outcomes = []
     for i, fraction in enumerate(FRACTIONS):
         home = tmp_path / f"k{i}" / "home"
         shutil.copytree(trained.home, home)
-        paths = io.Paths(home)
+        paths = layout.Paths(home)
         run_child(_score, home, duration * fraction)
         visible = scores_files(paths)
         # right after the crash: no scores at all, or the complete file (never a part of one)
@@ -117,7 +117,7 @@ def test_sigkill_during_the_winback_export_never_mixes_two_runs_files(trained, t
     shutil.copytree(trained.home, base)
     run_child(_score, base, None)
     # an earlier, different list for the same day: top 5 only
-    winback(io.Paths(base), None, WinbackPolicy(max_inactive_days=10_000, top_n=5), None)
+    winback(layout.Paths(base), None, WinbackPolicy(max_inactive_days=10_000, top_n=5), None)
     ref_home = tmp_path / "ref" / "home"
     shutil.copytree(base, ref_home)
     duration = run_child(_winback, ref_home, None)

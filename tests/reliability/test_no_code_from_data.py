@@ -34,10 +34,10 @@ def test_the_source_never_uses_a_code_executing_format():
 
 def test_a_whole_run_never_unpickles(small_store, tmp_path, monkeypatch):
     from flows.score import score
-    from flows.tracking import load_champion, setup
     from flows.winback import winback
     from models.scoring import ScoringPolicy
     from models.winback import WinbackPolicy
+    from storage.tracking import load_champion, setup
 
     calls = []
 

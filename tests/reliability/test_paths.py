@@ -7,18 +7,18 @@ import os
 import pandas as pd
 import pytest
 
-from flows import io
-from flows.settings import load_settings
+from churn.settings import load_settings
+from storage import layout, store
 
 
 def test_relative_paths_are_read_against_the_base_and_may_not_climb_out(tmp_path):
     base = tmp_path / "home"
     (base / "landing").mkdir(parents=True)
-    assert io.resolve_inside(base, "landing/a.csv", "file") == (base / "landing" / "a.csv").resolve()
-    assert io.resolve_inside(base, base / "landing" / "a.csv", "file") == (base / "landing" / "a.csv").resolve()
+    assert layout.resolve_inside(base, "landing/a.csv", "file") == (base / "landing" / "a.csv").resolve()
+    assert layout.resolve_inside(base, base / "landing" / "a.csv", "file") == (base / "landing" / "a.csv").resolve()
     for bad in ("../outside.csv", "landing/../../outside.csv", "/etc/passwd", str(tmp_path / "other")):
-        with pytest.raises(io.PathOutside, match="outside"):
-            io.resolve_inside(base, bad, "file")
+        with pytest.raises(layout.PathOutside, match="outside"):
+            layout.resolve_inside(base, bad, "file")
 
 
 def test_a_symlink_inside_that_points_outside_is_refused(tmp_path):
@@ -27,17 +27,17 @@ def test_a_symlink_inside_that_points_outside_is_refused(tmp_path):
     secret = tmp_path / "secret.csv"
     secret.write_text("x")
     os.symlink(secret, base / "landing" / "innocent.csv")
-    with pytest.raises(io.PathOutside, match="secret.csv"):
-        io.resolve_inside(base / "landing", "innocent.csv", "file to ingest")
+    with pytest.raises(layout.PathOutside, match="secret.csv"):
+        layout.resolve_inside(base / "landing", "innocent.csv", "file to ingest")
 
 
 def test_outside_paths_need_the_explicit_setting_and_must_then_be_absolute(tmp_path):
     base = tmp_path / "home"
     base.mkdir()
     outside = tmp_path / "shared" / "x.db"
-    assert io.resolve_inside(base, outside, "db", allow_outside=True) == outside.resolve()
-    with pytest.raises(io.PathOutside, match="absolute"):
-        io.resolve_inside(base, "../shared/x.db", "db", allow_outside=True)
+    assert layout.resolve_inside(base, outside, "db", allow_outside=True) == outside.resolve()
+    with pytest.raises(layout.PathOutside, match="absolute"):
+        layout.resolve_inside(base, "../shared/x.db", "db", allow_outside=True)
 
 
 def test_a_sqlite_tracking_store_in_settings_stays_in_the_data_folder(tmp_path, monkeypatch):
@@ -45,7 +45,7 @@ def test_a_sqlite_tracking_store_in_settings_stays_in_the_data_folder(tmp_path, 
     monkeypatch.setenv("CHURN_MLFLOW_TRACKING_URI", "sqlite:///mlflow/other.db")
     assert load_settings(home=str(home)).tracking_uri == f"sqlite:///{(home / 'mlflow' / 'other.db').resolve()}"
     monkeypatch.setenv("CHURN_MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'elsewhere.db'}")
-    with pytest.raises(io.PathOutside, match="mlflow_tracking_uri"):
+    with pytest.raises(layout.PathOutside, match="mlflow_tracking_uri"):
         load_settings(home=str(home)).tracking_uri  # noqa: B018
     monkeypatch.setenv("CHURN_ALLOW_OUTSIDE_PATHS", "true")
     assert load_settings(home=str(home)).tracking_uri == f"sqlite:///{(tmp_path / 'elsewhere.db').resolve()}"
@@ -54,7 +54,7 @@ def test_a_sqlite_tracking_store_in_settings_stays_in_the_data_folder(tmp_path, 
 
 
 def test_the_cli_reports_an_escaping_setting_as_a_clear_error(tmp_path, monkeypatch, capsys):
-    from flows.cli import main
+    from churn.cli import main
 
     monkeypatch.setenv("CHURN_MLFLOW_TRACKING_URI", "sqlite:///../../escape.db")
     assert main(["--home", str(tmp_path / "home"), "score"]) == 2
@@ -71,11 +71,11 @@ def test_an_event_naming_a_file_outside_the_landing_folder_ingests_nothing(tmp_p
     outside = tmp_path / "outside.csv"
     outside.write_text("customer_id,event_type,event_time\nc1,visit,2024-01-01T00:00:00Z\n")
     for payload_path in (str(outside), str(home / "landing" / ".." / ".." / "outside.csv")):
-        with pytest.raises(io.PathOutside, match="file to ingest"):
+        with pytest.raises(layout.PathOutside, match="file to ingest"):
             ingest_flow(home=str(home), files=[payload_path])
     assert not (home / "events").exists() and outside.exists()
     inside = home / "landing" / "ok.csv"
     inside.write_text(outside.read_text())
     r = ingest_flow(home=str(home), files=[str(inside)])
     assert r["stored"] == 1
-    assert pd.Timestamp(io.read_events(io.Paths(home))["event_time"].iloc[0]) == pd.Timestamp("2024-01-01T00:00Z")
+    assert pd.Timestamp(store.read_events(layout.Paths(home))["event_time"].iloc[0]) == pd.Timestamp("2024-01-01T00:00Z")

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pytest
 
-from flows import io, tracking
+from storage import layout, tracking
 from tests.reliability import helpers
 
 MLFLOW = str(Path(sys.executable).with_name("mlflow"))
@@ -162,7 +162,7 @@ def test_scoring_retries_through_a_server_restart_and_fails_clearly_when_it_stay
     log(paths, frame, info, strong, server.uri)
     home = tmp_path / "home"
     shutil.copytree(paths.home, home, ignore=shutil.ignore_patterns("scores"))
-    p = io.Paths(home)
+    p = layout.Paths(home)
     now = __import__("pandas").Timestamp("2025-06-01T00:00Z")
 
     def run():

@@ -3,20 +3,20 @@ import hashlib
 import numpy as np
 import pandas as pd
 
-from flows import io
-from flows.generate import generate
+from churn.generate import generate
 from simulator.generate import SimulationConfig, simulate
 from simulator.oracle import no_purchase_probability
+from storage import layout
 
 
 def test_same_seed_same_bytes_and_another_seed_differs(tmp_path):
     cfg = SimulationConfig(customers=300, days=200, seed=7, chunk_customers=100)
     digests = []
     for run in ("a", "b"):
-        out = generate(io.Paths(tmp_path / run), cfg)
+        out = generate(layout.Paths(tmp_path / run), cfg)
         digests.append([hashlib.sha256(open(f, "rb").read()).hexdigest() for f in out["files"]])
     assert digests[0] == digests[1] and len(digests[0]) == 3
-    other = generate(io.Paths(tmp_path / "c"), SimulationConfig(customers=300, days=200, seed=8, chunk_customers=100))
+    other = generate(layout.Paths(tmp_path / "c"), SimulationConfig(customers=300, days=200, seed=8, chunk_customers=100))
     assert [hashlib.sha256(open(f, "rb").read()).hexdigest() for f in other["files"]] != digests[0]
 
 

@@ -18,7 +18,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from flows import io
+from storage import atomic, layout
 
 log = logging.getLogger("churn.services")
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
@@ -79,7 +79,7 @@ def up(home: Path, host: str = "127.0.0.1", prefect_port: int = 4200, mlflow_por
        timeout: float = 120.0) -> dict:
     """Start both servers (no-op for those already running) and wait until they answer."""
     home = home.resolve()
-    paths = io.Paths(home)
+    paths = layout.Paths(home)
     if host not in LOOPBACK:
         log.warning("!!! binding the servers to %s: anyone who can reach this machine can read and change your "
                     "runs and models. Put them behind a firewall or an authenticating proxy. !!!", host)
@@ -107,7 +107,7 @@ def up(home: Path, host: str = "127.0.0.1", prefect_port: int = 4200, mlflow_por
         proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,
                                 cwd=str(home), start_new_session=True)
         new[name] = {"pid": proc.pid, "command": cmd, "log": str(logs / f"{name}.log")}
-    io.write_json_atomic(new, _state_path(home))
+    atomic.write_json_atomic(new, _state_path(home))
     deadline = time.monotonic() + timeout
     for name, url in _health_urls(new).items():
         while not healthy(url):

@@ -16,8 +16,8 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 
-from flows import io
 from flows.events import INGESTED, LANDED, PROMOTED, store_resource
+from storage import layout, sources, store
 
 log = logging.getLogger("churn.serve")
 
@@ -82,7 +82,7 @@ def build_deployments(settings, schedules: Schedules) -> list:
 class LandingWatcher(threading.Thread):
     """Announces each new, complete file in the landing folder once, as a `churn.events.landed` event."""
 
-    def __init__(self, paths: io.Paths, interval: float = 2.0):
+    def __init__(self, paths: layout.Paths, interval: float = 2.0):
         super().__init__(daemon=True, name="landing-watcher")
         self.paths, self.interval = paths, interval
         self.stop_event = threading.Event()
@@ -94,7 +94,7 @@ class LandingWatcher(threading.Thread):
         from prefect.events import emit_event
 
         ready = []
-        for f in io.landing_files(self.paths):
+        for f in sources.landing_files(self.paths):
             try:
                 st = f.stat()
             except FileNotFoundError:
@@ -103,8 +103,8 @@ class LandingWatcher(threading.Thread):
             if self._seen_size.get(f) != sig:
                 self._seen_size[f] = sig  # still being written, or new: look again next time
                 continue
-            sha = io.file_sha256(f)
-            if sha in self.announced or io.ledger_entry(self.paths, sha):
+            sha = sources.file_sha256(f)
+            if sha in self.announced or store.ledger_entry(self.paths, sha):
                 continue
             emit_event(event=LANDED, resource={"prefect.resource.id": f"churn.landing.{f.name}"},
                        payload={"path": str(f), "sha256": sha})
@@ -141,7 +141,7 @@ def serve(settings, schedules: Schedules, watch_interval: float = 2.0) -> None:
 
     signal.signal(signal.SIGTERM, stop)  # `kill` and service managers stop us like Ctrl-C does
     deployments = build_deployments(settings, schedules)
-    watcher = LandingWatcher(io.Paths(settings.home), watch_interval)
+    watcher = LandingWatcher(layout.Paths(settings.home), watch_interval)
     watcher.start()
     try:
         prefect_serve(*deployments, limit=2)

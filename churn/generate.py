@@ -2,25 +2,23 @@
 
 from __future__ import annotations
 
-
-
 from expectations.contract import EVENT_SCHEMA
-from flows import io
 from simulator.generate import SimulationConfig, simulate
+from storage import catalog, layout
 
 
-def generate(paths: io.Paths, cfg: SimulationConfig) -> dict:
+def generate(paths: layout.Paths, cfg: SimulationConfig) -> dict:
     """Stream the simulation to Parquet landing files, one per chunk of customers; returns counts."""
     truths, files, counts = [], [], {}
     n_events = 0
     for chunk, (events, truth) in enumerate(simulate(cfg)):
         name = f"generated-s{cfg.seed}-{chunk:05d}.parquet"
-        files.append(str(io.write_landing_file(paths, events, name, EVENT_SCHEMA)))
+        files.append(str(catalog.write_landing_file(paths, events, name, EVENT_SCHEMA)))
         truths.append(truth)
         n_events += len(events)
         for k, v in events["event_type"].value_counts().items():
             counts[k] = counts.get(k, 0) + int(v)
-    truth_path = io.write_truth(paths, truths)
+    truth_path = catalog.write_truth(paths, truths)
     return {"customers": cfg.customers, "days": cfg.days, "seed": cfg.seed, "start": cfg.start,
             "events": n_events, "by_type": counts, "files": files, "truth": str(truth_path)}
 

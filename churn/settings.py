@@ -78,7 +78,7 @@ class Settings(BaseSettings):
         """Absolute MLflow tracking URI (never relative to the current directory)."""
         uri = self.mlflow_tracking_uri
         if uri and uri.startswith("sqlite:///"):  # a file: relative to the data folder, and kept inside it
-            from flows.io import resolve_inside
+            from storage.layout import resolve_inside
 
             db = resolve_inside(self.home, uri.removeprefix("sqlite:///"), "mlflow_tracking_uri",
                                 self.allow_outside_paths)

@@ -61,15 +61,15 @@ def _print_ingest(s: dict) -> None:
 
 
 def cmd_generate(args, settings) -> int:
-    from flows import io
-    from flows.generate import generate
+    from churn.generate import generate
     from simulator.generate import SimulationConfig
+    from storage import layout
 
     cfg = SimulationConfig(customers=args.customers or settings.generate_customers,
                            days=args.days or settings.generate_days,
                            seed=settings.seed if args.seed is None else args.seed,
                            start=args.start or settings.generate_start)
-    out = generate(io.Paths(settings.home), cfg)
+    out = generate(layout.Paths(settings.home), cfg)
     _print(out, args.json, lambda o: print(
         f"generated {o['events']:,} events for {o['customers']:,} customers over {o['days']} days "
         f"from {o['start']} (seed {o['seed']}): {o['by_type']}\n"
@@ -186,7 +186,7 @@ def cmd_winback(args, settings) -> int:
 
 
 def cmd_services(args, settings) -> int:
-    from flows import services
+    from churn import services
 
     if args.action == "up":
         r = services.up(settings.home, settings.services_host, settings.prefect_port, settings.mlflow_port)
@@ -213,7 +213,7 @@ def cmd_services(args, settings) -> int:
 
 
 def cmd_serve(args, settings) -> int:
-    from flows.serve import Schedules, serve
+    from churn.serve import Schedules, serve
 
     if not os.environ.get("PREFECT_API_URL"):
         print("error: `churn serve` needs a Prefect server: start one with `churn services up`, or set "
@@ -228,7 +228,7 @@ def cmd_serve(args, settings) -> int:
 
 
 def cmd_bench(args, settings) -> int:
-    from flows.bench import bench, parse_size
+    from churn.bench import bench, parse_size
 
     sizes = [parse_size(x) for x in args.sizes.split(",")]
     out = Path(args.out)
@@ -360,9 +360,9 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from pydantic import ValidationError
 
-    from flows.io import PathOutside
-    from flows.settings import load_settings
-    from flows.tracking import NEEDS_A_PERSON, NoChampionError, TrackingUnavailable
+    from churn.settings import load_settings
+    from storage.layout import PathOutside
+    from storage.tracking import NEEDS_A_PERSON, NoChampionError, TrackingUnavailable
 
     if args.command != "serve":
         # One-shot commands report failures themselves (a clear line, or the traceback of an unexpected
@@ -390,7 +390,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def use_running_services(settings):
     """Point Prefect and MLflow at `churn services` when they run for this home (explicit settings win)."""
-    from flows import services
+    from churn import services
 
     if args_wants_embedded():
         return settings

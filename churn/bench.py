@@ -1,6 +1,6 @@
 """`churn bench`: how the pipeline's cost grows with its data, measured stage by stage.
 
-Each stage runs in its own child process (`python -m flows.bench STAGE JSON`), so its peak memory
+Each stage runs in its own child process (`python -m churn.bench STAGE JSON`), so its peak memory
 (RSS, from wait4) and wall time are its own. Data sets are generated once per size and cached under
 the bench folder. Stages call the same functions the flows call, without Prefect's per-process
 start-up (which is constant, not data-dependent).
@@ -37,13 +37,13 @@ def label(n: int) -> str:
 # ------------------------------------------------------------------ stages (run in a child process)
 
 def _paths(p: dict):
-    from flows import io
+    from storage import layout
 
-    return io.Paths(Path(p["home"]))
+    return layout.Paths(Path(p["home"]))
 
 
 def stage_generate(p: dict) -> dict:
-    from flows.generate import generate
+    from churn.generate import generate
     from simulator.generate import SimulationConfig
 
     out = generate(_paths(p), SimulationConfig(customers=p["customers"], days=730, seed=p["seed"],
@@ -52,11 +52,11 @@ def stage_generate(p: dict) -> dict:
 
 
 def stage_ingest(p: dict) -> dict:
-    from flows import io
     from flows.ingest import ingest_file
+    from storage import sources
 
     paths = _paths(p)
-    files = [Path(f) for f in p["files"]] if p.get("files") else io.landing_files(paths)
+    files = [Path(f) for f in p["files"]] if p.get("files") else sources.landing_files(paths)
     now = pd.Timestamp.now(tz="UTC")
     totals = {"rows_in": 0, "stored": 0, "quarantined": 0, "duplicates": 0}
     batches = []
@@ -70,35 +70,34 @@ def stage_ingest(p: dict) -> dict:
 
 def stage_features(p: dict) -> dict:
     from features.customer import customer_features
-    from flows import io
+    from storage import store
 
     paths = _paths(p)
-    _, last, n = io.store_time_range(paths)
-    con = io.connect(paths)
-    feats = customer_features(io.events_relation(con, paths), last, 365)
+    _, last, n = store.store_time_range(paths)
+    con = store.connect(paths)
+    feats = customer_features(store.events_relation(con, paths), last, 365)
     return {"events": n, "customers": len(feats)}
 
 
 def stage_features_pandas(p: dict) -> dict:
     from features.reference import customer_features_pandas
-    from flows import io
+    from storage import store
 
     paths = _paths(p)
-    events = io.read_events(paths)
+    events = store.read_events(paths)
     feats = customer_features_pandas(events, events["event_time"].max(), 365)
     return {"events": len(events), "customers": len(feats)}
 
 
 def stage_train(p: dict) -> dict:
+    from features.customer import FEATURE_NAMES
     from flows.train import build_snapshots, log_training
     from models.train import train_and_evaluate
-
-    from features.customer import FEATURE_NAMES
-    from flows import io
+    from storage import catalog
 
     paths = _paths(p)
     plan, info = build_snapshots(paths, None, 90, 365, 4, 30, ("purchase",))
-    frame = io.read_snapshots(Path(info["path"]))
+    frame = catalog.read_snapshots(Path(info["path"]))
     train, val = frame[frame["split"] == "train"], frame[frame["split"] == "validation"]
     result = train_and_evaluate(train, val, FEATURE_NAMES, seed=42)
     out = log_training(result, frame, info, horizon_days=90, lookback_days=365, seed=42, model_name="churn",
@@ -128,14 +127,14 @@ def stage_winback(p: dict) -> dict:
 
 def stage_increment(p: dict) -> dict:
     """Ingest a prepared 1M-event batch, then remove it again so the cached store is unchanged."""
-    from flows import io
+    from storage import sources
 
     paths = _paths(p)
     r = stage_ingest({**p, "files": [p["batch"]], "force": True})
     (batch_id,) = r.pop("_batches")
     for f in [*paths.events.glob(f"event_month=*/{batch_id}.parquet"), paths.quarantine / f"{batch_id}.parquet"]:
         f.unlink(missing_ok=True)
-    (paths.ledger / f"{io.file_sha256(Path(p['batch']))}.json").unlink(missing_ok=True)
+    (paths.ledger / f"{sources.file_sha256(Path(p['batch']))}.json").unlink(missing_ok=True)
     return r
 
 
@@ -155,7 +154,7 @@ def _measure(stage: str, params: dict, isolate: bool = True) -> dict:
         result.pop("_batches", None)
         return {"stage": stage, "wall_s": result.pop("_work_s"), "peak_rss_mb": result.pop("_peak_rss_mb"), **result}
     t0 = time.perf_counter()
-    proc = subprocess.Popen([sys.executable, "-m", "flows.bench", stage, json.dumps(params)],
+    proc = subprocess.Popen([sys.executable, "-m", "churn.bench", stage, json.dumps(params)],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             env={**os.environ, "PYTHONWARNINGS": "ignore"})
     out, err = proc.communicate()
@@ -173,8 +172,8 @@ def _increment_batch(root: Path, end: pd.Timestamp, n_events: int) -> tuple[Path
     import pyarrow as pa
 
     from expectations.contract import EVENT_SCHEMA
-    from flows import io
     from simulator.generate import SimulationConfig, simulate
+    from storage import atomic
 
     path = root / f"increment-{label(n_events)}-{end.date()}.parquet"
     marker = path.stem.split("-", 1)[0]
@@ -187,7 +186,7 @@ def _increment_batch(root: Path, end: pd.Timestamp, n_events: int) -> tuple[Path
     span = (ev["event_time"] - cfg.start_ts) / (pd.Timedelta(days=730))
     ev["event_time"] = (end - pd.Timedelta(days=30) + span * pd.Timedelta(days=30)).astype("datetime64[us, UTC]")
     ev["event_id"] = "inc-" + ev["event_id"]
-    io.write_parquet_atomic(pa.Table.from_pandas(ev, schema=EVENT_SCHEMA, preserve_index=False), path)
+    atomic.write_parquet_atomic(pa.Table.from_pandas(ev, schema=EVENT_SCHEMA, preserve_index=False), path)
     return path, marker
 
 
@@ -230,9 +229,9 @@ def bench(sizes: list[int], root: Path, out_md: Path, out_json: Path, exact_top_
         size_rows[-1]["stage"] = "score (no reasons)"
         size_rows.append(measure("winback", base))
         size_rows.append(_end_to_end(size_rows, exact_top_n))
-        from flows import io
+        from storage import layout, store
 
-        _, end, _ = io.store_time_range(io.Paths(home))
+        _, end, _ = store.store_time_range(layout.Paths(home))
         batch, marker = _increment_batch(root, end, increment_events)
         empty = root / "empty-store"
         shutil.rmtree(empty, ignore_errors=True)

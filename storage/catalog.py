@@ -1,0 +1,109 @@
+"""Everything the pipeline publishes or keeps besides events: landing files it generates, ground truth,
+snapshots, scores and win-back lists."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from storage.atomic import fsync_dir, write_bytes_atomic, write_parquet_atomic
+from storage.layout import Paths
+
+# ---------------------------------------------------------------- generated data
+
+def write_landing_file(paths: Paths, frame: pd.DataFrame, name: str, schema: pa.Schema) -> Path:
+    path = paths.landing / name
+    write_parquet_atomic(pa.Table.from_pandas(frame, schema=schema, preserve_index=False), path)
+    return path
+
+
+def write_truth(paths: Paths, frames: list[pd.DataFrame]) -> Path:
+    path = paths.truth / "customers.parquet"
+    write_parquet_atomic(pa.Table.from_pandas(pd.concat(frames, ignore_index=True), preserve_index=False), path)
+    return path
+
+
+def read_truth(paths: Paths) -> pd.DataFrame | None:
+    path = paths.truth / "customers.parquet"
+    return pq.read_table(path).to_pandas() if path.exists() else None
+
+
+def write_snapshots(paths: Paths, frame: pd.DataFrame, as_of: pd.Timestamp, horizon_days: int) -> Path:
+    """Store labelled training snapshots (one file per as-of date and horizon, replaced on re-run)."""
+    path = paths.home / "snapshots" / f"as_of={as_of.date().isoformat()}" / f"h{horizon_days}.parquet"
+    write_parquet_atomic(pa.Table.from_pandas(frame, preserve_index=False), path)
+    return path
+
+
+def read_snapshots(path: Path) -> pd.DataFrame:
+    return pq.read_table(path).to_pandas()
+
+
+# ---------------------------------------------------------------- scores and win-back lists
+
+def scores_path(paths: Paths, as_of_date: str) -> Path:
+    return paths.home / "scores" / f"as_of={as_of_date}" / "scores.parquet"
+
+
+def write_scores(paths: Paths, frame: pd.DataFrame, schema: pa.Schema, as_of_date: str) -> Path:
+    """Publish one day's scores atomically; scoring the same day again replaces the file."""
+    path = scores_path(paths, as_of_date)
+    write_parquet_atomic(pa.Table.from_pandas(frame, schema=schema, preserve_index=False), path)
+    return path
+
+
+def latest_scores_date(paths: Paths) -> str | None:
+    days = sorted(p.parent.name.removeprefix("as_of=") for p in (paths.home / "scores").glob("as_of=*/scores.parquet"))
+    return days[-1] if days else None
+
+
+def read_scores(paths: Paths, as_of_date: str | None = None) -> tuple[pd.DataFrame, str]:
+    """A day's scores (default: the latest day scored)."""
+    day = as_of_date or latest_scores_date(paths)
+    if day is None or not scores_path(paths, day).exists():
+        raise FileNotFoundError(f"no scores for {day or 'any day'} under {paths.home / 'scores'}: run `churn score` first")
+    return pq.read_table(scores_path(paths, day)).to_pandas(), day
+
+
+def write_winback(paths: Paths, frame: pd.DataFrame, csv_frame: pd.DataFrame, as_of_date: str) -> tuple[Path, Path]:
+    """The win-back list as Parquet and spreadsheet-safe CSV, published together.
+
+    Both files are written into a hidden folder that then replaces the day's folder, so a reader
+    never sees the Parquet file of one run next to the CSV of another (a crash leaves the old pair,
+    or, between the two renames, no folder; the next run clears what a crash left behind).
+    """
+    root = paths.home / "winback"
+    folder = root / f"as_of={as_of_date}"
+    root.mkdir(parents=True, exist_ok=True)
+    for leftover in root.glob(f".as_of={as_of_date}.*"):
+        shutil.rmtree(leftover, ignore_errors=True)
+    token = os.urandom(6).hex()
+    staged, old = root / f".as_of={as_of_date}.new-{token}", root / f".as_of={as_of_date}.old-{token}"
+    staged.mkdir()
+    write_parquet_atomic(pa.Table.from_pandas(frame, preserve_index=False), staged / "winback.parquet")
+    write_bytes_atomic(staged / "winback.csv", csv_frame.to_csv(index=False, lineterminator="\n").encode("utf-8"))
+    if folder.exists():
+        os.rename(folder, old)
+    os.rename(staged, folder)
+    fsync_dir(root)
+    shutil.rmtree(old, ignore_errors=True)
+    return folder / "winback.parquet", folder / "winback.csv"
+
+
+def read_contacts(path: Path) -> pd.DataFrame:
+    """A contact-history file (CSV or Parquet) with customer_id and contacted_at."""
+    if path.suffix.lower() == ".parquet":
+        df = pq.read_table(path).to_pandas()
+    else:
+        df = pd.read_csv(path, dtype=str, keep_default_na=False)
+    missing = {"customer_id", "contacted_at"} - set(df.columns)
+    if missing:
+        raise ValueError(f"contact history {path} lacks columns {sorted(missing)}")
+    return df
+
+

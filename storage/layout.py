@@ -1,0 +1,68 @@
+"""Where everything lives under one data folder, and the rule that paths stay inside it.
+
+Layout under the home folder:
+
+    landing/                 files waiting to be ingested (Parquet, CSV, JSON Lines; .gz allowed)
+    events/event_month=M/    the event store: Parquet, one file per ingest batch and month (UTC)
+    quarantine/              rejected rows, one Parquet file per batch, with reasons
+    rejected/                whole files that could not be read, each with a .error.json beside it
+    state/ingested/          one JSON record per ingested file content (sha256): the ledger
+    truth/                   the simulator's ground truth (only for generated data)
+    mlflow/                  the default MLflow tracking database and artifacts
+    .staging/                batches being committed (see `commit_batch`)
+    .duckdb-tmp/<pid>/       DuckDB spill files of a running query (see `connect`)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+
+class PathOutside(ValueError):
+    """A path from settings, a mapping or an event leads outside the folder it must stay in."""
+
+def resolve_inside(base: Path, path: str | Path, what: str, allow_outside: bool = False) -> Path:
+    """`path` resolved against `base` (symlinks followed); outside `base` only when explicitly allowed.
+
+    Relative paths are read against `base`, never against the current directory; `..` and symlinks
+    that lead out of `base` are refused unless `allow_outside` (then only absolute paths are taken).
+    """
+    base = Path(base).resolve()
+    p = Path(path).expanduser()
+    resolved = (p if p.is_absolute() else base / p).resolve()
+    if resolved == base or base in resolved.parents:
+        return resolved
+    if allow_outside and p.is_absolute():
+        return resolved
+    raise PathOutside(f"{what} {str(path)!r} resolves to {resolved}, outside {base}; "
+                      + ("give an absolute path" if allow_outside else
+                         "paths outside the data folder need an absolute path and allow_outside_paths = true"))
+
+
+@dataclass(frozen=True)
+class Paths:
+    """Where everything lives under one home folder."""
+
+    home: Path
+
+    @property
+    def landing(self) -> Path: return self.home / "landing"
+    @property
+    def events(self) -> Path: return self.home / "events"
+    @property
+    def quarantine(self) -> Path: return self.home / "quarantine"
+    @property
+    def rejected(self) -> Path: return self.home / "rejected"
+    @property
+    def ledger(self) -> Path: return self.home / "state" / "ingested"
+    @property
+    def staging(self) -> Path: return self.home / ".staging"
+    @property
+    def truth(self) -> Path: return self.home / "truth"
+    @property
+    def mlflow(self) -> Path: return self.home / "mlflow"
+    @property
+    def lock_file(self) -> Path: return self.home / "state" / "store.lock"
+
+

@@ -1,0 +1,226 @@
+"""The event store: partitioned Parquet, a ledger of ingested files, journaled batch commits, queries.
+
+A batch spans several files, so it is committed through a journal: staged files plus a COMMIT
+marker, then renamed into place. `recover` rolls a committed batch forward and discards an
+uncommitted one, so a crash at any point leaves the store as if the batch never started or had
+fully finished.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from expectations.contract import QUARANTINE_SCHEMA, STORE_SCHEMA
+from storage.atomic import fsync_dir, write_json_atomic, write_parquet_atomic
+from storage.layout import Paths
+
+# DuckDB stays inside this budget and spills to <home>/.duckdb-tmp/<pid> beyond it (the 100M-event
+# feature build peaks at about 2 GB); result order comes from ORDER BY, never from insertion order.
+QUERY_MEMORY_LIMIT = "3GB"
+
+
+def connect(paths: Paths):
+    """A DuckDB connection for queries over the store: bounded memory, spill files under the data folder."""
+    import duckdb
+
+    spill = paths.home / ".duckdb-tmp" / str(os.getpid())  # per process: concurrent commands never share
+    return duckdb.connect(config={"memory_limit": QUERY_MEMORY_LIMIT, "preserve_insertion_order": False,
+                                  "temp_directory": str(spill)})
+
+
+@contextlib.contextmanager
+def store_lock(paths: Paths) -> Iterator[None]:
+    """Exclusive lock on the store: one writer at a time, across processes."""
+    paths.lock_file.parent.mkdir(parents=True, exist_ok=True)
+    with open(paths.lock_file, "a+") as f:
+        fcntl.flock(f.fileno(), fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f.fileno(), fcntl.LOCK_UN)
+
+
+# ---------------------------------------------------------------- ledger
+
+def ledger_entry(paths: Paths, sha: str) -> dict | None:
+    p = paths.ledger / f"{sha}.json"
+    return json.loads(p.read_text()) if p.exists() else None
+
+
+# ---------------------------------------------------------------- event store
+
+def _months(days: list[str]) -> list[str]:
+    return sorted({d[:7] for d in days})
+
+
+def event_files(paths: Paths, dates: list[str] | None = None) -> list[Path]:
+    """Committed event files, optionally only the partitions holding the given event dates (YYYY-MM-DD).
+
+    The store is partitioned by month, not day: a batch then writes a few files instead of one per
+    day, and scans stay fast (12,000 one-day files of a 10M-event store scanned 5x slower than 400).
+    """
+    if not paths.events.exists():
+        return []
+    if dates is None:
+        return sorted(paths.events.glob("event_month=*/*.parquet"))
+    out: list[Path] = []
+    for m in _months(dates):
+        out.extend(sorted((paths.events / f"event_month={m}").glob("*.parquet")))
+    return out
+
+
+def stored_ids_among(paths: Paths, candidate_ids: pa.Array, dates: list[str]) -> set[str]:
+    """Which of the candidate event ids are already stored (only the given dates' partitions are read)."""
+    files = event_files(paths, dates)
+    if not files or len(candidate_ids) == 0:
+        return set()
+    con = connect(paths)
+    try:
+        con.register("candidates", pa.table({"event_id": candidate_ids}))
+        rows = con.execute(
+            "SELECT DISTINCT s.event_id FROM read_parquet(?) s JOIN candidates c USING (event_id)",
+            [[str(f) for f in files]],
+        ).fetchall()
+    finally:
+        con.close()
+    return {r[0] for r in rows}
+
+
+def events_glob(paths: Paths) -> str:
+    return str(paths.events / "event_month=*" / "*.parquet")
+
+
+def _require_events(paths: Paths) -> None:
+    if not event_files(paths):
+        raise FileNotFoundError(f"the event store {paths.events} is empty: run `churn ingest` first")
+
+
+def events_relation(con, paths: Paths):
+    """A DuckDB relation over the whole event store (contract columns + event_month)."""
+    _require_events(paths)
+    return con.read_parquet(events_glob(paths), hive_partitioning=True)
+
+
+def read_events(paths: Paths) -> pd.DataFrame:
+    """The whole store as pandas (small stores and tests only; features scan with DuckDB)."""
+    files = event_files(paths)
+    if not files:
+        return STORE_SCHEMA.empty_table().to_pandas()
+    return pq.ParquetDataset([str(f) for f in files], schema=STORE_SCHEMA).read().to_pandas()
+
+
+def read_quarantine(paths: Paths) -> pd.DataFrame:
+    files = sorted(paths.quarantine.glob("*.parquet")) if paths.quarantine.exists() else []
+    if not files:
+        return QUARANTINE_SCHEMA.empty_table().to_pandas()
+    return pa.concat_tables([pq.read_table(f, schema=QUARANTINE_SCHEMA) for f in files]).to_pandas()
+
+
+def commit_batch(paths: Paths, batch_id: str, events: pa.Table, quarantine: pa.Table,
+                 ledger: dict, ledger_sha: str | None) -> None:
+    """Publish a batch atomically: all its event files, its quarantine file and its ledger record, or none."""
+    stage = paths.staging / batch_id
+    if stage.exists():
+        shutil.rmtree(stage)
+    moves: list[tuple[str, str]] = []
+    try:
+        if events.num_rows:
+            for month, part in _split_by_month(events):
+                rel = f"events/event_month={month}/{batch_id}.parquet"
+                write_parquet_atomic(part.cast(STORE_SCHEMA), stage / rel)
+                moves.append((rel, rel))
+        if quarantine.num_rows:
+            rel = f"quarantine/{batch_id}.parquet"
+            write_parquet_atomic(quarantine.cast(QUARANTINE_SCHEMA), stage / rel)
+            moves.append((rel, rel))
+        if ledger_sha is not None:
+            rel = f"state/ingested/{ledger_sha}.json"
+            write_json_atomic(ledger, stage / rel)
+            moves.append((rel, rel))
+        write_json_atomic({"batch_id": batch_id, "moves": moves}, stage / "COMMIT")
+    except BaseException:  # e.g. disk full while staging: nothing was published; free the space now
+        shutil.rmtree(stage, ignore_errors=True)
+        raise
+    _roll_forward(paths, stage)
+
+
+def _split_by_month(events: pa.Table) -> Iterator[tuple[str, pa.Table]]:
+    """The table cut into one slice per UTC event month, each sorted by customer and time (one sort)."""
+    import numpy as np
+    import pyarrow.compute as pc
+
+    month = pc.strftime(pc.cast(events["event_time"], pa.timestamp("us")), format="%Y-%m")
+    order = pc.sort_indices(pa.table({"m": month, "c": events["customer_id"], "t": events["event_time"]}),
+                            sort_keys=[("m", "ascending"), ("c", "ascending"), ("t", "ascending")])
+    events, month = events.take(order), month.take(order).to_numpy(zero_copy_only=False)
+    starts = np.flatnonzero(np.r_[True, month[1:] != month[:-1]])
+    ends = np.r_[starts[1:], len(month)]
+    for a, b in zip(starts, ends):
+        yield str(month[a]), events.slice(int(a), int(b - a))
+
+
+def _roll_forward(paths: Paths, stage: Path) -> None:
+    journal = json.loads((stage / "COMMIT").read_text())
+    for src, dst in journal["moves"]:
+        s, d = stage / src, paths.home / dst
+        if s.exists():
+            d.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(s, d)
+            fsync_dir(d.parent)
+    shutil.rmtree(stage)
+
+
+def recover(paths: Paths) -> list[str]:
+    """Finish committed batches and drop uncommitted ones left by a crash; returns what was done."""
+    done: list[str] = []
+    if not paths.staging.exists():
+        return done
+    for stage in sorted(paths.staging.iterdir()):
+        if (stage / "COMMIT").exists():
+            _roll_forward(paths, stage)
+            done.append(f"rolled forward {stage.name}")
+        else:
+            shutil.rmtree(stage)
+            done.append(f"discarded {stage.name}")
+    return done
+
+
+def store_time_range(paths: Paths) -> tuple[pd.Timestamp, pd.Timestamp, int]:
+    """First and last event time in the store, and the number of events."""
+    _require_events(paths)
+    con = connect(paths)
+    try:
+        lo, hi, n = con.execute(
+            f"SELECT min(event_time), max(event_time), count(*) FROM read_parquet('{events_glob(paths)}')").fetchall()[0]
+    finally:
+        con.close()
+    return pd.Timestamp(lo).tz_convert("UTC"), pd.Timestamp(hi).tz_convert("UTC"), int(n)
+
+
+def daily_counts(paths: Paths, first_day: str, last_day: str) -> pd.Series:
+    """Stored events per UTC event date in [first_day, last_day] (only those months are read)."""
+    days = pd.date_range(first_day, last_day, freq="D").strftime("%Y-%m-%d").tolist()
+    files = event_files(paths, days)
+    if not files:
+        return pd.Series(dtype="int64")
+    lo = pd.Timestamp(first_day, tz="UTC").value // 1000
+    hi = (pd.Timestamp(last_day, tz="UTC") + pd.Timedelta(days=1)).value // 1000
+    con = connect(paths)
+    try:
+        df = con.execute("SELECT epoch_us(event_time) // 86400000000 AS day, count(*) AS n FROM read_parquet(?) "
+                         "WHERE epoch_us(event_time) >= ? AND epoch_us(event_time) < ? GROUP BY day",
+                         [[str(f) for f in files], lo, hi]).df()
+    finally:
+        con.close()
+    index = pd.to_datetime(df["day"] * 86_400, unit="s").dt.strftime("%Y-%m-%d")
+    return pd.Series(df["n"].to_numpy(dtype="int64"), index=index.to_numpy()).sort_index()
