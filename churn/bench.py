@@ -42,11 +42,19 @@ def _paths(p: dict):
     return layout.Paths(Path(p["home"]))
 
 
+def _settings(p: dict):
+    """The built-in defaults for this bench home and tracking store (the bench measures the defaults)."""
+    from churn.settings import defaults
+
+    return defaults(p["home"], mlflow_tracking_uri=p.get("tracking_uri"), experiment_name="churn-bench")
+
+
 def stage_generate(p: dict) -> dict:
     from churn.generate import generate
     from simulator.generate import SimulationConfig
 
-    out = generate(_paths(p), SimulationConfig(customers=p["customers"], days=730, seed=p["seed"],
+    s = _settings(p)
+    out = generate(_paths(p), SimulationConfig(customers=p["customers"], days=s.generate_days, seed=p["seed"],
                                                chunk_customers=p.get("chunk", 10_000)))
     return {"events": out["events"], "customers": out["customers"]}
 
@@ -55,13 +63,13 @@ def stage_ingest(p: dict) -> dict:
     from flows.ingest import ingest_file
     from storage import sources
 
-    paths = _paths(p)
+    paths, config = _paths(p), _settings(p).ingest_config()
     files = [Path(f) for f in p["files"]] if p.get("files") else sources.landing_files(paths)
     now = pd.Timestamp.now(tz="UTC")
     totals = {"rows_in": 0, "stored": 0, "quarantined": 0, "duplicates": 0}
     batches = []
     for f in files:
-        r = ingest_file(paths, f, now=now, force=p.get("force", False))
+        r = ingest_file(config, f, now=now, force=p.get("force", False))
         batches.append(r.get("batch_id"))
         for k in totals:
             totals[k] += r[k]
@@ -75,7 +83,7 @@ def stage_features(p: dict) -> dict:
     paths = _paths(p)
     _, last, n = store.store_time_range(paths)
     con = store.connect(paths)
-    feats = customer_features(store.events_relation(con, paths), last, 365)
+    feats = customer_features(store.events_relation(con, paths), last, _settings(p).lookback_days)
     return {"events": n, "customers": len(feats)}
 
 
@@ -85,43 +93,33 @@ def stage_features_pandas(p: dict) -> dict:
 
     paths = _paths(p)
     events = store.read_events(paths)
-    feats = customer_features_pandas(events, events["event_time"].max(), 365)
+    feats = customer_features_pandas(events, events["event_time"].max(), _settings(p).lookback_days)
     return {"events": len(events), "customers": len(feats)}
 
 
 def stage_train(p: dict) -> dict:
-    from features.customer import FEATURE_NAMES
-    from flows.train import build_snapshots, log_training
-    from models.train import train_and_evaluate
-    from storage import catalog
+    from flows.train import build_snapshots, register, train
 
-    paths = _paths(p)
-    plan, info = build_snapshots(paths, None, 90, 365, 4, 30, ("purchase",))
-    frame = catalog.read_snapshots(Path(info["path"]))
-    train, val = frame[frame["split"] == "train"], frame[frame["split"] == "validation"]
-    result = train_and_evaluate(train, val, FEATURE_NAMES, seed=42)
-    out = log_training(result, frame, info, horizon_days=90, lookback_days=365, seed=42, model_name="churn",
-                       tracking_uri=p["tracking_uri"], experiment="churn-bench",
-                       artifact_root=paths.mlflow / "artifacts")
-    return {"events": info["n_events"], "customers": len(val), "train_rows": result.sizes["train_rows"],
-            "snapshot_rows": len(frame), "roc_auc": out["metrics"]["roc_auc"]}
+    config = _settings(p).train_config()
+    _, info = build_snapshots(config, None)
+    result, frame = train(config, info)
+    out = register(config, result, frame, info)
+    return {"events": info["n_events"], "customers": result.sizes["validation_rows"],
+            "train_rows": result.sizes["train_rows"], "snapshot_rows": len(frame), "roc_auc": out["metrics"]["roc_auc"]}
 
 
 def stage_score(p: dict) -> dict:
     from flows.score import score
-    from models.scoring import ScoringPolicy
 
-    r = score(_paths(p), None, policy=ScoringPolicy(exact_reasons_top_n=p["exact"], reasons=p["reasons"]),
-              lookback_days=365, model_name="churn", tracking_uri=p["tracking_uri"], experiment="churn-bench",
-              now=pd.Timestamp.now(tz="UTC"))
+    config = _settings(p).score_config(exact_reasons_top_n=p["exact"], reasons=p["reasons"])
+    r = score(config, None, now=pd.Timestamp.now(tz="UTC"))
     return {"customers": r["customers"], "exact_reasons": r["exact_reasons"]}
 
 
 def stage_winback(p: dict) -> dict:
     from flows.winback import winback
-    from models.winback import WinbackPolicy
 
-    r = winback(_paths(p), None, WinbackPolicy(), None)
+    r = winback(_settings(p).winback_config(), None)
     return {"customers": r["customers"]}
 
 
@@ -190,11 +188,16 @@ def _increment_batch(root: Path, end: pd.Timestamp, n_events: int) -> tuple[Path
     return path, marker
 
 
-def bench(sizes: list[int], root: Path, out_md: Path, out_json: Path, exact_top_n: int = 50_000,
+def bench(sizes: list[int], root: Path, out_md: Path, out_json: Path, exact_top_n: int | None = None,
           increment_events: int = INCREMENT_EVENTS, isolate: bool = True) -> list[dict]:
     """Measure every stage at every size; write the Markdown table and the JSON."""
     def measure(stage: str, params: dict) -> dict:
         return _measure(stage, params, isolate)
+
+    if exact_top_n is None:
+        from churn.settings import Settings
+
+        exact_top_n = Settings.model_fields["exact_reasons_top_n"].default
 
     root.mkdir(parents=True, exist_ok=True)
     measured = {label(n) for n in sizes}

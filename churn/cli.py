@@ -92,10 +92,9 @@ def cmd_ingest(args, settings) -> int:
     if missing:
         print(f"error: no such file: {', '.join(missing)}", file=sys.stderr)
         return 2
-    summary = ingest_flow(home=str(settings.home), files=[str(Path(p).resolve()) for p in args.paths] or None,
+    summary = ingest_flow(settings.ingest_config(), files=[str(Path(p).resolve()) for p in args.paths] or None,
                           fmt=args.format, mapping_path=str(Path(args.mapping).resolve()) if args.mapping else None,
-                          timezone=args.timezone or settings.timezone,
-                          future_tolerance_hours=settings.future_tolerance_hours, force=args.force,
+                          timezone=args.timezone, force=args.force,
                           allow_outside_files=True)  # the user named these files
     _print(summary, args.json, _print_ingest)
     return 1 if summary["files_rejected"] else 0
@@ -123,11 +122,8 @@ def _print_train(r: dict) -> None:
 def cmd_train(args, settings) -> int:
     from flows.train import summary_json, train_flow
 
-    r = train_flow(home=str(settings.home), tracking_uri=settings.tracking_uri, as_of=args.as_of,
-                   horizon_days=args.horizon_days or settings.horizon_days, lookback_days=settings.lookback_days,
-                   n_train_cutoffs=settings.n_train_cutoffs, cutoff_step_days=settings.cutoff_step_days,
-                   activity_types=settings.activity_types, seed=settings.seed, model_name=settings.model_name,
-                   experiment=settings.experiment_name)
+    overrides = {"horizon_days": args.horizon_days} if args.horizon_days else {}
+    r = train_flow(settings.train_config(**overrides), as_of=args.as_of)
     if args.json:
         print(summary_json(r))
     else:
@@ -154,12 +150,7 @@ def cmd_score(args, settings) -> int:
     from flows.score import score_flow
 
     # no champion, an unreachable server, ...: `main` turns them into one `error:` line and exit code 2
-    r = score_flow(home=str(settings.home), tracking_uri=settings.tracking_uri, as_of=args.as_of,
-                   horizon_days=settings.horizon_days, lookback_days=settings.lookback_days,
-                   tier_high=settings.tier_high, tier_medium=settings.tier_medium,
-                   exact_reasons_top_n=settings.exact_reasons_top_n, model_name=settings.model_name,
-                   experiment=settings.experiment_name, drift_threshold=settings.drift_psi_threshold,
-                   drift_action=settings.drift_action, explain_low_risk=settings.explain_low_risk)
+    r = score_flow(settings.score_config(), as_of=args.as_of)
     _print(r, args.json, _print_score)
     return 0
 
@@ -176,9 +167,7 @@ def _print_winback(r: dict, limit: int = 10) -> None:
 def cmd_winback(args, settings) -> int:
     from flows.winback import winback_flow
 
-    r = winback_flow(home=str(settings.home), as_of=args.as_of, top_n=args.top,
-                     cooldown_days=settings.winback_cooldown_days,
-                     max_inactive_days=settings.winback_max_inactive_days, actions=settings.winback_actions,
+    r = winback_flow(settings.winback_config(top_n=args.top), as_of=args.as_of,
                      contacts=str(Path(args.contacts).resolve()) if args.contacts else None,
                      pseudonymised=args.pseudonymise)
     _print(r, args.json, _print_winback)
@@ -213,17 +202,15 @@ def cmd_services(args, settings) -> int:
 
 
 def cmd_serve(args, settings) -> int:
-    from churn.serve import Schedules, serve
+    from churn.serve import serve
 
     if not os.environ.get("PREFECT_API_URL"):
         print("error: `churn serve` needs a Prefect server: start one with `churn services up`, or set "
               "PREFECT_API_URL", file=sys.stderr)
         return 2
-    schedules = Schedules(timezone=settings.schedule_timezone, ingest_sweep=settings.ingest_sweep_cron,
-                          score=settings.score_cron, train=settings.train_cron)
     print(f"serving churn-ingest, churn-score, churn-train on {os.environ['PREFECT_API_URL']}; watching "
           f"{settings.home / 'landing'} (Ctrl-C to stop)", flush=True)
-    serve(settings, schedules, settings.watch_interval_seconds)
+    serve(settings)
     return 0
 
 
@@ -263,6 +250,13 @@ def cmd_demo(args, settings) -> int:
     return 0
 
 
+def _default(name: str):
+    """A setting's built-in default, for help texts (declared once, in churn/settings.py)."""
+    from churn.settings import Settings
+
+    return Settings.model_fields[name].default
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="churn", description="Event-driven churn prediction pipeline.")
     p.add_argument("--home", type=Path, help="data folder (default: $CHURN_HOME, else ./churn-data)")
@@ -271,10 +265,10 @@ def build_parser() -> argparse.ArgumentParser:
     g = sub.add_parser("generate", help="simulate customers and write events to the landing folder",
                        description="Simulate customers (hidden rates, decline before churn, seasonality) and write "
                                    "visit/purchase/return/complaint events to <home>/landing plus the ground truth.")
-    g.add_argument("--customers", type=int, help="number of customers (default from settings: 20000)")
-    g.add_argument("--days", type=int, help="days simulated (default 730)")
+    g.add_argument("--customers", type=int, help=f"number of customers (default {_default('generate_customers')})")
+    g.add_argument("--days", type=int, help=f"days simulated (default {_default('generate_days')})")
     g.add_argument("--seed", type=int, help="random seed (same seed, same bytes)")
-    g.add_argument("--start", help="first simulated day, YYYY-MM-DD")
+    g.add_argument("--start", help=f"first simulated day, YYYY-MM-DD (default {_default('generate_start')})")
     g.add_argument("--json", action="store_true", help="print the summary as JSON")
     g.set_defaults(func=cmd_generate)
 
@@ -286,7 +280,7 @@ def build_parser() -> argparse.ArgumentParser:
     i.add_argument("--format", choices=["contract", "online-retail"], default="contract",
                    help="source format: the event contract (default) or UCI Online Retail invoice lines")
     i.add_argument("--mapping", help="TOML file mapping a foreign schema onto the contract")
-    i.add_argument("--timezone", help="time zone of naive timestamps (default from settings: UTC)")
+    i.add_argument("--timezone", help=f"time zone of naive timestamps (default from settings: {_default('timezone')})")
     i.add_argument("--force", action="store_true", help="re-read files whose content was already ingested")
     i.add_argument("--json", action="store_true", help="print the summary as JSON")
     i.set_defaults(func=cmd_ingest)
@@ -296,7 +290,7 @@ def build_parser() -> argparse.ArgumentParser:
                                    "cutoff next to baselines, log everything to MLflow and register the model "
                                    "('champion' if it beats the current one on the same snapshot, else 'challenger').")
     t.add_argument("--as-of", help="train with data up to this date (default: the latest event)")
-    t.add_argument("--horizon-days", type=int, help="churn = no purchase within this many days (default 90)")
+    t.add_argument("--horizon-days", type=int, help=f"churn = no purchase within this many days (default {_default('horizon_days')})")
     t.add_argument("--json", action="store_true",
                    help="print run_id, model_version, alias, metrics and baselines as JSON")
     t.set_defaults(func=cmd_train)
@@ -345,7 +339,7 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--sizes", default="1M,10M,100M", help="comma-separated event counts (default 1M,10M,100M)")
     b.add_argument("--root", default="bench-data", help="where generated stores are cached (default ./bench-data)")
     b.add_argument("--out", default="BENCHMARKS.md", help="the Markdown table (JSON beside it)")
-    b.add_argument("--exact-top-n", type=int, default=50_000, help="customers with exact reasons (default 50000)")
+    b.add_argument("--exact-top-n", type=int, help=f"customers with exact reasons (default {_default('exact_reasons_top_n')})")
     b.add_argument("--increment", default="1M", help="size of the batch ingested into the full store (default 1M)")
     b.set_defaults(func=cmd_bench)
 

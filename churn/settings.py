@@ -6,10 +6,81 @@ import os
 from pathlib import Path
 from typing import Any
 
-from pydantic import Field
+from pydantic import BaseModel, ConfigDict, Field
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, TomlConfigSettingsSource
 
 DEFAULT_HOME = "churn-data"
+PSEUDONYM_KEY_ENV = "CHURN_PSEUDONYM_KEY"
+
+
+class IngestConfig(BaseModel):
+    """What the ingest flow needs from the settings."""
+
+    model_config = ConfigDict(frozen=True)
+    home: Path
+    timezone: str
+    future_tolerance_hours: float
+
+
+class TrainConfig(BaseModel):
+    """What the train flow needs from the settings."""
+
+    model_config = ConfigDict(frozen=True)
+    home: Path
+    tracking_uri: str
+    model_name: str
+    experiment: str
+    horizon_days: int
+    lookback_days: int
+    activity_types: tuple[str, ...]
+    n_train_cutoffs: int
+    cutoff_step_days: int
+    seed: int
+
+
+class ScoreConfig(BaseModel):
+    """What the score flow needs from the settings."""
+
+    model_config = ConfigDict(frozen=True)
+    home: Path
+    tracking_uri: str
+    model_name: str
+    experiment: str
+    lookback_days: int
+    horizon_days: int
+    tier_high: float
+    tier_medium: float
+    exact_reasons_top_n: int
+    explain_low_risk: bool
+    reasons: bool = True  # the bench measures scoring without reasons too; not a setting
+    drift_threshold: float
+    drift_action: str
+
+    def policy(self):
+        """The pure scoring policy of this configuration."""
+        from models.scoring import ScoringPolicy
+
+        return ScoringPolicy(horizon_days=self.horizon_days, tier_high=self.tier_high, tier_medium=self.tier_medium,
+                             exact_reasons_top_n=self.exact_reasons_top_n, reasons=self.reasons,
+                             explain_low_risk=self.explain_low_risk)
+
+
+class WinbackConfig(BaseModel):
+    """What the win-back flow needs from the settings."""
+
+    model_config = ConfigDict(frozen=True)
+    home: Path
+    top_n: int | None
+    cooldown_days: int
+    max_inactive_days: int
+    actions: dict[str, str]
+
+    def policy(self):
+        """The pure selection policy of this configuration (actions: the defaults, overridden by settings)."""
+        from models.winback import DEFAULT_ACTIONS, WinbackPolicy
+
+        return WinbackPolicy(top_n=self.top_n, cooldown_days=self.cooldown_days,
+                             max_inactive_days=self.max_inactive_days, actions={**DEFAULT_ACTIONS, **self.actions})
 
 
 class Settings(BaseSettings):
@@ -73,6 +144,30 @@ class Settings(BaseSettings):
         toml_file = os.environ.get("CHURN_CONFIG", "churn.toml")
         return (init_settings, env_settings, TomlConfigSettingsSource(settings_cls, toml_file=toml_file))
 
+    def ingest_config(self, **overrides: Any) -> IngestConfig:
+        return IngestConfig(**{"home": self.home, "timezone": self.timezone,
+                               "future_tolerance_hours": self.future_tolerance_hours, **overrides})
+
+    def train_config(self, **overrides: Any) -> TrainConfig:
+        return TrainConfig(**{
+            "home": self.home, "tracking_uri": self.tracking_uri, "model_name": self.model_name,
+            "experiment": self.experiment_name, "horizon_days": self.horizon_days, "lookback_days": self.lookback_days,
+            "activity_types": tuple(self.activity_types), "n_train_cutoffs": self.n_train_cutoffs,
+            "cutoff_step_days": self.cutoff_step_days, "seed": self.seed, **overrides})
+
+    def score_config(self, **overrides: Any) -> ScoreConfig:
+        return ScoreConfig(**{
+            "home": self.home, "tracking_uri": self.tracking_uri, "model_name": self.model_name,
+            "experiment": self.experiment_name, "lookback_days": self.lookback_days,
+            "horizon_days": self.horizon_days, "tier_high": self.tier_high, "tier_medium": self.tier_medium,
+            "exact_reasons_top_n": self.exact_reasons_top_n, "explain_low_risk": self.explain_low_risk,
+            "drift_threshold": self.drift_psi_threshold, "drift_action": self.drift_action, **overrides})
+
+    def winback_config(self, **overrides: Any) -> WinbackConfig:
+        return WinbackConfig(**{
+            "home": self.home, "top_n": None, "cooldown_days": self.winback_cooldown_days,
+            "max_inactive_days": self.winback_max_inactive_days, "actions": self.winback_actions, **overrides})
+
     @property
     def tracking_uri(self) -> str:
         """Absolute MLflow tracking URI (never relative to the current directory)."""
@@ -95,9 +190,22 @@ def load_settings(**overrides: Any) -> Settings:
     return s.model_copy(update={"home": s.home.expanduser().resolve()})
 
 
+def defaults(home: Path | str, **overrides: Any) -> Settings:
+    """The built-in defaults only (no churn.toml, no environment), with `home` and overrides: for tests and the bench."""
+    return Settings.model_construct(home=Path(home).resolve(), **overrides)
+
+
 def utc(value):
     """A pd.Timestamp in UTC; a naive date or time given by the user is read as UTC."""
     import pandas as pd
 
     ts = pd.Timestamp(value)
     return ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
+
+
+def pseudonym_key() -> bytes:
+    """The pseudonymisation key, from the environment only (never from files, never logged)."""
+    key = os.environ.get(PSEUDONYM_KEY_ENV, "")
+    if not key:
+        raise RuntimeError(f"pseudonymised export needs a key: set {PSEUDONYM_KEY_ENV} (at least 16 characters)")
+    return key.encode()

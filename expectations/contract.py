@@ -69,17 +69,6 @@ STORE_EXTRA = (pa.field("ingest_batch", pa.string()),)
 EVENT_SCHEMA = pa.schema([pa.field(c.name, c.arrow_type) for c in EVENT_COLUMNS])
 STORE_SCHEMA = pa.schema(list(EVENT_SCHEMA) + list(STORE_EXTRA))
 
-QUARANTINE_SCHEMA = pa.schema([
-    pa.field("ingest_batch", pa.string()),
-    pa.field("source_file", pa.string()),
-    pa.field("row_number", pa.int64()),
-    pa.field("reason", pa.string()),
-    pa.field("reasons", pa.string()),
-    pa.field("original", pa.string()),
-    pa.field("source_rows", pa.int64()),
-    pa.field("quarantined_at", pa.timestamp("us", tz="UTC")),
-])
-
 
 def reason_missing(col: str) -> str:
     return f"{col}: missing"

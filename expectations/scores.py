@@ -6,14 +6,18 @@ nullable column at the end is not. The GX suite `scores.suite.json` and the Arro
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pyarrow as pa
 
 from expectations.contract import Column, suite_dict
 
 SCHEMA_VERSION = 1
-RISK_TIERS = ("high", "medium", "low")
+RISK_TIERS = ("high", "medium", "low")  # from most to least at risk
+REASON_METHODS = ("exact", "approximate", "none")  # TreeSHAP, Saabas, no reasons
 N_REASONS = 3
 SUITE_NAME = "scores"
+SCORES_SUITE = Path(__file__).resolve().parent / "scores.suite.json"
 
 
 def _reason_columns(k: int) -> tuple[Column, ...]:
@@ -47,7 +51,7 @@ SCORE_COLUMNS: tuple[Column, ...] = (
            min_value=0.0, kind="number"),
     *[c for k in range(1, N_REASONS + 1) for c in _reason_columns(k)],
     Column("reasons_method", pa.string(), "exact (TreeSHAP), approximate (Saabas) or none",
-           required=True, allowed=("exact", "approximate", "none")),
+           required=True, allowed=REASON_METHODS),
     Column("horizon_days", pa.int32(), "the churn horizon the model predicts", required=True, min_value=1.0,
            kind="number"),
     Column("model_name", pa.string(), "registered model name", required=True),

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+
 import pandas as pd
 
 from features.customer import churn_labels, customer_features
@@ -22,3 +24,14 @@ def stacked_snapshots(events, cutoffs: list[pd.Timestamp], horizon_days: int, lo
     """Snapshots at several cutoffs, oldest first (a customer appears once per cutoff)."""
     return pd.concat([labelled_snapshot(events, c, horizon_days, lookback_days, activity_types) for c in cutoffs],
                      ignore_index=True)
+
+
+def split_by_plan(frame: pd.DataFrame, plan) -> pd.DataFrame:
+    """The snapshots with a `split` column: "validation" at the plan's validation cutoff, else "train"."""
+    return frame.assign(split=(frame["cutoff"] == plan.validation).map({True: "validation", False: "train"}))
+
+
+def snapshot_digest(frame: pd.DataFrame) -> str:
+    """A content digest of a whole snapshot (MLflow's own digest reads only the first 10k rows)."""
+    h = pd.util.hash_pandas_object(frame, index=False).to_numpy()
+    return hashlib.sha256(h.tobytes()).hexdigest()[:16]

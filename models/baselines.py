@@ -12,7 +12,7 @@ from sklearn.preprocessing import StandardScaler
 class RecencyRule:
     """"No purchase in the last N days" = churn. Its probability is the churn rate of its group in training."""
 
-    def __init__(self, days: float = 90.0):
+    def __init__(self, days: float):
         self.days = days
 
     def flag(self, X: pd.DataFrame) -> np.ndarray:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import pandas as pd
 
@@ -41,3 +43,29 @@ def drift_report(reference: dict, current: pd.DataFrame, threshold: float) -> di
     worst = max(values, key=values.get) if values else None
     return {"psi": {c: round(v, 4) for c, v in values.items()}, "max_psi": round(values[worst], 4) if worst else 0.0,
             "max_psi_column": worst, "over_threshold": over, "threshold": threshold, "drifted": bool(over)}
+
+
+DRIFT_ACTIONS = ("warn", "refuse")
+
+
+@dataclass(frozen=True)
+class DriftDecision:
+    """Whether to publish the scores, whether to warn, and the sentence that says why."""
+
+    publish: bool
+    warn: bool
+    message: str
+
+
+def drift_decision(report: dict, action: str) -> DriftDecision:
+    """Publish unless drifted and the action is "refuse"; warn on any drift."""
+    if action not in DRIFT_ACTIONS:
+        raise ValueError(f"drift action {action!r}: expected one of {DRIFT_ACTIONS}")
+    if not report.get("drifted"):
+        return DriftDecision(True, False, "no drift beyond the threshold")
+    over = f"PSI above {report['threshold']} for {report['over_threshold']}"
+    if action == "refuse":
+        return DriftDecision(False, True, f"drift beyond PSI {report['threshold']} in {report['over_threshold']}: "
+                                          f"scores not published (set drift_action = 'warn' to publish anyway, "
+                                          f"or retrain)")
+    return DriftDecision(True, True, over)

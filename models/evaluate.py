@@ -47,3 +47,11 @@ def metrics(y, p) -> dict[str, float]:
     cal = calibration_table(y, p)
     out["calibration_error"] = float(np.average(np.abs(cal["predicted"] - cal["observed"]), weights=cal["n"]))
     return out
+
+
+ORACLE_MIN_COVERAGE = 0.99
+
+
+def covering(oracle: pd.Series, customer_ids: pd.Series, min_coverage: float = ORACLE_MIN_COVERAGE) -> pd.Series | None:
+    """The oracle when it covers at least `min_coverage` of the customers, else None (not reported)."""
+    return oracle if customer_ids.isin(oracle.index).mean() >= min_coverage else None

@@ -71,3 +71,18 @@ def importance_figure(importance: pd.Series):
     ax.set(xlabel="total gain", title="Feature importance")
     fig.tight_layout()
     return fig
+
+
+def training_figures(preds: pd.DataFrame, importance: pd.Series) -> dict:
+    """The training run's figures by file name: ROC/PR, gain, calibration, feature importance."""
+    return {"roc_pr.png": roc_pr_figure(preds), "gain.png": gain_figure(preds),
+            "calibration.png": calibration_figure(preds), "feature_importance.png": importance_figure(importance)}
+
+
+def score_distribution_figure(p: pd.Series, as_of: str):
+    """Histogram of P(churn) over every scored customer."""
+    fig, ax = plt.subplots(figsize=(6, 4))
+    ax.hist(p, bins=50)
+    ax.set(xlabel="P(churn)", ylabel="customers", title=f"Scores as of {as_of}")
+    fig.tight_layout()
+    return fig

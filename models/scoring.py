@@ -7,22 +7,24 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from expectations.scores import N_REASONS, SCHEMA_VERSION, SCORE_COLUMN_NAMES
+from expectations.scores import N_REASONS, REASON_METHODS, RISK_TIERS, SCHEMA_VERSION, SCORE_COLUMN_NAMES
 from models.reasons import top_reasons
+
+EXACT, APPROXIMATE, NONE = REASON_METHODS
 
 
 @dataclass(frozen=True)
 class ScoringPolicy:
     """How scores become tiers and how much exact explanation to buy."""
 
-    horizon_days: int = 90
-    tier_high: float = 0.7
-    tier_medium: float = 0.4
-    exact_reasons_top_n: int = 50_000  # exact TreeSHAP for the top N by value at risk; approximate for the rest
-    reasons: bool = True  # False: no reason codes at all (the reason columns stay empty)
-    # Low-risk customers outside the exact budget are not at risk: by default they get no reasons
+    horizon_days: int
+    tier_high: float
+    tier_medium: float
+    exact_reasons_top_n: int  # exact TreeSHAP for the top N by value at risk; approximate for the rest
+    reasons: bool  # False: no reason codes at all (the reason columns stay empty)
+    # Low-risk customers outside the exact budget are not at risk: without this they get no reasons
     # (reasons_method "none"), which halves the cost of explaining a large base. True explains them too.
-    explain_low_risk: bool = False
+    explain_low_risk: bool
 
 
 def expected_value(features: pd.DataFrame, horizon_days: int) -> pd.Series:
@@ -36,7 +38,41 @@ def expected_value(features: pd.DataFrame, horizon_days: int) -> pd.Series:
 
 
 def risk_tier(p: pd.Series, high: float, medium: float) -> pd.Series:
-    return pd.Series(np.where(p >= high, "high", np.where(p >= medium, "medium", "low")), index=p.index)
+    """The tier of each probability: high at or above `high`, medium at or above `medium`, else low."""
+    top, middle, bottom = RISK_TIERS
+    return pd.Series(np.where(p >= high, top, np.where(p >= medium, middle, bottom)), index=p.index)
+
+
+class IncompatibleModel(RuntimeError):
+    """The champion expects features this code does not build."""
+
+
+def require_buildable(model, label: str, buildable: list[str]) -> list[str]:
+    """The model's feature names; raises IncompatibleModel if any of them is not in `buildable`."""
+    names = list(model.get_booster().feature_names or [])
+    unknown = [f for f in names if f not in buildable]
+    if unknown or not names:
+        raise IncompatibleModel(f"champion {label} expects features {unknown or '(none recorded)'} that this code "
+                                f"does not build; retrain with `churn train`")
+    return names
+
+
+def tier_summary(scores: pd.DataFrame) -> dict:
+    """Customers and value at risk per tier, every tier present (zero when empty)."""
+    g = scores.groupby("risk_tier")
+    return {t: {"customers": int(g.size().get(t, 0)), "value_at_risk": float(g["value_at_risk"].sum().get(t, 0.0))}
+            for t in RISK_TIERS}
+
+
+def scoring_summary(scores: pd.DataFrame, day: str, model_version) -> dict:
+    """What a scoring run reports: counts, tiers, value at risk, reasons by method, the model used."""
+    by_method = scores["reasons_method"].value_counts()
+    return {"as_of": day, "customers": len(scores), "tiers": tier_summary(scores),
+            "value_at_risk": float(scores["value_at_risk"].sum()),
+            "exact_reasons": int(by_method.get(EXACT, 0)),
+            "reasons_by_method": {str(k): int(v) for k, v in by_method.items()},
+            "model_name": model_version.name, "model_version": str(model_version.version),
+            "model_run_id": model_version.run_id}
 
 
 def contributions(booster, X: pd.DataFrame, exact: np.ndarray,
@@ -66,20 +102,18 @@ def score_customers(model, features: pd.DataFrame, as_of: pd.Timestamp, policy: 
     import xgboost as xgb
 
     booster = model.get_booster()
-    names = list(booster.feature_names)
-    missing = [f for f in names if f not in features.columns]
-    if missing:
-        raise ValueError(f"the model needs features that were not built: {missing}")
+    names = require_buildable(model, "model", list(features.columns))
     X = features[names].astype("float64")
     margin = booster.predict(xgb.DMatrix(X, feature_names=names), output_margin=True)
     p = pd.Series(1.0 / (1.0 + np.exp(-margin)), index=X.index)
     ev = expected_value(features, policy.horizon_days)
     var = p * ev
     tier = risk_tier(p, policy.tier_high, policy.tier_medium)
+    low = RISK_TIERS[-1]
     exact, approximate = np.zeros(len(X), dtype=bool), np.zeros(len(X), dtype=bool)
     if policy.reasons:
         exact[np.argsort(-var.to_numpy(), kind="stable")[: policy.exact_reasons_top_n]] = True
-        approximate = ~exact & (policy.explain_low_risk | (tier != "low").to_numpy())
+        approximate = ~exact & (policy.explain_low_risk | (tier != low).to_numpy())
     explained = exact | approximate  # reasons are computed for these rows only; the others stay empty
     contrib = contributions(booster, X[explained], exact[explained], approximate[explained])
     reasons = top_reasons(contrib.drop(columns="_bias"), features.loc[X.index[explained]], N_REASONS)
@@ -99,7 +133,7 @@ def score_customers(model, features: pd.DataFrame, as_of: pd.Timestamp, policy: 
     out["days_since_last_purchase"] = features["days_since_last_purchase"]
     out["days_since_last_event"] = features["days_since_last_event"]
     out = out.join(reasons)
-    out["reasons_method"] = np.where(exact, "exact", np.where(approximate, "approximate", "none"))
+    out["reasons_method"] = np.where(exact, EXACT, np.where(approximate, APPROXIMATE, NONE))
     out["horizon_days"] = np.int32(policy.horizon_days)
     out["model_name"] = model_meta["model_name"]
     out["model_version"] = str(model_meta["model_version"])

@@ -31,7 +31,7 @@ def cap_rows(frame: pd.DataFrame, max_rows: int | None) -> pd.DataFrame:
 
 
 def train_and_evaluate(train: pd.DataFrame, validation: pd.DataFrame, features: list[str], *, seed: int,
-                       oracle: pd.Series | None = None, model_params: dict | None = None,
+                       horizon_days: int, oracle: pd.Series | None = None, model_params: dict | None = None,
                        max_train_rows: int | None = 1_000_000) -> TrainingResult:
     """`train`/`validation`: feature rows with a `churned` label column and a `customer_id` column.
 
@@ -47,7 +47,8 @@ def train_and_evaluate(train: pd.DataFrame, validation: pd.DataFrame, features: 
     Xv, yv = validation[features], validation["churned"].to_numpy()
     preds = pd.DataFrame({"customer_id": validation["customer_id"].to_numpy(), "y": yv,
                           "model": model.predict_proba(Xv).to_numpy()})
-    baselines = {"recency_rule_90d": RecencyRule(90).fit(X, y), "logistic_rfm": LogisticRFM(seed).fit(X, y)}
+    baselines = {f"recency_rule_{horizon_days}d": RecencyRule(horizon_days).fit(X, y),
+                 "logistic_rfm": LogisticRFM(seed).fit(X, y)}
     for name, b in baselines.items():
         preds[name] = b.predict_proba(Xv).to_numpy()
     if oracle is not None:

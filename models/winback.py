@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 
+from expectations.scores import RISK_TIERS
+from expectations.winback import WINBACK_COLUMN_NAMES
 from models.reasons import REASON_CATEGORY
 
 DEFAULT_ACTIONS: dict[str, str] = {
@@ -18,19 +20,14 @@ DEFAULT_ACTIONS: dict[str, str] = {
     "other": "reminder: personal 'we miss you' message with what is new",
 }
 
-WINBACK_COLUMNS = ["winback_rank", "customer_id", "as_of", "churn_probability", "risk_tier", "value_at_risk",
-                   "expected_value", "days_since_last_purchase", "main_reason", "main_reason_text",
-                   "reason_category", "suggested_action", "model_version"]
-
-
 @dataclass(frozen=True)
 class WinbackPolicy:
     """Who is worth contacting."""
 
-    top_n: int | None = None  # None: everyone in the high tier
-    cooldown_days: int = 30  # skip customers contacted this recently
-    max_inactive_days: int = 180  # skip customers gone longer than this: no campaign reaches them
-    actions: dict[str, str] = field(default_factory=lambda: dict(DEFAULT_ACTIONS))
+    top_n: int | None  # None: everyone in the high tier
+    cooldown_days: int  # skip customers contacted this recently
+    max_inactive_days: int  # skip customers gone longer than this: no campaign reaches them
+    actions: dict[str, str]  # reason category -> action (DEFAULT_ACTIONS, overridden by settings)
 
 
 def select_winback(scores: pd.DataFrame, policy: WinbackPolicy, contacts: pd.DataFrame | None = None) -> pd.DataFrame:
@@ -52,7 +49,7 @@ def select_winback(scores: pd.DataFrame, policy: WinbackPolicy, contacts: pd.Dat
         reachable &= ~s["customer_id"].isin(set(recent))
     pool = s[reachable].sort_values(["value_at_risk", "churn_probability", "customer_id"],
                                     ascending=[False, False, True], kind="stable")
-    pool = pool.head(policy.top_n) if policy.top_n is not None else pool[pool["risk_tier"] == "high"]
+    pool = pool.head(policy.top_n) if policy.top_n is not None else pool[pool["risk_tier"] == RISK_TIERS[0]]
     category = pool["reason_1_feature"].map(REASON_CATEGORY).fillna("other")
     out = pd.DataFrame({
         "winback_rank": np.arange(1, len(pool) + 1, dtype="int64"),
@@ -69,7 +66,14 @@ def select_winback(scores: pd.DataFrame, policy: WinbackPolicy, contacts: pd.Dat
         "suggested_action": category.map(lambda c: policy.actions.get(c, policy.actions.get("other", ""))).to_numpy(),
         "model_version": pool["model_version"].to_numpy(),
     })
-    return out[WINBACK_COLUMNS]
+    return out[WINBACK_COLUMN_NAMES]
+
+
+def winback_summary(chosen: pd.DataFrame, day: str, head: int = 20) -> dict:
+    """What a win-back run reports: size, value at risk, customers per reason category, the top rows."""
+    return {"as_of": day, "customers": len(chosen), "value_at_risk": float(chosen["value_at_risk"].sum()),
+            "by_action": {str(k): int(v) for k, v in chosen["reason_category"].value_counts().items()},
+            "rows": chosen.head(head).to_dict("records")}
 
 
 FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")

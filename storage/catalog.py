@@ -70,7 +70,8 @@ def read_scores(paths: Paths, as_of_date: str | None = None) -> tuple[pd.DataFra
     return pq.read_table(scores_path(paths, day)).to_pandas(), day
 
 
-def write_winback(paths: Paths, frame: pd.DataFrame, csv_frame: pd.DataFrame, as_of_date: str) -> tuple[Path, Path]:
+def write_winback(paths: Paths, frame: pd.DataFrame, csv_frame: pd.DataFrame, schema: pa.Schema,
+                  as_of_date: str) -> tuple[Path, Path]:
     """The win-back list as Parquet and spreadsheet-safe CSV, published together.
 
     Both files are written into a hidden folder that then replaces the day's folder, so a reader
@@ -85,7 +86,7 @@ def write_winback(paths: Paths, frame: pd.DataFrame, csv_frame: pd.DataFrame, as
     token = os.urandom(6).hex()
     staged, old = root / f".as_of={as_of_date}.new-{token}", root / f".as_of={as_of_date}.old-{token}"
     staged.mkdir()
-    write_parquet_atomic(pa.Table.from_pandas(frame, preserve_index=False), staged / "winback.parquet")
+    write_parquet_atomic(pa.Table.from_pandas(frame, schema=schema, preserve_index=False), staged / "winback.parquet")
     write_bytes_atomic(staged / "winback.csv", csv_frame.to_csv(index=False, lineterminator="\n").encode("utf-8"))
     if folder.exists():
         os.rename(folder, old)

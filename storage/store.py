@@ -20,7 +20,8 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from expectations.contract import QUARANTINE_SCHEMA, STORE_SCHEMA
+from expectations.contract import COLUMN_NAMES, EVENT_SCHEMA, STORE_SCHEMA
+from expectations.quarantine import QUARANTINE_SCHEMA
 from storage.atomic import fsync_dir, write_json_atomic, write_parquet_atomic
 from storage.layout import Paths
 
@@ -79,14 +80,14 @@ def event_files(paths: Paths, dates: list[str] | None = None) -> list[Path]:
     return out
 
 
-def stored_ids_among(paths: Paths, candidate_ids: pa.Array, dates: list[str]) -> set[str]:
+def stored_ids_among(paths: Paths, candidate_ids, dates: list[str]) -> set[str]:
     """Which of the candidate event ids are already stored (only the given dates' partitions are read)."""
     files = event_files(paths, dates)
     if not files or len(candidate_ids) == 0:
         return set()
     con = connect(paths)
     try:
-        con.register("candidates", pa.table({"event_id": candidate_ids}))
+        con.register("candidates", pa.table({"event_id": pa.array([str(i) for i in candidate_ids], pa.string())}))
         rows = con.execute(
             "SELECT DISTINCT s.event_id FROM read_parquet(?) s JOIN candidates c USING (event_id)",
             [[str(f) for f in files]],
@@ -124,6 +125,12 @@ def read_quarantine(paths: Paths) -> pd.DataFrame:
     if not files:
         return QUARANTINE_SCHEMA.empty_table().to_pandas()
     return pa.concat_tables([pq.read_table(f, schema=QUARANTINE_SCHEMA) for f in files]).to_pandas()
+
+
+def events_table(events: pd.DataFrame, batch_id: str) -> pa.Table:
+    """A batch's events in the store's schema (contract columns + the batch id for lineage)."""
+    table = pa.Table.from_pandas(events[list(COLUMN_NAMES)], schema=EVENT_SCHEMA, preserve_index=False)
+    return table.append_column("ingest_batch", pa.array([batch_id] * table.num_rows, pa.string()))
 
 
 def commit_batch(paths: Paths, batch_id: str, events: pa.Table, quarantine: pa.Table,

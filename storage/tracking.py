@@ -29,6 +29,10 @@ class NoChampionError(RuntimeError):
     """The registry has no model under the `champion` alias."""
 
 
+class ChampionUnreadable(RuntimeError):
+    """The champion's model artifact exists in the registry but cannot be loaded."""
+
+
 class TrackingUnavailable(ConnectionError):
     """The MLflow tracking server did not answer, after retries with backoff (transient: worth retrying later)."""
 
@@ -131,7 +135,7 @@ def load_champion(model_name: str):
     except TrackingUnavailable:
         raise
     except Exception as e:  # noqa: BLE001 - re-raised with the model named
-        raise RuntimeError(f"the champion model {model_name} v{mv.version} cannot be loaded: {e}") from e
+        raise ChampionUnreadable(f"the champion model {model_name} v{mv.version} cannot be loaded: {e}") from e
     return model, mv
 
 
@@ -148,3 +152,126 @@ def retry_transient(task, task_run, state) -> bool:
         return type(e).__name__ in ("MlflowException", "RestException") and any(
             s in text for s in ("Connection", "connection", "timed out", "503", "502", "TEMPORARILY_UNAVAILABLE"))
     return False
+
+
+DRIFT_REFERENCE = "drift_reference.json"
+
+
+def _pip_requirements() -> list[str]:
+    from importlib.metadata import version
+
+    return [f"xgboost-cpu=={version('xgboost-cpu')}", f"pandas=={version('pandas')}",
+            f"numpy=={version('numpy')}", f"mlflow=={version('mlflow')}"]
+
+
+def log_training_run(result, frame, info: dict, config, champion, decision) -> dict:
+    """Log a training run (params, metrics, plots, data, drift reference), register its model, move the alias.
+
+    The alias moves last, after the run and the model version are complete: never a half-registered champion.
+    """
+    with reachable(config.tracking_uri, "logging and registering the model",
+                   "no alias was moved: the champion is unchanged"):
+        return _log_training_run(result, frame, info, config, champion, decision)
+
+
+def _log_training_run(result, frame, info, config, champion, decision) -> dict:
+    import mlflow
+    import mlflow.xgboost
+    from mlflow import MlflowClient
+    from mlflow.models import infer_signature
+
+    from features.customer import FEATURES
+    from features.snapshots import snapshot_digest
+    from models import plots
+    from models.drift import reference_bins
+    from models.promotion import PRIMARY_METRIC
+
+    train = frame[frame["split"] == "train"]
+    validation = frame[frame["split"] == "validation"]
+    data_range = f"{info['data_start'][:10]}..{info['data_end'][:10]}"
+    with mlflow.start_run() as run:
+        mlflow.set_tags({"code_version": code_version(), "data_range": data_range, "primary_metric": PRIMARY_METRIC})
+        mlflow.log_params({
+            "horizon_days": config.horizon_days, "lookback_days": config.lookback_days, "seed": config.seed,
+            "train_cutoffs": info["train_cutoffs"], "validation_cutoff": info["validation_cutoff"],
+            "as_of": info["as_of"], "data_start": info["data_start"], "data_end": info["data_end"],
+            "features": ",".join(result.model.features), "n_features": len(result.model.features),
+            "snapshot_digest": snapshot_digest(frame[[c for c in frame.columns if c != "cutoff"]]),
+            "best_iteration": result.model.best_iteration_,
+            **{f"xgb_{k}": v for k, v in result.model.params.items()}, **result.sizes,
+        })
+        mlflow.log_metrics({f"val_{k}": v for k, v in result.metrics.items()})
+        for name, m in result.baselines.items():
+            mlflow.log_metrics({f"{name}_{k}": v for k, v in m.items()})
+        if champion.metric is not None:
+            mlflow.log_metric(f"champion_{PRIMARY_METRIC}_same_snapshot", champion.metric)
+        logged = train.drop(columns=["cutoff"]).astype({"churned": "float64"})
+        dataset = mlflow.data.from_pandas(logged, name="training_snapshots", targets="churned",
+                                          digest=snapshot_digest(logged))
+        mlflow.log_input(dataset, context="training")
+        for fname, fig in plots.training_figures(result.predictions, result.model.feature_importance()).items():
+            mlflow.log_figure(fig, f"plots/{fname}")
+            plots.plt.close(fig)
+        mlflow.log_dict({"model": result.metrics, "baselines": result.baselines}, "metrics.json")
+        mlflow.log_dict({k: {"meaning": v[0], "unit": v[1]} for k, v in FEATURES.items()}, "features.json")
+        # what the features and scores looked like at training time, for drift checks when scoring
+        reference = validation[result.model.features].assign(churn_probability=result.predictions["model"].to_numpy())
+        mlflow.log_dict(reference_bins(reference), DRIFT_REFERENCE)
+        X_example = validation[result.model.features].head(5).astype("float64")
+        signature = infer_signature(X_example, result.model.predict_proba(X_example).to_numpy())
+        info_model = mlflow.xgboost.log_model(
+            result.model.model_, name="model", signature=signature, input_example=None,
+            pip_requirements=_pip_requirements(), registered_model_name=config.model_name, model_format="ubj")
+        version = str(info_model.registered_model_version)
+        alias = CHAMPION if decision.promote else CHALLENGER
+        mlflow.set_tags({"alias": alias, "promotion_reason": decision.reason})
+        if champion.note:
+            mlflow.set_tag("champion_note", champion.note)
+        run_id = run.info.run_id
+    MlflowClient().set_registered_model_alias(config.model_name, alias, version)
+    return {"run_id": run_id, "model_version": version, "alias": alias, "metrics": result.metrics,
+            "baselines": result.baselines, "champion_before": champion.metric, "champion_note": champion.note,
+            "promotion_reason": decision.reason, "experiment": config.experiment,
+            "tracking_uri": config.tracking_uri, **info, **result.sizes}
+
+
+def load_drift_reference(run_id: str) -> dict | None:
+    """The drift reference a training run logged, or None for an older run without one."""
+    import mlflow
+
+    try:
+        with reachable(mlflow.get_tracking_uri(), "reading the drift reference"):
+            return mlflow.artifacts.load_dict(f"runs:/{run_id}/{DRIFT_REFERENCE}")
+    except TrackingUnavailable:
+        raise
+    except Exception as e:  # noqa: BLE001 - an old model without a reference is scored, and we say so
+        log.warning("no drift reference for run %s: %s", run_id, e)
+        return None
+
+
+def log_scoring_run(scores, summary: dict) -> str:
+    """A scoring run in MLflow: counts and value at risk per tier, the score distribution, the model used."""
+    import mlflow
+
+    from models import plots
+
+    with reachable(mlflow.get_tracking_uri(), "logging the scoring run",
+                   f"the scores at {summary['path']} are published, the scoring run is not logged"):
+        with mlflow.start_run(run_name=f"score {summary['as_of']}") as run:
+            mlflow.set_tags({"kind": "scoring", "model_version": summary["model_version"],
+                             "model_run_id": summary["model_run_id"], "as_of": summary["as_of"]})
+            mlflow.log_metrics({
+                "customers_scored": summary["customers"], "value_at_risk_total": summary["value_at_risk"],
+                **{f"{t}_customers": v["customers"] for t, v in summary["tiers"].items()},
+                **{f"{t}_value_at_risk": v["value_at_risk"] for t, v in summary["tiers"].items()},
+                "mean_churn_probability": float(scores["churn_probability"].mean())})
+            fig = plots.score_distribution_figure(scores["churn_probability"], summary["as_of"])
+            mlflow.log_figure(fig, "score_distribution.png")
+            plots.plt.close(fig)
+            drift = summary["drift"]
+            if drift.get("checked"):
+                mlflow.log_metrics({"drift_max_psi": drift["max_psi"],
+                                    "drift_psi_score": drift["psi"]["churn_probability"]})
+            mlflow.set_tag("drift_warning", ", ".join(drift.get("over_threshold", {})) or "none")
+            mlflow.log_dict({k: v for k, v in summary.items() if k != "validation"}, "summary.json")
+            return run.info.run_id

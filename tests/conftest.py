@@ -42,5 +42,13 @@ def small_store(tmp_path_factory):
     paths = layout.Paths(tmp_path_factory.mktemp("store") / "home")
     generate(paths, SimulationConfig(customers=2000, days=600, seed=5, chunk_customers=1000))
     for f in sources.landing_files(paths):
-        ingest_file(paths, f, now=pd.Timestamp("2025-06-01T00:00Z"))
+        ingest_file(config(paths, "ingest"), f, now=pd.Timestamp("2025-06-01T00:00Z"))
     return paths
+
+
+def config(paths_or_home, kind: str, **overrides):
+    """A flow's configuration from the built-in defaults for this home (what `churn` builds from its settings)."""
+    from churn.settings import defaults
+
+    home = getattr(paths_or_home, "home", paths_or_home)
+    return getattr(defaults(home), f"{kind}_config")(**overrides)

@@ -9,9 +9,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from flows.ingest import ingest_file, totals
+from flows.ingest import ingest_file
 from storage import store
-from tests.conftest import FIXTURES, NOW
+from tests.conftest import FIXTURES, NOW, config
 
 HEADER = "event_id,customer_id,event_type,event_time,amount\n"
 
@@ -24,7 +24,7 @@ def write(paths, name, text: str | bytes):
 
 
 def ingest(paths, file, **kw):
-    r = ingest_file(paths, file, now=NOW, **kw)
+    r = ingest_file(config(paths, "ingest"), file, now=NOW, **kw)
     assert r["rows_in"] == r["stored"] + r["quarantined"] + r["duplicates"]
     return r
 
@@ -105,7 +105,7 @@ def test_unreadable_files_are_moved_aside_with_a_clear_error(paths, name, conten
         content = buf.getvalue().to_pybytes()[:-40]
     f = write(paths, name, content)
     good = write(paths, "good.csv", HEADER + "g1,c1,visit,2024-01-01T10:00:00Z,\n")
-    r = ingest_file(paths, f, now=NOW)
+    r = ingest_file(config(paths, "ingest"), f, now=NOW)
     assert r["status"] == "rejected" and error in r["error"]
     assert not f.exists() and (paths.rejected / r["moved_to"].split("/")[-1]).exists()
     assert ingest(paths, good)["stored"] == 1  # a bad file never blocks the others
@@ -163,15 +163,6 @@ def test_online_retail_sample_is_accounted_row_by_row(paths):
     assert ev.set_index("order_id").loc["489434", "event_time"] == pd.Timestamp("2009-12-01T07:45Z")
     # a second ingest of the same content stores nothing new
     assert ingest(paths, f, fmt="online-retail", timezone="Europe/London", force=True)["stored"] == 0
-
-
-def test_totals_add_up_over_files():
-    files = [{"status": "ingested", "rows_in": 3, "stored": 1, "quarantined": 1, "duplicates": 1, "reasons": {"x": 1}},
-             {"status": "rejected", "rows_in": 0, "stored": 0, "quarantined": 0, "duplicates": 0, "reasons": {}},
-             {"status": "ingested", "rows_in": 2, "stored": 1, "quarantined": 1, "duplicates": 0, "reasons": {"x": 1}}]
-    t = totals(files)
-    assert (t["rows_in"], t["stored"], t["quarantined"], t["duplicates"]) == (5, 2, 2, 1)
-    assert (t["files_ingested"], t["files_rejected"], t["reasons"]) == (2, 1, {"x": 2})
 
 
 def test_a_sudden_drop_in_daily_volume_is_reported(paths):

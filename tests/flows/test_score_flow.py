@@ -8,9 +8,9 @@ import pyarrow.parquet as pq
 import pytest
 
 from expectations.scores import SCORE_SCHEMA
-from models.scoring import ScoringPolicy
 from storage import catalog, layout
 from storage.tracking import NoChampionError
+from tests.conftest import config
 
 NOW = pd.Timestamp("2025-06-01T00:00Z")
 
@@ -26,15 +26,14 @@ def trained(small_store, tmp_path_factory, prefect_harness):
     home = tmp_path_factory.mktemp("scored") / "home"
     shutil.copytree(small_store.home, home)
     paths = layout.Paths(home)
-    train_flow(home=str(home), tracking_uri=uri(paths), n_train_cutoffs=2)
+    train_flow(config(paths, "train", n_train_cutoffs=2))
     return paths
 
 
 def run_score(paths, as_of=None, **policy):
     from flows.score import score
 
-    return score(paths, as_of, policy=ScoringPolicy(**policy), lookback_days=365, model_name="churn",
-                 tracking_uri=uri(paths), experiment="churn", now=NOW)
+    return score(config(paths, "score", **policy), as_of, now=NOW)
 
 
 def test_scoring_without_a_champion_is_a_clear_error_and_publishes_nothing(small_store, tmp_path):
@@ -77,14 +76,13 @@ def test_rescoring_a_date_replaces_its_partition(trained):
 
 def test_winback_list_is_consistent_with_the_scores(trained, tmp_path):
     from flows.winback import winback
-    from models.winback import WinbackPolicy
 
     run_score(trained, as_of=pd.Timestamp("2024-06-01T00:00Z"))
     scores, _ = catalog.read_scores(trained, "2024-06-01")
     contacts = tmp_path / "contacts.csv"
     top_high = scores[scores["risk_tier"] == "high"].sort_values("value_at_risk").iloc[-1]
     contacts.write_text(f"customer_id,contacted_at\n{top_high['customer_id']},2024-05-25T10:00:00Z\n")
-    r = winback(trained, "2024-06-01", WinbackPolicy(max_inactive_days=180), contacts)
+    r = winback(config(trained, "winback", max_inactive_days=180), "2024-06-01", contacts)
     w = pd.read_parquet(r["parquet"])
     s = scores.set_index("customer_id")
     assert len(w) == r["customers"] > 0
@@ -103,9 +101,9 @@ def test_score_and_winback_flows_run_under_prefect(trained):
     from flows.score import score_flow
     from flows.winback import winback_flow
 
-    r = score_flow(home=str(trained.home), tracking_uri=uri(trained), as_of="2024-07-01", exact_reasons_top_n=50)
+    r = score_flow(config(trained, "score", exact_reasons_top_n=50), as_of="2024-07-01")
     assert r["exact_reasons"] == 50 and r["as_of"] == "2024-07-01"
-    w = winback_flow(home=str(trained.home), as_of="2024-07-01", top_n=25)
+    w = winback_flow(config(trained, "winback", top_n=25), as_of="2024-07-01")
     assert w["customers"] == 25
     from mlflow import MlflowClient
 
@@ -157,35 +155,35 @@ def test_an_unreadable_champion_artifact_is_a_clear_error_and_nothing_is_publish
 
 def test_pseudonymised_winback_hides_ids_with_a_keyed_hash(trained, monkeypatch):
     from flows.winback import winback
-    from models.winback import WinbackPolicy
 
     run_score(trained, as_of=pd.Timestamp("2024-06-01T00:00Z"))
-    plain = pd.read_parquet(winback(trained, "2024-06-01", WinbackPolicy(top_n=10), None)["parquet"])
+    plain = pd.read_parquet(winback(config(trained, "winback", top_n=10), "2024-06-01", None)["parquet"])
     monkeypatch.delenv("CHURN_PSEUDONYM_KEY", raising=False)
     with pytest.raises(RuntimeError, match="CHURN_PSEUDONYM_KEY"):
-        winback(trained, "2024-06-01", WinbackPolicy(top_n=10), None, pseudonymised=True)
+        winback(config(trained, "winback", top_n=10), "2024-06-01", None, pseudonymised=True)
     monkeypatch.setenv("CHURN_PSEUDONYM_KEY", "k" * 32)
-    r = winback(trained, "2024-06-01", WinbackPolicy(top_n=10), None, pseudonymised=True)
+    r = winback(config(trained, "winback", top_n=10), "2024-06-01", None, pseudonymised=True)
     hidden = pd.read_parquet(r["parquet"])
     assert hidden["customer_id"].str.match(r"^p_[0-9a-f]{24}$").all()
     assert not set(hidden["customer_id"]) & set(plain["customer_id"])
     assert hidden["value_at_risk"].tolist() == plain["value_at_risk"].tolist()
     assert "k" * 32 not in open(r["csv"]).read()
-    again = pd.read_parquet(winback(trained, "2024-06-01", WinbackPolicy(top_n=10), None, pseudonymised=True)["parquet"])
+    again = pd.read_parquet(winback(config(trained, "winback", top_n=10), "2024-06-01", None, pseudonymised=True)["parquet"])
     assert again["customer_id"].tolist() == hidden["customer_id"].tolist()  # stable for one key
 
 
 def test_drift_beyond_the_threshold_refuses_to_publish_when_configured(broken_registry):
     from flows.score import DriftRefused, score
 
-    kw = dict(policy=ScoringPolicy(), lookback_days=365, model_name="churn", tracking_uri=uri(broken_registry),
-              experiment="churn", now=NOW)
-    ok = score(broken_registry, None, **kw)
+    def cfg(**kw):
+        return config(broken_registry, "score", **kw)
+
+    ok = score(cfg(), None, now=NOW)
     assert ok["drift"]["checked"] and set(ok["drift"]["psi"]) >= {"churn_probability", "days_since_last_event"}
     day = ok["as_of"]
     (broken_registry.home / "scores" / f"as_of={day}" / "scores.parquet").unlink()
     with pytest.raises(DriftRefused, match="not published"):
-        score(broken_registry, None, drift_threshold=1e-6, drift_action="refuse", **kw)
+        score(cfg(drift_threshold=1e-6, drift_action="refuse"), None, now=NOW)
     assert not (broken_registry.home / "scores" / f"as_of={day}" / "scores.parquet").exists()
-    warned = score(broken_registry, None, drift_threshold=1e-6, drift_action="warn", **kw)
+    warned = score(cfg(drift_threshold=1e-6, drift_action="warn"), None, now=NOW)
     assert warned["drift"]["drifted"] and (broken_registry.home / "scores" / f"as_of={day}" / "scores.parquet").exists()

@@ -4,6 +4,8 @@ import shutil
 
 import pytest
 
+from tests.conftest import config
+
 
 @pytest.fixture
 def store(small_store, tmp_path):
@@ -19,7 +21,7 @@ def run_train(store, **kw):
     from flows.train import train_flow
 
     uri = f"sqlite:///{store.mlflow / 'mlflow.db'}"
-    return train_flow(home=str(store.home), tracking_uri=uri, n_train_cutoffs=3, **kw), uri
+    return train_flow(config(store, "train", tracking_uri=uri, n_train_cutoffs=3), **kw), uri
 
 
 def test_train_flow_logs_registers_and_promotes_only_a_better_model(store, prefect_harness):

@@ -54,7 +54,7 @@ def sim():
 
 def test_model_beats_the_recency_rule_and_comes_close_to_the_oracle(sim):
     train, val, oracle = sim
-    r = train_and_evaluate(train, val, FEATURE_NAMES, seed=1, oracle=oracle)
+    r = train_and_evaluate(train, val, FEATURE_NAMES, seed=1, horizon_days=90, oracle=oracle)
     auc = r.metrics["roc_auc"]
     assert auc >= r.baselines["recency_rule_90d"]["roc_auc"] + 0.03
     assert auc >= r.baselines["oracle"]["roc_auc"] - 0.05
@@ -65,8 +65,8 @@ def test_model_beats_the_recency_rule_and_comes_close_to_the_oracle(sim):
 
 def test_same_seed_same_metrics_and_predictions(sim):
     train, val, _ = sim
-    a = train_and_evaluate(train, val, FEATURE_NAMES, seed=3)
-    b = train_and_evaluate(train, val, FEATURE_NAMES, seed=3)
+    a = train_and_evaluate(train, val, FEATURE_NAMES, seed=3, horizon_days=90)
+    b = train_and_evaluate(train, val, FEATURE_NAMES, seed=3, horizon_days=90)
     assert a.metrics == b.metrics and a.baselines == b.baselines
     assert np.array_equal(a.predictions["model"].to_numpy(), b.predictions["model"].to_numpy())
 

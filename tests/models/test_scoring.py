@@ -11,6 +11,12 @@ from models.scoring import ScoringPolicy, contributions, expected_value, risk_ti
 from simulator.generate import SimulationConfig, simulate
 
 
+def policy(**kw) -> ScoringPolicy:
+    """The scoring policy with the values these tests assume, each overridable."""
+    return ScoringPolicy(**{"horizon_days": 90, "tier_high": 0.7, "tier_medium": 0.4, "exact_reasons_top_n": 50,
+                            "reasons": True, "explain_low_risk": False, **kw})
+
+
 @pytest.fixture(scope="module")
 def fitted():
     events, _ = next(iter(simulate(SimulationConfig(customers=1500, days=500, seed=4, chunk_customers=1500))))
@@ -36,7 +42,7 @@ def test_reason_contributions_plus_bias_give_the_model_log_odds(fitted):
 def test_scored_frame_follows_the_contract_and_reasons_match_contributions(fitted):
     model, feats, cut = fitted
     meta = {"model_name": "churn", "model_version": "3", "run_id": "r1"}
-    s = score_customers(model, feats, cut, ScoringPolicy(exact_reasons_top_n=100, explain_low_risk=True), meta,
+    s = score_customers(model, feats, cut, policy(exact_reasons_top_n=100, explain_low_risk=True), meta,
                         pd.Timestamp("2025-01-01T00:00Z"))
     assert list(s.columns) == SCORE_COLUMN_NAMES
     assert len(s) == len(feats) and s["customer_id"].is_unique
@@ -64,7 +70,7 @@ def test_low_risk_customers_outside_the_exact_budget_get_no_reasons_unless_asked
     model, feats, cut = fitted
     meta = {"model_name": "churn", "model_version": "3", "run_id": "r1"}
     kw = dict(as_of=cut, model_meta=meta, scored_at=pd.Timestamp("2025-01-01T00:00Z"))
-    s = score_customers(model, feats, policy=ScoringPolicy(exact_reasons_top_n=50), **kw)
+    s = score_customers(model, feats, policy=policy(exact_reasons_top_n=50), **kw)
     by = s.groupby(["risk_tier", "reasons_method"]).size()
     assert (s["reasons_method"] == "exact").sum() == 50
     low = s[(s["risk_tier"] == "low") & (s["reasons_method"] != "exact")]
@@ -73,7 +79,7 @@ def test_low_risk_customers_outside_the_exact_budget_get_no_reasons_unless_asked
     at_risk = s[(s["risk_tier"] != "low") & (s["reasons_method"] != "exact")]
     assert len(at_risk) > 0 and (at_risk["reasons_method"] == "approximate").all()
     assert at_risk["reason_1_feature"].notna().mean() > 0.9  # at-risk customers nearly always have a reason
-    everyone = score_customers(model, feats, policy=ScoringPolicy(exact_reasons_top_n=50, explain_low_risk=True), **kw)
+    everyone = score_customers(model, feats, policy=policy(exact_reasons_top_n=50, explain_low_risk=True), **kw)
     assert set(everyone["reasons_method"]) == {"exact", "approximate"}
     same = everyone.set_index("customer_id").loc[at_risk["customer_id"], "reason_1_text"]
     assert same.tolist() == at_risk["reason_1_text"].tolist()

@@ -4,6 +4,12 @@ import pytest
 from models.winback import DEFAULT_ACTIONS, WinbackPolicy, select_winback, spreadsheet_safe
 
 
+def policy(**kw) -> WinbackPolicy:
+    """High tier, 30-day cooldown, 180 days of inactivity at most, the default actions; each overridable."""
+    return WinbackPolicy(**{"top_n": None, "cooldown_days": 30, "max_inactive_days": 180,
+                            "actions": dict(DEFAULT_ACTIONS), **kw})
+
+
 def scores():
     return pd.DataFrame({
         "customer_id": ["a", "b", "c", "d", "e"],
@@ -21,7 +27,7 @@ def scores():
 
 
 def test_high_tier_ranked_by_value_at_risk_without_the_long_gone():
-    w = select_winback(scores(), WinbackPolicy())
+    w = select_winback(scores(), policy())
     assert w["customer_id"].tolist() == ["b", "c", "a"]  # d is gone 390 days; e is low tier
     assert w["winback_rank"].tolist() == [1, 2, 3]
     assert w["suggested_action"].tolist() == [DEFAULT_ACTIONS["overdue"], DEFAULT_ACTIONS["price_sensitive"],
@@ -30,12 +36,12 @@ def test_high_tier_ranked_by_value_at_risk_without_the_long_gone():
 
 def test_top_n_takes_value_at_risk_across_tiers_and_cooldown_excludes_recent_contacts():
     contacts = pd.DataFrame({"customer_id": ["b", "c"], "contacted_at": ["2024-05-20T10:00:00Z", "2024-03-01"]})
-    w = select_winback(scores(), WinbackPolicy(top_n=2, cooldown_days=30), contacts)
+    w = select_winback(scores(), policy(top_n=2), contacts)
     assert w["customer_id"].tolist() == ["e", "c"]  # b contacted 12 days ago; c's contact is older than 30 days
 
 
 def test_actions_are_configurable():
-    w = select_winback(scores(), WinbackPolicy(actions={**DEFAULT_ACTIONS, "overdue": "call them"}))
+    w = select_winback(scores(), policy(actions={**DEFAULT_ACTIONS, "overdue": "call them"}))
     assert w.set_index("customer_id").loc["b", "suggested_action"] == "call them"
 
 

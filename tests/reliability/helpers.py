@@ -6,6 +6,7 @@ import shutil
 from pathlib import Path
 
 from storage import catalog, layout
+from tests.conftest import config
 
 
 def store_copy(small_store, dest: Path, **ignore) -> layout.Paths:
@@ -17,7 +18,7 @@ def snapshots(paths: layout.Paths):
     """(frame, info) of 2 training cutoffs + validation, stored under the home."""
     from flows.train import build_snapshots
 
-    _, info = build_snapshots(paths, None, 90, 365, 2, 30, ("purchase",))
+    _, info = build_snapshots(config(paths, "train", n_train_cutoffs=2), None)
     return catalog.read_snapshots(Path(info["path"])), info
 
 
@@ -26,11 +27,11 @@ def fit(frame, **model_params):
     from models.train import train_and_evaluate
 
     return train_and_evaluate(frame[frame["split"] == "train"], frame[frame["split"] == "validation"],
-                              FEATURE_NAMES, seed=1, model_params=model_params or None)
+                              FEATURE_NAMES, seed=1, horizon_days=90, model_params=model_params or None)
 
 
 def register(paths: layout.Paths, frame, info, result, tracking_uri: str, experiment: str = "churn") -> dict:
-    from flows.train import log_training
+    from flows.train import register as register_model
 
-    return log_training(result, frame, info, horizon_days=90, lookback_days=365, seed=1, model_name="churn",
-                        tracking_uri=tracking_uri, experiment=experiment, artifact_root=paths.mlflow / "artifacts")
+    cfg = config(paths, "train", n_train_cutoffs=2, seed=1, tracking_uri=tracking_uri, experiment=experiment)
+    return register_model(cfg, result, frame, info)

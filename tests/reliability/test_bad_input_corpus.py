@@ -18,7 +18,7 @@ import pytest
 
 from flows.ingest import ingest_file
 from storage import store
-from tests.conftest import NOW
+from tests.conftest import NOW, config
 
 H = "event_id,customer_id,event_type,event_time,amount\n"
 GOOD = "e1,c1,purchase,2024-03-01T10:00:00Z,12.50\n"
@@ -168,7 +168,7 @@ def test_bad_input_case(paths, file, content, counts, reasons, status, error, st
     src = paths.landing / file
     src.parent.mkdir(parents=True, exist_ok=True)
     src.write_bytes(content)
-    r = ingest_file(paths, src, now=NOW, timezone=tz)
+    r = ingest_file(config(paths, "ingest"), src, now=NOW, timezone=tz)
     assert r["status"] == status, r.get("error")
     assert (r["rows_in"], r["stored"], r["quarantined"], r["duplicates"]) == counts
     assert r["rows_in"] == r["stored"] + r["quarantined"] + r["duplicates"]

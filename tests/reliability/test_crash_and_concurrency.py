@@ -12,6 +12,7 @@ import pytest
 from flows.ingest import ingest_file
 from simulator.generate import SimulationConfig, simulate
 from storage import atomic, layout, store
+from tests.conftest import config
 
 NOW = pd.Timestamp("2025-06-01T00:00Z")
 CTX = mp.get_context("fork")  # the children inherit the imported libraries: they start in milliseconds
@@ -20,7 +21,7 @@ CTX = mp.get_context("fork")  # the children inherit the imported libraries: the
 def _ingest(home: str, files: list[str]) -> None:
     paths = layout.Paths(__import__("pathlib").Path(home))
     for f in files:
-        ingest_file(paths, __import__("pathlib").Path(f), now=NOW)
+        ingest_file(config(paths, "ingest"), __import__("pathlib").Path(f), now=NOW)
 
 
 @pytest.fixture(scope="module")

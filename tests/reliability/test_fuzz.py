@@ -9,6 +9,7 @@ from hypothesis import strategies as st
 from flows.ingest import ingest_file
 from ingestion.batch import prepare_batch
 from storage import layout
+from tests.conftest import config
 
 NOW = pd.Timestamp("2025-06-01T00:00Z")
 TEXT = st.text(alphabet=string.printable + "éß\u200b\x00\x7f", max_size=12)
@@ -39,7 +40,7 @@ def test_random_bytes_as_csv_never_crash_and_add_up(tmp_path_factory, data, head
     f = paths.landing / "random.csv"
     f.parent.mkdir(parents=True)
     f.write_bytes((b"customer_id,event_type,event_time,amount\n" if header else b"") + data)
-    r = ingest_file(paths, f, now=NOW)
+    r = ingest_file(config(paths, "ingest"), f, now=NOW)
     assert r["status"] in ("ingested", "rejected")
     assert r["rows_in"] == r["stored"] + r["quarantined"] + r["duplicates"]
     if r["status"] == "rejected":

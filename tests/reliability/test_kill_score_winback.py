@@ -20,6 +20,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from storage import layout
+from tests.conftest import config
 from tests.reliability import helpers
 
 NOW = pd.Timestamp("2025-06-01T00:00Z")
@@ -35,21 +36,16 @@ def uri(paths) -> str:
 
 def _score(home: str, ready: str) -> None:
     from flows.score import score
-    from models.scoring import ScoringPolicy
 
-    paths = layout.Paths(Path(home))
     Path(ready).touch()
-    score(paths, None, policy=ScoringPolicy(exact_reasons_top_n=300), lookback_days=365, model_name="churn",
-          tracking_uri=uri(paths), experiment="churn", now=NOW)
+    score(config(home, "score", exact_reasons_top_n=300), None, now=NOW)
 
 
 def _winback(home: str, ready: str) -> None:
     from flows.winback import winback
-    from models.winback import WinbackPolicy
 
-    paths = layout.Paths(Path(home))
     Path(ready).touch()
-    winback(paths, None, WinbackPolicy(max_inactive_days=10_000), None)
+    winback(config(home, "winback", max_inactive_days=10_000), None)
 
 
 def run_child(target, home: Path, kill_after: float | None) -> float:
@@ -111,13 +107,12 @@ def test_sigkill_during_scoring_leaves_no_partial_file_and_a_rerun_completes(tra
 
 def test_sigkill_during_the_winback_export_never_mixes_two_runs_files(trained, tmp_path):
     from flows.winback import winback
-    from models.winback import WinbackPolicy
 
     base = tmp_path / "base" / "home"
     shutil.copytree(trained.home, base)
     run_child(_score, base, None)
     # an earlier, different list for the same day: top 5 only
-    winback(layout.Paths(base), None, WinbackPolicy(max_inactive_days=10_000, top_n=5), None)
+    winback(config(base, "winback", max_inactive_days=10_000, top_n=5), None)
     ref_home = tmp_path / "ref" / "home"
     shutil.copytree(base, ref_home)
     duration = run_child(_winback, ref_home, None)

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from tests.conftest import config
 from tests.reliability import helpers
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -35,8 +36,6 @@ def test_the_source_never_uses_a_code_executing_format():
 def test_a_whole_run_never_unpickles(small_store, tmp_path, monkeypatch):
     from flows.score import score
     from flows.winback import winback
-    from models.scoring import ScoringPolicy
-    from models.winback import WinbackPolicy
     from storage.tracking import load_champion, setup
 
     calls = []
@@ -56,16 +55,15 @@ def test_a_whole_run_never_unpickles(small_store, tmp_path, monkeypatch):
     src.write_text("event_id,customer_id,event_type,event_time,amount\nx1,c1,purchase,2024-03-01T10:00:00Z,5\n")
     from flows.ingest import ingest_file
 
-    assert ingest_file(paths, src, now=pd.Timestamp("2025-06-01T00:00Z"))["stored"] == 1
+    assert ingest_file(config(paths, "ingest"), src, now=pd.Timestamp("2025-06-01T00:00Z"))["stored"] == 1
     frame, info = helpers.snapshots(paths)
     helpers.register(paths, frame, info, helpers.fit(frame), uri)
     setup(uri, "churn", paths.mlflow / "artifacts")
     model, _ = load_champion("churn")
     assert model.get_booster().num_boosted_rounds() > 0
-    r = score(paths, None, policy=ScoringPolicy(exact_reasons_top_n=100), lookback_days=365, model_name="churn",
-              tracking_uri=uri, experiment="churn", now=pd.Timestamp("2025-06-01T00:00Z"))
+    r = score(config(paths, "score", exact_reasons_top_n=100), None, now=pd.Timestamp("2025-06-01T00:00Z"))
     assert r["customers"] > 0
-    assert winback(paths, None, WinbackPolicy(), None)["customers"] >= 0
+    assert winback(config(paths, "winback"), None)["customers"] >= 0
     assert calls == []
     # the stored model is XGBoost's own format (UBJSON), not a pickle
     stored = [p.name for p in (paths.mlflow / "artifacts").rglob("*") if p.is_file()]

@@ -9,6 +9,7 @@ import pytest
 
 from churn.settings import load_settings
 from storage import layout, store
+from tests.conftest import config
 
 
 def test_relative_paths_are_read_against_the_base_and_may_not_climb_out(tmp_path):
@@ -72,10 +73,10 @@ def test_an_event_naming_a_file_outside_the_landing_folder_ingests_nothing(tmp_p
     outside.write_text("customer_id,event_type,event_time\nc1,visit,2024-01-01T00:00:00Z\n")
     for payload_path in (str(outside), str(home / "landing" / ".." / ".." / "outside.csv")):
         with pytest.raises(layout.PathOutside, match="file to ingest"):
-            ingest_flow(home=str(home), files=[payload_path])
+            ingest_flow(config(home, "ingest"), files=[payload_path])
     assert not (home / "events").exists() and outside.exists()
     inside = home / "landing" / "ok.csv"
     inside.write_text(outside.read_text())
-    r = ingest_flow(home=str(home), files=[str(inside)])
+    r = ingest_flow(config(home, "ingest"), files=[str(inside)])
     assert r["stored"] == 1
     assert pd.Timestamp(store.read_events(layout.Paths(home))["event_time"].iloc[0]) == pd.Timestamp("2024-01-01T00:00Z")

@@ -24,6 +24,7 @@ from pathlib import Path
 import pytest
 
 from storage import layout, tracking
+from tests.conftest import config
 from tests.reliability import helpers
 
 MLFLOW = str(Path(sys.executable).with_name("mlflow"))
@@ -156,7 +157,6 @@ def test_server_down_during_training_is_a_clear_error_and_the_champion_does_not_
 def test_scoring_retries_through_a_server_restart_and_fails_clearly_when_it_stays_down(server, snapshots, tmp_path,
                                                                                          monkeypatch):
     from flows.score import score
-    from models.scoring import ScoringPolicy
 
     paths, frame, info, weak, strong = snapshots
     log(paths, frame, info, strong, server.uri)
@@ -166,8 +166,8 @@ def test_scoring_retries_through_a_server_restart_and_fails_clearly_when_it_stay
     now = __import__("pandas").Timestamp("2025-06-01T00:00Z")
 
     def run():
-        return score(p, None, policy=ScoringPolicy(exact_reasons_top_n=100), lookback_days=365, model_name="churn",
-                     tracking_uri=server.uri, experiment="outage", now=now)
+        return score(config(p, "score", exact_reasons_top_n=100, tracking_uri=server.uri, experiment="outage"),
+                     None, now=now)
 
     # down, and still down after every retry: one clear error, nothing published
     server.stop()

@@ -5,7 +5,8 @@ import json
 import pyarrow as pa
 import pytest
 
-from expectations.contract import QUARANTINE_SCHEMA, STORE_SCHEMA
+from expectations.contract import STORE_SCHEMA
+from expectations.quarantine import QUARANTINE_SCHEMA
 from storage import atomic, store
 from tests.conftest import NOW
 

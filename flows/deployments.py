@@ -1,0 +1,50 @@
+"""The three deployments `churn serve` runs: their flows, triggers, schedules and concurrency limits.
+
+- ingest: runs when `churn.events.landed` names a file (emitted by the landing watcher, or by an
+  upstream system), and on a sweep schedule;
+- score: runs when an ingest stored new events (`churn.events.ingested`) or a new champion was
+  promoted (`churn.model.promoted`), and daily;
+- train: on a schedule (weekly by default); a promotion then triggers scoring.
+Each deployment runs one flow at a time (concurrency limit 1).
+"""
+
+from __future__ import annotations
+
+from flows.events import INGESTED, LANDED, PROMOTED, store_resource
+
+TRIGGER_NAMES = ("ingest-on-landed-file", "score-on-new-data")
+
+
+def build_deployments(settings) -> list:
+    """The deployments with their triggers and schedules, parameters built once from the settings."""
+    from prefect.events import DeploymentEventTrigger
+    from prefect.schedules import Cron
+
+    from flows.ingest import ingest_flow
+    from flows.score import score_flow
+    from flows.train import train_flow
+
+    ingest = {"config": settings.ingest_config().model_dump(mode="json")}
+    score = {"config": settings.score_config().model_dump(mode="json")}
+    train = {"config": settings.train_config().model_dump(mode="json")}
+    tz = settings.schedule_timezone
+    return [
+        ingest_flow.to_deployment(
+            name="churn-ingest", parameters=ingest, concurrency_limit=1,
+            schedules=[Cron(settings.ingest_sweep_cron, timezone=tz)],
+            triggers=[DeploymentEventTrigger(
+                name=TRIGGER_NAMES[0], expect={LANDED}, match={"prefect.resource.id": "churn.landing.*"},
+                parameters={**ingest, "files": ["{{ event.payload.path }}"]})],
+            description="Validate and store landed event files."),
+        score_flow.to_deployment(
+            name="churn-score", parameters=score, concurrency_limit=1,
+            schedules=[Cron(settings.score_cron, timezone=tz)],
+            triggers=[DeploymentEventTrigger(
+                name=TRIGGER_NAMES[1], expect={INGESTED, PROMOTED},
+                match={"prefect.resource.id": store_resource(settings.home)}, parameters=score)],
+            description="Score every active customer with the champion model."),
+        train_flow.to_deployment(
+            name="churn-train", parameters=train, concurrency_limit=1,
+            schedules=[Cron(settings.train_cron, timezone=tz)],
+            description="Retrain; a promoted champion triggers scoring."),
+    ]
