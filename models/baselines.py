@@ -8,6 +8,11 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
+from features.definitions import ROLE
+
+# the features the baselines read, by the role their records declare
+RECENCY, FREQUENCY, MONETARY, TENURE = ROLE["recency"], ROLE["frequency"], ROLE["monetary"], ROLE["tenure"]
+
 
 class RecencyRule:
     """"No purchase in the last N days" = churn. Its probability is the churn rate of its group in training."""
@@ -16,7 +21,7 @@ class RecencyRule:
         self.days = days
 
     def flag(self, X: pd.DataFrame) -> np.ndarray:
-        r = X["days_since_last_purchase"].to_numpy()
+        r = X[RECENCY].to_numpy()
         return ~(r <= self.days)  # never bought counts as "no purchase"
 
     def fit(self, X: pd.DataFrame, y: pd.Series) -> "RecencyRule":
@@ -29,7 +34,7 @@ class RecencyRule:
         return pd.Series(np.where(self.flag(X), self.rate_flagged_, self.rate_unflagged_), index=X.index)
 
 
-RFM_COLUMNS = ("days_since_last_purchase", "purchases_365d", "spend_365d")
+RFM_COLUMNS = (RECENCY, FREQUENCY, MONETARY)
 
 
 class LogisticRFM:
@@ -39,8 +44,8 @@ class LogisticRFM:
         self.seed = seed
 
     def _design(self, X: pd.DataFrame) -> np.ndarray:
-        r = X["days_since_last_purchase"].fillna(X["tenure_days"] + 365.0)
-        cols = [np.log1p(r.clip(lower=0)), np.log1p(X["purchases_365d"]), np.log1p(X["spend_365d"].clip(lower=0))]
+        r = X[RECENCY].fillna(X[TENURE] + 365.0)
+        cols = [np.log1p(r.clip(lower=0)), np.log1p(X[FREQUENCY]), np.log1p(X[MONETARY].clip(lower=0))]
         return np.column_stack(cols)
 
     def fit(self, X: pd.DataFrame, y: pd.Series) -> "LogisticRFM":

@@ -4,7 +4,7 @@ import pytest
 
 from features.customer import FEATURE_NAMES
 from features.snapshots import stacked_snapshots
-from models.baselines import LogisticRFM, RecencyRule
+from models.baselines import RFM_COLUMNS, LogisticRFM, RecencyRule
 from models.evaluate import metrics, top_k_mask
 from models.snapshots import plan_cutoffs
 from models.train import train_and_evaluate
@@ -39,6 +39,10 @@ def test_recency_rule_probabilities_are_its_groups_training_rates():
     X = pd.DataFrame({"days_since_last_purchase": [10.0, 100.0, np.nan, 50.0]})
     rule = RecencyRule(90).fit(X, pd.Series([0, 1, 1, 1]))
     assert rule.predict_proba(X).tolist() == [0.5, 1.0, 1.0, 0.5]
+
+
+def test_logistic_rfm_reads_recency_frequency_and_spend():
+    assert RFM_COLUMNS == ("days_since_last_purchase", "purchases_365d", "spend_365d")
 
 
 @pytest.fixture(scope="module")
