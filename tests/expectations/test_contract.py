@@ -6,8 +6,23 @@ from expectations import build, contract
 from ingestion.validate import SUITE_PATH, load_suite
 
 
-def test_committed_suite_is_generated_from_the_contract():
-    assert SUITE_PATH.read_text() == build.render(), "run `python -m expectations.build` after changing the contract"
+def test_every_committed_suite_is_generated_from_its_contract():
+    assert set(build.SUITES) == {"raw_events.suite.json", "scores.suite.json"}
+    for name in build.SUITES:
+        assert (build.HERE / name).read_text() == build.render(name), (
+            f"{name}: run `python -m expectations.build` after changing its contract")
+
+
+def test_output_schemas_are_declared_in_expectations():
+    from expectations.quarantine import QUARANTINE_COLUMNS, QUARANTINE_SCHEMA
+    from expectations.scores import REASON_METHODS, RISK_TIERS, SCORE_COLUMNS
+    from expectations.winback import WINBACK_COLUMNS, WINBACK_SCHEMA
+
+    assert QUARANTINE_SCHEMA.names == [c.name for c in QUARANTINE_COLUMNS]
+    assert WINBACK_SCHEMA.names == [c.name for c in WINBACK_COLUMNS]
+    by_name = {c.name: c for c in SCORE_COLUMNS}
+    assert by_name["risk_tier"].allowed == RISK_TIERS and by_name["reasons_method"].allowed == REASON_METHODS
+    assert {c.name: c.allowed for c in WINBACK_COLUMNS}["risk_tier"] == RISK_TIERS
 
 
 def test_suite_loads_in_gx_and_every_expectation_has_a_reason():

@@ -22,3 +22,19 @@ def test_missing_values_are_a_bin_of_their_own():
     bins = reference_bins(ref)
     assert psi(bins["x"], ref["x"]) < 1e-9
     assert psi(bins["x"], pd.Series([np.nan] * 400)) > 1.0
+
+
+def test_drift_decision_warns_on_drift_and_refuses_only_when_told():
+    import pytest
+
+    from models.drift import drift_decision
+
+    calm = {"drifted": False}
+    drifted = {"drifted": True, "threshold": 0.25, "over_threshold": {"spend_90d": 0.4}}
+    assert drift_decision(calm, "refuse").publish and not drift_decision(calm, "refuse").warn
+    warn = drift_decision(drifted, "warn")
+    assert warn.publish and warn.warn and "spend_90d" in warn.message
+    refuse = drift_decision(drifted, "refuse")
+    assert not refuse.publish and "not published" in refuse.message
+    with pytest.raises(ValueError, match="drift action"):
+        drift_decision(drifted, "ignore")

@@ -127,3 +127,22 @@ def test_the_kept_model_ends_at_the_best_iteration_so_booster_and_wrapper_agree(
     assert booster.num_boosted_rounds() == m.best_iteration_ + 1
     direct = booster.predict(xgb.DMatrix(X, feature_names=FEATURE_NAMES))
     np.testing.assert_allclose(direct, m.predict_proba(X).to_numpy(), rtol=0, atol=1e-7)
+
+
+def test_tier_summary_lists_every_tier_and_a_model_needing_unbuilt_features_is_refused():
+    from models.scoring import IncompatibleModel, require_buildable, tier_summary
+
+    s = pd.DataFrame({"risk_tier": ["high", "high", "low"], "value_at_risk": [1.0, 2.0, 0.5]})
+    assert tier_summary(s) == {"high": {"customers": 2, "value_at_risk": 3.0},
+                               "medium": {"customers": 0, "value_at_risk": 0.0},
+                               "low": {"customers": 1, "value_at_risk": 0.5}}
+
+    class Booster:
+        feature_names = ["days_since_last_event", "foo"]
+
+    class Model:
+        def get_booster(self):
+            return Booster()
+
+    with pytest.raises(IncompatibleModel, match=r"expects features \['foo'\]"):
+        require_buildable(Model(), "churn v1", FEATURE_NAMES)

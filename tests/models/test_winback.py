@@ -1,6 +1,8 @@
 import pandas as pd
+import pyarrow as pa
 import pytest
 
+from expectations.winback import WINBACK_SCHEMA
 from models.winback import DEFAULT_ACTIONS, WinbackPolicy, select_winback, spreadsheet_safe
 
 
@@ -28,6 +30,7 @@ def scores():
 
 def test_high_tier_ranked_by_value_at_risk_without_the_long_gone():
     w = select_winback(scores(), policy())
+    assert pa.Table.from_pandas(w, schema=WINBACK_SCHEMA, preserve_index=False).num_rows == 3  # the contract holds
     assert w["customer_id"].tolist() == ["b", "c", "a"]  # d is gone 390 days; e is low tier
     assert w["winback_rank"].tolist() == [1, 2, 3]
     assert w["suggested_action"].tolist() == [DEFAULT_ACTIONS["overdue"], DEFAULT_ACTIONS["price_sensitive"],
