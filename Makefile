@@ -1,12 +1,13 @@
 # `make demo` runs the pipeline end to end on a generated sample; `make test` runs the tests.
-# Both install everything from the committed lockfile (uv.lock) into .venv first.
+# Both install everything from the committed lockfile (uv.lock) into .venv first; `make test` also
+# installs the system packages the tests need (Debian's chromium, with sudo when not root).
 PYTHON ?= python3
 UV_VERSION ?= 0.13.9
 UV := .tools/bin/uv
 export UV_PYTHON_DOWNLOADS := never
 export UV_PROJECT_ENVIRONMENT := .venv
 
-.PHONY: demo test install bench clean
+.PHONY: demo test install system-deps bench clean
 
 .tools/bin/uv:
 	$(PYTHON) -m venv .tools
@@ -18,10 +19,13 @@ export UV_PROJECT_ENVIRONMENT := .venv
 
 install: .venv/.installed
 
+system-deps:
+	scripts/install-system-deps
+
 demo: install
 	.venv/bin/churn demo
 
-test: install
+test: install system-deps
 	.venv/bin/python -m pytest -q
 
 clean:

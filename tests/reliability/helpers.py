@@ -1,8 +1,12 @@
-"""A trained model on a copy of the session's small store, without Prefect (shared by the fault tests)."""
+"""Shared by the fault tests: a trained model on a copy of the session's small store (without Prefect),
+and a child process killed at a chosen point of its run."""
 
 from __future__ import annotations
 
+import os
 import shutil
+import signal
+import time
 from pathlib import Path
 
 from storage import catalog, layout
@@ -35,3 +39,29 @@ def register(paths: layout.Paths, frame, info, result, tracking_uri: str, experi
 
     cfg = config(paths, "train", n_train_cutoffs=2, seed=1, tracking_uri=tracking_uri, experiment=experiment)
     return register_model(cfg, result, frame, info)
+
+
+def run_child(ctx, target, home: Path, kill_after: float | None, *args) -> tuple[float, int]:
+    """Run `target(home, ready, *args)` in a child of `ctx`; SIGKILL it `kill_after` s after it touched `ready`.
+
+    `target` touches `ready` once its imports are done, right before the work, so the clock starts
+    when the work does. Returns (seconds from `ready` to the child's end, its exit code): the exit
+    code is -SIGKILL when the kill landed, 0 when the child had already finished.
+    """
+    home.parent.mkdir(parents=True, exist_ok=True)
+    ready = home.parent / f"ready-{time.monotonic_ns()}"
+    p = ctx.Process(target=target, args=(str(home), str(ready), *args))
+    p.start()
+    while not ready.exists():
+        assert p.is_alive() or ready.exists(), f"child exited early ({p.exitcode})"
+        time.sleep(0.01)
+    t0 = time.monotonic()
+    if kill_after is None:
+        p.join(300)
+        assert p.exitcode == 0
+    else:
+        p.join(kill_after)
+        if p.is_alive():
+            os.kill(p.pid, signal.SIGKILL)
+        p.join()
+    return time.monotonic() - t0, p.exitcode

@@ -9,10 +9,7 @@ kill points spread over reading, feature building, prediction, validation and pu
 from __future__ import annotations
 
 import multiprocessing as mp
-import os
 import shutil
-import signal
-import time
 from pathlib import Path
 
 import pandas as pd
@@ -48,26 +45,6 @@ def _winback(home: str, ready: str) -> None:
     winback(config(home, "winback", max_inactive_days=10_000), None)
 
 
-def run_child(target, home: Path, kill_after: float | None) -> float:
-    """Run `target` in a fresh interpreter; SIGKILL it `kill_after` s after its imports are done."""
-    ready = home.parent / f"ready-{time.monotonic_ns()}"
-    p = CTX.Process(target=target, args=(str(home), str(ready)))
-    p.start()
-    while not ready.exists():
-        assert p.is_alive() or ready.exists(), f"child exited early ({p.exitcode})"
-        time.sleep(0.01)
-    t0 = time.monotonic()
-    if kill_after is None:
-        p.join(300)
-        assert p.exitcode == 0
-    else:
-        p.join(kill_after)
-        if p.is_alive():
-            os.kill(p.pid, signal.SIGKILL)
-        p.join()
-    return time.monotonic() - t0
-
-
 @pytest.fixture(scope="module")
 def trained(small_store, tmp_path_factory):
     """A copy of the small store with a champion in its SQLite registry (no Prefect needed)."""
@@ -84,7 +61,7 @@ def scores_files(paths) -> list[Path]:
 def test_sigkill_during_scoring_leaves_no_partial_file_and_a_rerun_completes(trained, tmp_path):
     ref_home = tmp_path / "ref" / "home"
     shutil.copytree(trained.home, ref_home)
-    duration = run_child(_score, ref_home, None)
+    duration, _ = helpers.run_child(CTX, _score, ref_home, None)
     (ref,) = scores_files(layout.Paths(ref_home))
     expected = pq.read_table(ref).to_pandas()[SCORE_KEYS]
     outcomes = []
@@ -92,7 +69,7 @@ def test_sigkill_during_scoring_leaves_no_partial_file_and_a_rerun_completes(tra
         home = tmp_path / f"k{i}" / "home"
         shutil.copytree(trained.home, home)
         paths = layout.Paths(home)
-        run_child(_score, home, duration * fraction)
+        helpers.run_child(CTX, _score, home, duration * fraction)
         visible = scores_files(paths)
         # right after the crash: no scores at all, or the complete file (never a part of one)
         assert len(visible) <= 1
@@ -110,12 +87,12 @@ def test_sigkill_during_the_winback_export_never_mixes_two_runs_files(trained, t
 
     base = tmp_path / "base" / "home"
     shutil.copytree(trained.home, base)
-    run_child(_score, base, None)
+    helpers.run_child(CTX, _score, base, None)
     # an earlier, different list for the same day: top 5 only
     winback(config(base, "winback", max_inactive_days=10_000, top_n=5), None)
     ref_home = tmp_path / "ref" / "home"
     shutil.copytree(base, ref_home)
-    duration = run_child(_winback, ref_home, None)
+    duration, _ = helpers.run_child(CTX, _winback, ref_home, None)
     (folder,) = (ref_home / "winback").glob("as_of=*")
     full = len(pq.read_table(folder / "winback.parquet"))
     assert full > 5
@@ -123,7 +100,7 @@ def test_sigkill_during_the_winback_export_never_mixes_two_runs_files(trained, t
     for i, fraction in enumerate(FRACTIONS):
         home = tmp_path / f"w{i}" / "home"
         shutil.copytree(base, home)
-        run_child(_winback, home, duration * fraction)
+        helpers.run_child(CTX, _winback, home, duration * fraction)
         folders = list((home / "winback").glob("as_of=*"))
         assert len(folders) <= 1
         if folders:  # the old pair or the new pair, both files whole, never one of each
