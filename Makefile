@@ -7,7 +7,7 @@ UV := .tools/bin/uv
 export UV_PYTHON_DOWNLOADS := never
 export UV_PROJECT_ENVIRONMENT := .venv
 
-.PHONY: demo test install system-deps bench clean
+.PHONY: demo test install system-deps clean
 
 .tools/bin/uv:
 	$(PYTHON) -m venv .tools
