@@ -50,5 +50,7 @@ def config(paths_or_home, kind: str, **overrides):
     """A flow's configuration from the built-in defaults for this home (what `churn` builds from its settings)."""
     from churn.settings import defaults
 
-    home = getattr(paths_or_home, "home", paths_or_home)
+    from storage import layout
+
+    home = paths_or_home.home if isinstance(paths_or_home, layout.Paths) else paths_or_home
     return getattr(defaults(home), f"{kind}_config")(**overrides)
