@@ -356,7 +356,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from churn.settings import load_settings
     from storage.layout import PathOutside
-    from storage.tracking import NEEDS_A_PERSON, NoChampionError, TrackingUnavailable
+    from storage.tracking import NEEDS_A_PERSON, NoChampionError, TrackingUnavailable, TrackingUriError
 
     if args.command != "serve":
         # One-shot commands report failures themselves (a clear line, or the traceback of an unexpected
@@ -370,7 +370,7 @@ def main(argv: list[str] | None = None) -> int:
         configure_environment(settings.home)
         settings = use_running_services(settings)
         return args.func(args, settings)
-    except (PathOutside, TrackingUnavailable, NoChampionError, ValidationError) as e:
+    except (PathOutside, TrackingUriError, TrackingUnavailable, NoChampionError, ValidationError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     except OSError as e:

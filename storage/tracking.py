@@ -6,6 +6,7 @@ import contextlib
 import errno
 import logging
 import os
+import re
 import subprocess
 from pathlib import Path
 
@@ -31,6 +32,10 @@ class NoChampionError(RuntimeError):
 
 class ChampionUnreadable(RuntimeError):
     """The champion's model artifact exists in the registry but cannot be loaded."""
+
+
+class TrackingUriError(ValueError):
+    """A tracking URI in settings that cannot be parsed or is not a supported kind of store."""
 
 
 class TrackingUnavailable(ConnectionError):
@@ -60,6 +65,73 @@ def reachable(tracking_uri: str, doing: str, consequence: str = "nothing was pro
             f"the MLflow tracking server at {tracking_uri} did not answer while {doing} "
             f"(after {retries} retries with backoff): {first_line}. Is it running? `churn services status` "
             f"shows the local servers; {consequence}.") from e
+
+
+REMOTE_SCHEMES = ("http", "https")
+REMOTE_DATABASES = ("postgresql", "mysql", "mssql")  # MLflow's other database back ends: no local file
+
+
+def confined_tracking_uri(uri: str, home: Path, allow_outside: bool = False) -> str:
+    """The tracking URI as MLflow should get it, with any local store (SQLite file, file store) inside `home`.
+
+    Judged by what the URI resolves to, not how it is spelled: every SQLAlchemy spelling of a SQLite database
+    (`sqlite:////abs`, `sqlite+pysqlite:///x.db`, `SQLITE:///x.db`, `sqlite:///file:x.db?uri=true`), a `file:`
+    URI and a plain path all name a local file, which `resolve_inside` keeps in the data folder. Local stores
+    come back as `sqlite:////absolute/path` or `file:///absolute/path`; http(s) and remote databases unchanged.
+    """
+    from urllib.parse import unquote, urlsplit
+
+    from storage.layout import resolve_inside
+
+    what = "mlflow_tracking_uri"
+    text = uri.strip()
+    scheme = text.split(":", 1)[0].lower() if re.match(r"^[A-Za-z][A-Za-z0-9+.\-]*:", text) else ""
+    if scheme in REMOTE_SCHEMES:
+        return text
+    if not scheme and "://" in text:
+        raise TrackingUriError(f"{what} {uri!r} is not a URI MLflow can use (no scheme before '://'); use "
+                               f"sqlite:///path/inside/the/data/folder.db, file:path, or http(s)://host:port")
+    if scheme in ("", "file") or len(scheme) == 1:  # a plain path (or a Windows drive letter): a file store
+        raw = text
+        if scheme == "file":
+            parts = urlsplit(text)
+            if parts.netloc not in ("", "localhost") or parts.query or parts.fragment:
+                raise TrackingUriError(f"{what} {uri!r}: a file store URI must name a local path "
+                                       f"(file:///absolute/path or file:relative/path)")
+            raw = unquote(parts.path)
+        if not raw:
+            raise TrackingUriError(f"{what} {uri!r} names no path")
+        return resolve_inside(home, raw, what, allow_outside).as_uri()
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        url = make_url(text)
+    except (ArgumentError, ValueError) as e:
+        raise TrackingUriError(f"{what} {uri!r} is not a URI MLflow can use ({e}); use sqlite:///path/inside/"
+                               f"the/data/folder.db, file:path, or http(s)://host:port") from None
+    backend = url.get_backend_name().lower()
+    if backend in REMOTE_DATABASES:
+        return text
+    if backend != "sqlite":
+        raise TrackingUriError(f"{what} {uri!r}: unsupported tracking store {backend!r}; use sqlite:///path.db "
+                               f"(inside the data folder), file:path, http(s)://host:port or a "
+                               f"{'/'.join(REMOTE_DATABASES)} database")
+    database = url.database or ""
+    if str(url.query.get("uri", "")).lower() in ("true", "1"):  # the database is itself a SQLite URI
+        parts = urlsplit(database)
+        if database.startswith("file:") and (parts.netloc not in ("", "localhost")):
+            raise TrackingUriError(f"{what} {uri!r}: a SQLite file URI must name a local path")
+        mode = dict(p.split("=", 1) for p in parts.query.split("&") if "=" in p).get("mode", url.query.get("mode"))
+        database = "" if mode == "memory" else unquote(parts.path if database.startswith("file:") else database)
+    if url.host or url.username or url.port:
+        raise TrackingUriError(f"{what} {uri!r}: a SQLite URI names a local file, not a host "
+                               f"(sqlite:///relative/path.db or sqlite:////absolute/path.db)")
+    if database in ("", ":memory:"):
+        raise TrackingUriError(f"{what} {uri!r} is an in-memory (or unnamed) SQLite database: every run and "
+                               f"model would be lost when the command ends; name a file, e.g. "
+                               f"sqlite:///mlflow/mlflow.db (inside the data folder)")
+    return f"sqlite:///{resolve_inside(home, database, what, allow_outside)}"
 
 
 def setup(tracking_uri: str, experiment: str, artifact_root: Path) -> str:
