@@ -355,6 +355,7 @@ def main(argv: list[str] | None = None) -> int:
     from pydantic import ValidationError
 
     from churn.settings import load_settings
+    from models.errors import UntrainableSnapshots
     from storage.layout import PathOutside
     from storage.tracking import NEEDS_A_PERSON, NoChampionError, TrackingUnavailable, TrackingUriError
 
@@ -370,7 +371,7 @@ def main(argv: list[str] | None = None) -> int:
         configure_environment(settings.home)
         settings = use_running_services(settings)
         return args.func(args, settings)
-    except (PathOutside, TrackingUriError, TrackingUnavailable, NoChampionError, ValidationError) as e:
+    except (PathOutside, TrackingUriError, UntrainableSnapshots, TrackingUnavailable, NoChampionError, ValidationError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     except OSError as e:
