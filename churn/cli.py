@@ -191,7 +191,8 @@ def cmd_services(args, settings) -> int:
         if not r["services"]:
             print("no services running for this data folder (start them with `churn services up`)")
         for name, s in r["services"].items():
-            state = "healthy" if s["healthy"] else ("running, not answering" if s["alive"] else "not running")
+            state = ("healthy" if s["healthy"] else f"port {s['port']} answered by another program" if s.get("foreign")
+                     else "running, not answering" if s["alive"] else "not running")
             print(f"{name:<8} {state:<24} pid {s['pid']:<8} {s['url']}   log: {s['log']}")
         if r.get("running"):
             print(f"Prefect UI: {r['services']['prefect']['url'].removesuffix('/api')}   "
@@ -354,9 +355,11 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from pydantic import ValidationError
 
+    from churn.services import ServiceError
     from churn.settings import load_settings
+    from models.errors import UntrainableSnapshots
     from storage.layout import PathOutside
-    from storage.tracking import NEEDS_A_PERSON, NoChampionError, TrackingUnavailable
+    from storage.tracking import NEEDS_A_PERSON, NoChampionError, TrackingUnavailable, TrackingUriError
 
     if args.command != "serve":
         # One-shot commands report failures themselves (a clear line, or the traceback of an unexpected
@@ -370,7 +373,7 @@ def main(argv: list[str] | None = None) -> int:
         configure_environment(settings.home)
         settings = use_running_services(settings)
         return args.func(args, settings)
-    except (PathOutside, TrackingUnavailable, NoChampionError, ValidationError) as e:
+    except (PathOutside, TrackingUriError, UntrainableSnapshots, ServiceError, TrackingUnavailable, NoChampionError, ValidationError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     except OSError as e:

@@ -3,6 +3,10 @@
 `up` starts both as background processes (their own sessions) and records their pids in
 `<home>/services/state.json`; `down` stops exactly those processes; `status` asks each server for
 its health. While they are up, every `churn` command uses them (see `active_endpoints`).
+
+A port already taken by another program is refused before anything starts (one error naming the port and
+the setting to change), and a server counts as healthy only if the process listening on its port is one we
+started (its session), not merely something answering there.
 """
 
 from __future__ import annotations
@@ -11,17 +15,102 @@ import json
 import logging
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
 import urllib.error
 import urllib.request
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from storage import atomic, layout
 
 log = logging.getLogger("churn.services")
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
+SERVICES = ("prefect", "mlflow")
+
+
+class ServiceError(RuntimeError):
+    """A local server cannot be started (port taken, exited, no answer): one line for the user."""
+
+
+def port_free(host: str, port: int) -> bool:
+    """True if we can bind `host:port` now (a listener of any program, on any address, makes it False)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # a closed socket in TIME_WAIT is not "taken"
+        try:
+            s.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+def _listening_sockets(port: int) -> set[str]:
+    """The `socket:[inode]` names of TCP sockets listening on `port` (any address, IPv4 or IPv6)."""
+    found = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            rows = Path(table).read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for row in rows:
+            f = row.split()
+            if len(f) > 9 and f[3] == "0A" and int(f[1].rsplit(":", 1)[1], 16) == port:  # 0A: LISTEN
+                found.add(f"socket:[{f[9]}]")
+    return found
+
+
+def _session(pid: int) -> int | None:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return int(stat.rsplit(")", 1)[1].split()[3])  # after "pid (comm)": state ppid pgrp session
+
+
+def listeners(port: int, session: int | None = None) -> list[int]:
+    """Pids holding a socket that listens on `port` (only those in `session` if given; others' processes
+    we may not inspect are skipped)."""
+    sockets = _listening_sockets(port)
+    pids = []
+    if not sockets:
+        return pids
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or (session is not None and _session(int(entry.name)) != session):
+            continue
+        try:
+            fds = os.listdir(entry / "fd")
+            if any(os.readlink(entry / "fd" / fd) in sockets for fd in fds):
+                pids.append(int(entry.name))
+        except OSError:
+            continue
+    return pids
+
+
+def owns_port(pid: int, port: int) -> bool:
+    """True if the process we started as `pid` (or one of its children: same session) listens on `port`."""
+    return bool(listeners(port, session=pid)) if _session(pid) == pid else False
+
+
+def _port(state: dict, name: str) -> int:
+    return urlsplit(state["prefect_api_url"] if name == "prefect" else state["mlflow_tracking_uri"]).port
+
+
+def _ours_and_healthy(state: dict, name: str, url: str, timeout: float = 2.0) -> bool:
+    pid = state[name]["pid"]
+    return _alive(pid, name) and healthy(url, timeout) and owns_port(pid, _port(state, name))
+
+
+def _port_taken(name: str, host: str, port: int) -> str:
+    holders = listeners(port)
+    who = ""
+    if holders:
+        cmd = Path(f"/proc/{holders[0]}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace").strip()
+        who = f" (pid {holders[0]}: {cmd[:80]})"
+    return (f"port {port} on {host} is already in use by another program{who}, so the {name} server cannot "
+            f"listen there: set {name}_port in churn.toml (or CHURN_{name.upper()}_PORT) to a free port")
 
 
 def _state_path(home: Path) -> Path:
@@ -68,10 +157,8 @@ def active_endpoints(home: Path) -> dict | None:
     state = read_state(home)
     if not state:
         return None
-    if not all(_alive(state[s]["pid"], s) for s in ("prefect", "mlflow")):
-        return None
-    if not all(healthy(u, timeout=1.0) for u in _health_urls(state).values()):
-        return None
+    if not all(_ours_and_healthy(state, name, url, timeout=1.0) for name, url in _health_urls(state).items()):
+        return None  # not running, or something else answers on its port
     return {"prefect_api_url": state["prefect_api_url"], "mlflow_tracking_uri": state["mlflow_tracking_uri"]}
 
 
@@ -87,6 +174,13 @@ def up(home: Path, host: str = "127.0.0.1", prefect_port: int = 4200, mlflow_por
     if state and all(_alive(state[s]["pid"], s) for s in ("prefect", "mlflow")):
         return status(home)
     down(home)
+    ports = {"prefect": prefect_port, "mlflow": mlflow_port}
+    if prefect_port == mlflow_port:
+        raise ServiceError(f"prefect_port and mlflow_port are both {prefect_port}: give them different ports "
+                           f"in churn.toml (or CHURN_PREFECT_PORT / CHURN_MLFLOW_PORT)")
+    for name, port in ports.items():  # before starting anything: nothing to clean up, one clear error
+        if not port_free(host, port):
+            raise ServiceError(_port_taken(name, host, port))
     logs = home / "services"
     logs.mkdir(parents=True, exist_ok=True)
     paths.mlflow.mkdir(parents=True, exist_ok=True)
@@ -110,13 +204,14 @@ def up(home: Path, host: str = "127.0.0.1", prefect_port: int = 4200, mlflow_por
     atomic.write_json_atomic(new, _state_path(home))
     deadline = time.monotonic() + timeout
     for name, url in _health_urls(new).items():
-        while not healthy(url):
+        while not _ours_and_healthy(new, name, url):
             if not _alive(new[name]["pid"], name):
                 down(home)
-                raise RuntimeError(f"the {name} server exited during start-up; see {new[name]['log']}")
+                taken = "" if port_free(host, ports[name]) else "; " + _port_taken(name, host, ports[name])
+                raise ServiceError(f"the {name} server exited during start-up; see {new[name]['log']}{taken}")
             if time.monotonic() > deadline:
                 down(home)
-                raise TimeoutError(f"the {name} server did not answer {url} within {timeout:.0f} s; "
+                raise ServiceError(f"the {name} server did not answer {url} within {timeout:.0f} s; "
                                    f"see {new[name]['log']}")
             time.sleep(0.5)
     return status(home)
@@ -151,13 +246,17 @@ def _reap(pid: int) -> None:
 
 
 def status(home: Path) -> dict:
-    """Each service: pid, URL and whether it answers its health endpoint."""
+    """Each service: pid, URL, and whether it is healthy: the process we started listens on its port and answers
+    its health endpoint (`foreign`: something else answers there)."""
     state = read_state(home.resolve())
     if not state:
         return {"running": False, "services": {}}
     out = {}
     for name, url in _health_urls(state).items():
-        out[name] = {"pid": state[name]["pid"], "alive": _alive(state[name]["pid"], name), "healthy": healthy(url),
+        pid, port = state[name]["pid"], _port(state, name)
+        alive, answers = _alive(pid, name), healthy(url)
+        ours = alive and answers and owns_port(pid, port)
+        out[name] = {"pid": pid, "alive": alive, "healthy": ours, "foreign": answers and not ours, "port": port,
                      "url": state["prefect_api_url"] if name == "prefect" else state["mlflow_tracking_uri"],
                      "log": state[name]["log"]}
     return {"running": all(s["healthy"] for s in out.values()), "host": state["host"], "services": out}

@@ -172,14 +172,10 @@ class Settings(BaseSettings):
     def tracking_uri(self) -> str:
         """Absolute MLflow tracking URI (never relative to the current directory)."""
         uri = self.mlflow_tracking_uri
-        if uri and uri.startswith("sqlite:///"):  # a file: relative to the data folder, and kept inside it
-            from storage.layout import resolve_inside
+        if uri:  # judged by what it resolves to: a local store stays inside the data folder
+            from storage.tracking import confined_tracking_uri
 
-            db = resolve_inside(self.home, uri.removeprefix("sqlite:///"), "mlflow_tracking_uri",
-                                self.allow_outside_paths)
-            return f"sqlite:///{db}"
-        if uri:
-            return uri
+            return confined_tracking_uri(uri, self.home, self.allow_outside_paths)
         return f"sqlite:///{(self.home / 'mlflow' / 'mlflow.db').resolve()}"
 
 

@@ -14,7 +14,7 @@ from features.customer import FEATURE_NAMES
 from features.snapshots import split_by_plan, stacked_snapshots
 from flows import events
 from models.evaluate import covering
-from models.promotion import ChampionScore, champion_score, should_promote
+from models.promotion import ChampionScore, Verdict, champion_score, should_promote
 from models.snapshots import CutoffPlan, plan_cutoffs
 from models.train import TrainingResult, train_and_evaluate
 from storage import catalog, layout, store, tracking
@@ -59,19 +59,27 @@ def train(config: TrainConfig, info: dict) -> tuple[TrainingResult, pd.DataFrame
     return result, frame
 
 
-def register(config: TrainConfig, result: TrainingResult, frame: pd.DataFrame, info: dict) -> dict:
-    """Log the run, register the model, and make it champion only if it beats the current one."""
-    tracking.setup(config.tracking_uri, config.experiment, layout.Paths(config.home).mlflow / "artifacts")
-    validation = frame[frame["split"] == "validation"]
+def judge(config: TrainConfig, result: TrainingResult, validation: pd.DataFrame) -> Verdict:
+    """The current champion scored on our validation snapshot, and the promotion rule applied."""
     current = tracking.champion_version(config.model_name)
     champion = ChampionScore(None)
     if current is not None:
         try:
-            champion = champion_score(tracking.load_champion(config.model_name)[0], current.version, validation)
+            model = tracking.load_version(config.model_name, current.version)
+            champion = champion_score(model, current.version, validation)
         except tracking.ChampionUnreadable as e:  # replaced by the new model, and the run says why
             champion = ChampionScore(None, f"champion v{current.version} could not be evaluated: {e}")
-    decision = should_promote(result.metrics, champion)
-    return tracking.log_training_run(result, frame, info, config, champion, decision)
+    return Verdict(current.version if current is not None else None, champion,
+                   should_promote(result.metrics, champion))
+
+
+def register(config: TrainConfig, result: TrainingResult, frame: pd.DataFrame, info: dict) -> dict:
+    """Log the run, register the model, and make it champion only if it beats the champion at the moment
+    the alias moves (judged again if another run promoted meanwhile)."""
+    tracking.setup(config.tracking_uri, config.experiment, layout.Paths(config.home).mlflow / "artifacts")
+    validation = frame[frame["split"] == "validation"]
+    return tracking.log_training_run(result, frame, info, config, judge(config, result, validation),
+                                     judge=lambda: judge(config, result, validation))
 
 
 # ------------------------------------------------------------------ Prefect wiring

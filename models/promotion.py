@@ -27,6 +27,15 @@ class Decision:
     reason: str
 
 
+@dataclass(frozen=True)
+class Verdict:
+    """A decision and what it was made against: the champion version scored (None: there was none) and its score."""
+
+    champion_version: str | None
+    champion: ChampionScore
+    decision: Decision
+
+
 def champion_score(model, version: str, validation: pd.DataFrame) -> ChampionScore:
     """Score the champion (an XGBClassifier) on the same validation snapshot; unusable champions get a note."""
     names = list(model.get_booster().feature_names or [])

@@ -8,6 +8,7 @@ import pandas as pd
 
 from models.baselines import LogisticRFM, RecencyRule
 from models.churn_model import ChurnModel, early_stopping_mask
+from models.errors import UntrainableSnapshots
 from models.evaluate import metrics
 
 
@@ -20,6 +21,26 @@ class TrainingResult:
     baselines: dict[str, dict[str, float]]
     predictions: pd.DataFrame  # validation: y and one column of P(churn) per scorer
     sizes: dict[str, int] = field(default_factory=dict)
+
+
+ADVICE = "use a longer history, another horizon or another as-of"
+
+
+def check_labels(train: pd.DataFrame, validation: pd.DataFrame) -> None:
+    """Raise UntrainableSnapshots unless the training snapshots and the validation snapshot each hold both classes."""
+    for frame, what, consequence in (
+            (train, "the training snapshots", "cannot train a classifier"),
+            (validation, "the validation snapshot", "ROC-AUC and the promotion rule are undefined")):
+        cutoffs = ""
+        if "cutoff" in frame.columns and len(frame):
+            cutoffs = " (cutoffs " + ", ".join(sorted({str(pd.Timestamp(c).date()) for c in frame["cutoff"]})) + ")"
+        if frame.empty:
+            raise UntrainableSnapshots(f"{what}{cutoffs} hold no customers: {consequence}; {ADVICE}")
+        churned = int(frame["churned"].astype(bool).sum())
+        if churned in (0, len(frame)):
+            who = "every customer" if churned else "no customer"
+            raise UntrainableSnapshots(f"{who} in {what}{cutoffs} churned ({len(frame):,} rows): {consequence}; "
+                                       f"{ADVICE}")
 
 
 def cap_rows(frame: pd.DataFrame, max_rows: int | None) -> pd.DataFrame:
@@ -39,6 +60,7 @@ def train_and_evaluate(train: pd.DataFrame, validation: pd.DataFrame, features: 
     validation snapshot, whose metrics would then be optimistic). Training rows above
     `max_train_rows` are sampled by customer to bound time and memory; validation is never sampled.
     """
+    check_labels(train, validation)
     train = cap_rows(train, max_train_rows)
     es = early_stopping_mask(pd.Index(train["customer_id"]))
     X, y = train[features], train["churned"]

@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import fcntl
 import logging
 import os
+import re
 import subprocess
+import time
 from pathlib import Path
+from urllib.parse import unquote, urlsplit
 
 log = logging.getLogger("churn.tracking")
 
@@ -31,6 +35,10 @@ class NoChampionError(RuntimeError):
 
 class ChampionUnreadable(RuntimeError):
     """The champion's model artifact exists in the registry but cannot be loaded."""
+
+
+class TrackingUriError(ValueError):
+    """A tracking URI in settings that cannot be parsed or is not a supported kind of store."""
 
 
 class TrackingUnavailable(ConnectionError):
@@ -60,6 +68,71 @@ def reachable(tracking_uri: str, doing: str, consequence: str = "nothing was pro
             f"the MLflow tracking server at {tracking_uri} did not answer while {doing} "
             f"(after {retries} retries with backoff): {first_line}. Is it running? `churn services status` "
             f"shows the local servers; {consequence}.") from e
+
+
+REMOTE_SCHEMES = ("http", "https")
+REMOTE_DATABASES = ("postgresql", "mysql", "mssql")  # MLflow's other database back ends: no local file
+
+
+def confined_tracking_uri(uri: str, home: Path, allow_outside: bool = False) -> str:
+    """The tracking URI as MLflow should get it, with any local store (SQLite file, file store) inside `home`.
+
+    Judged by what the URI resolves to, not how it is spelled: every SQLAlchemy spelling of a SQLite database
+    (`sqlite:////abs`, `sqlite+pysqlite:///x.db`, `SQLITE:///x.db`, `sqlite:///file:x.db?uri=true`), a `file:`
+    URI and a plain path all name a local file, which `resolve_inside` keeps in the data folder. Local stores
+    come back as `sqlite:////absolute/path` or `file:///absolute/path`; http(s) and remote databases unchanged.
+    """
+    from storage.layout import resolve_inside
+
+    what = "mlflow_tracking_uri"
+    text = uri.strip()
+    scheme = text.split(":", 1)[0].lower() if re.match(r"^[A-Za-z][A-Za-z0-9+.\-]*:", text) else ""
+    if scheme in REMOTE_SCHEMES:
+        return text
+    if not scheme and "://" in text:
+        raise TrackingUriError(f"{what} {uri!r} is not a URI MLflow can use (no scheme before '://'); use "
+                               f"sqlite:///path/inside/the/data/folder.db, file:path, or http(s)://host:port")
+    if scheme in ("", "file") or len(scheme) == 1:  # a plain path (or a Windows drive letter): a file store
+        raw = text
+        if scheme == "file":
+            parts = urlsplit(text)
+            if parts.netloc not in ("", "localhost") or parts.query or parts.fragment:
+                raise TrackingUriError(f"{what} {uri!r}: a file store URI must name a local path "
+                                       f"(file:///absolute/path or file:relative/path)")
+            raw = unquote(parts.path)
+        if not raw:
+            raise TrackingUriError(f"{what} {uri!r} names no path")
+        return resolve_inside(home, raw, what, allow_outside).as_uri()
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        url = make_url(text)
+    except (ArgumentError, ValueError) as e:
+        raise TrackingUriError(f"{what} {uri!r} is not a URI MLflow can use ({e}); use sqlite:///path/inside/"
+                               f"the/data/folder.db, file:path, or http(s)://host:port") from None
+    backend = url.get_backend_name().lower()
+    if backend in REMOTE_DATABASES:
+        return text
+    if backend != "sqlite":
+        raise TrackingUriError(f"{what} {uri!r}: unsupported tracking store {backend!r}; use sqlite:///path.db "
+                               f"(inside the data folder), file:path, http(s)://host:port or a "
+                               f"{'/'.join(REMOTE_DATABASES)} database")
+    database = url.database or ""
+    if str(url.query.get("uri", "")).lower() in ("true", "1"):  # the database is itself a SQLite URI
+        parts = urlsplit(database)
+        if database.startswith("file:") and (parts.netloc not in ("", "localhost")):
+            raise TrackingUriError(f"{what} {uri!r}: a SQLite file URI must name a local path")
+        mode = dict(p.split("=", 1) for p in parts.query.split("&") if "=" in p).get("mode", url.query.get("mode"))
+        database = "" if mode == "memory" else unquote(parts.path if database.startswith("file:") else database)
+    if url.host or url.username or url.port:
+        raise TrackingUriError(f"{what} {uri!r}: a SQLite URI names a local file, not a host "
+                               f"(sqlite:///relative/path.db or sqlite:////absolute/path.db)")
+    if database in ("", ":memory:"):
+        raise TrackingUriError(f"{what} {uri!r} is an in-memory (or unnamed) SQLite database: every run and "
+                               f"model would be lost when the command ends; name a file, e.g. "
+                               f"sqlite:///mlflow/mlflow.db (inside the data folder)")
+    return f"sqlite:///{resolve_inside(home, database, what, allow_outside)}"
 
 
 def setup(tracking_uri: str, experiment: str, artifact_root: Path) -> str:
@@ -123,20 +196,25 @@ def champion_version(model_name: str):
 
 def load_champion(model_name: str):
     """(XGBClassifier, model version) of the champion; a clear error when there is none."""
-    import mlflow.xgboost
 
     mv = champion_version(model_name)
     if mv is None:
         raise NoChampionError(f"no model has the alias '{CHAMPION}' in the registry under '{model_name}': "
                               f"run `churn train` first")
+    return load_version(model_name, mv.version), mv
+
+
+def load_version(model_name: str, version: str):
+    """The XGBClassifier of one registered version (by number: the alias may move meanwhile)."""
+    import mlflow.xgboost
+
     try:
-        with reachable(mlflow.get_tracking_uri(), f"loading the {CHAMPION} model"):
-            model = mlflow.xgboost.load_model(f"models:/{model_name}@{CHAMPION}")
+        with reachable(mlflow.get_tracking_uri(), f"loading {model_name} v{version}"):
+            return mlflow.xgboost.load_model(f"models:/{model_name}/{version}")
     except TrackingUnavailable:
         raise
     except Exception as e:  # noqa: BLE001 - re-raised with the model named
-        raise ChampionUnreadable(f"the champion model {model_name} v{mv.version} cannot be loaded: {e}") from e
-    return model, mv
+        raise ChampionUnreadable(f"the champion model {model_name} v{version} cannot be loaded: {e}") from e
 
 
 def retry_transient(task, task_run, state) -> bool:
@@ -164,20 +242,114 @@ def _pip_requirements() -> list[str]:
             f"numpy=={version('numpy')}", f"mlflow=={version('mlflow')}"]
 
 
-def log_training_run(result, frame, info: dict, config, champion, decision) -> dict:
+PAUSE_BEFORE_PROMOTION_ENV = "CHURN_TEST_PAUSE_BEFORE_PROMOTION"  # tests only: see _pause_for_tests
+MAX_RECHECKS = 10
+
+
+def _promotion_lock_path(tracking_uri: str) -> Path | None:
+    """The lock file beside a local store (shared by every process using that store); None for a server."""
+    if tracking_uri.startswith("sqlite:///"):
+        db = Path(tracking_uri.removeprefix("sqlite:///"))
+        return db.with_name(db.name + ".promotion.lock")
+    if tracking_uri.startswith("file:"):
+        return Path(unquote(urlsplit(tracking_uri).path)) / ".promotion.lock"
+    return None
+
+
+@contextlib.contextmanager
+def promotion_lock(tracking_uri: str):
+    """One promotion at a time across processes for a local store; a remote server relies on the re-check."""
+    path = _promotion_lock_path(tracking_uri)
+    if path is None:
+        yield
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a+") as f:
+        fcntl.flock(f.fileno(), fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f.fileno(), fcntl.LOCK_UN)
+
+
+def _pause_for_tests() -> None:
+    """With CHURN_TEST_PAUSE_BEFORE_PROMOTION=<file>: announce <file>.waiting, wait until <file> exists.
+
+    Lets a test hold a training run between its decision and the alias move (another run promotes meanwhile)."""
+    gate = os.environ.get(PAUSE_BEFORE_PROMOTION_ENV)
+    if not gate:
+        return
+    Path(gate + ".waiting").write_text(str(os.getpid()))
+    deadline = time.monotonic() + 600
+    while not Path(gate).exists() and time.monotonic() < deadline:
+        time.sleep(0.1)
+
+
+def promote(model_name: str, tracking_uri: str, version: str, run_id: str, verdict, judge):
+    """Move the alias to `version`: champion only if it still beats the champion at the moment of the move.
+
+    Under the promotion lock (local store) the champion is read again; if it changed since `verdict` was made
+    (another run promoted meanwhile), `judge()` scores the new champion on our snapshot and decides again,
+    until the champion read is the one judged. A remote server gets the same re-check without a lock.
+    Returns (final verdict, why it changed or None); the run's tags say the same.
+    """
+    from mlflow import MlflowClient
+
+    from models.promotion import PRIMARY_METRIC, Decision, Verdict
+
+    first = verdict
+    _pause_for_tests()
+    with promotion_lock(tracking_uri):
+        for _ in range(MAX_RECHECKS):
+            current = champion_version(model_name)
+            now = current.version if current is not None else None
+            if now == verdict.champion_version:
+                break
+            log.info("the champion changed from v%s to v%s since it was scored: scoring it again",
+                     verdict.champion_version, now)
+            verdict = judge()
+        else:
+            verdict = Verdict(now, verdict.champion, Decision(False, f"the champion changed {MAX_RECHECKS} times "
+                                                                     f"while this run was being promoted"))
+        recheck = None
+        if verdict is not first:
+            recheck = (f"the champion changed from v{first.champion_version} to v{verdict.champion_version} "
+                       f"between the decision and the alias move; decided again: {verdict.decision.reason}")
+        alias = CHAMPION if verdict.decision.promote else CHALLENGER
+        client = MlflowClient()
+        tags = {"alias": alias, "promotion_reason": verdict.decision.reason}
+        if verdict.champion.note:
+            tags["champion_note"] = verdict.champion.note
+        if recheck:
+            tags["promotion_recheck"] = recheck
+            if verdict.champion.metric is not None:
+                client.log_metric(run_id, f"champion_{PRIMARY_METRIC}_same_snapshot", verdict.champion.metric)
+        for k, v in tags.items():
+            client.set_tag(run_id, k, v)
+        client.set_registered_model_alias(model_name, alias, version)  # last: never a half-registered champion
+    return verdict, recheck
+
+
+def log_training_run(result, frame, info: dict, config, verdict, judge) -> dict:
     """Log a training run (params, metrics, plots, data, drift reference), register its model, move the alias.
 
+    `verdict`: the promotion decision against the champion of the moment; `judge()` makes it again (see `promote`).
     The alias moves last, after the run and the model version are complete: never a half-registered champion.
     """
     with reachable(config.tracking_uri, "logging and registering the model",
                    "no alias was moved: the champion is unchanged"):
-        return _log_training_run(result, frame, info, config, champion, decision)
+        run_id, version, logged = _log_training_run(result, frame, info, config, verdict.champion)
+        verdict, recheck = promote(config.model_name, config.tracking_uri, version, run_id, verdict, judge)
+    return {"run_id": run_id, "model_version": version,
+            "alias": CHAMPION if verdict.decision.promote else CHALLENGER, "metrics": result.metrics,
+            "baselines": result.baselines, "champion_before": verdict.champion.metric,
+            "champion_note": verdict.champion.note, "promotion_reason": verdict.decision.reason,
+            "promotion_recheck": recheck, **logged}
 
 
-def _log_training_run(result, frame, info, config, champion, decision) -> dict:
+def _log_training_run(result, frame, info, config, champion) -> tuple[str, str, dict]:
     import mlflow
     import mlflow.xgboost
-    from mlflow import MlflowClient
     from mlflow.models import infer_signature
 
     from features.customer import FEATURES
@@ -223,16 +395,9 @@ def _log_training_run(result, frame, info, config, champion, decision) -> dict:
             result.model.model_, name="model", signature=signature, input_example=None,
             pip_requirements=_pip_requirements(), registered_model_name=config.model_name, model_format="ubj")
         version = str(info_model.registered_model_version)
-        alias = CHAMPION if decision.promote else CHALLENGER
-        mlflow.set_tags({"alias": alias, "promotion_reason": decision.reason})
-        if champion.note:
-            mlflow.set_tag("champion_note", champion.note)
         run_id = run.info.run_id
-    MlflowClient().set_registered_model_alias(config.model_name, alias, version)
-    return {"run_id": run_id, "model_version": version, "alias": alias, "metrics": result.metrics,
-            "baselines": result.baselines, "champion_before": champion.metric, "champion_note": champion.note,
-            "promotion_reason": decision.reason, "experiment": config.experiment,
-            "tracking_uri": config.tracking_uri, **info, **result.sizes}
+    return run_id, version, {"experiment": config.experiment, "tracking_uri": config.tracking_uri, **info,
+                             **result.sizes}
 
 
 def load_drift_reference(run_id: str) -> dict | None:

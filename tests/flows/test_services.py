@@ -176,3 +176,87 @@ def test_mlflow_ui_in_headless_chromium_shows_the_run_and_its_metrics(served, se
     assert run["info"]["run_name"] in experiment_page
     run_page = page(f"{mlflow}/#/experiments/{exp['experiment_id']}/runs/{run['info']['run_id']}")
     assert run["info"]["run_name"] in run_page and "val_roc_auc" in run_page
+
+
+# ------------------------------------------------------------ ports taken by other programs (no real servers)
+
+@pytest.fixture
+def foreign_server(tmp_path):
+    """A plain http.server on a free loopback port that answers 200 on both health URLs, like ours would."""
+    root = tmp_path / "foreign"
+    (root / "api").mkdir(parents=True)
+    (root / "api" / "health").write_text("true")
+    (root / "health").write_text("OK")
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "http.server", str(port), "--bind", "127.0.0.1",
+                             "--directory", str(root)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_for("the foreign server", lambda: _answers(f"http://127.0.0.1:{port}/health"), 20, every=0.2)
+        yield port
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+def _answers(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=2) as r:
+            return r.status == 200
+    except OSError:
+        return False
+
+
+def _processes_mentioning(text: str) -> list[int]:
+    pids = []
+    for p in Path("/proc").iterdir():
+        try:
+            if p.name.isdigit() and text.encode() in (p / "cmdline").read_bytes():
+                pids.append(int(p.name))
+        except OSError:
+            continue
+    return pids
+
+
+@pytest.mark.parametrize("taken", ["prefect", "mlflow"])
+def test_up_refuses_a_port_taken_by_another_program_and_starts_nothing(tmp_path, foreign_server, taken):
+    home = tmp_path / "home"
+    e = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "MLFLOW_", "CHURN_"))}
+    ports = {"prefect": free_port(), "mlflow": free_port(), taken: foreign_server}
+    e.update(CHURN_HOME=str(home), CHURN_PREFECT_PORT=str(ports["prefect"]), CHURN_MLFLOW_PORT=str(ports["mlflow"]))
+    r = churn((home, e), "services", "up", timeout=120, check=False)
+    assert r.returncode == 2, r.stdout + r.stderr
+    err = r.stderr.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith(f"error: port {foreign_server} on 127.0.0.1 is already in use"), r.stderr
+    assert f"{taken}_port" in err[0] and f"CHURN_{taken.upper()}_PORT" in err[0] and "http.server" in err[0]
+    assert not (home / "services" / "state.json").exists()
+    assert _processes_mentioning(str(home)) == []  # nothing was started, nothing left behind
+    st = churn((home, e), "services", "status", "--json", check=False)
+    assert st.returncode == 3 and json.loads(st.stdout)["running"] is False
+
+
+def test_status_does_not_call_a_foreign_server_on_our_port_healthy(tmp_path, foreign_server):
+    """Our processes run (e.g. failed to bind and hang) while another program answers on the ports."""
+    from churn import services
+
+    home = tmp_path / "home"
+    (home / "services").mkdir(parents=True)
+    sleepers = {name: subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)", name],
+                                       start_new_session=True) for name in ("prefect", "mlflow")}
+    try:
+        url = f"http://127.0.0.1:{foreign_server}"
+        (home / "services" / "state.json").write_text(json.dumps({
+            "host": "127.0.0.1", "prefect_api_url": f"{url}/api", "mlflow_tracking_uri": url,
+            **{n: {"pid": p.pid, "command": [], "log": str(home / "services" / f"{n}.log")}
+               for n, p in sleepers.items()}}))
+        st = services.status(home)
+        assert {n: (s["alive"], s["healthy"]) for n, s in st["services"].items()} == \
+            {"prefect": (True, False), "mlflow": (True, False)}
+        assert st["running"] is False and all(s["foreign"] for s in st["services"].values())
+        assert services.active_endpoints(home) is None  # other commands do not send their runs there
+        e = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "MLFLOW_", "CHURN_"))}
+        r = churn((home, {**e, "CHURN_HOME": str(home)}), "services", "status", check=False)
+        assert r.returncode == 3 and "healthy" not in r.stdout and "answered by another program" in r.stdout
+    finally:
+        for p in sleepers.values():
+            p.kill()
+            p.wait()

@@ -80,3 +80,120 @@ def test_an_event_naming_a_file_outside_the_landing_folder_ingests_nothing(tmp_p
     r = ingest_flow(config(home, "ingest"), files=[str(inside)])
     assert r["stored"] == 1
     assert pd.Timestamp(store.read_events(layout.Paths(home))["event_time"].iloc[0]) == pd.Timestamp("2024-01-01T00:00Z")
+
+
+# Every spelling of a local tracking store, judged by the file it names (relative: against the data folder).
+INSIDE = {
+    "sqlite:///mlflow/a.db": "mlflow/a.db",
+    "sqlite+pysqlite:///mlflow/b.db": "mlflow/b.db",
+    "SQLITE:///mlflow/c.db": "mlflow/c.db",
+    "Sqlite+PySQLite:///d.db": "d.db",
+    "sqlite:///mlflow/../e.db": "e.db",
+    "sqlite:///file:mlflow/f.db?mode=rwc&uri=true": "mlflow/f.db",
+    "sqlite:///mlflow/g.db?check_same_thread=false": "mlflow/g.db",
+    "  sqlite:///h.db  ": "h.db",
+    "sqlite:///{home}/mlflow/i.db": "mlflow/i.db",
+    "sqlite:////{home_rel}/mlflow/j.db": "mlflow/j.db",
+}
+OUTSIDE = [
+    "sqlite:///../escape.db", "sqlite:////{tmp}/escape.db", "sqlite+pysqlite:///../escape.db",
+    "SQLITE:///../escape.db", "sqlite:///mlflow/../../escape.db", "sqlite:///file:../escape.db?mode=rwc&uri=true",
+    "sqlite:///file:{tmp}/escape.db?uri=true", "sqlite:///~/escape.db", "sqlite:///link/escape.db",
+    "file:{tmp}/escape-store", "file://{tmp}/escape-store", "file:../escape-store", "../escape-store",
+    "{tmp}/escape-store", "link/escape-store",
+]
+REFUSED = ["sqlite://", "sqlite:///", "sqlite:///:memory:", "sqlite:///file:x.db?mode=memory&uri=true",
+           "sqlite://somehost/x.db", "oracle://u:p@h/db", "nonsense://", "file://otherhost/x", "sqlite:x.db", "sqlite:/x.db", "://x", "s3://bucket/mlflow",
+           "databricks://profile"]
+
+
+def _spell(uri: str, home, tmp) -> str:
+    return uri.format(home=home.resolve(), home_rel=str(home.resolve()).lstrip("/"), tmp=tmp)
+
+
+def _files(root) -> set:
+    return {p for p in root.rglob("*")}
+
+
+@pytest.fixture
+def confined(tmp_path, monkeypatch):
+    """A data folder with a symlink `link` pointing outside it; the current directory elsewhere."""
+    home, outside, cwd = tmp_path / "home", tmp_path / "outside", tmp_path / "cwd"
+    for d in (home / "mlflow", outside, cwd):
+        d.mkdir(parents=True)
+    os.symlink(outside, home / "link")
+    monkeypatch.chdir(cwd)
+    return home, tmp_path
+
+
+@pytest.mark.parametrize("uri", list(INSIDE))
+def test_every_spelling_of_a_sqlite_store_inside_the_data_folder_is_kept_there(confined, monkeypatch, uri):
+    import sqlalchemy
+
+    home, tmp = confined
+    before = _files(tmp)
+    monkeypatch.setenv("CHURN_MLFLOW_TRACKING_URI", _spell(uri, home, tmp))
+    resolved = load_settings(home=str(home)).tracking_uri
+    assert resolved == f"sqlite:///{(home / INSIDE[uri]).resolve()}"
+    engine = sqlalchemy.create_engine(resolved)  # what MLflow does with it: the file appears where we said
+    with engine.connect() as c:
+        c.exec_driver_sql("create table t (x int)")
+    engine.dispose()
+    assert _files(tmp) - before == {(home / INSIDE[uri]).resolve()}
+
+
+@pytest.mark.parametrize("uri", ["file:mlruns", "file:./mlflow/runs", "mlflow/runs", "file:///{home}/mlflow/runs",
+                                 "file://localhost{home}/mlflow/runs", "{home}/mlflow/runs"])
+def test_a_file_store_or_plain_path_inside_the_data_folder_is_kept_there(confined, monkeypatch, uri):
+    home, tmp = confined
+    monkeypatch.setenv("CHURN_MLFLOW_TRACKING_URI", _spell(uri, home, tmp).replace("file:////", "file:///"))
+    resolved = load_settings(home=str(home)).tracking_uri
+    assert resolved.startswith(f"file://{home.resolve()}/")
+
+
+@pytest.mark.parametrize("uri", OUTSIDE)
+def test_every_spelling_of_a_store_outside_the_data_folder_is_refused_and_creates_nothing(confined, monkeypatch,
+                                                                                         capsys, uri):
+    from churn.cli import main
+
+    home, tmp = confined
+    before = _files(tmp)
+    monkeypatch.setenv("CHURN_MLFLOW_TRACKING_URI", _spell(uri, home, tmp))
+    with pytest.raises(layout.PathOutside, match="mlflow_tracking_uri"):
+        load_settings(home=str(home)).tracking_uri  # noqa: B018
+    assert main(["--home", str(home), "train"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: mlflow_tracking_uri") and "outside" in err and "Traceback" not in err
+    assert len(err.strip().splitlines()) == 1
+    assert {p for p in _files(tmp) - before if "prefect" not in p.parts} == set()
+
+
+@pytest.mark.parametrize("uri", REFUSED)
+def test_unusable_tracking_uris_are_one_clear_error(confined, monkeypatch, capsys, uri):
+    from churn.cli import main
+    from storage.tracking import TrackingUriError
+
+    home, tmp = confined
+    before = _files(tmp)
+    monkeypatch.setenv("CHURN_MLFLOW_TRACKING_URI", uri)
+    with pytest.raises(TrackingUriError, match="mlflow_tracking_uri"):
+        load_settings(home=str(home)).tracking_uri  # noqa: B018
+    assert main(["--home", str(home), "train"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: mlflow_tracking_uri") and "Traceback" not in err
+    assert len(err.strip().splitlines()) == 1
+    assert _files(tmp) == before
+
+
+def test_outside_stores_in_any_spelling_are_allowed_only_explicitly_and_absolutely(confined, monkeypatch):
+    home, tmp = confined
+    monkeypatch.setenv("CHURN_ALLOW_OUTSIDE_PATHS", "true")
+    for uri in ("sqlite:////{tmp}/shared.db", "sqlite+pysqlite:////{tmp}/shared.db", "SQLITE:////{tmp}/shared.db"):
+        monkeypatch.setenv("CHURN_MLFLOW_TRACKING_URI", _spell(uri, home, tmp))
+        assert load_settings(home=str(home)).tracking_uri == f"sqlite:///{(tmp / 'shared.db').resolve()}"
+    monkeypatch.setenv("CHURN_MLFLOW_TRACKING_URI", "sqlite+pysqlite:///../shared.db")
+    with pytest.raises(layout.PathOutside, match="absolute"):
+        load_settings(home=str(home)).tracking_uri  # noqa: B018
+    for remote in ("http://127.0.0.1:5000", "https://mlflow.example.org", "postgresql://u:p@db/mlflow"):
+        monkeypatch.setenv("CHURN_MLFLOW_TRACKING_URI", remote)
+        assert load_settings(home=str(home)).tracking_uri == remote

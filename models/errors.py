@@ -1,0 +1,6 @@
+"""Errors the pure modelling code raises for data it cannot use (kept import-light: the CLI catches them)."""
+
+
+class UntrainableSnapshots(ValueError):
+    """The labelled snapshots cannot train or evaluate a classifier (no rows, or a single class): a data
+    problem that fails the same way on every retry."""
