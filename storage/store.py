@@ -80,9 +80,13 @@ def event_files(paths: Paths, dates: list[str] | None = None) -> list[Path]:
     return out
 
 
-def stored_ids_among(paths: Paths, candidate_ids, dates: list[str]) -> set[str]:
-    """Which of the candidate event ids are already stored (only the given dates' partitions are read)."""
-    files = event_files(paths, dates)
+def stored_ids_among(paths: Paths, candidate_ids) -> set[str]:
+    """Which of the candidate event ids are already stored, in any month (call under the store lock).
+
+    Every partition is read, not only the batch's months: the same event with a corrected time in
+    another month is still the same event.
+    """
+    files = event_files(paths)
     if not files or len(candidate_ids) == 0:
         return set()
     con = connect(paths)

@@ -51,4 +51,6 @@ def config(paths_or_home, kind: str, **overrides):
     from churn.settings import defaults
 
     home = getattr(paths_or_home, "home", paths_or_home)
+    if kind == "ingest":  # tests write a file and ingest it at once; the settle time has its own tests
+        overrides.setdefault("settle_seconds", 0.0)
     return getattr(defaults(home), f"{kind}_config")(**overrides)

@@ -25,7 +25,7 @@ def write(paths, name, text: str | bytes):
 
 def ingest(paths, file, **kw):
     r = ingest_file(config(paths, "ingest"), file, now=NOW, **kw)
-    assert r["rows_in"] == r["stored"] + r["quarantined"] + r["duplicates"]
+    assert r["rows_in"] == r["stored"] + r["quarantined"] + r["duplicates"] + r["identical_rows"]
     return r
 
 

@@ -80,3 +80,34 @@ def test_an_event_naming_a_file_outside_the_landing_folder_ingests_nothing(tmp_p
     r = ingest_flow(config(home, "ingest"), files=[str(inside)])
     assert r["stored"] == 1
     assert pd.Timestamp(store.read_events(layout.Paths(home))["event_time"].iloc[0]) == pd.Timestamp("2024-01-01T00:00Z")
+
+
+def test_a_symlink_in_landing_that_leads_outside_is_reported_and_left_alone(tmp_path, prefect_harness):
+    """The sweep and the watcher never read, copy or delete a file reached through a symlink out of landing/."""
+    from churn.serve import LandingWatcher
+    from flows.ingest import ingest_flow
+    from storage import sources
+
+    home = tmp_path / "home"
+    (home / "landing").mkdir(parents=True)
+    secret = tmp_path / "secret.csv"
+    secret.write_bytes(b"\xff\xfe not a csv \x00")  # unparseable: it used to be copied into rejected/
+    os.symlink(secret, home / "landing" / "innocent.csv")
+    inner = home / "landing" / "sub"
+    inner.mkdir()
+    os.symlink(tmp_path, inner / "up.csv")  # a directory out, for good measure
+    (home / "landing" / "ok.csv").write_text("customer_id,event_type,event_time\nc1,visit,2024-01-01T00:00:00Z\n")
+
+    scan = sources.landing_scan(layout.Paths(home))
+    assert [p.name for p in scan.files] == ["ok.csv"] and [p.name for p, _ in scan.refused] == ["innocent.csv"]
+    s = ingest_flow(config(home, "ingest"))
+    by_name = {f["file"].rsplit("/", 1)[-1]: f for f in s["files"]}
+    assert by_name["innocent.csv"]["status"] == "refused" and "secret.csv" in by_name["innocent.csv"]["error"]
+    assert by_name["ok.csv"]["stored"] == 1 and s["files_rejected"] == 0
+    assert not (home / "rejected").exists() or not any((home / "rejected").iterdir())
+    assert (home / "landing" / "innocent.csv").is_symlink() and secret.read_bytes().startswith(b"\xff\xfe")
+
+    watcher = LandingWatcher(layout.Paths(home), interval=0)
+    watcher.poll()
+    watcher.poll()
+    assert all("innocent" not in str(p) for p in watcher._seen_size)
