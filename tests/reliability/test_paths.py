@@ -100,7 +100,7 @@ def test_a_symlink_in_landing_that_leads_outside_is_reported_and_left_alone(tmp_
 
     scan = sources.landing_scan(layout.Paths(home))
     assert [p.name for p in scan.files] == ["ok.csv"] and [p.name for p, _ in scan.refused] == ["innocent.csv"]
-    s = ingest_flow(config(home, "ingest"))
+    s = ingest_flow(config(layout.Paths(home), "ingest"))  # (a bare Path's .home is Path.home)
     by_name = {f["file"].rsplit("/", 1)[-1]: f for f in s["files"]}
     assert by_name["innocent.csv"]["status"] == "refused" and "secret.csv" in by_name["innocent.csv"]["error"]
     assert by_name["ok.csv"]["stored"] == 1 and s["files_rejected"] == 0
