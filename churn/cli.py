@@ -287,7 +287,8 @@ def build_parser() -> argparse.ArgumentParser:
     i = sub.add_parser("ingest", help="validate landing files and store their events",
                        description="Read the given files (or every new file in <home>/landing): Parquet, CSV, "
                                    "JSON Lines, optionally gzip-compressed. Valid rows are stored once; bad rows are "
-                                   "quarantined with a reason; rows in = stored + quarantined + duplicates.")
+                                   "quarantined with a reason; rows in = stored + quarantined + duplicates + "
+                                   "identical rows. A file still being written is left for later (exit 1).")
     i.add_argument("paths", nargs="*", help="files to ingest (default: new files in the landing folder)")
     i.add_argument("--format", choices=["contract", "online-retail"], default="contract",
                    help="source format: the event contract (default) or UCI Online Retail invoice lines")

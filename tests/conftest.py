@@ -50,7 +50,9 @@ def config(paths_or_home, kind: str, **overrides):
     """A flow's configuration from the built-in defaults for this home (what `churn` builds from its settings)."""
     from churn.settings import defaults
 
-    home = getattr(paths_or_home, "home", paths_or_home)
+    from storage.layout import Paths
+
+    home = paths_or_home.home if isinstance(paths_or_home, Paths) else paths_or_home  # a Path's .home is Path.home
     if kind == "ingest":  # tests write a file and ingest it at once; the settle time has its own tests
         overrides.setdefault("settle_seconds", 0.0)
     return getattr(defaults(home), f"{kind}_config")(**overrides)

@@ -1,7 +1,7 @@
 """The bad-input corpus: one named case per row, every contract column and every file format.
 
 Each case is a whole file through `ingest_file` (reader, normalisation, the real GX suite, dedupe,
-commit) and asserts its exact outcome: the status, rows in = stored + quarantined + duplicates,
+commit) and asserts its exact outcome: the status, rows in = stored + quarantined + duplicates (+ identical rows),
 the quarantine reasons with their counts, and for stored rows the values they were stored with.
 """
 

@@ -1,4 +1,5 @@
-"""Random rows and random files into ingest: nothing crashes, and rows in = stored + quarantined + duplicates."""
+"""Random rows and random files into ingest: nothing crashes, and the counts add up
+(rows in = stored + quarantined + duplicates + identical rows)."""
 
 import string
 
