@@ -49,7 +49,6 @@ def small_store(tmp_path_factory):
 def config(paths_or_home, kind: str, **overrides):
     """A flow's configuration from the built-in defaults for this home (what `churn` builds from its settings)."""
     from churn.settings import defaults
-
     from storage.layout import Paths
 
     home = paths_or_home.home if isinstance(paths_or_home, Paths) else paths_or_home  # a Path's .home is Path.home
