@@ -129,3 +129,13 @@ def test_what_is_hashed_is_what_is_parsed(paths, monkeypatch):
     r = ingest_file(config(paths, "ingest"), target, now=NOW)
     assert r["stored"] == 2 and r["sha256"] == sources.file_sha256(target)
     assert pd.Index(store.read_events(paths)["event_id"]).equals(pd.Index(["e1", "e2"]))
+
+
+def test_generated_landing_files_follow_the_producer_protocol_and_are_taken_at_once(paths):
+    from churn.generate import generate
+    from simulator.generate import SimulationConfig
+
+    generate(paths, SimulationConfig(customers=50, days=60, seed=3, chunk_customers=50))
+    cfg = config(paths, "ingest", settle_seconds=3600.0)
+    results = [ingest_file(cfg, f, now=NOW) for f in sources.landing_files(paths)]
+    assert results and all(r["status"] == "ingested" and r["stored"] > 0 for r in results)
