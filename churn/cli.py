@@ -41,16 +41,24 @@ def _print(obj: dict, as_json: bool, human) -> None:
 
 
 def _print_ingest(s: dict) -> None:
-    print(f"{'file':<48} {'status':<9} {'rows_in':>9} {'stored':>9} {'quarant.':>9} {'dupes':>9}")
+    from ingestion.accounting import adds_up
+
+    print(f"{'file':<48} {'status':<9} {'rows_in':>9} {'stored':>9} {'quarant.':>9} {'dupes':>9} {'identical':>9}")
     for f in s["files"]:
         print(f"{Path(f['file']).name[:48]:<48} {f['status']:<9} {f['rows_in']:>9} {f['stored']:>9} "
-              f"{f['quarantined']:>9} {f['duplicates']:>9}")
+              f"{f['quarantined']:>9} {f['duplicates']:>9} {f.get('identical_rows', 0):>9}")
         if f.get("error"):
             print(f"    error: {f['error']}")
-    print(f"{'TOTAL':<48} {'':<9} {s['rows_in']:>9} {s['stored']:>9} {s['quarantined']:>9} {s['duplicates']:>9}")
-    ok = s["rows_in"] == s["stored"] + s["quarantined"] + s["duplicates"]
-    print(f"rows in = stored + quarantined + duplicates: {s['rows_in']} = {s['stored']} + {s['quarantined']} + "
-          f"{s['duplicates']} ({'ok' if ok else 'MISMATCH'})")
+        if f["status"] == "waiting":
+            print(f"    still being written, left for the next run: {f.get('note')}")
+    print(f"{'TOTAL':<48} {'':<9} {s['rows_in']:>9} {s['stored']:>9} {s['quarantined']:>9} {s['duplicates']:>9} "
+          f"{s['identical_rows']:>9}")
+    print(f"rows in = stored + quarantined + duplicates + identical rows: {s['rows_in']} = {s['stored']} + "
+          f"{s['quarantined']} + {s['duplicates']} + {s['identical_rows']} ({'ok' if adds_up(s) else 'MISMATCH'})")
+    if s["identical_rows"]:
+        print(f"NOTE: {s['identical_rows']} row(s) without an event_id were identical in every column to another "
+              "row of their file and were stored as one event; give each row an event_id (or an order_id / line "
+              "number) if they are separate events")
     for d in s.get("volume_drops", []):
         print(f"WARNING: volume drop on {d['date']}: {d['events']} events, typically {d['typical']:.0f} a day "
               f"(a broken feed? not scored as churn without a look)")
@@ -97,7 +105,11 @@ def cmd_ingest(args, settings) -> int:
                           timezone=args.timezone, force=args.force,
                           allow_outside_files=True)  # the user named these files
     _print(summary, args.json, _print_ingest)
-    return 1 if summary["files_rejected"] else 0
+    for f in summary["files"]:
+        if f["status"] == "waiting":
+            print(f"error: {f['file']} is still being written ({f.get('note')}); it was left in place: "
+                  "run again once its writer has finished", file=sys.stderr)
+    return 1 if summary["files_rejected"] or summary["files_waiting"] else 0
 
 
 def _print_train(r: dict) -> None:
@@ -276,7 +288,8 @@ def build_parser() -> argparse.ArgumentParser:
     i = sub.add_parser("ingest", help="validate landing files and store their events",
                        description="Read the given files (or every new file in <home>/landing): Parquet, CSV, "
                                    "JSON Lines, optionally gzip-compressed. Valid rows are stored once; bad rows are "
-                                   "quarantined with a reason; rows in = stored + quarantined + duplicates.")
+                                   "quarantined with a reason; rows in = stored + quarantined + duplicates + "
+                                   "identical rows. A file still being written is left for later (exit 1).")
     i.add_argument("paths", nargs="*", help="files to ingest (default: new files in the landing folder)")
     i.add_argument("--format", choices=["contract", "online-retail"], default="contract",
                    help="source format: the event contract (default) or UCI Online Retail invoice lines")

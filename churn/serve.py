@@ -23,13 +23,19 @@ class LandingWatcher(threading.Thread):
         self.stop_event = threading.Event()
         self._seen_size: dict[Path, tuple[int, float]] = {}
         self.announced: set[str] = set()
+        self.refused: set[Path] = set()
 
     def poll(self) -> list[Path]:
         """Files whose size and mtime held still since the last poll, not yet ingested or announced."""
         from prefect.events import emit_event
 
         ready = []
-        for f in sources.landing_files(self.paths):
+        scan = sources.landing_scan(self.paths)  # symlinks out of landing/ are refused, never read
+        for f, why in scan.refused:
+            if f not in self.refused:
+                self.refused.add(f)
+                log.warning("%s: %s", f, why)
+        for f in scan.files:
             try:
                 st = f.stat()
             except FileNotFoundError:

@@ -20,6 +20,7 @@ class IngestConfig(BaseModel):
     home: Path
     timezone: str
     future_tolerance_hours: float
+    settle_seconds: float
 
 
 class TrainConfig(BaseModel):
@@ -93,6 +94,8 @@ class Settings(BaseSettings):
                                       "store) lie outside the data folder; they must then be absolute")
     timezone: str = Field(default="UTC", description="time zone of naive source timestamps")
     future_tolerance_hours: float = Field(default=24.0, description="events later than now + this are quarantined")
+    landing_settle_seconds: float = Field(default=5.0, ge=0, description="a landing file is taken once its size "
+                                          "and times held still this long (or a NAME.done marker lies beside it)")
 
     # features and labels
     horizon_days: int = Field(default=90, ge=1)
@@ -146,7 +149,8 @@ class Settings(BaseSettings):
 
     def ingest_config(self, **overrides: Any) -> IngestConfig:
         return IngestConfig(**{"home": self.home, "timezone": self.timezone,
-                               "future_tolerance_hours": self.future_tolerance_hours, **overrides})
+                               "future_tolerance_hours": self.future_tolerance_hours,
+                               "settle_seconds": self.landing_settle_seconds, **overrides})
 
     def train_config(self, **overrides: Any) -> TrainConfig:
         return TrainConfig(**{

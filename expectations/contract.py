@@ -7,7 +7,9 @@ reasons are all generated from `EVENT_COLUMNS`; nothing else retypes them.
 
 from __future__ import annotations
 
+import unicodedata
 from dataclasses import dataclass
+from functools import lru_cache
 
 import pyarrow as pa
 
@@ -20,6 +22,34 @@ MAX_EVENT_TIME_PARAMETER = "max_event_time"
 
 
 MAX_TEXT = 256  # longest id or label kept; a 10 MB "customer id" is bad input, not a customer
+
+# Identifiers (event_id, customer_id, order_id) are opaque text. The rule, with Unicode in mind:
+# - surrounding whitespace of any kind is trimmed (Python's str.strip(): tab, NBSP U+00A0, U+2007,
+#   U+202F, ideographic space U+3000, ...), so "c1\u00a0" and "c1" are one customer;
+# - an id containing any character of Unicode category Cc (C0/C1 controls, U+0000-001F, U+007F-009F),
+#   Cf (invisible format characters: soft hyphen, zero-width space U+200B, BOM U+FEFF, bidi controls
+#   U+202A-202E and U+2066-2069, ...) or Cs (a lone surrogate, which cannot be stored as UTF-8) is
+#   quarantined: two ids that print the same must be the same id;
+# - a number is kept as text only when that text is exact: NaN, infinity, a fraction or a float
+#   beyond 2^53 (where floats stop being whole numbers exactly) is quarantined, never stored as "nan".
+ID_REFUSED_CATEGORIES = ("Cc", "Cf", "Cs")
+
+
+@lru_cache(maxsize=1)
+def id_refused_regex() -> str:
+    """A regex character class matching every character of the refused categories (Unicode of this Python)."""
+    ranges: list[list[int]] = []
+    for cp in range(0x110000):
+        if unicodedata.category(chr(cp)) in ID_REFUSED_CATEGORIES:
+            if ranges and ranges[-1][1] == cp - 1:
+                ranges[-1][1] = cp
+            else:
+                ranges.append([cp, cp])
+
+    def esc(cp: int) -> str:
+        return f"\\x{cp:02x}" if cp < 0x100 else f"\\u{cp:04x}" if cp < 0x10000 else f"\\U{cp:08x}"
+
+    return "[" + "".join(esc(a) if a == b else f"{esc(a)}-{esc(b)}" for a, b in ranges) + "]"
 
 
 @dataclass(frozen=True)
@@ -38,21 +68,22 @@ class Column:
     unique: bool = False
     kind: str = "string"  # string | instant | number
     max_length: int | None = None  # strings: longer values are quarantined, never stored
+    identifier: bool = False  # an id: Unicode-trimmed, no Cc/Cf/Cs characters, numbers only when exact
 
 
 EVENT_COLUMNS: tuple[Column, ...] = (
     # unique in the store: a repeated id is counted as a duplicate (the first valid row wins), not quarantined
     Column("event_id", pa.string(), "unique event id; derived from the row's content when absent",
-           required=True, max_length=MAX_TEXT),
+           required=True, max_length=MAX_TEXT, identifier=True),
     Column("customer_id", pa.string(), "opaque customer id (never parsed as a number)", required=True,
-           max_length=MAX_TEXT),
+           max_length=MAX_TEXT, identifier=True),
     Column("event_type", pa.string(), "one of " + ", ".join(EVENT_TYPES), required=True,
            allowed=EVENT_TYPES),
     Column("event_time", pa.timestamp("us", tz="UTC"), "when it happened (UTC instant)",
            required=True, kind="instant"),
     Column("amount", pa.float64(), "money; >= 0, required for purchase/return, empty otherwise",
            min_value=0.0, required_for=MONETARY_TYPES, empty_for=NON_MONETARY_TYPES, kind="number"),
-    Column("order_id", pa.string(), "optional order reference", max_length=MAX_TEXT),
+    Column("order_id", pa.string(), "optional order reference", max_length=MAX_TEXT, identifier=True),
     Column("channel", pa.string(), "optional channel (web, store, app, ...)", max_length=MAX_TEXT),
     Column("category", pa.string(), "optional product category", max_length=MAX_TEXT),
     Column("discount", pa.float64(), "optional discount share of the order, 0..1",
@@ -61,6 +92,7 @@ EVENT_COLUMNS: tuple[Column, ...] = (
 )
 
 COLUMN_NAMES: tuple[str, ...] = tuple(c.name for c in EVENT_COLUMNS)
+ID_COLUMNS: tuple[str, ...] = tuple(c.name for c in EVENT_COLUMNS if c.identifier)
 REQUIRED_SOURCE_COLUMNS: tuple[str, ...] = ("customer_id", "event_type", "event_time")
 BY_NAME: dict[str, Column] = {c.name: c for c in EVENT_COLUMNS}
 
@@ -68,6 +100,10 @@ BY_NAME: dict[str, Column] = {c.name: c for c in EVENT_COLUMNS}
 STORE_EXTRA = (pa.field("ingest_batch", pa.string()),)
 EVENT_SCHEMA = pa.schema([pa.field(c.name, c.arrow_type) for c in EVENT_COLUMNS])
 STORE_SCHEMA = pa.schema(list(EVENT_SCHEMA) + list(STORE_EXTRA))
+
+
+def reason_inexact_number(col: str) -> str:
+    return f"{col}: a number that cannot be kept exactly as text (NaN, infinity, a fraction or beyond 2^53)"
 
 
 def reason_missing(col: str) -> str:
@@ -85,10 +121,10 @@ def rules(col: Column) -> list[tuple[str, dict]]:
             out.append((f"{name}: empty or blank",
                         {"type": "expect_column_value_lengths_to_be_between",
                          "kwargs": {"column": name, "min_value": 1}}))
-    if col.kind == "string" and name in ("customer_id", "event_id", "order_id"):
+    if col.identifier:
         out.append((f"{name}: contains control characters",
                     {"type": "expect_column_values_to_not_match_regex",
-                     "kwargs": {"column": name, "regex": r"[\x00-\x1f\x7f]"}}))
+                     "kwargs": {"column": name, "regex": id_refused_regex()}}))
     if col.max_length is not None:
         out.append((f"{name}: longer than {col.max_length} characters",
                     {"type": "expect_column_value_lengths_to_be_between",

@@ -33,7 +33,7 @@ def _reason_columns(k: int) -> tuple[Column, ...]:
 SCORE_COLUMNS: tuple[Column, ...] = (
     Column("schema_version", pa.int32(), "version of this contract", required=True, min_value=SCHEMA_VERSION,
            max_value=SCHEMA_VERSION, kind="number"),
-    Column("customer_id", pa.string(), "opaque customer id", required=True, unique=True),
+    Column("customer_id", pa.string(), "opaque customer id", required=True, unique=True, identifier=True),
     Column("as_of", pa.date32(), "cutoff date the features were built at (UTC)", required=True, kind="date"),
     Column("churn_probability", pa.float64(), "P(no purchase within the horizon after as_of)", required=True,
            min_value=0.0, max_value=1.0, kind="number"),

@@ -19,45 +19,70 @@ log = logging.getLogger("churn.ingest")
 
 
 def ingest_file(config: IngestConfig, file: Path, *, now: pd.Timestamp, fmt: str = "contract",
-                mapping: Mapping | None = None, timezone: str | None = None, force: bool = False) -> dict:
-    """Ingest one file; returns its summary. Rows in = stored + quarantined + duplicates.
+                mapping: Mapping | Path | str | None = None, timezone: str | None = None, force: bool = False,
+                wait: bool = False) -> dict:
+    """Ingest one file; returns its summary. Rows in = stored + quarantined + duplicates + identical rows.
 
-    `timezone` overrides the configured one for this file (the `--timezone` flag).
+    `timezone` overrides the configured one for this file (the `--timezone` flag); `mapping` is a
+    Mapping or the path of a mapping file. A file still being written is left in place ("waiting");
+    with `wait`, up to twice the settle time is spent waiting for it first. Anything wrong with this one
+    file (its content, its mapping) rejects it; only an environment error (disk full, read-only) raises.
     """
     paths, file = layout.Paths(config.home), Path(file)
     summary: dict = {"file": str(file), "format": fmt, "rows_in": 0, "stored": 0, "quarantined": 0,
-                     "duplicates": 0, "reasons": {}}
+                     "duplicates": 0, "identical_rows": 0, "reasons": {}}
     try:
-        sha = sources.file_sha256(file)
+        # a named file may take up to the settle time to finish, and then must hold still for it
+        landed = sources.read_complete(file, config.settle_seconds, 2 * config.settle_seconds if wait else 0.0)
     except OSError as e:
+        if e.errno in tracking.NEEDS_A_PERSON:
+            raise
         return {**summary, "status": "error", "error": f"cannot read file: {e}"}
+    if landed.data is None:
+        log.info("left %s for later: %s", file, landed.waiting)
+        return {**summary, "status": "waiting", "error": None, "note": landed.waiting}
+    sha = sources.bytes_sha256(landed.data)
     summary["sha256"] = sha
     skipped = {**summary, "status": "skipped", "error": None, "note": "same content already ingested"}
     if not force and store.ledger_entry(paths, sha):
         return skipped
+    batch_id = f"{now.strftime('%Y%m%dT%H%M%S%f')}-{sha[:12]}"
     try:
-        src = sources.read_source(file)
+        if mapping is not None and not isinstance(mapping, Mapping):
+            mapping = Mapping.from_file(Path(mapping))
+        src = sources.read_source(file, landed.data)
         prepared = prepare_batch(src.frame, src.bad_lines, fmt=fmt, mapping=mapping,
                                  timezone=timezone or config.timezone,
                                  max_event_time=now + pd.Timedelta(hours=config.future_tolerance_hours))
-    except (sources.UnreadableFile, MappingError) as e:
-        target = sources.move_aside(paths, file, str(e), now)
-        log.error("rejected %s: %s (moved to %s)", file, e, target)
-        return {**summary, "status": "rejected", "error": str(e), "moved_to": str(target)}
+        store.events_table(prepared.events, batch_id)  # values the store cannot hold fail here, not mid-commit
+        accounting.quarantine_table(prepared.quarantine, batch_id, str(file), now)
+    except Exception as e:  # noqa: BLE001 - one bad file must never stop the others
+        if sources.needs_a_person(e):
+            raise
+        return _reject(paths, file, summary, e, now)
 
-    batch_id = f"{now.strftime('%Y%m%dT%H%M%S%f')}-{sha[:12]}"
     with store.store_lock(paths):
         store.recover(paths)
         if not force and store.ledger_entry(paths, sha):  # another process finished it meanwhile
             return skipped
-        days = accounting.batch_days(prepared.events)
-        known = store.stored_ids_among(paths, prepared.events["event_id"], days)
+        known = store.stored_ids_among(paths, prepared.events["event_id"])
         prepared.events, stored_duplicates = accounting.drop_known(prepared, known)
-        result = accounting.file_summary(summary, prepared, stored_duplicates, batch_id, now)
+        try:
+            result = accounting.file_summary(summary, prepared, stored_duplicates, batch_id, now)
+        except accounting.AccountingError as e:  # a bug; this file's batch is never published
+            return _reject(paths, file, summary, e, now)
         store.commit_batch(paths, batch_id, store.events_table(prepared.events, batch_id),
                            accounting.quarantine_table(prepared.quarantine, batch_id, str(file), now), result, sha)
     result["volume_drops"] = volume_drops(paths, accounting.batch_days(prepared.events))
     return result
+
+
+def _reject(paths: layout.Paths, file: Path, summary: dict, error: Exception, now: pd.Timestamp) -> dict:
+    expected = isinstance(error, (sources.UnreadableFile, MappingError))
+    text = str(error) if expected else f"could not be prepared ({type(error).__name__}: {error})"
+    target = sources.move_aside(paths, file, text, now)
+    log.error("rejected %s: %s (moved to %s)", file, text, target)
+    return {**summary, "status": "rejected", "error": text, "moved_to": str(target)}
 
 
 def volume_drops(paths: layout.Paths, days: list[str]) -> list[dict]:
@@ -76,10 +101,9 @@ def volume_drops(paths: layout.Paths, days: list[str]) -> list[dict]:
 
 @task(name="ingest-file", retries=2, retry_delay_seconds=[2, 10], retry_condition_fn=tracking.retry_transient)
 def ingest_file_task(config: IngestConfig, file: str, now_iso: str, fmt: str, mapping_path: str | None,
-                     timezone: str | None, force: bool) -> dict:
-    mapping = Mapping.from_file(Path(mapping_path)) if mapping_path else None
-    return ingest_file(config, Path(file), now=pd.Timestamp(now_iso), fmt=fmt, mapping=mapping, timezone=timezone,
-                       force=force)
+                     timezone: str | None, force: bool, wait: bool = False) -> dict:
+    return ingest_file(config, Path(file), now=pd.Timestamp(now_iso), fmt=fmt, mapping=mapping_path,
+                       timezone=timezone, force=force, wait=wait)
 
 
 @flow(name="ingest")
@@ -93,10 +117,16 @@ def ingest_flow(config: IngestConfig, files: list[str] | None = None, fmt: str =
     """
     paths = layout.Paths(config.home)
     now = pd.Timestamp.now(tz="UTC")
-    targets = ([layout.resolve_inside(paths.landing, f, "file to ingest", allow_outside_files) for f in files]
-               if files else sources.landing_files(paths))
-    results = [ingest_file_task(config, str(f), now.isoformat(), fmt, mapping_path, timezone, force)
-               for f in targets]
+    if files:  # named files: wait up to the settle time for one still being written
+        targets = [layout.resolve_inside(paths.landing, f, "file to ingest", allow_outside_files) for f in files]
+        refused: list = []
+    else:  # the sweep: a file still being written is left for the next one
+        scan = sources.landing_scan(paths)
+        targets, refused = scan.files, [accounting.refused_file(str(p), why) for p, why in scan.refused]
+    for r in refused:
+        log.warning("%s: %s", r["file"], r["error"])
+    results = refused + [ingest_file_task(config, str(f), now.isoformat(), fmt, mapping_path, timezone, force,
+                                          bool(files)) for f in targets]
     summary = accounting.totals(results)
     if summary["stored"] > 0:  # tells the orchestrator new data is stored (starts scoring when served)
         events.emit(events.INGESTED, config.home,

@@ -14,7 +14,7 @@ VOLUME_MAX_BATCH_DAYS = 31  # a backfill over more days says nothing about the d
 
 
 class AccountingError(RuntimeError):
-    """Rows in != stored + quarantined + duplicates: a bug; the batch is never published."""
+    """Rows in != stored + quarantined + duplicates + identical rows: a bug; the batch is never published."""
 
 
 def reason_counts(quarantine: pd.DataFrame) -> dict[str, int]:
@@ -49,18 +49,30 @@ def drop_known(prepared: PreparedBatch, known_ids: set[str]) -> tuple[pd.DataFra
     return ev[~hit].reset_index(drop=True), int(ev.loc[hit, "_rows"].sum())
 
 
+def adds_up(counts: dict) -> bool:
+    """rows in = stored + quarantined + duplicates + identical rows (of one file or of a whole run)."""
+    return counts["rows_in"] == (counts["stored"] + counts["quarantined"] + counts["duplicates"]
+                                 + counts.get("identical_rows", 0))
+
+
 def file_summary(base: dict, prepared: PreparedBatch, stored_duplicates: int, batch_id: str,
                  now: pd.Timestamp) -> dict:
     """One file's result; raises AccountingError when its counts do not add up."""
     result = {**base, "status": "ingested", "error": None, "batch_id": batch_id,
               "rows_in": prepared.rows_in, "stored": int(prepared.events["_rows"].sum()),
               "events_stored": len(prepared.events), "quarantined": int(prepared.quarantine["_rows"].sum()),
-              "duplicates": prepared.duplicates + stored_duplicates,
+              "duplicates": prepared.duplicates + stored_duplicates, "identical_rows": prepared.identical_rows,
               "reasons": reason_counts(prepared.quarantine), "validation": prepared.gx,
               "ingested_at": now.isoformat()}
-    if result["rows_in"] != result["stored"] + result["quarantined"] + result["duplicates"]:
+    if not adds_up(result):
         raise AccountingError(f"accounting bug, batch not published: {result}")
     return result
+
+
+def refused_file(file: str, why: str) -> dict:
+    """The summary of a landing entry left alone (e.g. a symlink out of the landing folder): nothing read."""
+    return {"file": file, "status": "refused", "error": why, "rows_in": 0, "stored": 0, "quarantined": 0,
+            "duplicates": 0, "identical_rows": 0, "reasons": {}}
 
 
 def totals(files: list[dict]) -> dict:
@@ -69,13 +81,15 @@ def totals(files: list[dict]) -> dict:
     for f in files:
         for k, v in f.get("reasons", {}).items():
             reasons[k] = reasons.get(k, 0) + v
-    keys = ("rows_in", "stored", "quarantined", "duplicates")
+    keys = ("rows_in", "stored", "quarantined", "duplicates", "identical_rows")
     out = {k: sum(f.get(k, 0) for f in files) for k in keys}
     out.update({
         "volume_drops": [d for f in files for d in f.get("volume_drops", [])],
         "files_ingested": sum(f["status"] == "ingested" for f in files),
         "files_skipped": sum(f["status"] == "skipped" for f in files),
         "files_rejected": sum(f["status"] in ("rejected", "error") for f in files),
+        "files_waiting": sum(f["status"] == "waiting" for f in files),
+        "files_refused": sum(f["status"] == "refused" for f in files),
         "reasons": dict(sorted(reasons.items(), key=lambda kv: -kv[1])),
         "files": files,
     })

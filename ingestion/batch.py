@@ -26,9 +26,13 @@ class PreparedBatch:
 
     events: pd.DataFrame  # contract columns + _row, _rows: valid and unique within the file
     quarantine: pd.DataFrame  # _row, _rows, reason, reasons, original
-    duplicates: int  # source rows that repeat an earlier row of the same file
+    duplicates: int  # source rows that repeat an earlier row's event_id (given by the source) in the file
     rows_in: int
     gx: dict = field(default_factory=dict)
+    # rows without a source event_id identical in every contract column to an earlier row of the file:
+    # they get the same derived id and are stored as one event (so a replayed file stores nothing twice),
+    # but they may be real repeat purchases, so they are counted apart from duplicates, never silently
+    identical_rows: int = 0
 
 
 def _originals(source: pd.DataFrame, rows: pd.Series) -> list[str]:
@@ -88,6 +92,7 @@ def prepare_batch(source: pd.DataFrame, bad_lines: list[tuple[int, str, str]], *
         q["original"] = _originals(source, q["_row"])
         parts.append(q)
     typed = typed[~bad_parse].copy()
+    derived = (typed["event_id"].isna() | (typed["event_id"] == "")).to_numpy(dtype=bool)
     typed["event_id"] = derive_event_ids(typed)
 
     violations, gx_summary = contract_violations(typed[list(COLUMN_NAMES)], max_event_time)
@@ -96,11 +101,12 @@ def prepare_batch(source: pd.DataFrame, bad_lines: list[tuple[int, str, str]], *
         q = _quarantine_frame(typed.loc[bad, "_row"], typed.loc[bad, "_rows"], violations[bad])
         q["original"] = _originals(source, q["_row"])
         parts.append(q)
-    good = typed[~bad]
-    dup = good["event_id"].duplicated(keep="first")
-    duplicates += int(good.loc[dup, "_rows"].sum())
+    good, derived = typed[~bad], derived[~bad.to_numpy(dtype=bool)]
+    dup = good["event_id"].duplicated(keep="first").to_numpy(dtype=bool)
+    duplicates += int(good.loc[dup & ~derived, "_rows"].sum())
+    identical_rows = int(good.loc[dup & derived, "_rows"].sum())
     good = good[~dup].reset_index(drop=True)
     quarantine = (pd.concat(parts, ignore_index=True) if parts
                   else pd.DataFrame(columns=["_row", "_rows", "reason", "reasons", "original"]))
     return PreparedBatch(good, quarantine.sort_values("_row", kind="stable").reset_index(drop=True),
-                         duplicates, rows_in, gx_summary)
+                         duplicates, rows_in, gx_summary, identical_rows)

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from expectations.contract import COLUMN_NAMES, REQUIRED_SOURCE_COLUMNS
+from expectations.contract import COLUMN_NAMES, ID_COLUMNS, REQUIRED_SOURCE_COLUMNS, reason_inexact_number
 
 TZ_SUFFIX = re.compile(r"\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?\s*(?:[zZ]|[+-]\d{2}(?::?\d{2})?)$")
 
@@ -36,6 +36,7 @@ class Mapping:
 
     @classmethod
     def from_toml(cls, text: str) -> "Mapping":
+        """A mapping from TOML text; any problem of shape or content is a MappingError naming the key."""
         try:
             d = tomllib.loads(text)
         except tomllib.TOMLDecodeError as e:
@@ -43,11 +44,33 @@ class Mapping:
         unknown = set(d) - {"columns", "constants", "values", "time"}
         if unknown:
             raise MappingError(f"unknown mapping sections {sorted(unknown)}; allowed: columns, constants, values, time")
+        for section in ("columns", "constants", "values", "time"):
+            if not isinstance(d.get(section, {}), dict):
+                raise MappingError(f"[{section}] must be a table, not {type(d[section]).__name__} {d[section]!r}")
         for section in ("columns", "constants", "values"):
             bad = set(d.get(section, {})) - set(COLUMN_NAMES)
             if bad:
                 raise MappingError(f"[{section}] names {sorted(bad)}, which are not contract columns {list(COLUMN_NAMES)}")
+        for section in ("columns", "constants"):
+            for k, v in d.get(section, {}).items():
+                if not isinstance(v, (str, int, float)) or isinstance(v, bool) and section == "columns":
+                    raise MappingError(f"[{section}] {k} must be a string, not {type(v).__name__} {v!r}")
+        for k, v in d.get("values", {}).items():
+            if not isinstance(v, dict):
+                raise MappingError(f"[values.{k}] must be a table of source value = contract value, "
+                                   f"not {type(v).__name__} {v!r}")
+            for a, b in v.items():
+                if not isinstance(b, (str, int, float)):
+                    raise MappingError(f"[values.{k}] {a} must map to a string, not {type(b).__name__} {b!r}")
         time = d.get("time", {})
+        if set(time) - {"format", "timezone"}:
+            raise MappingError(f"unknown [time] keys {sorted(set(time) - {'format', 'timezone'})}; "
+                               "allowed: format, timezone")
+        for k in ("format", "timezone"):
+            if k in time and not isinstance(time[k], str):
+                raise MappingError(f"[time] {k} must be a string, not {type(time[k]).__name__} {time[k]!r}")
+        if "timezone" in time:
+            check_timezone(time["timezone"])
         return cls(columns={k: str(v) for k, v in d.get("columns", {}).items()},
                    constants={k: str(v) for k, v in d.get("constants", {}).items()},
                    values={k: {str(a): str(b) for a, b in v.items()} for k, v in d.get("values", {}).items()},
@@ -56,6 +79,17 @@ class Mapping:
     @classmethod
     def from_file(cls, path: Path) -> "Mapping":
         return cls.from_toml(Path(path).read_text(encoding="utf-8"))
+
+
+def check_timezone(name: str) -> str:
+    """`name` if it is an IANA time zone this machine knows; else a MappingError."""
+    import zoneinfo
+
+    try:
+        zoneinfo.ZoneInfo(name)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError, TypeError) as e:
+        raise MappingError(f"unknown time zone {name!r}: use an IANA name such as 'Europe/Berlin' or 'UTC'") from e
+    return name
 
 
 def apply_mapping(source: pd.DataFrame, mapping: Mapping | None) -> pd.DataFrame:
@@ -112,14 +146,14 @@ def online_retail_events(source: pd.DataFrame) -> AdapterResult:
     missing = [c for c in RETAIL_COLUMNS if c not in source.columns]
     if missing:
         raise MappingError(f"not in the online-retail format: missing columns {missing}")
+    content = [c for c in source.columns if c != "_row"]
+    dup = source.duplicated(subset=content, keep="first").to_numpy()  # before internal columns are added
     df = source.copy()
     df["_inv"] = df["Invoice"].astype("string").str.strip()
     df["_code"] = df["StockCode"].astype("string").str.strip()
     df["_cust"] = df["Customer ID"].astype("string").str.strip().str.replace(r"\.0$", "", regex=True)
     df["_qty"] = pd.to_numeric(df["Quantity"], errors="coerce")
     df["_price"] = pd.to_numeric(df["Price"], errors="coerce")
-    content = [c for c in source.columns if c != "_row"]
-    dup = df.duplicated(subset=content, keep="first").to_numpy()
 
     reason = pd.Series(pd.NA, index=df.index, dtype="string")
     cancel = df["_inv"].str.upper().str.startswith("C").fillna(False)
@@ -227,14 +261,37 @@ def _parse_numbers(raw: pd.Series) -> tuple[pd.Series, pd.Series]:
     return vals.where(~bad), bad
 
 
-def _text(raw: pd.Series) -> pd.Series:
-    """Opaque text: stringified as-is (no numeric parsing), surrounding whitespace trimmed."""
-    if pd.api.types.is_float_dtype(raw.dtype):
-        whole = raw.dropna()
-        if (whole == whole.round()).all():
-            raw = raw.astype("Int64")
-    s = raw.astype("string")
-    return s.str.strip(" \t\r\n")
+MAX_EXACT_FLOAT = 2.0 ** 53  # beyond this a float is not an exact whole number any more
+NON_FINITE_TEXT = r"[+-]?(?:nan|inf|infinity)"
+
+
+def _float_text(v: float) -> str | None:
+    """A float as exact whole-number text, or None when no such text exists (NaN, inf, fraction, > 2^53)."""
+    if np.isfinite(v) and v == np.floor(v) and abs(v) <= MAX_EXACT_FLOAT:
+        return str(int(v))
+    return None
+
+
+def _text(raw: pd.Series) -> tuple[pd.Series, pd.Series]:
+    """Opaque text: stringified as-is (no numeric parsing), surrounding Unicode whitespace trimmed.
+
+    Also a mask of numbers that have no exact text: NaN, infinity, fractions and floats beyond 2^53
+    (a float customer id of 1e20 has lost its digits long before it got here).
+    """
+    inexact = pd.Series(False, index=raw.index)
+    if pd.api.types.is_float_dtype(raw.dtype) or pd.api.types.infer_dtype(raw, skipna=True) in (
+            "floating", "mixed-integer-float", "mixed"):
+        obj = raw.astype(object)
+        # NaN inside a float column is "missing" (pandas' null); the reader turns a real NaN into text
+        is_float = obj.map(lambda v: isinstance(v, (float, np.floating)) and not np.isnan(v)).astype(bool)
+        exact = obj.map(lambda v: _float_text(float(v)) if isinstance(v, (float, np.floating)) and not np.isnan(v)
+                        else v)
+        inexact = is_float & exact.isna()
+        raw = exact.where(~(obj.map(lambda v: isinstance(v, (float, np.floating)) and np.isnan(v)).astype(bool)),
+                          None)
+    s = raw.astype("string").str.strip()
+    inexact |= s.str.fullmatch(NON_FINITE_TEXT, case=False).fillna(False).astype(bool)
+    return s, inexact
 
 
 def coerce(candidates: pd.DataFrame, timezone: str, time_format: str | None = None) -> tuple[pd.DataFrame, pd.Series]:
@@ -256,7 +313,9 @@ def coerce(candidates: pd.DataFrame, timezone: str, time_format: str | None = No
             reason[bad & reason.isna()] = f"{name}: not a finite number"
             out[name] = vals
         else:
-            vals = _text(raw)
+            vals, inexact = _text(raw)
+            if name in ID_COLUMNS:
+                reason[inexact & reason.isna()] = reason_inexact_number(name)
             if name == "event_type":
                 vals = vals.str.lower()
             out[name] = vals.replace("", pd.NA) if name not in ("customer_id", "event_id") else vals

@@ -17,8 +17,12 @@ from storage.layout import Paths
 # ---------------------------------------------------------------- generated data
 
 def write_landing_file(paths: Paths, frame: pd.DataFrame, name: str, schema: pa.Schema) -> Path:
+    """A landing file written by the producer protocol: a hidden temp name renamed into place, then NAME.done."""
+    from storage.sources import DONE_SUFFIX
+
     path = paths.landing / name
     write_parquet_atomic(pa.Table.from_pandas(frame, schema=schema, preserve_index=False), path)
+    path.with_name(path.name + DONE_SUFFIX).touch()  # complete now: no settle time to wait out
     return path
 
 

@@ -8,7 +8,8 @@ import io as _io
 import json
 import os
 import shutil
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
@@ -16,7 +17,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from storage.atomic import write_json_atomic
-from storage.layout import Paths
+from storage.layout import PathOutside, Paths, resolve_inside
 
 SOURCE_SUFFIXES = (".parquet", ".csv", ".jsonl", ".ndjson", ".json")
 MAX_FIELD_BYTES = 256 * 1024 * 1024  # one CSV value; longer ones are quarantined by the contract, not here
@@ -34,16 +35,90 @@ def file_sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-def landing_files(paths: Paths) -> list[Path]:
-    """Files waiting in the landing folder, oldest name first (hidden and temp files ignored)."""
+def bytes_sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+# The producer protocol: write the file under a name the sweep ignores (hidden, `.orders.csv.tmp`, or
+# `orders.csv.part`), then rename it into place in landing/ (atomic on one file system); optionally put
+# an empty `orders.csv.done` beside it. Files written in place are taken only once they have held still
+# for the settle time (see `read_complete`).
+DONE_SUFFIX = ".done"
+
+
+@dataclass
+class LandingScan:
+    """What the landing folder holds: files to consider, and entries refused (with why) that are left alone."""
+
+    files: list[Path] = field(default_factory=list)
+    refused: list[tuple[Path, str]] = field(default_factory=list)
+
+
+def landing_scan(paths: Paths) -> LandingScan:
+    """Files waiting in the landing folder, oldest name first (hidden and temp files ignored).
+
+    A file must resolve inside the landing folder: a symlink that leads out of it is refused, never
+    read, copied or deleted.
+    """
+    scan = LandingScan()
     if not paths.landing.exists():
-        return []
-    out = []
+        return scan
     for p in sorted(paths.landing.iterdir()):
         name = p.name.lower().removesuffix(".gz")
-        if p.is_file() and not p.name.startswith(".") and name.endswith(SOURCE_SUFFIXES):
-            out.append(p)
-    return out
+        if p.name.startswith(".") or not name.endswith(SOURCE_SUFFIXES):
+            continue
+        try:
+            resolve_inside(paths.landing, p, "landing file")
+        except PathOutside as e:
+            scan.refused.append((p, f"refused, left in place: {e}"))
+            continue
+        if p.is_file():
+            scan.files.append(p)
+    return scan
+
+
+def landing_files(paths: Paths) -> list[Path]:
+    """The files of `landing_scan` (refused entries left out)."""
+    return landing_scan(paths).files
+
+
+@dataclass
+class Landed:
+    """A file's bytes as read once (what is hashed is what is parsed), or why it was left for later."""
+
+    data: bytes | None
+    waiting: str | None = None  # e.g. "still being written"
+
+
+def _signature(st: os.stat_result) -> tuple[int, int, int]:
+    return st.st_size, st.st_mtime_ns, st.st_ctime_ns
+
+
+def read_complete(path: Path, settle_seconds: float, wait_seconds: float = 0.0,
+                  clock=time.time, sleep=time.sleep) -> Landed:
+    """The file's bytes if it is complete, else why not (it is then left in place for a later sweep).
+
+    Complete: a `NAME.done` marker lies beside it, or its size, mtime and ctime (which a writer cannot
+    set back) have not changed for `settle_seconds`; and they did not change while it was read. Waits
+    up to `wait_seconds` for a file still being written.
+    """
+    deadline = clock() + wait_seconds
+    while True:
+        st = path.stat()
+        age = clock() - max(st.st_mtime, st.st_ctime)
+        marked = path.with_name(path.name + DONE_SUFFIX).exists()
+        if marked or settle_seconds <= 0 or age >= settle_seconds:
+            data = path.read_bytes()
+            after = path.stat()
+            if _signature(after) == _signature(st) and len(data) == after.st_size:
+                return Landed(data)
+            reason = "changed while it was read"
+        else:
+            reason = f"still being written (changed {age:.1f} s ago; settle time {settle_seconds:g} s)"
+        left = deadline - clock()
+        if left <= 0:
+            return Landed(None, reason)
+        sleep(min(left, max(0.05, settle_seconds - max(age, 0.0)) if not marked else 0.05))
 
 
 def source_format(path: Path) -> str:
@@ -57,8 +132,8 @@ def source_format(path: Path) -> str:
     raise UnreadableFile(f"unsupported file type {path.suffix!r}: expected .parquet, .csv or .jsonl")
 
 
-def _raw_bytes(path: Path) -> bytes:
-    data = path.read_bytes()
+def _raw_bytes(path: Path, data: bytes | None = None) -> bytes:
+    data = path.read_bytes() if data is None else data
     if data[:2] == b"\x1f\x8b":
         try:
             data = gzip.decompress(data)
@@ -76,16 +151,18 @@ class SourceRows:
     fmt: str
 
 
-def read_source(path: Path) -> SourceRows:
-    """Read a landing file. CSV/JSON values stay strings (ids are opaque); row numbers start at 1."""
+def read_source(path: Path, data: bytes | None = None) -> SourceRows:
+    """Read a landing file (or its bytes, already read). CSV/JSON values stay strings (ids are opaque);
+    row numbers start at 1."""
     fmt = source_format(path)
-    data = _raw_bytes(path)
+    data = _raw_bytes(path, data)
     bad: list[tuple[int, str, str]] = []
     if fmt == "parquet":
         try:
-            frame = _nan_as_text(pq.read_table(pa.BufferReader(data))).to_pandas()
+            frame = _nan_as_text(pq.read_table(pa.BufferReader(data)))
         except (pa.ArrowException, OSError, ValueError) as e:
             raise UnreadableFile(f"not a readable Parquet file: {e}") from e
+        frame = with_row_numbers(frame, pd.RangeIndex(1, len(frame) + 1).to_numpy())
     else:
         if not data.strip():
             return SourceRows(pd.DataFrame(), [], fmt)
@@ -102,20 +179,39 @@ def read_source(path: Path) -> SourceRows:
                 raise UnreadableFile(f"not a readable CSV file: {e}") from e
         else:
             frame, bad = _jsonl(text)
-    frame = frame.reset_index(drop=True)
-    if "_row" not in frame.columns:
-        frame.insert(0, "_row", pd.RangeIndex(1, len(frame) + 1).to_numpy())
-    return SourceRows(frame, bad, fmt)
+    return SourceRows(frame.reset_index(drop=True), bad, fmt)
 
 
-def _nan_as_text(table: pa.Table) -> pa.Table:
-    """Float columns holding NaN become text ("nan"), so NaN is judged "not a finite number", not "missing"."""
+ROW_COLUMN = "_row"  # the reader's row number; a source column of that name is kept under another name
+
+
+def with_row_numbers(frame: pd.DataFrame, numbers) -> pd.DataFrame:
+    """`frame` with the source row numbers in `_row` first; a source column named `_row` becomes `_row (source)`."""
+    if len(set(map(str, frame.columns))) != len(frame.columns):
+        raise UnreadableFile(f"duplicate column names: {[str(c) for c in frame.columns]}")
+    frame = frame.rename(columns={c: str(c) for c in frame.columns})
+    if ROW_COLUMN in frame.columns:
+        kept = f"{ROW_COLUMN} (source)"
+        while kept in frame.columns:
+            kept += "'"
+        frame = frame.rename(columns={ROW_COLUMN: kept})
+    frame.insert(0, ROW_COLUMN, numbers)
+    return frame
+
+
+def _nan_as_text(table: pa.Table) -> pd.DataFrame:
+    """The table as pandas; in float columns holding NaN the NaN becomes the text "NaN" (the other values
+    stay floats, nulls None), so NaN is judged "not a finite number" (or not an exact id), not "missing"."""
     import pyarrow.compute as pc
 
-    for i, field in enumerate(table.schema):
-        if pa.types.is_floating(field.type) and pc.any(pc.is_nan(table.column(i))).as_py():
-            table = table.set_column(i, field.name, pc.cast(table.column(i), pa.string()))
-    return table
+    nan_columns = [field.name for field in table.schema
+                   if pa.types.is_floating(field.type) and pc.any(pc.is_nan(table[field.name])).as_py()]
+    frame = table.to_pandas()
+    for name in nan_columns:
+        values = table[name].to_pylist()
+        frame[name] = pd.Series([v if v is None or v == v else "NaN" for v in values], index=frame.index,
+                                dtype=object)
+    return frame
 
 
 def _csv_with_row_numbers(text: str) -> tuple[pd.DataFrame, list[tuple[int, str, str]]]:
@@ -141,8 +237,7 @@ def _csv_with_row_numbers(text: str) -> tuple[pd.DataFrame, list[tuple[int, str,
         rows.append(rec)
         numbers.append(i)
     frame = pd.DataFrame(rows, columns=header, dtype=object).replace({"": None})
-    frame.insert(0, "_row", numbers)
-    return frame, bad
+    return with_row_numbers(frame, numbers), bad
 
 
 def _jsonl(text: str) -> tuple[pd.DataFrame, list[tuple[int, str, str]]]:
@@ -151,7 +246,7 @@ def _jsonl(text: str) -> tuple[pd.DataFrame, list[tuple[int, str, str]]]:
         if not line.strip():
             continue
         try:
-            rec = json.loads(line)
+            rec = json.loads(line, parse_float=str)  # a number's exact text: 1e20 stays "1e20", not "1e+20"
         except json.JSONDecodeError as e:
             bad.append((i, line[:10_000], f"malformed JSON line: {e.msg}"))
             continue
@@ -161,8 +256,14 @@ def _jsonl(text: str) -> tuple[pd.DataFrame, list[tuple[int, str, str]]]:
         records.append({k: (None if v is None else v if isinstance(v, str) else json.dumps(v)) for k, v in rec.items()})
         numbers.append(i)
     frame = pd.DataFrame.from_records(records) if records else pd.DataFrame()
-    frame.insert(0, "_row", numbers)
-    return frame, bad
+    return with_row_numbers(frame, numbers), bad
+
+
+def needs_a_person(e: BaseException) -> bool:
+    """An environment failure (disk full, read-only or forbidden folder, out of memory), not a bad file."""
+    from storage.tracking import NEEDS_A_PERSON
+
+    return isinstance(e, MemoryError) or isinstance(e, OSError) and e.errno in NEEDS_A_PERSON
 
 
 def move_aside(paths: Paths, path: Path, error: str, when: pd.Timestamp) -> Path:
@@ -175,5 +276,6 @@ def move_aside(paths: Paths, path: Path, error: str, when: pd.Timestamp) -> Path
                       target.with_name(target.name + ".error.json"))
     if path.parent.resolve() == paths.landing.resolve():
         path.unlink()
+        path.with_name(path.name + DONE_SUFFIX).unlink(missing_ok=True)
     return target
 

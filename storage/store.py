@@ -51,6 +51,20 @@ def store_lock(paths: Paths) -> Iterator[None]:
             fcntl.flock(f.fileno(), fcntl.LOCK_UN)
 
 
+@contextlib.contextmanager
+def commit_lock(paths: Paths, exclusive: bool) -> Iterator[None]:
+    """The commit lock: a batch's renames hold it exclusively, readers hold it shared while they list the
+    event files, so a listing sees each batch whole or not at all (files never change once in place)."""
+    lock = paths.home / "state" / "commit.lock"
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    with open(lock, "a+") as f:
+        fcntl.flock(f.fileno(), fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
+        try:
+            yield
+        finally:
+            fcntl.flock(f.fileno(), fcntl.LOCK_UN)
+
+
 # ---------------------------------------------------------------- ledger
 
 def ledger_entry(paths: Paths, sha: str) -> dict | None:
@@ -72,17 +86,25 @@ def event_files(paths: Paths, dates: list[str] | None = None) -> list[Path]:
     """
     if not paths.events.exists():
         return []
-    if dates is None:
-        return sorted(paths.events.glob("event_month=*/*.parquet"))
-    out: list[Path] = []
-    for m in _months(dates):
-        out.extend(sorted((paths.events / f"event_month={m}").glob("*.parquet")))
-    return out
+    with commit_lock(paths, exclusive=False):  # whole batches only: never between two renames of one
+        if dates is None:
+            return sorted(paths.events.glob("event_month=*/*.parquet"))
+        out: list[Path] = []
+        for m in _months(dates):
+            out.extend(sorted((paths.events / f"event_month={m}").glob("*.parquet")))
+        return out
 
 
-def stored_ids_among(paths: Paths, candidate_ids, dates: list[str]) -> set[str]:
-    """Which of the candidate event ids are already stored (only the given dates' partitions are read)."""
-    files = event_files(paths, dates)
+def stored_ids_among(paths: Paths, candidate_ids) -> set[str]:
+    """Which of the candidate event ids are already stored, in any month (call under the store lock).
+
+    Every partition is read, not only the batch's months: the same event with a corrected time in
+    another month is still the same event. Chosen by measurement: DuckDB reading only the event_id
+    column of every file costs 5.5-6.1 s for a 1M-id batch against a 10M-event store (0.4-0.6 s for
+    one month), small next to validating that batch; a separate id index would be a second copy of
+    the ids to keep consistent through the journal, for a few seconds per million events.
+    """
+    files = event_files(paths)
     if not files or len(candidate_ids) == 0:
         return set()
     con = connect(paths)
@@ -107,9 +129,12 @@ def _require_events(paths: Paths) -> None:
 
 
 def events_relation(con, paths: Paths):
-    """A DuckDB relation over the whole event store (contract columns + event_month)."""
-    _require_events(paths)
-    return con.read_parquet(events_glob(paths), hive_partitioning=True)
+    """A DuckDB relation over the whole event store (contract columns + event_month): exactly the files
+    listed under the commit lock, never a glob that could catch a batch half renamed."""
+    files = event_files(paths)
+    if not files:
+        _require_events(paths)
+    return con.read_parquet([str(f) for f in files], hive_partitioning=True)
 
 
 def read_events(paths: Paths) -> pd.DataFrame:
@@ -178,12 +203,13 @@ def _split_by_month(events: pa.Table) -> Iterator[tuple[str, pa.Table]]:
 
 def _roll_forward(paths: Paths, stage: Path) -> None:
     journal = json.loads((stage / "COMMIT").read_text())
-    for src, dst in journal["moves"]:
-        s, d = stage / src, paths.home / dst
-        if s.exists():
-            d.parent.mkdir(parents=True, exist_ok=True)
-            os.replace(s, d)
-            fsync_dir(d.parent)
+    with commit_lock(paths, exclusive=True):  # readers list the store before or after the batch, not during
+        for src, dst in journal["moves"]:
+            s, d = stage / src, paths.home / dst
+            if s.exists():
+                d.parent.mkdir(parents=True, exist_ok=True)
+                os.replace(s, d)
+                fsync_dir(d.parent)
     shutil.rmtree(stage)
 
 
@@ -204,11 +230,13 @@ def recover(paths: Paths) -> list[str]:
 
 def store_time_range(paths: Paths) -> tuple[pd.Timestamp, pd.Timestamp, int]:
     """First and last event time in the store, and the number of events."""
-    _require_events(paths)
+    files = event_files(paths)
+    if not files:
+        _require_events(paths)
     con = connect(paths)
     try:
-        lo, hi, n = con.execute(
-            f"SELECT min(event_time), max(event_time), count(*) FROM read_parquet('{events_glob(paths)}')").fetchall()[0]
+        lo, hi, n = con.execute("SELECT min(event_time), max(event_time), count(*) FROM read_parquet(?)",
+                                [[str(f) for f in files]]).fetchall()[0]
     finally:
         con.close()
     return pd.Timestamp(lo).tz_convert("UTC"), pd.Timestamp(hi).tz_convert("UTC"), int(n)

@@ -49,8 +49,9 @@ def small_store(tmp_path_factory):
 def config(paths_or_home, kind: str, **overrides):
     """A flow's configuration from the built-in defaults for this home (what `churn` builds from its settings)."""
     from churn.settings import defaults
+    from storage.layout import Paths
 
-    from storage import layout
-
-    home = paths_or_home.home if isinstance(paths_or_home, layout.Paths) else paths_or_home
+    home = paths_or_home.home if isinstance(paths_or_home, Paths) else paths_or_home  # a Path's .home is Path.home
+    if kind == "ingest":  # tests write a file and ingest it at once; the settle time has its own tests
+        overrides.setdefault("settle_seconds", 0.0)
     return getattr(defaults(home), f"{kind}_config")(**overrides)

@@ -25,7 +25,7 @@ def write(paths, name, text: str | bytes):
 
 def ingest(paths, file, **kw):
     r = ingest_file(config(paths, "ingest"), file, now=NOW, **kw)
-    assert r["rows_in"] == r["stored"] + r["quarantined"] + r["duplicates"]
+    assert r["rows_in"] == r["stored"] + r["quarantined"] + r["duplicates"] + r["identical_rows"]
     return r
 
 
@@ -175,3 +175,18 @@ def test_a_sudden_drop_in_daily_volume_is_reported(paths):
     fine = ingest(paths, write(paths, "day22.csv", HEADER + "\n".join(
         f"u{i},c{i},visit,2024-03-22T10:00:00Z," for i in range(25)) + "\n"))
     assert fine["volume_drops"] == []
+
+
+def test_an_event_id_is_stored_once_even_with_a_time_in_another_month(paths):
+    """A corrected timestamp (another month), or --force with another time zone, is still the same event."""
+    a = write(paths, "a.csv", "event_id,customer_id,event_type,event_time\ne1,c1,visit,2024-03-31T23:30:00Z\n")
+    b = write(paths, "b.csv", "event_id,customer_id,event_type,event_time\ne1,c1,visit,2024-05-02T10:00:00Z\n")
+    assert ingest(paths, a)["stored"] == 1
+    rb = ingest(paths, b)
+    assert (rb["stored"], rb["duplicates"]) == (0, 1)
+    c = write(paths, "c.csv", "event_id,customer_id,event_type,event_time\ne2,c1,visit,2024-03-31 23:30:00\n")
+    assert ingest(paths, c)["stored"] == 1
+    rc = ingest(paths, c, force=True, timezone="America/New_York")  # now 2024-04-01 03:30 UTC: April
+    assert (rc["stored"], rc["duplicates"]) == (0, 1)
+    events = store.read_events(paths)
+    assert sorted(events["event_id"]) == ["e1", "e2"]

@@ -69,11 +69,11 @@ def test_duplicate_ids_within_a_file_are_counted_not_stored():
     assert b.duplicates == 1
 
 
-def test_identical_rows_without_ids_get_the_same_derived_id():
+def test_identical_rows_without_ids_get_the_same_derived_id_and_are_counted_apart():
     src = pd.DataFrame([GOOD, GOOD, {**GOOD, "amount": "13"}])
     src.insert(0, "_row", [1, 2, 3])
     b = prepare_batch(src, [], max_event_time=NOW)
-    assert len(b.events) == 2 and b.duplicates == 1
+    assert len(b.events) == 2 and (b.duplicates, b.identical_rows) == (0, 1)
     again = prepare_batch(src, [], max_event_time=NOW)
     assert again.events["event_id"].tolist() == b.events["event_id"].tolist()
 

@@ -1,7 +1,7 @@
 """The bad-input corpus: one named case per row, every contract column and every file format.
 
 Each case is a whole file through `ingest_file` (reader, normalisation, the real GX suite, dedupe,
-commit) and asserts its exact outcome: the status, rows in = stored + quarantined + duplicates,
+commit) and asserts its exact outcome: the status, rows in = stored + quarantined + duplicates (+ identical rows),
 the quarantine reasons with their counts, and for stored rows the values they were stored with.
 """
 
@@ -40,9 +40,50 @@ ROW = {"event_id": "e1", "customer_id": "c1", "event_type": "purchase", "event_t
        "amount": 12.5}
 
 
-def case(name, file, content, counts, reasons=None, *, status="ingested", error=None, stored=None, tz="UTC"):
-    """counts = (rows_in, stored, quarantined, duplicates); stored = {event_id: {column: value}}."""
-    return pytest.param(file, content, counts, reasons or {}, status, error, stored or {}, tz, id=name)
+def case(name, file, content, counts, reasons=None, *, status="ingested", error=None, stored=None, tz="UTC",
+         mapping=None):
+    """counts = (rows_in, stored, quarantined, duplicates[, identical_rows]); stored = {event_id: {column: value}}.
+
+    `mapping` is the text of a mapping file (TOML) used for this file only.
+    """
+    return pytest.param(file, content, counts, reasons or {}, status, error, stored or {}, tz, mapping, id=name)
+
+
+def ids_through(fmt: str, column: str, values: list[str]) -> bytes:
+    """One visit per value, with `values[i]` in `column` (the others fixed), as a CSV, JSONL or Parquet file."""
+    rows = [{"event_id": f"e{i}", "customer_id": "c1", "order_id": "o1", "event_type": "visit",
+             "event_time": "2024-03-02T10:00:00Z", column: v} for i, v in enumerate(values)]
+    if fmt == "parquet":
+        return parquet(pa.Table.from_pylist(rows))
+    if fmt == "jsonl":
+        return jsonl(*rows)
+    buf = _io.StringIO()
+    import csv
+
+    w = csv.DictWriter(buf, fieldnames=list(rows[0]), lineterminator="\n")
+    w.writeheader()
+    w.writerows(rows)
+    return buf.getvalue().encode()
+
+
+# Unicode identifiers: surrounding whitespace of any kind is trimmed (str.strip()); any character of
+# category Cc (C0 and C1 controls) or Cf (format: zero-width space, BOM, bidi controls) inside is refused
+ID_WHITESPACE = ["\u00a0k1", "k2\u2007", "\u202fk3\u3000", "\u2003k4 \t"]
+ID_FORMAT_OR_CONTROL = ["k\u0085x", "k\u009fx", "k\u200bx", "\ufeffkx", "k\u202ex", "k\u2066x", "k\u00adx"]
+
+
+def id_cases() -> list:
+    out = []
+    for fmt in ("csv", "jsonl", "parquet"):
+        for column in ("customer_id", "event_id", "order_id"):
+            values = ID_WHITESPACE + ID_FORMAT_OR_CONTROL
+            n_bad = len(ID_FORMAT_OR_CONTROL)
+            stored = ({f"k{i + 1}": {"customer_id": "c1"} for i in range(len(ID_WHITESPACE))} if column == "event_id"
+                      else {f"e{i}": {column: f"k{i + 1}"} for i in range(len(ID_WHITESPACE))})
+            out.append(case(f"{column} unicode whitespace trimmed, Cc/Cf refused ({fmt})", f"uid.{fmt}",
+                            ids_through(fmt, column, values), (len(values), len(ID_WHITESPACE), n_bad, 0),
+                            {f"{column}: contains control characters": n_bad}, stored=stored))
+    return out
 
 
 CASES = [
@@ -88,9 +129,12 @@ CASES = [
     case("event_id repeated in the file", "rep.csv", (H + GOOD + GOOD).encode(), (2, 1, 0, 1)),
     case("event_id with a newline inside quotes", "nl.csv", (H + '"e\n1",c1,visit,2024-03-02T10:00:00Z,\n').encode(),
          (1, 0, 1, 0), {"event_id: contains control characters": 1}),
-    case("event_id absent: derived from content", "noid.csv",
+    case("event_id absent: identical rows are one event, counted as identical rows, not duplicates", "noid.csv",
          b"customer_id,event_type,event_time\nc1,visit,2024-03-02T10:00:00Z\nc1,visit,2024-03-02T10:00:00Z\n",
-         (2, 1, 0, 1)),
+         (2, 1, 0, 0, 1)),
+    case("event_id absent in some rows: a repeated source id is a duplicate, identical id-less rows are not",
+         "mixed.csv", (H + GOOD + GOOD + ",c2,purchase,2024-03-01T10:00:00Z,5\n,c2,purchase,2024-03-01T10:00:00Z,5\n"
+                       ",c2,purchase,2024-03-01T10:00:00Z,5\n").encode(), (5, 2, 0, 1, 2)),
     # ---- customer_id
     case("customer_id with surrounding whitespace is trimmed", "ws.csv",
          (H + "e1,  c1\t ,visit,2024-03-02T10:00:00Z,\n").encode(), (1, 1, 0, 0), stored={"e1": {"customer_id": "c1"}}),
@@ -160,18 +204,64 @@ CASES = [
                {**ROW, "event_id": "e3", "category": "=HYPERLINK(\"x\")", "channel": "web"}), (3, 1, 2, 0),
          {"order_id: contains control characters": 1, "channel: longer than 256 characters": 1},
          stored={"e3": {"category": "=HYPERLINK(\"x\")", "channel": "web"}}),
+    # ---- files that used to crash the whole run: reserved column names, ids that are not exact text,
+    # mapping files of the wrong shape or with an unknown time zone
+    *[case(f"source column named {name!r} (used internally)", "reserved.csv",
+           (f"{name}," + H + "x," + GOOD + "y,e2,c1,visit,2024-03-02T10:00:00Z,\n").encode(), (2, 2, 0, 0),
+           stored={"e1": {"customer_id": "c1"}, "e2": {"event_type": "visit"}})
+      for name in ("_row", "_rows", "__gx_row__", "ingest_batch", "event_month", "_inv", "_cust")],
+    case("online-retail-like internal names in a parquet file", "reserved.parquet",
+         parquet({**{k: [v] for k, v in ROW.items()}, "_row": [7], "_rows": ["x"], "__gx_row__": [None]}), (1, 1, 0, 0),
+         stored={"e1": {"amount": 12.5}}),
+    case("customer_id as a float that is not an exact whole number (parquet)", "fid.parquet",
+         parquet({"event_id": ["e1", "e2", "e3", "e4", "e5", "e6"], "customer_id": [1e20, float("inf"), float("nan"),
+                                                                                   1.5, 42.0, None],
+                  "event_type": ["visit"] * 6, "event_time": ["2024-03-02T10:00:00Z"] * 6}), (6, 1, 5, 0),
+         {"customer_id: a number that cannot be kept exactly as text (NaN, infinity, a fraction or beyond 2^53)": 4,
+          "customer_id: missing": 1}, stored={"e5": {"customer_id": "42"}}),
+    case("customer_id as huge, NaN and infinite JSON numbers", "fid.jsonl",
+         b'{"event_id": "e1", "customer_id": 1e20, "event_type": "visit", "event_time": "2024-03-02T10:00:00Z"}\n'
+         b'{"event_id": "e2", "customer_id": NaN, "event_type": "visit", "event_time": "2024-03-02T10:00:00Z"}\n'
+         b'{"event_id": "e3", "customer_id": -Infinity, "event_type": "visit", "event_time": "2024-03-02T10:00:00Z"}\n'
+         b'{"event_id": "e4", "customer_id": 12345678901234567891, "event_type": "visit", '
+         b'"event_time": "2024-03-02T10:00:00Z"}\n', (4, 2, 2, 0),
+         {"customer_id: a number that cannot be kept exactly as text (NaN, infinity, a fraction or beyond 2^53)": 2},
+         stored={"e1": {"customer_id": "1e20"}, "e4": {"customer_id": "12345678901234567891"}}),
+    case("mapping with a time zone that does not exist", "tzm.csv", (H + GOOD).encode(), (0, 0, 0, 0),
+         status="rejected", error="unknown time zone 'Mars/Olympus'", mapping='[time]\ntimezone = "Mars/Olympus"\n'),
+    case("mapping [columns] is not a table", "m1.csv", (H + GOOD).encode(), (0, 0, 0, 0), status="rejected",
+         error="[columns] must be a table", mapping='columns = "x"\n'),
+    case("mapping [values] event_type is not a table", "m2.csv", (H + GOOD).encode(), (0, 0, 0, 0),
+         status="rejected", error="[values.event_type] must be a table", mapping="[values]\nevent_type = 3\n"),
+    case("mapping [time] format is not text", "m3.csv", (H + GOOD).encode(), (0, 0, 0, 0), status="rejected",
+         error="[time] format must be a string", mapping="[time]\nformat = 5\n"),
+    case("mapping [time] is not a table", "m4.csv", (H + GOOD).encode(), (0, 0, 0, 0), status="rejected",
+         error="[time] must be a table", mapping='time = "UTC"\n'),
+    case("mapping maps a contract column to a list", "m5.csv", (H + GOOD).encode(), (0, 0, 0, 0), status="rejected",
+         error="[columns] customer_id must be a string", mapping='[columns]\ncustomer_id = ["a", "b"]\n'),
+    case("mapping with an unknown [time] key", "m6.csv", (H + GOOD).encode(), (0, 0, 0, 0), status="rejected",
+         error="unknown [time] keys ['zone']", mapping='[time]\nzone = "UTC"\n'),
+    case("mapping with a time format that cannot be applied", "fmt2.csv",
+         (H + "e1,c1,visit,2024-03-02 10:00,\n").encode(), (0, 0, 0, 0), status="rejected",
+         error="'Q' is a bad directive", mapping='[time]\nformat = "%Q%Q"\n'),
+    *id_cases(),
 ]
 
 
-@pytest.mark.parametrize("file, content, counts, reasons, status, error, stored, tz", CASES)
-def test_bad_input_case(paths, file, content, counts, reasons, status, error, stored, tz):
+@pytest.mark.parametrize("file, content, counts, reasons, status, error, stored, tz, mapping", CASES)
+def test_bad_input_case(paths, file, content, counts, reasons, status, error, stored, tz, mapping):
     src = paths.landing / file
     src.parent.mkdir(parents=True, exist_ok=True)
     src.write_bytes(content)
-    r = ingest_file(config(paths, "ingest"), src, now=NOW, timezone=tz)
+    mapping_file = None
+    if mapping is not None:
+        mapping_file = paths.home / "mapping.toml"
+        mapping_file.write_text(mapping)
+    r = ingest_file(config(paths, "ingest"), src, now=NOW, timezone=tz, mapping=mapping_file)
     assert r["status"] == status, r.get("error")
-    assert (r["rows_in"], r["stored"], r["quarantined"], r["duplicates"]) == counts
-    assert r["rows_in"] == r["stored"] + r["quarantined"] + r["duplicates"]
+    counts = (*counts, 0) if len(counts) == 4 else counts
+    assert (r["rows_in"], r["stored"], r["quarantined"], r["duplicates"], r["identical_rows"]) == counts
+    assert r["rows_in"] == r["stored"] + r["quarantined"] + r["duplicates"] + r["identical_rows"]
     assert r["reasons"] == reasons
     if status == "rejected":
         assert error in r["error"]
@@ -191,3 +281,59 @@ def test_bad_input_case(paths, file, content, counts, reasons, status, error, st
 
 def test_the_corpus_has_at_least_30_distinct_cases():
     assert len({c.id for c in CASES}) == len(CASES) >= 30
+
+
+def test_files_that_used_to_crash_the_run_are_set_aside_and_the_good_file_of_the_same_run_is_stored(
+        paths, prefect_harness, monkeypatch):
+    """One sweep over a good file and files that each crashed the whole run: no traceback, the good file
+    stored, each bad file rejected with its reason (or its bad rows quarantined)."""
+    import errno
+
+    import flows.ingest as ingest_module
+    from flows.ingest import ingest_flow
+
+    paths.landing.mkdir(parents=True)
+    (paths.landing / "a-reserved.csv").write_text("_row," + H + "x,e1,c1,visit,2024-03-02T10:00:00Z,\n")
+    (paths.landing / "b-float-ids.parquet").write_bytes(parquet({
+        "event_id": ["f1", "f2", "f3"], "customer_id": [1e20, float("inf"), float("nan")],
+        "event_type": ["visit"] * 3, "event_time": ["2024-03-02T10:00:00Z"] * 3}))
+    (paths.landing / "c-explodes.csv").write_text(H + GOOD)
+    (paths.landing / "z-good.csv").write_text(H + "g1,c9,visit,2024-03-05T10:00:00Z,\n")
+    real = ingest_module.prepare_batch
+
+    def prepare(source, *a, **kw):  # any unexpected error while preparing one file (c-explodes.csv's amount)
+        if "amount" in source and "12.50" in set(source["amount"].dropna()):
+            raise KeyError("something nobody expected")
+        return real(source, *a, **kw)
+
+    monkeypatch.setattr(ingest_module, "prepare_batch", prepare)
+    s = ingest_flow(config(paths, "ingest"))
+    by_name = {f["file"].rsplit("/", 1)[-1]: f for f in s["files"]}
+    assert by_name["z-good.csv"]["stored"] == 1 and "g1" in set(store.read_events(paths)["event_id"])
+    assert by_name["a-reserved.csv"]["stored"] == 1  # the source's own `_row` column is just another column
+    assert by_name["b-float-ids.parquet"]["quarantined"] == 3
+    assert by_name["c-explodes.csv"]["status"] == "rejected"
+    assert "KeyError" in by_name["c-explodes.csv"]["error"] and "something nobody expected" in by_name[
+        "c-explodes.csv"]["error"]
+    assert (paths.rejected / "c-explodes.csv.error.json").exists() or any(
+        p.name.endswith("c-explodes.csv.error.json") for p in paths.rejected.iterdir())
+    assert s["rows_in"] == s["stored"] + s["quarantined"] + s["duplicates"] + s["identical_rows"]
+
+    # a bad mapping rejects each file of the run with its reason; nothing crashes
+    (paths.landing / "y-more.csv").write_text(H + "g2,c9,visit,2024-03-06T10:00:00Z,\n")
+    bad_mapping = paths.home / "bad.toml"
+    bad_mapping.write_text('[time]\ntimezone = "Nowhere/Land"\n')
+    s = ingest_flow(config(paths, "ingest"), files=[str(paths.landing / "y-more.csv")],
+                    mapping_path=str(bad_mapping))
+    assert s["files"][0]["status"] == "rejected" and "unknown time zone 'Nowhere/Land'" in s["files"][0]["error"]
+
+    # but an environment error (disk full) is not a bad file: it propagates as before, nothing moved aside
+    (paths.landing / "x-full.csv").write_text(H + "g3,c9,visit,2024-03-07T10:00:00Z,\n")
+
+    def disk_full(*a, **kw):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(ingest_module, "prepare_batch", disk_full)
+    with pytest.raises(OSError, match="No space left"):
+        ingest_module.ingest_file(config(paths, "ingest"), paths.landing / "x-full.csv", now=NOW)
+    assert (paths.landing / "x-full.csv").exists()

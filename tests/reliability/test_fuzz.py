@@ -1,4 +1,5 @@
-"""Random rows and random files into ingest: nothing crashes, and rows in = stored + quarantined + duplicates."""
+"""Random rows and random files into ingest: nothing crashes, and the counts add up
+(rows in = stored + quarantined + duplicates + identical rows)."""
 
 import string
 
@@ -42,6 +43,6 @@ def test_random_bytes_as_csv_never_crash_and_add_up(tmp_path_factory, data, head
     f.write_bytes((b"customer_id,event_type,event_time,amount\n" if header else b"") + data)
     r = ingest_file(config(paths, "ingest"), f, now=NOW)
     assert r["status"] in ("ingested", "rejected")
-    assert r["rows_in"] == r["stored"] + r["quarantined"] + r["duplicates"]
+    assert r["rows_in"] == r["stored"] + r["quarantined"] + r["duplicates"] + r["identical_rows"]
     if r["status"] == "rejected":
         assert r["error"] and not f.exists()

@@ -197,3 +197,34 @@ def test_outside_stores_in_any_spelling_are_allowed_only_explicitly_and_absolute
     for remote in ("http://127.0.0.1:5000", "https://mlflow.example.org", "postgresql://u:p@db/mlflow"):
         monkeypatch.setenv("CHURN_MLFLOW_TRACKING_URI", remote)
         assert load_settings(home=str(home)).tracking_uri == remote
+
+
+def test_a_symlink_in_landing_that_leads_outside_is_reported_and_left_alone(tmp_path, prefect_harness):
+    """The sweep and the watcher never read, copy or delete a file reached through a symlink out of landing/."""
+    from churn.serve import LandingWatcher
+    from flows.ingest import ingest_flow
+    from storage import sources
+
+    home = tmp_path / "home"
+    (home / "landing").mkdir(parents=True)
+    secret = tmp_path / "secret.csv"
+    secret.write_bytes(b"\xff\xfe not a csv \x00")  # unparseable: it used to be copied into rejected/
+    os.symlink(secret, home / "landing" / "innocent.csv")
+    inner = home / "landing" / "sub"
+    inner.mkdir()
+    os.symlink(tmp_path, inner / "up.csv")  # a directory out, for good measure
+    (home / "landing" / "ok.csv").write_text("customer_id,event_type,event_time\nc1,visit,2024-01-01T00:00:00Z\n")
+
+    scan = sources.landing_scan(layout.Paths(home))
+    assert [p.name for p in scan.files] == ["ok.csv"] and [p.name for p, _ in scan.refused] == ["innocent.csv"]
+    s = ingest_flow(config(layout.Paths(home), "ingest"))  # (a bare Path's .home is Path.home)
+    by_name = {f["file"].rsplit("/", 1)[-1]: f for f in s["files"]}
+    assert by_name["innocent.csv"]["status"] == "refused" and "secret.csv" in by_name["innocent.csv"]["error"]
+    assert by_name["ok.csv"]["stored"] == 1 and s["files_rejected"] == 0
+    assert not (home / "rejected").exists() or not any((home / "rejected").iterdir())
+    assert (home / "landing" / "innocent.csv").is_symlink() and secret.read_bytes().startswith(b"\xff\xfe")
+
+    watcher = LandingWatcher(layout.Paths(home), interval=0)
+    watcher.poll()
+    watcher.poll()
+    assert all("innocent" not in str(p) for p in watcher._seen_size)

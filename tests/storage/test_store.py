@@ -77,3 +77,46 @@ def test_atomic_bytes_write_failure_removes_its_temp_file(paths, monkeypatch):
         atomic.write_bytes_atomic(target, b"new content")
     assert target.read_bytes() == b"old"
     assert sorted(p.name for p in target.parent.iterdir()) == ["y.json"]
+
+
+def _batch_over_months(tag: str, n: int = 90) -> pa.Table:
+    """n events over three months (30 days apart), ids unique to the batch."""
+    day = 86_400_000_000
+    t = pa.array([NOW.value // 1000 + (i % 3) * 31 * day for i in range(n)], pa.timestamp("us", tz="UTC"))
+    cols = {f.name: pa.nulls(n, f.type) for f in STORE_SCHEMA}
+    cols.update(event_id=pa.array([f"{tag}-{i}" for i in range(n)]), customer_id=pa.array(["c"] * n),
+                event_type=pa.array(["visit"] * n), event_time=t)
+    return pa.table(cols, schema=STORE_SCHEMA)
+
+
+def test_a_concurrent_reader_sees_whole_multi_month_batches_only(paths):
+    """A reader listing and counting the store while batches of three months each are committed (renamed one
+    file at a time) must only ever see whole batches: every count a multiple of the batch size."""
+    import threading
+
+    import pyarrow.parquet as pq
+
+    n, batches = 90, 60
+    store.commit_batch(paths, "b000", _batch_over_months("b000", n), QUARANTINE_SCHEMA.empty_table(), {}, None)
+    done, seen = threading.Event(), []
+
+    def read() -> None:
+        while not done.is_set():
+            files = store.event_files(paths)
+            seen.append(sum(pq.read_metadata(f).num_rows for f in files))
+            rel = store.events_relation(store.connect(paths), paths)  # DuckDB reads exactly that listing
+            seen.append(rel.count("*").fetchall()[0][0])
+            seen.append(store.store_time_range(paths)[2])
+
+    reader = threading.Thread(target=read)
+    reader.start()
+    try:
+        for b in range(1, batches):
+            store.commit_batch(paths, f"b{b:03d}", _batch_over_months(f"b{b:03d}", n), QUARANTINE_SCHEMA.empty_table(),
+                               {}, None)
+    finally:
+        done.set()
+        reader.join()
+    assert len(seen) > 10
+    assert all(c % n == 0 for c in seen), sorted({c for c in seen if c % n})
+    assert store.store_time_range(paths)[2] == n * batches

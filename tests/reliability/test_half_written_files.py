@@ -1,0 +1,141 @@
+"""Files still being written are never ingested: a real writer appends while ingest runs."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pandas as pd
+
+from flows.ingest import ingest_file
+from storage import sources, store
+from tests.conftest import NOW, config
+
+HEADER = "event_id,customer_id,event_type,event_time,amount\n"
+SETTLE = 0.6
+
+
+def row(i: int) -> str:
+    return f"e{i},customer-{i:06d}-with-a-long-id,purchase,2024-03-01T10:{i % 60:02d}:00Z,{i}.25\n"
+
+
+class SlowWriter(threading.Thread):
+    """Writes a CSV a few bytes at a time (lines cut in the middle), flushing as it goes."""
+
+    def __init__(self, path, rows: int, seconds: float):
+        super().__init__(daemon=True)
+        self.path, self.rows, self.seconds = path, rows, seconds
+
+    def run(self) -> None:
+        text = HEADER + "".join(row(i) for i in range(self.rows))
+        chunk = max(1, len(text) // int(self.seconds / 0.02))
+        with open(self.path, "w") as f:
+            for at in range(0, len(text), chunk):
+                f.write(text[at:at + chunk])
+                f.flush()
+                time.sleep(0.02)
+
+
+def test_a_file_being_written_is_left_waiting_and_a_later_sweep_stores_every_row_once(paths):
+    paths.landing.mkdir(parents=True)
+    target = paths.landing / "orders.csv"
+    cfg = config(paths, "ingest", settle_seconds=SETTLE)
+    writer = SlowWriter(target, rows=300, seconds=2.0)
+    writer.start()
+    seen = []
+    while writer.is_alive():  # the scheduled sweep running again and again while the writer works
+        if target.exists():
+            r = ingest_file(cfg, target, now=NOW)
+            seen.append(r["status"])
+            assert r["status"] == "waiting" and r["rows_in"] == r["stored"] == 0, r
+            assert "still being written" in r["note"] or "changed while it was read" in r["note"]
+        time.sleep(0.05)
+    writer.join()
+    assert len(seen) >= 5 and not store.event_files(paths) and not (paths.quarantine.exists()
+                                                                    and any(paths.quarantine.iterdir()))
+    time.sleep(SETTLE + 0.1)
+    r = ingest_file(cfg, target, now=NOW)
+    assert (r["status"], r["rows_in"], r["stored"], r["quarantined"], r["duplicates"]) == ("ingested", 300, 300, 0, 0)
+    events = store.read_events(paths).set_index("event_id")
+    assert len(events) == 300 and events.loc["e299", "customer_id"] == "customer-000299-with-a-long-id"
+    assert events.loc["e299", "amount"] == 299.25
+    assert ingest_file(cfg, target, now=NOW)["status"] == "skipped"
+
+
+def test_a_named_file_is_waited_for_up_to_the_settle_time(paths):
+    """`churn ingest PATH` (wait=True): a writer that finishes within the settle time is waited for."""
+    paths.landing.mkdir(parents=True)
+    target = paths.landing / "orders.csv"
+    writer = SlowWriter(target, rows=100, seconds=0.5)
+    writer.start()
+    time.sleep(0.1)
+    r = ingest_file(config(paths, "ingest", settle_seconds=1.0), target, now=NOW, wait=True)
+    writer.join()
+    assert (r["status"], r["stored"]) == ("ingested", 100)
+
+
+def test_churn_ingest_of_a_file_still_being_written_says_so_and_exits_non_zero(paths, prefect_harness, monkeypatch,
+                                                                                  capsys):
+    from churn.cli import main
+
+    paths.landing.mkdir(parents=True)
+    target = paths.landing / "orders.csv"
+    writer = SlowWriter(target, rows=400, seconds=4.0)
+    writer.start()
+    time.sleep(0.1)
+    monkeypatch.setenv("CHURN_LANDING_SETTLE_SECONDS", "1.0")
+    assert main(["--home", str(paths.home), "ingest", str(target)]) == 1
+    err = capsys.readouterr().err
+    assert "orders.csv is still being written" in err and "Traceback" not in err
+    assert not store.event_files(paths) and target.exists()
+    writer.join()
+
+
+def test_the_producer_protocol_a_done_marker_or_a_renamed_hidden_file_is_taken_at_once(paths):
+    paths.landing.mkdir(parents=True)
+    cfg = config(paths, "ingest", settle_seconds=3600.0)  # only the protocol can make these complete
+    hidden = paths.landing / ".orders.csv.tmp"
+    hidden.write_text(HEADER + row(1))
+    part = paths.landing / "more.csv.part"
+    part.write_text(HEADER + row(2))
+    assert sources.landing_files(paths) == []  # temp names are never picked up
+    hidden.rename(paths.landing / "orders.csv")
+    part.rename(paths.landing / "more.csv")
+    (paths.landing / "more.csv.done").touch()
+    results = {f.name: ingest_file(cfg, f, now=NOW) for f in sources.landing_files(paths)}
+    assert results["more.csv"]["stored"] == 1
+    assert results["orders.csv"]["status"] == "waiting"  # renamed in but unmarked: the settle time applies
+    assert set(store.read_events(paths)["event_id"]) == {"e2"}
+
+
+def test_what_is_hashed_is_what_is_parsed(paths, monkeypatch):
+    """A file that changes while it is read is left for later, never stored under another content's hash."""
+    paths.landing.mkdir(parents=True)
+    target = paths.landing / "orders.csv"
+    target.write_text(HEADER + row(1))
+    real = type(target).read_bytes
+
+    def read_then_append(self):
+        data = real(self)
+        if self == target:
+            with open(self, "a") as f:
+                f.write(row(2))
+        return data
+
+    monkeypatch.setattr(type(target), "read_bytes", read_then_append)
+    landed = sources.read_complete(target, settle_seconds=0.0)
+    assert landed.data is None and landed.waiting == "changed while it was read"
+    monkeypatch.undo()
+    r = ingest_file(config(paths, "ingest"), target, now=NOW)
+    assert r["stored"] == 2 and r["sha256"] == sources.file_sha256(target)
+    assert pd.Index(store.read_events(paths)["event_id"]).equals(pd.Index(["e1", "e2"]))
+
+
+def test_generated_landing_files_follow_the_producer_protocol_and_are_taken_at_once(paths):
+    from churn.generate import generate
+    from simulator.generate import SimulationConfig
+
+    generate(paths, SimulationConfig(customers=50, days=60, seed=3, chunk_customers=50))
+    cfg = config(paths, "ingest", settle_seconds=3600.0)
+    results = [ingest_file(cfg, f, now=NOW) for f in sources.landing_files(paths)]
+    assert results and all(r["status"] == "ingested" and r["stored"] > 0 for r in results)
