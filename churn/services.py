@@ -162,12 +162,13 @@ def active_endpoints(home: Path) -> dict | None:
     return {"prefect_api_url": state["prefect_api_url"], "mlflow_tracking_uri": state["mlflow_tracking_uri"]}
 
 
-def server_environment(home: Path) -> dict[str, str]:
+def server_environment(home: Path, prefect_api_url: str) -> dict[str, str]:
     """The servers' environment, built explicitly: the CLI's own quiet settings (e.g. no Prefect UI for its
-    temporary API) must not reach the servers, whose UIs are the point of running them."""
+    temporary API) must not reach the servers, whose UIs are the point of running them. The Prefect UI is
+    told its API's address (it would call the default port, 4200, otherwise)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "MLFLOW_", "CHURN_"))}
     env.update({"PREFECT_HOME": str(home / "prefect"), "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-                "PREFECT_UI_ENABLED": "true", "PREFECT_LOGGING_LEVEL": "WARNING", "DO_NOT_TRACK": "true",
+                "PREFECT_UI_ENABLED": "true", "PREFECT_UI_API_URL": prefect_api_url, "PREFECT_LOGGING_LEVEL": "WARNING", "DO_NOT_TRACK": "true",
                 "MLFLOW_DISABLE_TELEMETRY": "true", "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"})
     return env
 
@@ -195,7 +196,7 @@ def up(home: Path, host: str = "127.0.0.1", prefect_port: int = 4200, mlflow_por
     logs.mkdir(parents=True, exist_ok=True)
     paths.mlflow.mkdir(parents=True, exist_ok=True)
     (home / "prefect").mkdir(parents=True, exist_ok=True)
-    env = server_environment(home)
+    env = server_environment(home, _urls(host, prefect_port, mlflow_port)["prefect_api_url"])
     commands = {
         "prefect": [_bin("prefect"), "server", "start", "--host", host, "--port", str(prefect_port)],
         "mlflow": [_bin("mlflow"), "server", "--backend-store-uri", f"sqlite:///{paths.mlflow / 'mlflow.db'}",

@@ -157,13 +157,11 @@ def test_a_landed_file_is_ingested_and_then_scored_without_a_manual_step(env, se
     assert alias["model_version"]["run_id"] == runs[0]["info"]["run_id"]
 
 
-def test_mlflow_ui_in_headless_chromium_shows_the_run_and_its_metrics(served, services, tmp_path):
+def chromium_page(tmp_path):
+    """A function that loads a URL in headless Chromium and returns the DOM after its scripts ran."""
     chromium = shutil.which("chromium")
     # a failure, never a skip: `make test` installs it (scripts/install-system-deps)
     assert chromium, "chromium is not installed: run `make system-deps` (Debian's chromium; `make test` does it)"
-    mlflow = services["services"]["mlflow"]["url"]
-    exp = http("GET", f"{mlflow}/api/2.0/mlflow/experiments/get-by-name?experiment_name=churn")["experiment"]
-    run = http("POST", f"{mlflow}/api/2.0/mlflow/runs/search", {"experiment_ids": [exp["experiment_id"]]})["runs"][0]
     flags = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
              "--disable-background-networking", "--disable-component-update", "--disable-sync",
              f"--user-data-dir={tmp_path / 'chromium'}", "--virtual-time-budget=20000"]
@@ -171,11 +169,30 @@ def test_mlflow_ui_in_headless_chromium_shows_the_run_and_its_metrics(served, se
     def page(url: str) -> str:
         return subprocess.run([chromium, *flags, "--dump-dom", url], capture_output=True, text=True,
                               timeout=120).stdout
+    return page
 
+
+def test_mlflow_ui_in_headless_chromium_shows_the_run_and_its_metrics(served, services, tmp_path):
+    page = chromium_page(tmp_path)
+    mlflow = services["services"]["mlflow"]["url"]
+    exp = http("GET", f"{mlflow}/api/2.0/mlflow/experiments/get-by-name?experiment_name=churn")["experiment"]
+    run = http("POST", f"{mlflow}/api/2.0/mlflow/runs/search", {"experiment_ids": [exp["experiment_id"]]})["runs"][0]
     experiment_page = page(f"{mlflow}/#/experiments/{exp['experiment_id']}/runs")  # "Training runs"
     assert run["info"]["run_name"] in experiment_page
     run_page = page(f"{mlflow}/#/experiments/{exp['experiment_id']}/runs/{run['info']['run_id']}")
     assert run["info"]["run_name"] in run_page and "val_roc_auc" in run_page
+
+
+def test_prefect_ui_in_headless_chromium_shows_a_flow_run(served, services, tmp_path):
+    """The dashboard is on (the CLI's quiet PREFECT_UI_ENABLED=false must not reach the server) and calls
+    the API of this server, on its own port."""
+    page = chromium_page(tmp_path)
+    runs = http("POST", f"{served}/flow_runs/filter", {"sort": "START_TIME_DESC", "limit": 5})
+    done = [r for r in runs if r["state_type"] == "COMPLETED"]
+    assert done, runs
+    ui = served.removesuffix("/api")
+    run_page = page(f"{ui}/runs/flow-run/{done[0]['id']}")
+    assert done[0]["name"] in run_page and "Completed" in run_page, run_page[:2000]
 
 
 # ------------------------------------------------------------ ports taken by other programs (no real servers)
