@@ -20,6 +20,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from churn.errors import UserError
 from expectations.contract import COLUMN_NAMES, EVENT_SCHEMA, STORE_SCHEMA
 from expectations.quarantine import QUARANTINE_SCHEMA
 from storage.atomic import fsync_dir, write_json_atomic, write_parquet_atomic
@@ -101,14 +102,38 @@ def events_glob(paths: Paths) -> str:
     return str(paths.events / "event_month=*" / "*.parquet")
 
 
-def _require_events(paths: Paths) -> None:
-    if not event_files(paths):
-        raise FileNotFoundError(f"the event store {paths.events} is empty: run `churn ingest` first")
+class EmptyStore(UserError, FileNotFoundError):
+    """The event store holds no events yet."""
+
+
+class OutsideStore(UserError, ValueError):
+    """A date before the first stored event."""
+
+
+def require_events(paths: Paths) -> None:
+    """Raise EmptyStore (saying what waits in the landing folder) unless the store holds events."""
+    if event_files(paths):
+        return
+    from storage.sources import landing_files
+
+    waiting = len(landing_files(paths))
+    hint = (f"{waiting} file(s) wait in {paths.landing}: run `churn ingest`" if waiting else
+            f"no files in {paths.landing} either: run `churn generate` or `churn ingest FILE`")
+    raise EmptyStore(f"the event store {paths.events} is empty: {hint}")
+
+
+def require_covered(paths: Paths, as_of: pd.Timestamp) -> tuple[pd.Timestamp, pd.Timestamp, int]:
+    """The store's time range (as `store_time_range`); OutsideStore when `as_of` is before its first event."""
+    first, last, n = store_time_range(paths)
+    if as_of < first:
+        raise OutsideStore(f"as-of date {as_of.date()} is before the first stored event: the store holds events "
+                           f"from {first.date()} to {last.date()}")
+    return first, last, n
 
 
 def events_relation(con, paths: Paths):
     """A DuckDB relation over the whole event store (contract columns + event_month)."""
-    _require_events(paths)
+    require_events(paths)
     return con.read_parquet(events_glob(paths), hive_partitioning=True)
 
 
@@ -204,7 +229,7 @@ def recover(paths: Paths) -> list[str]:
 
 def store_time_range(paths: Paths) -> tuple[pd.Timestamp, pd.Timestamp, int]:
     """First and last event time in the store, and the number of events."""
-    _require_events(paths)
+    require_events(paths)
     con = connect(paths)
     try:
         lo, hi, n = con.execute(
