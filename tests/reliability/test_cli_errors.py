@@ -215,6 +215,7 @@ def test_a_missing_input_is_one_line_before_anything_is_written(cli, tmp_path, m
 
 def _run_churn(home: Path, *argv: str) -> tuple[subprocess.CompletedProcess, float]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("CHURN_", "PREFECT_"))}
+    env["PYTHONPATH"] = str(ROOT)  # this checkout's code, whatever the environment has installed
     start = time.perf_counter()
     proc = subprocess.run([sys.executable, "-m", "churn.cli", "--home", str(home), *argv], capture_output=True,
                           text=True, env=env, cwd=home.parent, timeout=300)
