@@ -9,6 +9,8 @@ import os
 import sys
 from pathlib import Path
 
+from churn.errors import UserError
+
 QUIET_ENV = {
     "DO_NOT_TRACK": "true",
     "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
@@ -22,15 +24,110 @@ QUIET_ENV = {
 }
 
 
+class CommandError(UserError):
+    """A command's input is missing or wrong (checked before anything runs)."""
+
+
 def configure_environment(home: Path) -> None:
-    """Offline, quiet, and all state under the data folder (unless the user already chose otherwise)."""
+    """Offline, quiet, and all state under the data folder (unless the user already chose otherwise).
+
+    Creates nothing: `prepare_state` makes Prefect's folder once the command's inputs have been checked."""
     for k, v in QUIET_ENV.items():
         os.environ.setdefault(k, v)
     os.environ.setdefault("PREFECT_HOME", str(home / "prefect"))
-    Path(os.environ["PREFECT_HOME"]).mkdir(parents=True, exist_ok=True)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
     for noisy in ("alembic", "mlflow", "great_expectations", "httpx", "prefect", "urllib3"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def prepare_state(home: Path) -> None:
+    Path(os.environ.get("PREFECT_HOME", home / "prefect")).mkdir(parents=True, exist_ok=True)
+
+
+# ------------------------------------------------------------------ checks made before anything is written or
+# Prefect starts (8-15 s): each raises a UserError that `main` prints as one `error:` line
+
+def check_ingest(args, settings) -> None:
+    from ingestion.normalize import Mapping, MappingError
+    from storage import layout, sources
+
+    if args.mapping:
+        try:
+            Mapping.from_file(Path(args.mapping))
+        except (OSError, MappingError) as e:
+            raise CommandError(f"mapping {args.mapping}: {e.strerror if isinstance(e, OSError) else e}") from e
+    missing = [p for p in args.paths if not Path(p).is_file()]
+    if missing:
+        raise CommandError(f"no such file: {', '.join(missing)}")
+    landing = layout.Paths(settings.home).landing
+    if not args.paths and not sources.landing_files(layout.Paths(settings.home)):
+        raise CommandError(f"nothing to ingest: no files given and no {'/'.join(sources.SOURCE_SUFFIXES)} files in "
+                           f"{landing}{'' if landing.is_dir() else ' (the folder does not exist)'}: name files, or "
+                           f"run `churn generate`")
+
+
+def check_train(args, settings) -> None:
+    """The cutoffs the train flow will plan (EmptyStore, NotEnoughHistory); without importing Prefect."""
+    from churn.settings import utc
+    from models.snapshots import plan_cutoffs
+    from storage import layout, store
+
+    config = _train_config(args, settings)
+    first, last, _ = store.store_time_range(layout.Paths(settings.home))
+    plan_cutoffs(first, utc(args.as_of) if args.as_of else last, config.horizon_days, config.n_train_cutoffs,
+                 config.cutoff_step_days)
+
+
+def check_score(args, settings) -> None:
+    from churn.settings import utc
+    from storage import layout, tracking
+
+    # the champion first: without a tracking store that answer needs no import (the store's needs pandas)
+    tracking.require_champion(settings.tracking_uri, settings.model_name)
+    from storage import store
+
+    paths = layout.Paths(settings.home)
+    store.require_events(paths)
+    if args.as_of:
+        store.require_covered(paths, utc(args.as_of))
+
+
+def check_winback(args, settings) -> None:
+    from churn.settings import pseudonym_key
+    from storage import layout
+
+    layout.require_scores(layout.Paths(settings.home), args.as_of)  # paths only: no pandas yet
+    if args.pseudonymise:
+        pseudonym_key()
+    if args.contacts:
+        from storage import catalog
+
+        catalog.check_contacts(Path(args.contacts))
+
+
+def check_serve(args, settings) -> None:
+    if not os.environ.get("PREFECT_API_URL"):
+        raise CommandError("`churn serve` needs a Prefect server: start one with `churn services up`, or set "
+                           "PREFECT_API_URL")
+
+
+def check_bench(args, settings) -> None:
+    from churn.bench import parse_size
+
+    for text in [*args.sizes.split(","), args.increment]:
+        try:
+            if parse_size(text) < 1:
+                raise ValueError
+        except (ValueError, IndexError):
+            raise CommandError(f"bench: {text!r} is not a size: give an event count such as 500K, 10M or "
+                               f"1000000") from None
+    folder = Path(args.out).resolve().parent
+    if not folder.is_dir():
+        existing = next(p for p in folder.parents if p.is_dir())
+        raise CommandError(f"bench --out {args.out}: the folder {folder} does not exist (the nearest existing one "
+                           f"is {existing})")
+    if not os.access(folder, os.W_OK):
+        raise CommandError(f"bench --out {args.out}: the folder {folder} is not writable")
 
 
 def _print(obj: dict, as_json: bool, human) -> None:
@@ -88,18 +185,7 @@ def cmd_generate(args, settings) -> int:
 
 def cmd_ingest(args, settings) -> int:
     from flows.ingest import ingest_flow
-    from ingestion.normalize import Mapping, MappingError
 
-    if args.mapping:
-        try:
-            Mapping.from_file(Path(args.mapping))
-        except (OSError, MappingError) as e:
-            print(f"error: mapping {args.mapping}: {e}", file=sys.stderr)
-            return 2
-    missing = [p for p in args.paths if not Path(p).is_file()]
-    if missing:
-        print(f"error: no such file: {', '.join(missing)}", file=sys.stderr)
-        return 2
     summary = ingest_flow(settings.ingest_config(), files=[str(Path(p).resolve()) for p in args.paths] or None,
                           fmt=args.format, mapping_path=str(Path(args.mapping).resolve()) if args.mapping else None,
                           timezone=args.timezone, force=args.force,
@@ -131,11 +217,14 @@ def _print_train(r: dict) -> None:
     print(f"MLflow run {r['run_id']} in {r['tracking_uri']}")
 
 
+def _train_config(args, settings):
+    return settings.train_config(**({"horizon_days": args.horizon_days} if args.horizon_days else {}))
+
+
 def cmd_train(args, settings) -> int:
     from flows.train import summary_json, train_flow
 
-    overrides = {"horizon_days": args.horizon_days} if args.horizon_days else {}
-    r = train_flow(settings.train_config(**overrides), as_of=args.as_of)
+    r = train_flow(_train_config(args, settings), as_of=args.as_of)
     if args.json:
         print(summary_json(r))
     else:
@@ -217,10 +306,6 @@ def cmd_services(args, settings) -> int:
 def cmd_serve(args, settings) -> int:
     from churn.serve import serve
 
-    if not os.environ.get("PREFECT_API_URL"):
-        print("error: `churn serve` needs a Prefect server: start one with `churn services up`, or set "
-              "PREFECT_API_URL", file=sys.stderr)
-        return 2
     print(f"serving churn-ingest, churn-score, churn-train on {os.environ['PREFECT_API_URL']}; watching "
           f"{settings.home / 'landing'} (Ctrl-C to stop)", flush=True)
     serve(settings)
@@ -270,18 +355,67 @@ def _default(name: str):
     return Settings.model_fields[name].default
 
 
+class Parser(argparse.ArgumentParser):
+    """argparse, with a usage error as one `error:` line (exit code 2) like every other error of `churn`."""
+
+    def error(self, message: str):
+        self.exit(2, f"error: {self.prog}: {message} (see `{self.prog} --help`)\n")
+
+
+def _whole(minimum: int):
+    """An argparse type: a whole number of at least `minimum`."""
+    def parse(text: str) -> int:
+        try:
+            n = int(text)
+        except ValueError:
+            n = None
+        if n is None or n < minimum:
+            raise argparse.ArgumentTypeError(f"must be a whole number of at least {minimum}, got {text!r}")
+        return n
+    return parse
+
+
+def _instant(text: str) -> str:
+    """An argparse type: an ISO 8601 date or date-time (returned as ISO text)."""
+    from datetime import datetime
+
+    try:
+        return datetime.fromisoformat(text).isoformat()
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a date: {text!r} (use YYYY-MM-DD or an ISO 8601 date-time)") from None
+
+
+def _day(text: str) -> str:
+    """An argparse type: a calendar day, YYYY-MM-DD."""
+    from datetime import date
+
+    try:
+        return date.fromisoformat(text).isoformat()
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a date: {text!r} (use YYYY-MM-DD)") from None
+
+
+def _timezone(text: str) -> str:
+    from churn.settings import check_timezone
+
+    try:
+        return check_timezone(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="churn", description="Event-driven churn prediction pipeline.")
+    p = Parser(prog="churn", description="Event-driven churn prediction pipeline.")
     p.add_argument("--home", type=Path, help="data folder (default: $CHURN_HOME, else ./churn-data)")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     g = sub.add_parser("generate", help="simulate customers and write events to the landing folder",
                        description="Simulate customers (hidden rates, decline before churn, seasonality) and write "
                                    "visit/purchase/return/complaint events to <home>/landing plus the ground truth.")
-    g.add_argument("--customers", type=int, help=f"number of customers (default {_default('generate_customers')})")
-    g.add_argument("--days", type=int, help=f"days simulated (default {_default('generate_days')})")
+    g.add_argument("--customers", type=_whole(1), help=f"number of customers (default {_default('generate_customers')})")
+    g.add_argument("--days", type=_whole(1), help=f"days simulated (default {_default('generate_days')})")
     g.add_argument("--seed", type=int, help="random seed (same seed, same bytes)")
-    g.add_argument("--start", help=f"first simulated day, YYYY-MM-DD (default {_default('generate_start')})")
+    g.add_argument("--start", type=_day, help=f"first simulated day, YYYY-MM-DD (default {_default('generate_start')})")
     g.add_argument("--json", action="store_true", help="print the summary as JSON")
     g.set_defaults(func=cmd_generate)
 
@@ -294,42 +428,42 @@ def build_parser() -> argparse.ArgumentParser:
     i.add_argument("--format", choices=["contract", "online-retail"], default="contract",
                    help="source format: the event contract (default) or UCI Online Retail invoice lines")
     i.add_argument("--mapping", help="TOML file mapping a foreign schema onto the contract")
-    i.add_argument("--timezone", help=f"time zone of naive timestamps (default from settings: {_default('timezone')})")
+    i.add_argument("--timezone", type=_timezone, help=f"time zone of naive timestamps (default from settings: {_default('timezone')})")
     i.add_argument("--force", action="store_true", help="re-read files whose content was already ingested")
     i.add_argument("--json", action="store_true", help="print the summary as JSON")
-    i.set_defaults(func=cmd_ingest)
+    i.set_defaults(func=cmd_ingest, check=check_ingest)
 
     t = sub.add_parser("train", help="train and evaluate the churn model; track it in MLflow",
                        description="Build labelled snapshots at several cutoffs, train XGBoost, evaluate it on a later "
                                    "cutoff next to baselines, log everything to MLflow and register the model "
                                    "('champion' if it beats the current one on the same snapshot, else 'challenger').")
-    t.add_argument("--as-of", help="train with data up to this date (default: the latest event)")
-    t.add_argument("--horizon-days", type=int, help=f"churn = no purchase within this many days (default {_default('horizon_days')})")
+    t.add_argument("--as-of", type=_instant, help="train with data up to this date (default: the latest event)")
+    t.add_argument("--horizon-days", type=_whole(1), help=f"churn = no purchase within this many days (default {_default('horizon_days')})")
     t.add_argument("--json", action="store_true",
                    help="print run_id, model_version, alias, metrics and baselines as JSON")
-    t.set_defaults(func=cmd_train)
+    t.set_defaults(func=cmd_train, check=check_train)
 
     sc = sub.add_parser("score", help="score every active customer with the champion model",
                         description="Build features as of a date (default: the latest event), predict P(churn) with "
                                     "the registry's 'champion', explain each score with reason codes, validate the "
                                     "result against the scores contract and publish "
                                     "<home>/scores/as_of=DATE/scores.parquet.")
-    sc.add_argument("--as-of", help="score as of this date (default: the latest event time)")
+    sc.add_argument("--as-of", type=_instant, help="score as of this date (default: the latest event time)")
     sc.add_argument("--json", action="store_true", help="print the run summary as JSON")
-    sc.set_defaults(func=cmd_score)
+    sc.set_defaults(func=cmd_score, check=check_score)
 
     w = sub.add_parser("winback", help="write the ranked win-back list from a day's scores",
                        description="Customers in the high tier (or the top N by value at risk), minus those contacted "
                                    "within the cooldown and those gone too long to reach, ranked by value at risk, "
                                    "each with its main reason and a suggested action. Parquet + spreadsheet-safe CSV "
                                    "under <home>/winback/as_of=DATE/.")
-    w.add_argument("--as-of", help="the scored date, YYYY-MM-DD (default: the latest scored)")
-    w.add_argument("--top", type=int, help="take the top N by value at risk instead of the high tier")
+    w.add_argument("--as-of", type=_day, help="the scored date, YYYY-MM-DD (default: the latest scored)")
+    w.add_argument("--top", type=_whole(1), help="take the top N by value at risk instead of the high tier")
     w.add_argument("--contacts", help="contact history (CSV/Parquet with customer_id, contacted_at)")
     w.add_argument("--pseudonymise", action="store_true",
                    help="replace customer ids by a keyed hash (key from $CHURN_PSEUDONYM_KEY)")
     w.add_argument("--json", action="store_true", help="print the summary and the top rows as JSON")
-    w.set_defaults(func=cmd_winback)
+    w.set_defaults(func=cmd_winback, check=check_winback)
 
     sv = sub.add_parser("services", help="start, stop or check a local Prefect server and MLflow server",
                         description="Run a Prefect server and an MLflow tracking server on 127.0.0.1 (ports in "
@@ -343,7 +477,7 @@ def build_parser() -> argparse.ArgumentParser:
                                     "a file lands (a watcher emits churn.events.landed) and on a sweep schedule; "
                                     "score when new events are ingested or a champion is promoted, and daily; train "
                                     "on a schedule. Blocks until interrupted.")
-    se.set_defaults(func=cmd_serve)
+    se.set_defaults(func=cmd_serve, check=check_serve)
 
     b = sub.add_parser("bench", help="measure every stage at growing data sizes; write BENCHMARKS.md",
                        description="Generate (and cache) stores of increasing size and measure generate, ingest, "
@@ -353,13 +487,13 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--sizes", default="1M,10M,100M", help="comma-separated event counts (default 1M,10M,100M)")
     b.add_argument("--root", default="bench-data", help="where generated stores are cached (default ./bench-data)")
     b.add_argument("--out", default="BENCHMARKS.md", help="the Markdown table (JSON beside it)")
-    b.add_argument("--exact-top-n", type=int, help=f"customers with exact reasons (default {_default('exact_reasons_top_n')})")
+    b.add_argument("--exact-top-n", type=_whole(0), help=f"customers with exact reasons (default {_default('exact_reasons_top_n')})")
     b.add_argument("--increment", default="1M", help="size of the batch ingested into the full store (default 1M)")
-    b.set_defaults(func=cmd_bench)
+    b.set_defaults(func=cmd_bench, check=check_bench)
 
     d = sub.add_parser("demo", help="run the whole pipeline on a generated sample",
                        description="Generate a sample, ingest it, and run the rest of the pipeline on it.")
-    d.add_argument("--customers", type=int, default=None, help="sample size (default 20000)")
+    d.add_argument("--customers", type=_whole(1), default=None, help="sample size (default 20000)")
     d.set_defaults(func=cmd_demo)
     return p
 
@@ -368,11 +502,8 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from pydantic import ValidationError
 
-    from churn.services import ServiceError
     from churn.settings import load_settings
-    from models.errors import UntrainableSnapshots
-    from storage.layout import PathOutside
-    from storage.tracking import NEEDS_A_PERSON, NoChampionError, TrackingUnavailable, TrackingUriError
+    from storage.tracking import NEEDS_A_PERSON, TrackingUnavailable
 
     if args.command != "serve":
         # One-shot commands report failures themselves (a clear line, or the traceback of an unexpected
@@ -385,9 +516,15 @@ def main(argv: list[str] | None = None) -> int:
         settings.tracking_uri  # noqa: B018 - checks a file-based tracking store stays inside the data folder
         configure_environment(settings.home)
         settings = use_running_services(settings)
+        if getattr(args, "check", None):
+            args.check(args, settings)
+        prepare_state(settings.home)
         return args.func(args, settings)
-    except (PathOutside, TrackingUriError, UntrainableSnapshots, ServiceError, TrackingUnavailable, NoChampionError, ValidationError) as e:
-        print(f"error: {e}", file=sys.stderr)
+    except ValidationError as e:
+        print(f"error: {settings_error(e)}", file=sys.stderr)
+        return 2
+    except (UserError, TrackingUnavailable) as e:  # needs a person (or a server back): one line, no traceback
+        print(f"error: {one_line(str(e))}", file=sys.stderr)
         return 2
     except OSError as e:
         if e.errno not in NEEDS_A_PERSON:
@@ -396,6 +533,33 @@ def main(argv: list[str] | None = None) -> int:
               f"files are replaced whole and batches are journaled, so re-run once there is space or write access.",
               file=sys.stderr)
         return 4
+
+
+def one_line(text: str) -> str:
+    return " ".join(line.strip() for line in text.strip().splitlines() if line.strip())
+
+
+def settings_error(e) -> str:
+    """A pydantic ValidationError as one line: each wrong setting named, with what is allowed."""
+    import difflib
+
+    from churn.settings import Settings
+
+    parts = []
+    for err in e.errors():
+        name = ".".join(str(x) for x in err["loc"])
+        if err["type"] == "extra_forbidden":
+            close = difflib.get_close_matches(name, list(Settings.model_fields), n=1)
+            parts.append(f"unknown setting {name!r}" + (f" (did you mean {close[0]!r}?)" if close else "")
+                         + " in the settings file; the settings are listed under Settings in README.md")
+            continue
+        msg = str(err["ctx"]["error"]) if err["type"] == "value_error" else err["msg"]
+        if not name:  # a model validator: its message starts with the setting it names
+            parts.append(f"setting {msg}")
+            continue
+        got = "" if err["type"] == "value_error" else f" (got {err['input']!r})"
+        parts.append(f"setting {name}: {msg}{got}")
+    return one_line("; ".join(parts))
 
 
 def use_running_services(settings):

@@ -24,6 +24,7 @@ import urllib.request
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from churn.errors import UserError
 from storage import atomic, layout
 
 log = logging.getLogger("churn.services")
@@ -31,7 +32,7 @@ LOOPBACK = ("127.0.0.1", "localhost", "::1")
 SERVICES = ("prefect", "mlflow")
 
 
-class ServiceError(RuntimeError):
+class ServiceError(UserError, RuntimeError):
     """A local server cannot be started (port taken, exited, no answer): one line for the user."""
 
 

@@ -6,11 +6,39 @@ import os
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, TomlConfigSettingsSource
+
+from churn.errors import UserError
 
 DEFAULT_HOME = "churn-data"
 PSEUDONYM_KEY_ENV = "CHURN_PSEUDONYM_KEY"
+CONFIG_ENV = "CHURN_CONFIG"
+MIN_KEY_CHARACTERS = 16
+
+
+class SettingsFileError(UserError):
+    """churn.toml (or the file named by $CHURN_CONFIG) is not valid TOML."""
+
+
+class PseudonymKeyError(UserError, RuntimeError):
+    """$CHURN_PSEUDONYM_KEY is missing or too short."""
+
+
+def config_file() -> str:
+    """The TOML settings file: $CHURN_CONFIG, else churn.toml in the current folder."""
+    return os.environ.get(CONFIG_ENV, "churn.toml")
+
+
+def check_timezone(name: str) -> str:
+    """`name` if it is an IANA time zone this machine knows, else ValueError saying what is allowed."""
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(f"unknown time zone {name!r}: use an IANA name such as 'UTC' or 'Europe/London'") from None
+    return name
 
 
 class IngestConfig(BaseModel):
@@ -141,11 +169,34 @@ class Settings(BaseSettings):
     generate_days: int = 730
     generate_start: str = "2023-01-01"
 
+    @field_validator("timezone", "schedule_timezone")
+    @classmethod
+    def _known_timezone(cls, value: str) -> str:
+        return check_timezone(value)
+
+    @field_validator("activity_types")
+    @classmethod
+    def _event_types(cls, value: list[str]) -> list[str]:
+        from expectations.event_types import EVENT_TYPES
+
+        unknown = [v for v in value if v not in EVENT_TYPES]
+        if unknown or not value:
+            # an unknown type matches no event: every customer would be labelled churned
+            raise ValueError((f"not event types: {unknown}" if unknown else "needs at least one event type")
+                             + f"; allowed: {list(EVENT_TYPES)}")
+        return value
+
+    @model_validator(mode="after")
+    def _tiers_ordered(self) -> "Settings":
+        if self.tier_high <= self.tier_medium:
+            raise ValueError(f"tier_high: must be above tier_medium (tier_high {self.tier_high}, tier_medium "
+                             f"{self.tier_medium}); both are P(churn) thresholds between 0 and 1")
+        return self
+
     @classmethod
     def settings_customise_sources(cls, settings_cls, init_settings, env_settings, dotenv_settings,
                                    file_secret_settings) -> tuple[PydanticBaseSettingsSource, ...]:
-        toml_file = os.environ.get("CHURN_CONFIG", "churn.toml")
-        return (init_settings, env_settings, TomlConfigSettingsSource(settings_cls, toml_file=toml_file))
+        return (init_settings, env_settings, TomlConfigSettingsSource(settings_cls, toml_file=config_file()))
 
     def ingest_config(self, **overrides: Any) -> IngestConfig:
         return IngestConfig(**{"home": self.home, "timezone": self.timezone,
@@ -185,8 +236,13 @@ class Settings(BaseSettings):
 
 def load_settings(**overrides: Any) -> Settings:
     """Settings with CLI overrides applied; the home folder made absolute."""
+    import tomllib
+
     clean = {k: v for k, v in overrides.items() if v is not None}
-    s = Settings(**clean)
+    try:
+        s = Settings(**clean)
+    except tomllib.TOMLDecodeError as e:
+        raise SettingsFileError(f"settings file {Path(config_file()).resolve()} is not valid TOML: {e}") from None
     return s.model_copy(update={"home": s.home.expanduser().resolve()})
 
 
@@ -206,6 +262,7 @@ def utc(value):
 def pseudonym_key() -> bytes:
     """The pseudonymisation key, from the environment only (never from files, never logged)."""
     key = os.environ.get(PSEUDONYM_KEY_ENV, "")
-    if not key:
-        raise RuntimeError(f"pseudonymised export needs a key: set {PSEUDONYM_KEY_ENV} (at least 16 characters)")
+    if len(key) < MIN_KEY_CHARACTERS:
+        raise PseudonymKeyError(f"pseudonymised export needs a key: set {PSEUDONYM_KEY_ENV} to a secret of at least "
+                                f"{MIN_KEY_CHARACTERS} characters" + (f" (it has {len(key)})" if key else ""))
     return key.encode()

@@ -13,7 +13,8 @@ from functools import lru_cache
 
 import pyarrow as pa
 
-EVENT_TYPES: tuple[str, ...] = ("visit", "purchase", "return", "complaint")
+from expectations.event_types import EVENT_TYPES
+
 MONETARY_TYPES: tuple[str, ...] = ("purchase", "return")
 NON_MONETARY_TYPES: tuple[str, ...] = ("visit", "complaint")
 MIN_EVENT_TIME = "1990-01-01T00:00:00+00:00"

@@ -7,6 +7,7 @@ import logging
 import pandas as pd
 from prefect import flow, task
 
+from churn.errors import UserError
 from churn.settings import ScoreConfig, utc
 from expectations.scores import SCORE_SCHEMA, SCORES_SUITE
 from features.customer import FEATURE_NAMES, customer_features
@@ -18,11 +19,15 @@ from storage import catalog, layout, store, tracking
 log = logging.getLogger("churn.score")
 
 
+class NothingToScore(UserError, RuntimeError):
+    """No customer was active in the lookback before the as-of date."""
+
+
 class InvalidScores(RuntimeError):
     """The scored frame broke its contract; nothing was published."""
 
 
-class DriftRefused(RuntimeError):
+class DriftRefused(UserError, RuntimeError):
     """Features or scores drifted beyond the threshold and the policy says not to publish."""
 
 
@@ -34,14 +39,17 @@ def score(config: ScoreConfig, as_of: pd.Timestamp | None, now: pd.Timestamp) ->
     require_buildable(model, f"{config.model_name} v{mv.version}", FEATURE_NAMES)
     if as_of is None:
         _, as_of, _ = store.store_time_range(paths)
+    else:
+        store.require_covered(paths, as_of)
     con = store.connect(paths)
     try:
         feats = customer_features(store.events_relation(con, paths), as_of, config.lookback_days)
     finally:
         con.close()
     if feats.empty:
-        raise RuntimeError(f"no customer was active in the {config.lookback_days} days before {as_of}: "
-                           f"nothing to score")
+        first, last, _ = store.store_time_range(paths)
+        raise NothingToScore(f"no customer was active in the {config.lookback_days} days before {as_of.date()}: "
+                             f"nothing to score (the store holds events from {first.date()} to {last.date()})")
     meta = {"model_name": config.model_name, "model_version": mv.version, "run_id": mv.run_id}
     scores = score_customers(model, feats, as_of, config.policy(), meta, scored_at=now)
 

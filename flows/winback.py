@@ -9,7 +9,7 @@ from prefect import flow, task
 from churn.settings import WinbackConfig, pseudonym_key
 from expectations.winback import WINBACK_SCHEMA
 from models.winback import pseudonymise, select_winback, spreadsheet_safe, winback_summary
-from storage import catalog, layout
+from storage import catalog, layout, tracking
 
 
 def winback(config: WinbackConfig, as_of_date: str | None, contacts_file: Path | None = None,
@@ -25,7 +25,7 @@ def winback(config: WinbackConfig, as_of_date: str | None, contacts_file: Path |
     return {**winback_summary(chosen, day), "parquet": str(pq_path), "csv": str(csv_path)}
 
 
-@task(name="write-winback-list", retries=2, retry_delay_seconds=[2, 10])
+@task(name="write-winback-list", retries=2, retry_delay_seconds=[2, 10], retry_condition_fn=tracking.retry_transient)
 def winback_task(config: WinbackConfig, as_of: str | None, contacts: str | None, pseudonymised: bool) -> dict:
     return winback(config, as_of, Path(contacts) if contacts else None, pseudonymised)
 

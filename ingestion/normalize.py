@@ -15,12 +15,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from churn.errors import UserError
 from expectations.contract import COLUMN_NAMES, ID_COLUMNS, REQUIRED_SOURCE_COLUMNS, reason_inexact_number
 
 TZ_SUFFIX = re.compile(r"\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?\s*(?:[zZ]|[+-]\d{2}(?::?\d{2})?)$")
 
 
-class MappingError(ValueError):
+class MappingError(UserError, ValueError):
     """The mapping file is invalid, or the source lacks columns the contract needs."""
 
 

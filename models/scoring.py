@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from churn.errors import UserError
 from expectations.scores import N_REASONS, REASON_METHODS, RISK_TIERS, SCHEMA_VERSION, SCORE_COLUMN_NAMES
 from models.reasons import top_reasons
 
@@ -43,7 +44,7 @@ def risk_tier(p: pd.Series, high: float, medium: float) -> pd.Series:
     return pd.Series(np.where(p >= high, top, np.where(p >= medium, middle, bottom)), index=p.index)
 
 
-class IncompatibleModel(RuntimeError):
+class IncompatibleModel(UserError, RuntimeError):
     """The champion expects features this code does not build."""
 
 

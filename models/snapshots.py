@@ -6,6 +6,12 @@ from dataclasses import dataclass
 
 import pandas as pd
 
+from churn.errors import UserError
+
+
+class NotEnoughHistory(UserError, ValueError):
+    """The store does not reach far enough back for the requested cutoffs."""
+
 
 @dataclass(frozen=True)
 class CutoffPlan:
@@ -32,7 +38,7 @@ def plan_cutoffs(data_start: pd.Timestamp, as_of: pd.Timestamp, horizon_days: in
     train = sorted(c for c in train if c >= earliest)
     if not train:
         need = horizon_days * 2 + min_history_days
-        raise ValueError(f"not enough history: training needs at least {need} days of events before {as_of.date()} "
+        raise NotEnoughHistory(f"not enough history: training needs at least {need} days of events before {as_of.date()} "
                          f"(horizon {horizon_days} for validation labels, {horizon_days} for training labels, "
                          f"{min_history_days} of history); the store starts {pd.Timestamp(data_start).date()}")
     return CutoffPlan(tuple(train), validation, horizon_days)

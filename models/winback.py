@@ -7,9 +7,21 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from churn.errors import UserError
 from expectations.scores import RISK_TIERS
 from expectations.winback import WINBACK_COLUMN_NAMES
 from models.reasons import REASON_CATEGORY
+
+
+class BadContacts(UserError, ValueError):
+    """A contact history whose contact times cannot be read."""
+
+
+class WeakKey(UserError, ValueError):
+    """A pseudonymisation key too short to be a secret."""
+
+
+MIN_KEY_BYTES = 16
 
 DEFAULT_ACTIONS: dict[str, str] = {
     "overdue": "reminder: personal 'we miss you' message with what is new",
@@ -43,7 +55,7 @@ def select_winback(scores: pd.DataFrame, policy: WinbackPolicy, contacts: pd.Dat
         try:
             t = pd.to_datetime(contacts["contacted_at"], utc=True, format="ISO8601")
         except ValueError as e:
-            raise ValueError(f"contact history: contacted_at must be ISO 8601 dates or times: {e}") from e
+            raise BadContacts(f"contact history: contacted_at must be ISO 8601 dates or times: {e}") from e
         recent = contacts.loc[(t <= as_of + pd.Timedelta(days=1)) & (t > as_of - pd.Timedelta(days=policy.cooldown_days)),
                               "customer_id"].astype(str)
         reachable &= ~s["customer_id"].isin(set(recent))
@@ -93,6 +105,6 @@ def pseudonymise(ids: pd.Series, key: bytes) -> pd.Series:
     import hashlib
     import hmac
 
-    if len(key) < 16:
-        raise ValueError("the pseudonymisation key must be at least 16 bytes")
+    if len(key) < MIN_KEY_BYTES:
+        raise WeakKey(f"the pseudonymisation key must be at least {MIN_KEY_BYTES} bytes")
     return ids.astype(str).map(lambda v: "p_" + hmac.new(key, v.encode(), hashlib.sha256).hexdigest()[:24])

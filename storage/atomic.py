@@ -11,9 +11,10 @@ import json
 import os
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import pyarrow as pa
-import pyarrow.parquet as pq
+if TYPE_CHECKING:  # pyarrow is imported where Parquet is written: `churn services` and the CLI's checks stay light
+    import pyarrow as pa
 
 
 def fsync_dir(path: Path) -> None:
@@ -50,6 +51,8 @@ def write_bytes_atomic(path: Path, data: bytes) -> None:
 
 def write_parquet_atomic(table: pa.Table, path: Path) -> None:
     """Write a Parquet file atomically (temp file beside it, then rename)."""
+    import pyarrow.parquet as pq
+
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
     with _removed_on_error(tmp):

@@ -11,8 +11,9 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from churn.errors import UserError
 from storage.atomic import fsync_dir, write_bytes_atomic, write_parquet_atomic
-from storage.layout import Paths
+from storage.layout import NoScores, Paths, require_scores, scored_days, scores_path  # noqa: F401 - re-exported
 
 # ---------------------------------------------------------------- generated data
 
@@ -50,8 +51,11 @@ def read_snapshots(path: Path) -> pd.DataFrame:
 
 # ---------------------------------------------------------------- scores and win-back lists
 
-def scores_path(paths: Paths, as_of_date: str) -> Path:
-    return paths.home / "scores" / f"as_of={as_of_date}" / "scores.parquet"
+class ContactsError(UserError, ValueError):
+    """A contact-history file that is missing or lacks its columns."""
+
+
+CONTACT_COLUMNS = ("customer_id", "contacted_at")
 
 
 def write_scores(paths: Paths, frame: pd.DataFrame, schema: pa.Schema, as_of_date: str) -> Path:
@@ -62,15 +66,13 @@ def write_scores(paths: Paths, frame: pd.DataFrame, schema: pa.Schema, as_of_dat
 
 
 def latest_scores_date(paths: Paths) -> str | None:
-    days = sorted(p.parent.name.removeprefix("as_of=") for p in (paths.home / "scores").glob("as_of=*/scores.parquet"))
+    days = scored_days(paths)
     return days[-1] if days else None
 
 
 def read_scores(paths: Paths, as_of_date: str | None = None) -> tuple[pd.DataFrame, str]:
     """A day's scores (default: the latest day scored)."""
-    day = as_of_date or latest_scores_date(paths)
-    if day is None or not scores_path(paths, day).exists():
-        raise FileNotFoundError(f"no scores for {day or 'any day'} under {paths.home / 'scores'}: run `churn score` first")
+    day = require_scores(paths, as_of_date)
     return pq.read_table(scores_path(paths, day)).to_pandas(), day
 
 
@@ -100,15 +102,27 @@ def write_winback(paths: Paths, frame: pd.DataFrame, csv_frame: pd.DataFrame, sc
     return folder / "winback.parquet", folder / "winback.csv"
 
 
+def check_contacts(path: Path) -> None:
+    """ContactsError unless `path` is a readable contact history with customer_id and contacted_at
+    (reads only the Parquet schema or the CSV header)."""
+    if not path.is_file():
+        raise ContactsError(f"contact history {path}: no such file")
+    try:
+        columns = (pq.read_schema(path).names if path.suffix.lower() == ".parquet" else
+                   pd.read_csv(path, dtype=str, nrows=0).columns.tolist())
+    except (OSError, ValueError, pa.ArrowException) as e:
+        raise ContactsError(f"contact history {path} cannot be read as "
+                            f"{'Parquet' if path.suffix.lower() == '.parquet' else 'CSV'}: {e}") from e
+    missing = [c for c in CONTACT_COLUMNS if c not in columns]
+    if missing:
+        raise ContactsError(f"contact history {path} lacks columns {missing}; it has {columns[:20]}")
+
+
 def read_contacts(path: Path) -> pd.DataFrame:
     """A contact-history file (CSV or Parquet) with customer_id and contacted_at."""
+    check_contacts(path)
     if path.suffix.lower() == ".parquet":
-        df = pq.read_table(path).to_pandas()
-    else:
-        df = pd.read_csv(path, dtype=str, keep_default_na=False)
-    missing = {"customer_id", "contacted_at"} - set(df.columns)
-    if missing:
-        raise ValueError(f"contact history {path} lacks columns {sorted(missing)}")
-    return df
+        return pq.read_table(path).to_pandas()
+    return pd.read_csv(path, dtype=str, keep_default_na=False)
 
 

@@ -18,8 +18,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from churn.errors import UserError
 
-class PathOutside(ValueError):
+
+class PathOutside(UserError, ValueError):
     """A path from settings, a mapping or an event leads outside the folder it must stay in."""
 
 def resolve_inside(base: Path, path: str | Path, what: str, allow_outside: bool = False) -> Path:
@@ -66,3 +68,29 @@ class Paths:
     def lock_file(self) -> Path: return self.home / "state" / "store.lock"
 
 
+# ---------------------------------------------------------------- published scores (paths only: no pandas, so
+# `churn winback` can say "no scores" before importing anything heavy)
+
+class NoScores(UserError, FileNotFoundError):
+    """No scores for the requested day (or for any day)."""
+
+
+def scores_path(paths: Paths, as_of_date: str) -> Path:
+    return paths.home / "scores" / f"as_of={as_of_date}" / "scores.parquet"
+
+
+def scored_days(paths: Paths) -> list[str]:
+    """The days with published scores, oldest first."""
+    return sorted(p.parent.name.removeprefix("as_of=") for p in (paths.home / "scores").glob("as_of=*/scores.parquet"))
+
+
+def require_scores(paths: Paths, as_of_date: str | None = None) -> str:
+    """The day whose scores to use (default: the latest); NoScores, naming the days that have scores, if none."""
+    days = scored_days(paths)
+    day = as_of_date or (days[-1] if days else None)
+    if day is not None and scores_path(paths, day).exists():
+        return day
+    if not days:
+        raise NoScores(f"no scores under {paths.home / 'scores'} yet: run `churn score` first")
+    shown = ", ".join(days[-10:]) + (f" (and {len(days) - 10} earlier)" if len(days) > 10 else "")
+    raise NoScores(f"no scores for {day} under {paths.home / 'scores'}; scored days: {shown}")

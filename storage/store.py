@@ -20,6 +20,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from churn.errors import UserError
 from expectations.contract import COLUMN_NAMES, EVENT_SCHEMA, STORE_SCHEMA
 from expectations.quarantine import QUARANTINE_SCHEMA
 from storage.atomic import fsync_dir, write_json_atomic, write_parquet_atomic
@@ -119,13 +120,34 @@ def stored_ids_among(paths: Paths, candidate_ids) -> set[str]:
     return {r[0] for r in rows}
 
 
-def events_glob(paths: Paths) -> str:
-    return str(paths.events / "event_month=*" / "*.parquet")
+
+class EmptyStore(UserError, FileNotFoundError):
+    """The event store holds no events yet."""
 
 
-def _require_events(paths: Paths) -> None:
-    if not event_files(paths):
-        raise FileNotFoundError(f"the event store {paths.events} is empty: run `churn ingest` first")
+class OutsideStore(UserError, ValueError):
+    """A date before the first stored event."""
+
+
+def require_events(paths: Paths) -> None:
+    """Raise EmptyStore (saying what waits in the landing folder) unless the store holds events."""
+    if event_files(paths):
+        return
+    from storage.sources import landing_files
+
+    waiting = len(landing_files(paths))
+    hint = (f"{waiting} file(s) wait in {paths.landing}: run `churn ingest`" if waiting else
+            f"no files in {paths.landing} either: run `churn generate` or `churn ingest FILE`")
+    raise EmptyStore(f"the event store {paths.events} is empty: {hint}")
+
+
+def require_covered(paths: Paths, as_of: pd.Timestamp) -> tuple[pd.Timestamp, pd.Timestamp, int]:
+    """The store's time range (as `store_time_range`); OutsideStore when `as_of` is before its first event."""
+    first, last, n = store_time_range(paths)
+    if as_of < first:
+        raise OutsideStore(f"as-of date {as_of.date()} is before the first stored event: the store holds events "
+                           f"from {first.date()} to {last.date()}")
+    return first, last, n
 
 
 def events_relation(con, paths: Paths):
@@ -133,7 +155,7 @@ def events_relation(con, paths: Paths):
     listed under the commit lock, never a glob that could catch a batch half renamed."""
     files = event_files(paths)
     if not files:
-        _require_events(paths)
+        require_events(paths)
     return con.read_parquet([str(f) for f in files], hive_partitioning=True)
 
 
@@ -232,7 +254,7 @@ def store_time_range(paths: Paths) -> tuple[pd.Timestamp, pd.Timestamp, int]:
     """First and last event time in the store, and the number of events."""
     files = event_files(paths)
     if not files:
-        _require_events(paths)
+        require_events(paths)
     con = connect(paths)
     try:
         lo, hi, n = con.execute("SELECT min(event_time), max(event_time), count(*) FROM read_parquet(?)",

@@ -13,6 +13,8 @@ import time
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
+from churn.errors import UserError
+
 log = logging.getLogger("churn.tracking")
 
 CHAMPION = "champion"
@@ -29,7 +31,7 @@ HTTP_RETRIES = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "5", "MLFLOW_HTTP_REQUEST_BAC
 NEEDS_A_PERSON = (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM)
 
 
-class NoChampionError(RuntimeError):
+class NoChampionError(UserError, RuntimeError):
     """The registry has no model under the `champion` alias."""
 
 
@@ -37,7 +39,7 @@ class ChampionUnreadable(RuntimeError):
     """The champion's model artifact exists in the registry but cannot be loaded."""
 
 
-class TrackingUriError(ValueError):
+class TrackingUriError(UserError, ValueError):
     """A tracking URI in settings that cannot be parsed or is not a supported kind of store."""
 
 
@@ -194,13 +196,36 @@ def champion_version(model_name: str):
         return None
 
 
+def _no_champion(model_name: str, why: str = "") -> NoChampionError:
+    return NoChampionError(f"no model has the alias '{CHAMPION}' in the registry under '{model_name}'{why}: "
+                           f"run `churn train` first")
+
+
+def require_champion(tracking_uri: str, model_name: str) -> None:
+    """NoChampionError unless the registry has a champion; creates nothing, and answers without importing
+    MLflow when the SQLite tracking store does not exist yet (the check `churn score` makes before starting)."""
+    if tracking_uri.startswith("sqlite:///"):
+        db = Path(tracking_uri.removeprefix("sqlite:///"))
+        if not db.exists():
+            raise _no_champion(model_name, f" (there is no tracking store at {db} yet)")
+    for k, v in HTTP_RETRIES.items():
+        os.environ.setdefault(k, v)
+    import mlflow
+
+    logging.getLogger("mlflow").setLevel(logging.ERROR)
+    logging.getLogger("alembic").setLevel(logging.WARNING)
+    mlflow.set_tracking_uri(tracking_uri)
+    mlflow.set_registry_uri(tracking_uri)
+    if champion_version(model_name) is None:
+        raise _no_champion(model_name)
+
+
 def load_champion(model_name: str):
     """(XGBClassifier, model version) of the champion; a clear error when there is none."""
 
     mv = champion_version(model_name)
     if mv is None:
-        raise NoChampionError(f"no model has the alias '{CHAMPION}' in the registry under '{model_name}': "
-                              f"run `churn train` first")
+        raise _no_champion(model_name)
     return load_version(model_name, mv.version), mv
 
 
@@ -222,6 +247,8 @@ def retry_transient(task, task_run, state) -> bool:
     never data, contract or model errors, which would fail the same way again."""
     try:
         state.result()
+    except UserError:  # a missing input or a wrong setting: the same call would fail the same way
+        return False
     except OSError as e:  # includes ConnectionError and TrackingUnavailable
         # a full disk or a read-only / forbidden data folder needs a person, not a retry in 10 s
         return e.errno not in NEEDS_A_PERSON

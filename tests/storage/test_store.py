@@ -52,16 +52,18 @@ def test_recover_finishes_a_batch_that_crashed_half_way_through_its_renames(path
 def test_atomic_write_never_leaves_a_partial_target(paths, monkeypatch):
     target = paths.home / "x.parquet"
     atomic.write_parquet_atomic(_events(2), target)
-    real_write = atomic.pq.write_table
+    import pyarrow.parquet as pq
+
+    real_write = pq.write_table
 
     def boom(table, where, **k):  # a write that fails half-way, as a full disk does
         real_write(table.slice(0, 1), where, **k)
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(atomic.pq, "write_table", boom)
+    monkeypatch.setattr(pq, "write_table", boom)
     with pytest.raises(OSError, match="No space left"):
         atomic.write_parquet_atomic(_events(5), target)
-    assert atomic.pq.read_table(target).num_rows == 2  # the old file, whole
+    assert pq.read_table(target).num_rows == 2  # the old file, whole
     assert sorted(p.name for p in target.parent.iterdir()) == ["x.parquet"]  # no temp file left taking space
 
 

@@ -1,0 +1,275 @@
+"""Wrong settings, wrong flags and missing inputs: one `error:` line, exit code 2, before anything is written
+or Prefect starts; errors that need a person are never retried."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from churn.cli import main
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture
+def cli(tmp_path, monkeypatch, capsys):
+    """Run `churn` in-process from an empty folder, with no CHURN_*/Prefect API settings inherited;
+    returns (exit code, stderr). The environment `main` sets up is restored afterwards."""
+    saved = dict(os.environ)
+    for k in list(os.environ):
+        if k.startswith("CHURN_") or k in ("PREFECT_API_URL", "PREFECT_HOME"):
+            monkeypatch.delenv(k)
+    work = tmp_path / "cwd"
+    work.mkdir()
+    monkeypatch.chdir(work)
+
+    def run(*argv: str) -> tuple[int, str]:
+        try:
+            rc = main(list(argv))
+        except SystemExit as e:  # argparse
+            rc = e.code
+        return rc, capsys.readouterr().err
+
+    yield run
+    os.environ.clear()
+    os.environ.update(saved)
+
+
+def assert_one_error_line(rc: int, err: str, *needles: str) -> str:
+    assert rc == 2, err
+    lines = err.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), err
+    assert "Traceback" not in err
+    for n in needles:
+        assert n in lines[0], (n, lines[0])
+    return lines[0]
+
+
+def tiny_store(home: Path, days: list[str]) -> None:
+    """An event store holding one purchase on each of `days` (enough for the date checks)."""
+    import pandas as pd
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from expectations.contract import STORE_SCHEMA
+
+    rows = [{"event_id": f"e{i}", "customer_id": "c1", "event_type": "purchase",
+             "event_time": pd.Timestamp(d, tz="UTC").to_pydatetime(), "amount": 10.0, "ingest_batch": "b"}
+            for i, d in enumerate(days)]
+    folder = home / "events" / f"event_month={days[0][:7]}"
+    folder.mkdir(parents=True)
+    pq.write_table(pa.Table.from_pylist(rows, schema=STORE_SCHEMA), folder / "b.parquet")
+
+
+def fake_scores(home: Path, day: str) -> None:
+    """A published scores file for `day` (only its presence matters to the checks made before the flow)."""
+    f = home / "scores" / f"as_of={day}" / "scores.parquet"
+    f.parent.mkdir(parents=True)
+    f.write_bytes(b"PAR1")
+
+
+def tree(folder: Path) -> list[str]:
+    return sorted(str(p.relative_to(folder)) for p in folder.rglob("*")) if folder.exists() else []
+
+
+# ------------------------------------------------------------------ 1. wrong settings and flags
+
+BAD_SETTINGS = {
+    "tier_high_not_above_medium": ({"CHURN_TIER_HIGH": "0.4", "CHURN_TIER_MEDIUM": "0.5"},
+                                   ["setting tier_high:", "above tier_medium"]),
+    "tier_high_above_one": ({"CHURN_TIER_HIGH": "1.5"}, ["setting tier_high:", "less than or equal to 1"]),
+    "activity_type_unknown": ({"CHURN_ACTIVITY_TYPES": '["purchse"]'},
+                              ["setting activity_types:", "purchse", "'purchase'"]),
+    "timezone_unknown": ({"CHURN_TIMEZONE": "Europe/Lndon"}, ["setting timezone:", "IANA"]),
+    "schedule_timezone_unknown": ({"CHURN_SCHEDULE_TIMEZONE": "Mars/Olympus"}, ["setting schedule_timezone:"]),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_SETTINGS))
+@pytest.mark.parametrize("command", ["train", "score", "winback"])
+def test_a_wrong_setting_is_one_line_naming_it_before_anything_runs(cli, tmp_path, monkeypatch, case, command):
+    env, needles = BAD_SETTINGS[case]
+    for k, v in env.items():
+        monkeypatch.setenv(k, v)
+    home = tmp_path / "home"
+    assert_one_error_line(*cli("--home", str(home), command), *needles)
+    assert not home.exists()
+
+
+@pytest.mark.parametrize("toml, needles", [
+    ("tier_high = \n", ["is not valid TOML", "line 1"]),
+    ("tier_hihg = 0.8\n", ["unknown setting 'tier_hihg'", "did you mean 'tier_high'"]),
+    ('timezone = "Nowhere/Town"\n', ["setting timezone:", "unknown time zone 'Nowhere/Town'"]),
+], ids=["syntax_error", "unknown_key", "bad_value"])
+def test_a_wrong_settings_file_is_one_line(cli, tmp_path, toml, needles):
+    Path("churn.toml").write_text(toml)
+    home = tmp_path / "home"
+    assert_one_error_line(*cli("--home", str(home), "score"), *needles)
+    assert not home.exists()
+
+
+FLAG_CASES = [
+    (["winback", "--top", "0"], ["--top", "at least 1"]),
+    (["winback", "--top", "-5"], ["--top", "at least 1", "'-5'"]),
+    (["train", "--horizon-days", "-30"], ["--horizon-days", "at least 1"]),
+    (["train", "--horizon-days", "0"], ["--horizon-days", "at least 1"]),
+    (["train", "--as-of", "last tuesday"], ["--as-of", "not a date"]),
+    (["score", "--as-of", "2024-13-01"], ["--as-of", "not a date"]),
+    (["winback", "--as-of", "2024-02-30"], ["--as-of", "not a date", "YYYY-MM-DD"]),
+    (["ingest", "--timezone", "Europe/Lndon"], ["--timezone", "unknown time zone", "IANA"]),
+    (["generate", "--customers", "0"], ["--customers", "at least 1"]),
+    (["generate", "--start", "01/02/2023"], ["--start", "not a date"]),
+    (["demo", "--customers", "-1"], ["--customers", "at least 1"]),
+    (["bench", "--exact-top-n", "-1", "--sizes", "0"], ["--exact-top-n", "at least 0"]),  # never a real bench
+    (["services", "restart"], ["invalid choice: 'restart'"]),
+    (["scroe"], ["invalid choice: 'scroe'"]),
+]
+
+
+@pytest.mark.parametrize("argv, needles", FLAG_CASES, ids=[" ".join(a) for a, _ in FLAG_CASES])
+def test_a_wrong_flag_is_one_line_naming_it_and_what_is_allowed(cli, tmp_path, argv, needles):
+    home = tmp_path / "home"
+    assert_one_error_line(*cli("--home", str(home), *argv), *needles)
+    assert not home.exists()
+
+
+# ------------------------------------------------------------------ 2 and 3. missing inputs, every command
+
+def _no_store(home):
+    pass
+
+
+def _store(home):
+    tiny_store(home, ["2024-01-05", "2024-01-20"])
+
+
+def _scores(home):
+    fake_scores(home, "2024-05-01")
+    fake_scores(home, "2024-05-08")
+
+
+def _scores_and_contacts(home, header="customer,when"):
+    _scores(home)
+    (home / "contacts.csv").write_text(f"{header}\nc1,2024-05-01\n")
+
+
+def _landing_empty(home):
+    (home / "landing").mkdir(parents=True)
+
+
+MISSING_INPUTS = {
+    # command line, setup, what the error line must say, environment ("champion": the registry has one)
+    "train_no_store": (["train"], _no_store, ["event store", "is empty", "churn generate"], {}),
+    "train_as_of_before_data": (["train", "--as-of", "2023-01-01"], _store,
+                                ["not enough history", "the store starts 2024-01-05"], {}),
+    "train_not_enough_history": (["train"], _store, ["not enough history", "at least"], {}),
+    "score_no_store_no_champion": (["score"], _no_store, ["no model has the alias 'champion'"], {}),
+    "score_no_store": (["score"], _no_store, ["event store", "is empty"], {"champion": True}),
+    "score_as_of_before_data": (["score", "--as-of", "2023-06-01"], _store,
+                                ["before the first stored event", "2024-01-05 to 2024-01-20"], {"champion": True}),
+    "score_no_champion": (["score"], _store, ["no model has the alias 'champion'", "churn train"], {}),
+    "winback_no_scores": (["winback"], _no_store, ["no scores", "churn score"], {}),
+    "winback_day_without_scores": (["winback", "--as-of", "2024-05-02"], _scores,
+                                   ["no scores for 2024-05-02", "scored days: 2024-05-01, 2024-05-08"], {}),
+    "winback_pseudonymise_no_key": (["winback", "--pseudonymise"], _scores,
+                                    ["CHURN_PSEUDONYM_KEY", "at least 16 characters"], {}),
+    "winback_pseudonymise_short_key": (["winback", "--pseudonymise"], _scores,
+                                       ["CHURN_PSEUDONYM_KEY", "at least 16 characters", "it has 6"],
+                                       {"CHURN_PSEUDONYM_KEY": "abcdef"}),
+    "winback_contacts_missing": (["winback", "--contacts", "{home}/nope.csv"], _scores,
+                                 ["contact history", "nope.csv", "no such file"], {}),
+    "winback_contacts_lacking_columns": (["winback", "--contacts", "{home}/contacts.csv"], _scores_and_contacts,
+                                         ["contact history", "lacks columns ['customer_id', 'contacted_at']",
+                                          "'customer', 'when'"], {}),
+    "ingest_no_landing": (["ingest"], _no_store, ["nothing to ingest", "does not exist"], {}),
+    "ingest_landing_empty": (["ingest"], _landing_empty, ["nothing to ingest", "landing"], {}),
+    "ingest_file_missing": (["ingest", "{home}/nope.csv"], _no_store, ["no such file", "nope.csv"], {}),
+    "ingest_mapping_missing": (["ingest", "--mapping", "{home}/nope.toml"], _no_store,
+                               ["mapping", "nope.toml", "No such file"], {}),
+    "serve_without_a_prefect_server": (["serve"], _no_store, ["needs a Prefect server", "churn services up"], {}),
+    "bench_out_in_a_missing_folder": (["bench", "--sizes", "1K", "--out", "{home}/no/such/BENCH.md"], _no_store,
+                                      ["--out", "does not exist"], {}),
+    "bench_bad_size": (["bench", "--sizes", "1M,lots"], _no_store, ["'lots' is not a size"], {}),
+}
+
+
+@pytest.mark.parametrize("case", list(MISSING_INPUTS))
+def test_a_missing_input_is_one_line_before_anything_is_written(cli, tmp_path, monkeypatch, case):
+    argv, setup, needles, env = MISSING_INPUTS[case]
+    home = tmp_path / "home"
+    setup(home)
+    for k, v in env.items():
+        if k == "champion":  # checked first, and tested on its own: stand in for a registry that has one
+            monkeypatch.setattr("storage.tracking.require_champion", lambda uri, name: None)
+        else:
+            monkeypatch.setenv(k, v)
+    before = tree(home)
+    assert_one_error_line(*cli("--home", str(home), *[a.format(home=home) for a in argv]), *needles)
+    assert tree(home) == before  # nothing written, not even Prefect's folder: no flow started
+
+
+def _run_churn(home: Path, *argv: str) -> tuple[subprocess.CompletedProcess, float]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("CHURN_", "PREFECT_"))}
+    env["PYTHONPATH"] = str(ROOT)  # this checkout's code, whatever the environment has installed
+    start = time.perf_counter()
+    proc = subprocess.run([sys.executable, "-m", "churn.cli", "--home", str(home), *argv], capture_output=True,
+                          text=True, env=env, cwd=home.parent, timeout=300)
+    return proc, time.perf_counter() - start
+
+
+@pytest.mark.parametrize("command", ["winback", "score"])
+def test_the_real_command_fails_fast_with_one_line_and_never_starts_prefect(tmp_path, command):
+    """`winback` before any scores, `score` without a champion: the check comes before Prefect's start-up."""
+    home = tmp_path / "home"
+    if command == "score":
+        tiny_store(home, ["2024-01-05", "2024-01-20"])
+    before = tree(home)
+    proc, seconds = _run_churn(home, command)
+    assert_one_error_line(proc.returncode, proc.stderr, "run `churn train` first" if command == "score"
+                          else "run `churn score` first")
+    assert proc.stdout == ""
+    assert tree(home) == before
+    print(f"{command}: error after {seconds:.2f} s")
+
+
+# ------------------------------------------------------------------ never retried
+
+def test_errors_that_need_a_person_are_never_retried():
+    from churn.errors import UserError
+    from churn.settings import PseudonymKeyError
+    from models.snapshots import NotEnoughHistory
+    from models.winback import WeakKey
+    from storage.catalog import ContactsError, NoScores
+    from storage.layout import PathOutside
+    from storage.store import EmptyStore, OutsideStore
+    from storage.tracking import NoChampionError, TrackingUnavailable, retry_transient
+
+    class Failed:
+        def __init__(self, e):
+            self.e = e
+
+        def result(self):
+            raise self.e
+
+    for e in (NoChampionError("x"), PathOutside("x"), NoScores("x"), EmptyStore("x"), OutsideStore("x"),
+              NotEnoughHistory("x"), PseudonymKeyError("x"), WeakKey("x"), ContactsError("x")):
+        assert isinstance(e, UserError)
+        assert retry_transient(None, None, Failed(e)) is False, type(e).__name__
+    assert retry_transient(None, None, Failed(TrackingUnavailable("server restarting"))) is True
+
+
+def test_every_retried_task_retries_only_transient_errors():
+    from flows import ingest, score, train, winback
+    from storage.tracking import retry_transient
+
+    tasks = [obj for mod in (ingest, score, train, winback) for obj in vars(mod).values()
+             if type(obj).__name__ == "Task"]
+    assert len(tasks) >= 5
+    for t in tasks:
+        if t.retries:
+            assert t.retry_condition_fn is retry_transient, t.name
