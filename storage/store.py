@@ -52,18 +52,28 @@ def store_lock(paths: Paths) -> Iterator[None]:
             fcntl.flock(f.fileno(), fcntl.LOCK_UN)
 
 
+def _commit_lock_path(paths: Paths) -> Path:
+    return paths.home / "state" / "commit.lock"
+
+
 @contextlib.contextmanager
 def commit_lock(paths: Paths, exclusive: bool) -> Iterator[None]:
     """The commit lock: a batch's renames hold it exclusively, readers hold it shared while they list the
-    event files, so a listing sees each batch whole or not at all (files never change once in place)."""
-    lock = paths.home / "state" / "commit.lock"
-    lock.parent.mkdir(parents=True, exist_ok=True)
-    with open(lock, "a+") as f:
-        fcntl.flock(f.fileno(), fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
-        try:
-            yield
-        finally:
-            fcntl.flock(f.fileno(), fcntl.LOCK_UN)
+    event files, so a listing sees each batch whole or not at all (files never change once in place).
+
+    Only writers create the lock file; a reader opens it read-only, so reading never writes (a read-only
+    data folder can still be read)."""
+    lock = _commit_lock_path(paths)
+    if exclusive:
+        lock.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
+    else:
+        fd = os.open(lock, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
 
 
 # ---------------------------------------------------------------- ledger
@@ -87,13 +97,23 @@ def event_files(paths: Paths, dates: list[str] | None = None) -> list[Path]:
     """
     if not paths.events.exists():
         return []
+    if not _commit_lock_path(paths).exists():
+        # Every commit creates the lock file before its first rename: if it is still absent after the
+        # listing, no batch was being renamed while we listed.
+        files = _listing(paths, dates)
+        if not _commit_lock_path(paths).exists():
+            return files
     with commit_lock(paths, exclusive=False):  # whole batches only: never between two renames of one
-        if dates is None:
-            return sorted(paths.events.glob("event_month=*/*.parquet"))
-        out: list[Path] = []
-        for m in _months(dates):
-            out.extend(sorted((paths.events / f"event_month={m}").glob("*.parquet")))
-        return out
+        return _listing(paths, dates)
+
+
+def _listing(paths: Paths, dates: list[str] | None) -> list[Path]:
+    if dates is None:
+        return sorted(paths.events.glob("event_month=*/*.parquet"))
+    out: list[Path] = []
+    for m in _months(dates):
+        out.extend(sorted((paths.events / f"event_month={m}").glob("*.parquet")))
+    return out
 
 
 def stored_ids_among(paths: Paths, candidate_ids) -> set[str]:
