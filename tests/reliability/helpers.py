@@ -10,6 +10,20 @@ import time
 from pathlib import Path
 
 from storage import catalog, layout
+
+# The kill tests fork their children from one clean server process (multiprocessing's forkserver) with
+# these modules imported, so a child starts in milliseconds and holds no thread of the test process.
+# The preload list is global to the forkserver: every test module that uses it shares this one.
+FORKSERVER_PRELOAD = ["flows.ingest", "flows.score", "flows.winback", "storage.tracking", "models.scoring",
+                      "ingestion.validate", "tests.conftest"]
+
+
+def forkserver():
+    import multiprocessing as mp
+
+    ctx = mp.get_context("forkserver")
+    ctx.set_forkserver_preload(FORKSERVER_PRELOAD)
+    return ctx
 from tests.conftest import config
 
 
@@ -41,8 +55,9 @@ def register(paths: layout.Paths, frame, info, result, tracking_uri: str, experi
     return register_model(cfg, result, frame, info)
 
 
-def run_child(ctx, target, home: Path, kill_after: float | None, *args) -> tuple[float, int]:
-    """Run `target(home, ready, *args)` in a child of `ctx`; SIGKILL it `kill_after` s after it touched `ready`.
+def run_child(ctx, target, home: Path, kill_after: float | None, *args, kill_when=None) -> tuple[float, int]:
+    """Run `target(home, ready, *args)` in a child of `ctx`; SIGKILL it `kill_after` s after it touched `ready`,
+    or as soon as `kill_when()` is true (a point of progress, e.g. the first ledger record).
 
     `target` touches `ready` once its imports are done, right before the work, so the clock starts
     when the work does. Returns (seconds from `ready` to the child's end, its exit code): the exit
@@ -56,7 +71,13 @@ def run_child(ctx, target, home: Path, kill_after: float | None, *args) -> tuple
         assert p.is_alive() or ready.exists(), f"child exited early ({p.exitcode})"
         time.sleep(0.01)
     t0 = time.monotonic()
-    if kill_after is None:
+    if kill_when is not None:
+        while p.is_alive() and not kill_when():
+            time.sleep(0.002)
+        if p.is_alive():
+            os.kill(p.pid, signal.SIGKILL)
+        p.join()
+    elif kill_after is None:
         p.join(300)
         assert p.exitcode == 0
     else:

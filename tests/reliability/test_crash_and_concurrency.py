@@ -72,32 +72,44 @@ def test_two_concurrent_ingests_of_overlapping_files_store_every_event_once(tmp_
 
 
 def _ingest_timed(home: str, ready: str, files: list[str]) -> None:
+    from ingestion.validate import _gx
+
+    _gx()  # the GX context is built once per process: part of start-up, not of the work that is timed
     __import__("pathlib").Path(ready).touch()
     _ingest(home, files)
 
 
 INGEST_FRACTIONS = (0.03, 0.15, 0.3, 0.45, 0.6, 0.75)
+# Children start from a clean server process (no threads of this one: forking a process that ran
+# DuckDB or GX can leave a child dead before it starts).
+KILL_CTX = helpers.forkserver()
+
+
+def _ledger(paths) -> int:
+    return len(list(paths.ledger.glob("*.json"))) if paths.ledger.exists() else 0
 
 
 def test_sigkill_during_ingest_then_rerun_stores_every_event_exactly_once(tmp_path, landing_files):
-    """Kills at fractions of a measured undisturbed run, each proven to land while the ingest ran."""
+    """Kills at fractions of a measured undisturbed run and right after each file is committed, each
+    proven to land while the ingest ran; then a plain re-run stores every event exactly once."""
     files, all_ids = landing_files
-    # the forked children inherit what this process has imported: warm it up so every child,
-    # the timed reference included, does the same work (the first ingest also loads lazy imports)
-    _ingest(str(tmp_path / "warm" / "home"), files)
     # the shorter of two undisturbed runs: on a busy machine a single one can take 1.5x as long
-    duration = min(helpers.run_child(CTX, _ingest_timed, tmp_path / f"ref{i}" / "home", None, files)[0]
+    duration = min(helpers.run_child(KILL_CTX, _ingest_timed, tmp_path / f"ref{i}" / "home", None, files)[0]
                    for i in range(2))
+    # time-based points spread over the run; progress-based points land between two files' commits
+    points = [(f"{f:.0%} of {duration:.1f} s", duration * f, None) for f in INGEST_FRACTIONS]
+    points += [(f"after file {k}", None, k) for k in range(1, len(files))]
     outcomes = []
-    for i, fraction in enumerate(INGEST_FRACTIONS):
+    for i, (name, after, committed) in enumerate(points):
         paths = layout.Paths(tmp_path / f"k{i}" / "home")
-        _, exitcode = helpers.run_child(CTX, _ingest_timed, paths.home, duration * fraction, files)
-        ledger = len(list(paths.ledger.glob("*.json"))) if paths.ledger.exists() else 0
+        when = (lambda p=paths, k=committed: _ledger(p) >= k) if committed else None
+        _, exitcode = helpers.run_child(KILL_CTX, _ingest_timed, paths.home, after, files, kill_when=when)
+        ledger = _ledger(paths)
         assert exitcode in (0, -signal.SIGKILL) and (exitcode == -signal.SIGKILL or ledger == len(files)), \
-            f"kill at {fraction:.0%}: exit {exitcode}, {ledger} ledger records"
+            f"kill {name}: exit {exitcode}, {ledger} ledger records"
         # landed mid-run: killed before every file had its ledger record (a kill after the last
         # record, during the volume check or exit, missed the work)
-        outcomes.append((fraction, exitcode == -signal.SIGKILL and ledger < len(files), ledger))
+        outcomes.append((name, exitcode == -signal.SIGKILL and ledger < len(files), ledger))
         # what a reader sees right after the crash: whole files only, no id twice
         seen = stored_ids(paths)
         assert len(seen) == len(set(seen)) and set(seen) <= all_ids
@@ -108,12 +120,13 @@ def test_sigkill_during_ingest_then_rerun_stores_every_event_exactly_once(tmp_pa
         ids = stored_ids(paths)
         assert len(ids) == len(set(ids)) == len(all_ids)
         assert not paths.staging.exists() or not any(paths.staging.iterdir())
-    landed = [o for o in outcomes if o[1]]
-    # every kill point is well inside the measured run, so all must land mid-run (one may miss when
-    # the machine is busy: timing noise), and they must spread over it: some before the first
-    # file was recorded, some after
-    assert len(landed) >= len(INGEST_FRACTIONS) - 1, f"kills that missed the run ({duration:.2f} s): {outcomes}"
-    assert {ledger == 0 for _, _, ledger in landed} == {True, False}, f"kills not spread over the run: {outcomes}"
+    timed = [o for o in outcomes[: len(INGEST_FRACTIONS)] if o[1]]
+    # every time-based point is well inside the measured run: all must land mid-run (one may miss when
+    # the machine is busy: timing noise)
+    assert len(timed) >= len(INGEST_FRACTIONS) - 1, f"kills that missed the run: {outcomes}"
+    # the progress-based ones land between commits, after some files were recorded and before the last
+    for name, landed, ledger in outcomes[len(INGEST_FRACTIONS):]:
+        assert landed and 1 <= ledger < len(files), f"kill {name} did not land between commits: {outcomes}"
 
 
 def _write_loop(path: str, n: int) -> None:

@@ -8,7 +8,6 @@ kill points spread over reading, feature building, prediction, validation and pu
 
 from __future__ import annotations
 
-import multiprocessing as mp
 import shutil
 from pathlib import Path
 
@@ -21,8 +20,7 @@ from tests.conftest import config
 from tests.reliability import helpers
 
 NOW = pd.Timestamp("2025-06-01T00:00Z")
-CTX = mp.get_context("forkserver")
-CTX.set_forkserver_preload(["flows.score", "flows.winback", "storage.tracking", "models.scoring"])
+CTX = helpers.forkserver()
 FRACTIONS = (0.05, 0.3, 0.55, 0.75, 0.9, 0.97)
 SCORE_KEYS = ["customer_id", "churn_probability", "risk_rank", "value_at_risk", "reason_1_text", "reasons_method"]
 
