@@ -173,9 +173,13 @@ def _increment_batch(root: Path, end: pd.Timestamp, n_events: int) -> tuple[Path
     from simulator.generate import SimulationConfig, simulate
     from storage import atomic
 
+    from storage.sources import DONE_SUFFIX
+
     path = root / f"increment-{label(n_events)}-{end.date()}.parquet"
     marker = path.stem.split("-", 1)[0]
+    done = path.with_name(path.name + DONE_SUFFIX)  # the producer protocol: complete, no settle time
     if path.exists():
+        done.touch()
         return path, marker
     cfg = SimulationConfig(customers=n_events // EVENTS_PER_CUSTOMER * 2 + 10, days=730, seed=999,
                            chunk_customers=20_000)
@@ -185,6 +189,7 @@ def _increment_batch(root: Path, end: pd.Timestamp, n_events: int) -> tuple[Path
     ev["event_time"] = (end - pd.Timedelta(days=30) + span * pd.Timedelta(days=30)).astype("datetime64[us, UTC]")
     ev["event_id"] = "inc-" + ev["event_id"]
     atomic.write_parquet_atomic(pa.Table.from_pandas(ev, schema=EVENT_SCHEMA, preserve_index=False), path)
+    done.touch()
     return path, marker
 
 
