@@ -16,6 +16,9 @@ from pathlib import Path
 
 import pytest
 
+from storage import layout
+from tests.reliability import helpers
+
 ROOT = Path(__file__).resolve().parents[2]
 
 PRELUDE = f"""
@@ -117,6 +120,10 @@ def test_a_read_only_data_folder_is_a_clear_error_and_changes_nothing(tmp_path, 
     small, _, _, _ = sources
     home = tmp_path / "home"
     shutil.copytree(small_store.home, home)
+    # a champion, so that `churn score` gets as far as writing (without one it stops earlier, at "no champion")
+    paths = layout.Paths(home)
+    frame, info = helpers.snapshots(paths)
+    helpers.register(paths, frame, info, helpers.fit(frame), f"sqlite:///{paths.mlflow / 'mlflow.db'}")
     before = sorted((str(p.relative_to(home)), p.stat().st_size) for p in home.rglob("*") if p.is_file())
     out = run_in_namespace(tmp_path, f"mount --bind {home} {home} && mount -o remount,bind,ro {home}", f"""
         report = {{"ingest": churn("ingest", {str(small)!r}), "train": churn("train"), "score": churn("score")}}
