@@ -21,6 +21,7 @@ QUIET_ENV = {
     "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "180",
     "GIT_PYTHON_REFRESH": "quiet",
     "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
+    "MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT": "true",  # "View run ... at" lines would break --json output
 }
 
 
@@ -495,11 +496,15 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Generate a sample, ingest it, and run the rest of the pipeline on it.")
     d.add_argument("--customers", type=_whole(1), default=None, help="sample size (default 20000)")
     d.set_defaults(func=cmd_demo)
+    p.subcommands = sub.choices
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    if extra:  # name the subcommand whose flags these are not (its --help lists the allowed ones)
+        parser.subcommands[args.command].error(f"unrecognized arguments: {' '.join(extra)}")
     from pydantic import ValidationError
 
     from churn.settings import load_settings

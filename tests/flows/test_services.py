@@ -195,6 +195,14 @@ def test_prefect_ui_in_headless_chromium_shows_a_flow_run(served, services, tmp_
     assert done[0]["name"] in run_page and "Completed" in run_page, run_page[:2000]
 
 
+def test_json_output_stays_json_with_the_servers_up(env, served):
+    """MLflow prints "View run ... at <url>" on stdout for a remote tracking server: never into our --json."""
+    r = churn(env, "score", "--as-of", "2024-05-20", "--json")
+    summary = json.loads(r.stdout)
+    assert summary["as_of"] == "2024-05-20" and summary["customers"] > 0
+    assert "View run" not in r.stdout + r.stderr
+
+
 # ------------------------------------------------------------ ports taken by other programs (no real servers)
 
 @pytest.fixture

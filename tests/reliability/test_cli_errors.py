@@ -128,6 +128,7 @@ FLAG_CASES = [
     (["bench", "--exact-top-n", "-1", "--sizes", "0"], ["--exact-top-n", "at least 0"]),  # never a real bench
     (["services", "restart"], ["invalid choice: 'restart'"]),
     (["scroe"], ["invalid choice: 'scroe'"]),
+    (["winback", "--bogus"], ["churn winback: unrecognized arguments: --bogus", "churn winback --help"]),
 ]
 
 
