@@ -30,7 +30,8 @@ class RecencyRule:
         self.rate_unflagged_ = float(yv[~f].mean()) if (~f).any() else 0.0
         return self
 
-    def predict_proba(self, X: pd.DataFrame) -> pd.Series:
+    def churn_probability(self, X: pd.DataFrame) -> pd.Series:
+        """P(churn) per row, indexed like X (not predict_proba: that name promises an n x 2 array)."""
         return pd.Series(np.where(self.flag(X), self.rate_flagged_, self.rate_unflagged_), index=X.index)
 
 
@@ -53,5 +54,6 @@ class LogisticRFM:
         self.model_.fit(self._design(X), np.asarray(y))
         return self
 
-    def predict_proba(self, X: pd.DataFrame) -> pd.Series:
+    def churn_probability(self, X: pd.DataFrame) -> pd.Series:
+        """P(churn) per row, indexed like X (not predict_proba: that name promises an n x 2 array)."""
         return pd.Series(self.model_.predict_proba(self._design(X))[:, 1], index=X.index)

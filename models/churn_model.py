@@ -55,7 +55,8 @@ class ChurnModel:
             raise KeyError(f"features missing from the input: {missing}")
         return X[self.features].astype("float64")
 
-    def predict_proba(self, X: pd.DataFrame) -> pd.Series:
+    def churn_probability(self, X: pd.DataFrame) -> pd.Series:
+        """P(churn) per row, indexed like X (not predict_proba: that name promises an n x 2 array)."""
         return pd.Series(self.model_.predict_proba(self._x(X))[:, 1], index=X.index, name="churn_probability")
 
     def feature_importance(self) -> pd.Series:

@@ -68,11 +68,11 @@ def train_and_evaluate(train: pd.DataFrame, validation: pd.DataFrame, features: 
 
     Xv, yv = validation[features], validation["churned"].to_numpy()
     preds = pd.DataFrame({"customer_id": validation["customer_id"].to_numpy(), "y": yv,
-                          "model": model.predict_proba(Xv).to_numpy()})
+                          "model": model.churn_probability(Xv).to_numpy()})
     baselines = {f"recency_rule_{horizon_days}d": RecencyRule(horizon_days).fit(X, y),
                  "logistic_rfm": LogisticRFM(seed).fit(X, y)}
     for name, b in baselines.items():
-        preds[name] = b.predict_proba(Xv).to_numpy()
+        preds[name] = b.churn_probability(Xv).to_numpy()
     if oracle is not None:
         preds["oracle"] = oracle.reindex(validation["customer_id"]).to_numpy()
     scorers = [c for c in preds.columns if c not in ("customer_id", "y")]

@@ -417,7 +417,7 @@ def _log_training_run(result, frame, info, config, champion) -> tuple[str, str, 
         reference = validation[result.model.features].assign(churn_probability=result.predictions["model"].to_numpy())
         mlflow.log_dict(reference_bins(reference), DRIFT_REFERENCE)
         X_example = validation[result.model.features].head(5).astype("float64")
-        signature = infer_signature(X_example, result.model.predict_proba(X_example).to_numpy())
+        signature = infer_signature(X_example, result.model.churn_probability(X_example).to_numpy())
         info_model = mlflow.xgboost.log_model(
             result.model.model_, name="model", signature=signature, input_example=None,
             pip_requirements=_pip_requirements(), registered_model_name=config.model_name, model_format="ubj")

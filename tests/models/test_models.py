@@ -38,7 +38,7 @@ def test_metrics_on_a_hand_checked_ranking():
 def test_recency_rule_probabilities_are_its_groups_training_rates():
     X = pd.DataFrame({"days_since_last_purchase": [10.0, 100.0, np.nan, 50.0]})
     rule = RecencyRule(90).fit(X, pd.Series([0, 1, 1, 1]))
-    assert rule.predict_proba(X).tolist() == [0.5, 1.0, 1.0, 0.5]
+    assert rule.churn_probability(X).tolist() == [0.5, 1.0, 1.0, 0.5]
 
 
 def test_logistic_rfm_reads_recency_frequency_and_spend():
@@ -78,7 +78,7 @@ def test_same_seed_same_metrics_and_predictions(sim):
 def test_logistic_rfm_ranks_better_than_chance(sim):
     train, val, _ = sim
     lr = LogisticRFM().fit(train, train["churned"])
-    assert metrics(val["churned"], lr.predict_proba(val))["roc_auc"] > 0.75
+    assert metrics(val["churned"], lr.churn_probability(val))["roc_auc"] > 0.75
 
 
 def test_plots_draw_every_scorer_and_skip_rows_a_scorer_did_not_score():

@@ -126,7 +126,7 @@ def test_the_kept_model_ends_at_the_best_iteration_so_booster_and_wrapper_agree(
     assert m.best_iteration_ < 100  # it did stop early, so extra trees existed
     assert booster.num_boosted_rounds() == m.best_iteration_ + 1
     direct = booster.predict(xgb.DMatrix(X, feature_names=FEATURE_NAMES))
-    np.testing.assert_allclose(direct, m.predict_proba(X).to_numpy(), rtol=0, atol=1e-7)
+    np.testing.assert_allclose(direct, m.churn_probability(X).to_numpy(), rtol=0, atol=1e-7)
 
 
 def test_tier_summary_lists_every_tier_and_a_model_needing_unbuilt_features_is_refused():
