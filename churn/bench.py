@@ -172,7 +172,6 @@ def _increment_batch(root: Path, end: pd.Timestamp, n_events: int) -> tuple[Path
     from expectations.contract import EVENT_SCHEMA
     from simulator.generate import SimulationConfig, simulate
     from storage import atomic
-
     from storage.sources import DONE_SUFFIX
 
     path = root / f"increment-{label(n_events)}-{end.date()}.parquet"
