@@ -22,6 +22,7 @@ SUITE_NAME = "raw_events"
 MAX_EVENT_TIME_PARAMETER = "max_event_time"
 
 
+MAX_AMOUNT = 1e12  # largest amount of one event
 MAX_TEXT = 256  # longest id or label kept; a 10 MB "customer id" is bad input, not a customer
 
 # Identifiers (event_id, customer_id, order_id) are opaque text. The rule, with Unicode in mind:
@@ -82,8 +83,11 @@ EVENT_COLUMNS: tuple[Column, ...] = (
            allowed=EVENT_TYPES),
     Column("event_time", pa.timestamp("us", tz="UTC"), "when it happened (UTC instant)",
            required=True, kind="instant"),
-    Column("amount", pa.float64(), "money; >= 0, required for purchase/return, empty otherwise",
-           min_value=0.0, required_for=MONETARY_TYPES, empty_for=NON_MONETARY_TYPES, kind="number"),
+    # at most 1e12 per event: features sum money exactly as DECIMAL(18, 4) (below 1e14), and one absurd
+    # amount in the store would otherwise stop every later feature build
+    Column("amount", pa.float64(), "money; 0 .. 1e12, required for purchase/return, empty otherwise",
+           min_value=0.0, max_value=MAX_AMOUNT, required_for=MONETARY_TYPES, empty_for=NON_MONETARY_TYPES,
+           kind="number"),
     Column("order_id", pa.string(), "optional order reference", max_length=MAX_TEXT, identifier=True),
     Column("channel", pa.string(), "optional channel (web, store, app, ...)", max_length=MAX_TEXT),
     Column("category", pa.string(), "optional product category", max_length=MAX_TEXT),

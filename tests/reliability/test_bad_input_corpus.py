@@ -190,6 +190,10 @@ CASES = [
           "e3,c1,return,2024-03-01T10:00:00Z,-1\n").encode(), (3, 0, 3, 0),
          {"amount: missing for purchase/return": 1, "amount: must be empty for visit/complaint": 1,
           "amount: below 0": 1}),
+    case("amount beyond what the feature build sums exactly (one such row would stop every scoring run)",
+         "huge.csv", (H + "e1,c1,purchase,2024-03-01T10:00:00Z,200000000000000\n"
+                     "e2,c1,purchase,2024-03-01T10:00:00Z,1e308\ne3,c1,purchase,2024-03-01T10:00:00Z,999999999999\n"
+                     ).encode(), (3, 1, 2, 0), {"amount: above 1e+12": 2}, stored={"e3": {"amount": 999999999999.0}}),
     case("amount as a JSON object", "obj.jsonl", jsonl({**ROW, "amount": {"value": 1}}), (1, 0, 1, 0),
          {"amount: not a finite number": 1}),
     # ---- discount, quantity, order_id, channel, category
