@@ -243,6 +243,9 @@ def load_settings(**overrides: Any) -> Settings:
         s = Settings(**clean)
     except tomllib.TOMLDecodeError as e:
         raise SettingsFileError(f"settings file {Path(config_file()).resolve()} is not valid TOML: {e}") from None
+    except UnicodeDecodeError as e:
+        raise SettingsFileError(f"settings file {Path(config_file()).resolve()} is not UTF-8 text (byte {e.start}): "
+                                f"save it as UTF-8") from None
     return s.model_copy(update={"home": s.home.expanduser().resolve()})
 
 

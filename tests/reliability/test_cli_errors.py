@@ -105,9 +105,10 @@ def test_a_wrong_setting_is_one_line_naming_it_before_anything_runs(cli, tmp_pat
     ("tier_high = \n", ["is not valid TOML", "line 1"]),
     ("tier_hihg = 0.8\n", ["unknown setting 'tier_hihg'", "did you mean 'tier_high'"]),
     ('timezone = "Nowhere/Town"\n', ["setting timezone:", "unknown time zone 'Nowhere/Town'"]),
-], ids=["syntax_error", "unknown_key", "bad_value"])
+    (b'timezone = "\xff"\n', ["is not UTF-8 text", "save it as UTF-8"]),
+], ids=["syntax_error", "unknown_key", "bad_value", "not_utf8"])
 def test_a_wrong_settings_file_is_one_line(cli, tmp_path, toml, needles):
-    Path("churn.toml").write_text(toml)
+    Path("churn.toml").write_bytes(toml if isinstance(toml, bytes) else toml.encode())
     home = tmp_path / "home"
     assert_one_error_line(*cli("--home", str(home), "score"), *needles)
     assert not home.exists()
