@@ -35,7 +35,7 @@ def ingest_file(config: IngestConfig, file: Path, *, now: pd.Timestamp, fmt: str
         # a named file may take up to the settle time to finish, and then must hold still for it
         landed = sources.read_complete(file, config.settle_seconds, 2 * config.settle_seconds if wait else 0.0)
     except OSError as e:
-        if e.errno in tracking.NEEDS_A_PERSON:
+        if sources.needs_a_person(e):
             raise
         return {**summary, "status": "error", "error": f"cannot read file: {e}"}
     if landed.data is None:
@@ -54,8 +54,9 @@ def ingest_file(config: IngestConfig, file: Path, *, now: pd.Timestamp, fmt: str
         prepared = prepare_batch(src.frame, src.bad_lines, fmt=fmt, mapping=mapping,
                                  timezone=timezone or config.timezone,
                                  max_event_time=now + pd.Timedelta(hours=config.future_tolerance_hours))
-        store.events_table(prepared.events, batch_id)  # values the store cannot hold fail here, not mid-commit
-        accounting.quarantine_table(prepared.quarantine, batch_id, str(file), now)
+        # built before the lock: values the store cannot hold fail here, for this file only, not mid-commit
+        events = store.events_table(prepared.events, batch_id)
+        quarantine = accounting.quarantine_table(prepared.quarantine, batch_id, str(file), now)
     except Exception as e:  # noqa: BLE001 - one bad file must never stop the others
         if sources.needs_a_person(e):
             raise
@@ -71,8 +72,7 @@ def ingest_file(config: IngestConfig, file: Path, *, now: pd.Timestamp, fmt: str
             result = accounting.file_summary(summary, prepared, stored_duplicates, batch_id, now)
         except accounting.AccountingError as e:  # a bug; this file's batch is never published
             return _reject(paths, file, summary, e, now)
-        store.commit_batch(paths, batch_id, store.events_table(prepared.events, batch_id),
-                           accounting.quarantine_table(prepared.quarantine, batch_id, str(file), now), result, sha)
+        store.commit_batch(paths, batch_id, store.without_ids(events, known), quarantine, result, sha)
     result["volume_drops"] = volume_drops(paths, accounting.batch_days(prepared.events))
     return result
 

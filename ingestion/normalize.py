@@ -83,14 +83,13 @@ class Mapping:
 
 
 def check_timezone(name: str) -> str:
-    """`name` if it is an IANA time zone this machine knows; else a MappingError."""
-    import zoneinfo
+    """`name` if it is an IANA time zone this machine knows; else a MappingError (the settings' own check)."""
+    from churn.settings import check_timezone as known
 
     try:
-        zoneinfo.ZoneInfo(name)
-    except (zoneinfo.ZoneInfoNotFoundError, ValueError, TypeError) as e:
-        raise MappingError(f"unknown time zone {name!r}: use an IANA name such as 'Europe/Berlin' or 'UTC'") from e
-    return name
+        return known(name)
+    except ValueError as e:
+        raise MappingError(str(e)) from None
 
 
 def apply_mapping(source: pd.DataFrame, mapping: Mapping | None) -> pd.DataFrame:

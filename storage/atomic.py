@@ -66,3 +66,21 @@ def write_parquet_atomic(table: pa.Table, path: Path) -> None:
 def write_json_atomic(obj: object, path: Path) -> None:
     write_bytes_atomic(path, (json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n").encode())
 
+
+
+@contextlib.contextmanager
+def file_lock(path: Path, exclusive: bool = True) -> Iterator[None]:
+    """An fcntl lock on `path`, across processes. Exclusive creates the file; shared opens it read-only,
+    so a reader never writes (a read-only data folder can still be read)."""
+    import fcntl
+
+    if exclusive:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    else:
+        fd = os.open(path, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
+        yield
+    finally:
+        os.close(fd)  # releases the lock

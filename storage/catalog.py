@@ -40,7 +40,7 @@ def read_truth(paths: Paths) -> pd.DataFrame | None:
 
 def write_snapshots(paths: Paths, frame: pd.DataFrame, as_of: pd.Timestamp, horizon_days: int) -> Path:
     """Store labelled training snapshots (one file per as-of date and horizon, replaced on re-run)."""
-    path = paths.home / "snapshots" / f"as_of={as_of.date().isoformat()}" / f"h{horizon_days}.parquet"
+    path = paths.snapshots / f"as_of={as_of.date().isoformat()}" / f"h{horizon_days}.parquet"
     write_parquet_atomic(pa.Table.from_pandas(frame, preserve_index=False), path)
     return path
 
@@ -84,7 +84,7 @@ def write_winback(paths: Paths, frame: pd.DataFrame, csv_frame: pd.DataFrame, sc
     never sees the Parquet file of one run next to the CSV of another (a crash leaves the old pair,
     or, between the two renames, no folder; the next run clears what a crash left behind).
     """
-    root = paths.home / "winback"
+    root = paths.winback
     folder = root / f"as_of={as_of_date}"
     root.mkdir(parents=True, exist_ok=True)
     for leftover in root.glob(f".as_of={as_of_date}.*"):

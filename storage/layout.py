@@ -24,6 +24,7 @@ from churn.errors import UserError
 class PathOutside(UserError, ValueError):
     """A path from settings, a mapping or an event leads outside the folder it must stay in."""
 
+
 def resolve_inside(base: Path, path: str | Path, what: str, allow_outside: bool = False) -> Path:
     """`path` resolved against `base` (symlinks followed); outside `base` only when explicitly allowed.
 
@@ -65,7 +66,17 @@ class Paths:
     @property
     def mlflow(self) -> Path: return self.home / "mlflow"
     @property
+    def snapshots(self) -> Path: return self.home / "snapshots"
+    @property
+    def scores(self) -> Path: return self.home / "scores"
+    @property
+    def winback(self) -> Path: return self.home / "winback"
+    @property
+    def duckdb_tmp(self) -> Path: return self.home / ".duckdb-tmp"
+    @property
     def lock_file(self) -> Path: return self.home / "state" / "store.lock"
+    @property
+    def commit_lock_file(self) -> Path: return self.home / "state" / "commit.lock"
 
 
 # ---------------------------------------------------------------- published scores (paths only: no pandas, so
@@ -76,12 +87,12 @@ class NoScores(UserError, FileNotFoundError):
 
 
 def scores_path(paths: Paths, as_of_date: str) -> Path:
-    return paths.home / "scores" / f"as_of={as_of_date}" / "scores.parquet"
+    return paths.scores / f"as_of={as_of_date}" / "scores.parquet"
 
 
 def scored_days(paths: Paths) -> list[str]:
     """The days with published scores, oldest first."""
-    return sorted(p.parent.name.removeprefix("as_of=") for p in (paths.home / "scores").glob("as_of=*/scores.parquet"))
+    return sorted(p.parent.name.removeprefix("as_of=") for p in paths.scores.glob("as_of=*/scores.parquet"))
 
 
 def require_scores(paths: Paths, as_of_date: str | None = None) -> str:
@@ -91,6 +102,6 @@ def require_scores(paths: Paths, as_of_date: str | None = None) -> str:
     if day is not None and scores_path(paths, day).exists():
         return day
     if not days:
-        raise NoScores(f"no scores under {paths.home / 'scores'} yet: run `churn score` first")
+        raise NoScores(f"no scores under {paths.scores} yet: run `churn score` first")
     shown = ", ".join(days[-10:]) + (f" (and {len(days) - 10} earlier)" if len(days) > 10 else "")
-    raise NoScores(f"no scores for {day} under {paths.home / 'scores'}; scored days: {shown}")
+    raise NoScores(f"no scores for {day} under {paths.scores}; scored days: {shown}")

@@ -8,8 +8,6 @@ fully finished.
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import json
 import os
 import shutil
@@ -23,7 +21,7 @@ import pyarrow.parquet as pq
 from churn.errors import UserError
 from expectations.contract import COLUMN_NAMES, EVENT_SCHEMA, STORE_SCHEMA
 from expectations.quarantine import QUARANTINE_SCHEMA
-from storage.atomic import fsync_dir, write_json_atomic, write_parquet_atomic
+from storage.atomic import file_lock, fsync_dir, write_json_atomic, write_parquet_atomic
 from storage.layout import Paths
 
 # DuckDB stays inside this budget and spills to <home>/.duckdb-tmp/<pid> beyond it (the 100M-event
@@ -35,45 +33,21 @@ def connect(paths: Paths):
     """A DuckDB connection for queries over the store: bounded memory, spill files under the data folder."""
     import duckdb
 
-    spill = paths.home / ".duckdb-tmp" / str(os.getpid())  # per process: concurrent commands never share
+    spill = paths.duckdb_tmp / str(os.getpid())  # per process: concurrent commands never share
     return duckdb.connect(config={"memory_limit": QUERY_MEMORY_LIMIT, "preserve_insertion_order": False,
                                   "temp_directory": str(spill)})
 
 
-@contextlib.contextmanager
-def store_lock(paths: Paths) -> Iterator[None]:
+def store_lock(paths: Paths):
     """Exclusive lock on the store: one writer at a time, across processes."""
-    paths.lock_file.parent.mkdir(parents=True, exist_ok=True)
-    with open(paths.lock_file, "a+") as f:
-        fcntl.flock(f.fileno(), fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(f.fileno(), fcntl.LOCK_UN)
+    return file_lock(paths.lock_file)
 
 
-def _commit_lock_path(paths: Paths) -> Path:
-    return paths.home / "state" / "commit.lock"
-
-
-@contextlib.contextmanager
-def commit_lock(paths: Paths, exclusive: bool) -> Iterator[None]:
+def commit_lock(paths: Paths, exclusive: bool):
     """The commit lock: a batch's renames hold it exclusively, readers hold it shared while they list the
     event files, so a listing sees each batch whole or not at all (files never change once in place).
-
-    Only writers create the lock file; a reader opens it read-only, so reading never writes (a read-only
-    data folder can still be read)."""
-    lock = _commit_lock_path(paths)
-    if exclusive:
-        lock.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
-    else:
-        fd = os.open(lock, os.O_RDONLY)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
-        yield
-    finally:
-        os.close(fd)  # releases the lock
+    Only writers create the lock file."""
+    return file_lock(paths.commit_lock_file, exclusive)
 
 
 # ---------------------------------------------------------------- ledger
@@ -97,11 +71,11 @@ def event_files(paths: Paths, dates: list[str] | None = None) -> list[Path]:
     """
     if not paths.events.exists():
         return []
-    if not _commit_lock_path(paths).exists():
+    if not paths.commit_lock_file.exists():
         # Every commit creates the lock file before its first rename: if it is still absent after the
         # listing, no batch was being renamed while we listed.
         files = _listing(paths, dates)
-        if not _commit_lock_path(paths).exists():
+        if not paths.commit_lock_file.exists():
             return files
     with commit_lock(paths, exclusive=False):  # whole batches only: never between two renames of one
         return _listing(paths, dates)
@@ -198,6 +172,15 @@ def events_table(events: pd.DataFrame, batch_id: str) -> pa.Table:
     """A batch's events in the store's schema (contract columns + the batch id for lineage)."""
     table = pa.Table.from_pandas(events[list(COLUMN_NAMES)], schema=EVENT_SCHEMA, preserve_index=False)
     return table.append_column("ingest_batch", pa.array([batch_id] * table.num_rows, pa.string()))
+
+
+def without_ids(events: pa.Table, ids: set[str]) -> pa.Table:
+    """The events whose event_id is not among `ids`."""
+    if not ids:
+        return events
+    import pyarrow.compute as pc
+
+    return events.filter(pc.invert(pc.is_in(events["event_id"], value_set=pa.array(sorted(ids), pa.string()))))
 
 
 def commit_batch(paths: Paths, batch_id: str, events: pa.Table, quarantine: pa.Table,

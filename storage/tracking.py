@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import fcntl
 import logging
 import os
 import re
@@ -14,6 +13,7 @@ from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
 from churn.errors import UserError
+from storage.atomic import file_lock
 
 log = logging.getLogger("churn.tracking")
 
@@ -137,8 +137,13 @@ def confined_tracking_uri(uri: str, home: Path, allow_outside: bool = False) -> 
     return f"sqlite:///{resolve_inside(home, database, what, allow_outside)}"
 
 
-def setup(tracking_uri: str, experiment: str, artifact_root: Path) -> str:
-    """Point MLflow at the tracking URI (always explicit) and return the experiment id."""
+def _sqlite_file(tracking_uri: str) -> Path | None:
+    """The database file of a SQLite tracking URI (settings make it `sqlite:///<absolute path>`), else None."""
+    return Path(tracking_uri.removeprefix("sqlite:///")) if tracking_uri.startswith("sqlite:///") else None
+
+
+def _point_at(tracking_uri: str):
+    """MLflow, quiet, with retries set, pointed at the tracking URI (tracking and registry)."""
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
     for k, v in HTTP_RETRIES.items():
         os.environ.setdefault(k, v)
@@ -146,14 +151,20 @@ def setup(tracking_uri: str, experiment: str, artifact_root: Path) -> str:
 
     logging.getLogger("mlflow").setLevel(logging.ERROR)
     logging.getLogger("alembic").setLevel(logging.WARNING)
-    if tracking_uri.startswith("sqlite:///"):
-        db = Path(tracking_uri.removeprefix("sqlite:///"))
+    mlflow.set_tracking_uri(tracking_uri)
+    mlflow.set_registry_uri(tracking_uri)
+    return mlflow
+
+
+def setup(tracking_uri: str, experiment: str, artifact_root: Path) -> str:
+    """Point MLflow at the tracking URI (always explicit) and return the experiment id."""
+    db = _sqlite_file(tracking_uri)
+    if db is not None:
         db.parent.mkdir(parents=True, exist_ok=True)
         if not os.access(db.parent, os.W_OK) or (db.exists() and not os.access(db, os.W_OK)):
             # SQLite would fail later with "attempt to write a readonly database", half-way through a run
             raise PermissionError(errno.EACCES, "the MLflow tracking store is not writable", str(db))
-    mlflow.set_tracking_uri(tracking_uri)
-    mlflow.set_registry_uri(tracking_uri)
+    mlflow = _point_at(tracking_uri)
     with reachable(tracking_uri, f"opening the experiment {experiment!r}"):
         exp = mlflow.get_experiment_by_name(experiment)
         if exp is None:
@@ -204,18 +215,10 @@ def _no_champion(model_name: str, why: str = "") -> NoChampionError:
 def require_champion(tracking_uri: str, model_name: str) -> None:
     """NoChampionError unless the registry has a champion; creates nothing, and answers without importing
     MLflow when the SQLite tracking store does not exist yet (the check `churn score` makes before starting)."""
-    if tracking_uri.startswith("sqlite:///"):
-        db = Path(tracking_uri.removeprefix("sqlite:///"))
-        if not db.exists():
-            raise _no_champion(model_name, f" (there is no tracking store at {db} yet)")
-    for k, v in HTTP_RETRIES.items():
-        os.environ.setdefault(k, v)
-    import mlflow
-
-    logging.getLogger("mlflow").setLevel(logging.ERROR)
-    logging.getLogger("alembic").setLevel(logging.WARNING)
-    mlflow.set_tracking_uri(tracking_uri)
-    mlflow.set_registry_uri(tracking_uri)
+    db = _sqlite_file(tracking_uri)
+    if db is not None and not db.exists():
+        raise _no_champion(model_name, f" (there is no tracking store at {db} yet)")
+    _point_at(tracking_uri)
     if champion_version(model_name) is None:
         raise _no_champion(model_name)
 
@@ -275,8 +278,8 @@ MAX_RECHECKS = 10
 
 def _promotion_lock_path(tracking_uri: str) -> Path | None:
     """The lock file beside a local store (shared by every process using that store); None for a server."""
-    if tracking_uri.startswith("sqlite:///"):
-        db = Path(tracking_uri.removeprefix("sqlite:///"))
+    db = _sqlite_file(tracking_uri)
+    if db is not None:
         return db.with_name(db.name + ".promotion.lock")
     if tracking_uri.startswith("file:"):
         return Path(unquote(urlsplit(tracking_uri).path)) / ".promotion.lock"
@@ -290,13 +293,8 @@ def promotion_lock(tracking_uri: str):
     if path is None:
         yield
         return
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a+") as f:
-        fcntl.flock(f.fileno(), fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(f.fileno(), fcntl.LOCK_UN)
+    with file_lock(path):
+        yield
 
 
 def _pause_for_tests() -> None:
