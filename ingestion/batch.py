@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 
 from expectations.contract import COLUMN_NAMES
-from ingestion.normalize import Mapping, apply_mapping, coerce, derive_event_ids, online_retail_events
+from ingestion.normalize import TIME_KEY, Mapping, apply_mapping, coerce, derive_event_ids, online_retail_events
 from ingestion.validate import contract_violations
 
 FORMATS = ("contract", "online-retail")
@@ -94,6 +94,7 @@ def prepare_batch(source: pd.DataFrame, bad_lines: list[tuple[int, str, str]], *
     typed = typed[~bad_parse].copy()
     derived = (typed["event_id"].isna() | (typed["event_id"] == "")).to_numpy(dtype=bool)
     typed["event_id"] = derive_event_ids(typed)
+    typed = typed.drop(columns=TIME_KEY)
 
     violations, gx_summary = contract_violations(typed[list(COLUMN_NAMES)], max_event_time)
     bad = violations.notna()

@@ -18,6 +18,7 @@ import pandas as pd
 from churn.errors import UserError
 from expectations.contract import COLUMN_NAMES, ID_COLUMNS, REQUIRED_SOURCE_COLUMNS, reason_inexact_number
 
+TIME_KEY = "_time_as_written"  # the event time read as if in UTC: naive times keep their wall-clock value
 TZ_SUFFIX = re.compile(r"\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?\s*(?:[zZ]|[+-]\d{2}(?::?\d{2})?)$")
 
 
@@ -308,6 +309,9 @@ def coerce(candidates: pd.DataFrame, timezone: str, time_format: str | None = No
                 bad = raw.notna() & (raw.astype("string").str.strip() != "") & vals.isna()
             reason[bad & reason.isna()] = "event_time: unparseable"
             out[name] = vals
+            # what a derived event id is made of: the time as written (a naive time read as if in UTC), so
+            # the id does not depend on the time zone it is read in (--force under another one stores nothing)
+            out[TIME_KEY] = vals if timezone == "UTC" else _parse_times(raw, "UTC", time_format)
         elif name in ("amount", "discount", "quantity"):
             vals, bad = _parse_numbers(raw)
             reason[bad & reason.isna()] = f"{name}: not a finite number"
@@ -323,11 +327,17 @@ def coerce(candidates: pd.DataFrame, timezone: str, time_format: str | None = No
 
 
 def derive_event_ids(events: pd.DataFrame) -> pd.Series:
-    """The given event_id, or else a deterministic hash of the row's contract content."""
+    """The given event_id, or else a deterministic hash of the row's contract content as written.
+
+    The time enters as written, not as the UTC instant it was read as (`TIME_KEY`, from `coerce`): a
+    file read again under another time zone derives the same ids.
+    """
     missing = events["event_id"].isna() | (events["event_id"] == "")
     if not missing.any():
         return events["event_id"]
     sub = events.loc[missing, [c for c in COLUMN_NAMES if c != "event_id"]]
+    if TIME_KEY in events:
+        sub["event_time"] = events.loc[missing, TIME_KEY]
     parts = [sub[c].astype("string").fillna("\x00") if c != "event_time"
              else sub[c].dt.strftime("%Y-%m-%dT%H:%M:%S.%f").astype("string").fillna("\x00") for c in sub.columns]
     joined = parts[0].str.cat(parts[1:], sep="\x1f")

@@ -190,3 +190,20 @@ def test_an_event_id_is_stored_once_even_with_a_time_in_another_month(paths):
     assert (rc["stored"], rc["duplicates"]) == (0, 1)
     events = store.read_events(paths)
     assert sorted(events["event_id"]) == ["e1", "e2"]
+
+
+def test_a_file_without_event_ids_forced_again_under_another_time_zone_stores_nothing_twice(paths):
+    """Derived ids come from the values as written, before any time zone is applied to them."""
+    text = ("customer_id,event_type,event_time,amount\n"
+            "c1,purchase,2024-03-31 23:30:00,10\nc2,visit,2024-04-02 08:00:00,\n"
+            "c3,visit,2024-04-02T08:00:00+02:00,\n")
+    f = write(paths, "noids.csv", text)
+    first = ingest(paths, f, timezone="Europe/London")
+    assert first["stored"] == 3
+    for tz in ("America/New_York", "Asia/Tokyo", "UTC"):
+        again = ingest(paths, f, force=True, timezone=tz)
+        assert (again["stored"], again["duplicates"]) == (0, 3), tz
+    # the same rows under another spelling of the same wall-clock times are the same events too
+    g = write(paths, "noids-iso.csv", text.replace("2024-03-31 23:30:00", "2024-03-31T23:30:00.000"))
+    assert ingest(paths, g, timezone="Asia/Tokyo")["stored"] == 0
+    assert len(store.read_events(paths)) == 3
