@@ -49,6 +49,7 @@ class IngestConfig(BaseModel):
     timezone: str
     future_tolerance_hours: float
     settle_seconds: float
+    incomplete_seconds: float
 
 
 class TrainConfig(BaseModel):
@@ -124,6 +125,10 @@ class Settings(BaseSettings):
     future_tolerance_hours: float = Field(default=24.0, description="events later than now + this are quarantined")
     landing_settle_seconds: float = Field(default=5.0, ge=0, description="a landing file is taken once its size "
                                           "and times held still this long (or a NAME.done marker lies beside it)")
+    landing_incomplete_seconds: float = Field(default=300.0, ge=0, description="a landing file whose end is cut "
+                                              "short (a last line without a line end, a gzip stream or Parquet "
+                                              "file without its end) is taken only with a NAME.done marker or "
+                                              "once it held still this long")
 
     # features and labels
     horizon_days: int = Field(default=90, ge=1)
@@ -201,7 +206,8 @@ class Settings(BaseSettings):
     def ingest_config(self, **overrides: Any) -> IngestConfig:
         return IngestConfig(**{"home": self.home, "timezone": self.timezone,
                                "future_tolerance_hours": self.future_tolerance_hours,
-                               "settle_seconds": self.landing_settle_seconds, **overrides})
+                               "settle_seconds": self.landing_settle_seconds,
+                               "incomplete_seconds": self.landing_incomplete_seconds, **overrides})
 
     def train_config(self, **overrides: Any) -> TrainConfig:
         return TrainConfig(**{

@@ -33,7 +33,8 @@ def ingest_file(config: IngestConfig, file: Path, *, now: pd.Timestamp, fmt: str
                      "duplicates": 0, "identical_rows": 0, "reasons": {}}
     try:
         # a named file may take up to the settle time to finish, and then must hold still for it
-        landed = sources.read_complete(file, config.settle_seconds, 2 * config.settle_seconds if wait else 0.0)
+        landed = sources.read_complete(file, config.settle_seconds, 2 * config.settle_seconds if wait else 0.0,
+                                        config.incomplete_seconds)
     except OSError as e:
         if sources.needs_a_person(e):
             raise

@@ -94,13 +94,35 @@ def _signature(st: os.stat_result) -> tuple[int, int, int]:
     return st.st_size, st.st_mtime_ns, st.st_ctime_ns
 
 
-def read_complete(path: Path, settle_seconds: float, wait_seconds: float = 0.0,
+def cut_short(path: Path, data: bytes) -> str | None:
+    """Why `data` ends like a file whose writer has not finished, or None if its end is a complete end.
+
+    Text (CSV, JSON lines) must end with a line end, a gzip stream with its trailer, a Parquet file
+    with its footer; what a paused writer leaves behind fails these checks.
+    """
+    if data[:2] == b"\x1f\x8b":
+        try:
+            data = gzip.decompress(data)
+        except EOFError:
+            return "its gzip stream is cut short"
+        except (OSError, ValueError):
+            return None  # corrupt, not short: read_source says why
+    if not data:
+        return None
+    if source_format(path) == "parquet":
+        return None if data[-4:] == b"PAR1" else "it has no Parquet footer yet"
+    return None if data[-1:] in (b"\n", b"\r") else "its last line has no line end"
+
+
+def read_complete(path: Path, settle_seconds: float, wait_seconds: float = 0.0, incomplete_seconds: float = 0.0,
                   clock=time.time, sleep=time.sleep) -> Landed:
     """The file's bytes if it is complete, else why not (it is then left in place for a later sweep).
 
-    Complete: a `NAME.done` marker lies beside it, or its size, mtime and ctime (which a writer cannot
-    set back) have not changed for `settle_seconds`; and they did not change while it was read. Waits
-    up to `wait_seconds` for a file still being written.
+    Complete: a `NAME.done` marker lies beside it; or its size, mtime and ctime (which a writer cannot
+    set back) have not changed for `settle_seconds`, its end is a complete end (`cut_short`) or it has
+    held still for `incomplete_seconds` (a writer paused mid-line looks settled); and they did not
+    change while it was read. Waits up to `wait_seconds` for a file still being written. A settle time
+    of 0 takes every file at once (files are delivered whole, e.g. renamed into place).
     """
     deadline = clock() + wait_seconds
     while True:
@@ -110,9 +132,14 @@ def read_complete(path: Path, settle_seconds: float, wait_seconds: float = 0.0,
         if marked or settle_seconds <= 0 or age >= settle_seconds:
             data = path.read_bytes()
             after = path.stat()
-            if _signature(after) == _signature(st) and len(data) == after.st_size:
+            short = None if marked or settle_seconds <= 0 or age >= incomplete_seconds else cut_short(path, data)
+            if _signature(after) != _signature(st) or len(data) != after.st_size:
+                reason = "changed while it was read"
+            elif short is None:
                 return Landed(data)
-            reason = "changed while it was read"
+            else:
+                reason = (f"{short}: still being written? It is taken once a {path.name}{DONE_SUFFIX} marker lies "
+                          f"beside it or it has not changed for {incomplete_seconds:g} s (now {age:.0f} s)")
         else:
             reason = f"still being written (changed {age:.1f} s ago; settle time {settle_seconds:g} s)"
         left = deadline - clock()

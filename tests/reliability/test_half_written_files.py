@@ -6,6 +6,7 @@ import threading
 import time
 
 import pandas as pd
+import pytest
 
 from flows.ingest import ingest_file
 from storage import sources, store
@@ -139,3 +140,78 @@ def test_generated_landing_files_follow_the_producer_protocol_and_are_taken_at_o
     cfg = config(paths, "ingest", settle_seconds=3600.0)
     results = [ingest_file(cfg, f, now=NOW) for f in sources.landing_files(paths)]
     assert results and all(r["status"] == "ingested" and r["stored"] > 0 for r in results)
+
+
+class PausingWriter(threading.Thread):
+    """Writes a file in two parts and pauses between them far longer than the settle time."""
+
+    def __init__(self, path, first: bytes, rest: bytes, pause: float):
+        super().__init__(daemon=True)
+        self.path, self.first, self.rest, self.pause = path, first, rest, pause
+        self.paused = threading.Event()
+
+    def run(self) -> None:
+        with open(self.path, "wb") as f:
+            f.write(self.first)
+            f.flush()
+            self.paused.set()
+            time.sleep(self.pause)
+            f.write(self.rest)
+
+
+def _cut(fmt: str) -> tuple[str, bytes, int]:
+    """A complete file of each kind and where a paused writer could stop inside its end."""
+    import gzip
+    import io
+
+    text = HEADER + "".join(row(i) for i in range(40))
+    if fmt == "csv":
+        data = text.encode()
+        return "orders.csv", data, data.rindex(b".25")  # "39.25" would be stored as 39
+    if fmt == "jsonl":
+        frame = pd.read_csv(io.StringIO(text), dtype=str)
+        data = frame.to_json(orient="records", lines=True).encode()
+        return "orders.jsonl", data, len(data) - 3
+    if fmt == "csv.gz":
+        data = gzip.compress(text.encode())
+        return "orders.csv.gz", data, len(data) - 6
+    buf = io.BytesIO()
+    pd.read_csv(io.StringIO(text), dtype=str).to_parquet(buf)
+    data = buf.getvalue()
+    return "orders.parquet", data, len(data) - 10
+
+
+@pytest.mark.parametrize("fmt", ["csv", "jsonl", "csv.gz", "parquet"])
+def test_a_writer_paused_inside_the_last_record_is_waited_for_and_nothing_is_stored_cut_short(paths, fmt):
+    """The writer holds still longer than the settle time with the file's end cut short: the file waits."""
+    paths.landing.mkdir(parents=True)
+    name, data, cut = _cut(fmt)
+    target = paths.landing / name
+    cfg = config(paths, "ingest", settle_seconds=0.2, incomplete_seconds=3600.0)
+    writer = PausingWriter(target, data[:cut], data[cut:], pause=1.5)
+    writer.start()
+    writer.paused.wait()
+    time.sleep(0.4)  # settled by size and time
+    r = ingest_file(cfg, target, now=NOW)
+    assert r["status"] == "waiting" and r["rows_in"] == 0 and "still being written" in r["note"], r
+    assert ".done marker" in r["note"] and not store.event_files(paths) and target.exists()
+    assert not paths.rejected.exists() or not any(paths.rejected.iterdir())
+    writer.join()
+    time.sleep(0.3)
+    r = ingest_file(cfg, target, now=NOW)
+    assert (r["status"], r["rows_in"], r["stored"]) == ("ingested", 40, 40), r
+    assert store.read_events(paths).set_index("event_id").loc["e39", "amount"] == 39.25
+
+
+def test_a_file_without_a_final_line_end_is_taken_with_a_done_marker_or_after_the_longer_wait(paths):
+    paths.landing.mkdir(parents=True)
+    a, b = paths.landing / "a.csv", paths.landing / "b.csv"
+    a.write_text(HEADER + row(1).rstrip("\n"))
+    b.write_text(HEADER + row(2).rstrip("\n"))
+    (paths.landing / "a.csv.done").touch()
+    time.sleep(0.3)
+    cfg = config(paths, "ingest", settle_seconds=0.2, incomplete_seconds=1.0)
+    assert ingest_file(cfg, a, now=NOW)["stored"] == 1
+    assert ingest_file(cfg, b, now=NOW)["status"] == "waiting"
+    time.sleep(1.0)
+    assert ingest_file(cfg, b, now=NOW)["stored"] == 1
