@@ -18,6 +18,10 @@ import pandas as pd
 from churn.errors import UserError
 from expectations.contract import COLUMN_NAMES, ID_COLUMNS, REQUIRED_SOURCE_COLUMNS, reason_inexact_number
 
+# A source frame as read (storage.sources): the reader's row number in ROW_COLUMN; a source column of that
+# name is kept under another name, recorded in frame.attrs[RENAMED] = {column in the frame: the source's name}
+ROW_COLUMN = "_row"
+RENAMED = "renamed_source_columns"
 TIME_KEY = "_time_as_written"  # the event time read as if in UTC: naive times keep their wall-clock value
 TZ_SUFFIX = re.compile(r"\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?\s*(?:[zZ]|[+-]\d{2}(?::?\d{2})?)$")
 
@@ -93,10 +97,17 @@ def check_timezone(name: str) -> str:
         raise MappingError(str(e)) from None
 
 
+def source_columns(source: pd.DataFrame) -> dict[str, str]:
+    """The source's own column names -> their columns in `source` (the reader's row number is not one)."""
+    renamed = source.attrs.get(RENAMED, {})
+    return {renamed.get(c, c): c for c in map(str, source.columns) if c != ROW_COLUMN}
+
+
 def apply_mapping(source: pd.DataFrame, mapping: Mapping | None) -> pd.DataFrame:
     """Candidate events from a source frame: contract columns taken, renamed or set to constants."""
     mapping = mapping or Mapping()
-    lowered = {str(c).strip().lower(): c for c in source.columns}
+    own = source_columns(source)
+    lowered = {name.strip().lower(): c for name, c in own.items()}
     out = pd.DataFrame({"_row": source["_row"].to_numpy(), "_rows": np.ones(len(source), dtype=np.int64)})
     missing = []
     for name in COLUMN_NAMES:
@@ -104,7 +115,7 @@ def apply_mapping(source: pd.DataFrame, mapping: Mapping | None) -> pd.DataFrame
             out[name] = mapping.constants[name]
             continue
         src = mapping.columns.get(name, name)
-        col = source[src] if src in source.columns else (
+        col = source[own[src]] if src in own else (
             source[lowered[src.lower()]] if src.lower() in lowered else None)
         if col is None:
             if name in mapping.columns or name in REQUIRED_SOURCE_COLUMNS:
@@ -116,7 +127,7 @@ def apply_mapping(source: pd.DataFrame, mapping: Mapping | None) -> pd.DataFrame
             col = col.map(lambda v, m=mapping.values[name]: m.get(str(v), v) if v is not None else v)
         out[name] = col
     if missing and len(source):
-        have = [c for c in source.columns if c != "_row"]
+        have = list(own)
         raise MappingError(f"missing required columns {missing}; the file has {have[:20]}"
                            + (" ..." if len(have) > 20 else "") + ". Give a mapping with --mapping FILE.")
     return out

@@ -16,6 +16,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from ingestion.normalize import RENAMED, ROW_COLUMN
 from storage.atomic import write_json_atomic
 from storage.layout import PathOutside, Paths, resolve_inside
 
@@ -209,7 +210,6 @@ def read_source(path: Path, data: bytes | None = None) -> SourceRows:
     return SourceRows(frame.reset_index(drop=True), bad, fmt)
 
 
-ROW_COLUMN = "_row"  # the reader's row number; a source column of that name is kept under another name
 
 
 def with_row_numbers(frame: pd.DataFrame, numbers) -> pd.DataFrame:
@@ -222,6 +222,7 @@ def with_row_numbers(frame: pd.DataFrame, numbers) -> pd.DataFrame:
         while kept in frame.columns:
             kept += "'"
         frame = frame.rename(columns={ROW_COLUMN: kept})
+        frame.attrs[RENAMED] = {kept: ROW_COLUMN}
     frame.insert(0, ROW_COLUMN, numbers)
     return frame
 

@@ -207,3 +207,15 @@ def test_a_file_without_event_ids_forced_again_under_another_time_zone_stores_no
     g = write(paths, "noids-iso.csv", text.replace("2024-03-31 23:30:00", "2024-03-31T23:30:00.000"))
     assert ingest(paths, g, timezone="Asia/Tokyo")["stored"] == 0
     assert len(store.read_events(paths)) == 3
+
+
+def test_a_mapping_that_names_a_column_called_row_takes_the_source_column_not_the_row_number(paths):
+    """`_row` is the reader's row number internally; a mapping naming `_row` means the source's own column."""
+    m = write(paths, "../m.toml", '[columns]\ncustomer_id = "_row"\n')
+    f = write(paths, "rowcol.csv", "_row,event_id,event_type,event_time\nalice,e1,visit,2024-03-02T10:00:00Z\n"
+                                   "bob,e2,visit,2024-03-02T11:00:00Z\n")
+    assert ingest(paths, f, mapping=m)["stored"] == 2
+    assert dict(store.read_events(paths)[["event_id", "customer_id"]].values) == {"e1": "alice", "e2": "bob"}
+    g = write(paths, "norowcol.csv", "event_id,event_type,event_time\ne3,visit,2024-03-02T10:00:00Z\n")
+    r = ingest(paths, g, mapping=m)
+    assert r["status"] == "rejected" and "source column '_row'" in r["error"], r
