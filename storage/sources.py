@@ -243,7 +243,11 @@ def _nan_as_text(table: pa.Table) -> pd.DataFrame:
 
 
 def _csv_with_row_numbers(text: str) -> tuple[pd.DataFrame, list[tuple[int, str, str]]]:
-    """Parse CSV keeping each record's row number; records with the wrong field count are bad lines."""
+    """Parse CSV keeping each record's row number; records with the wrong field count are bad lines.
+
+    A quote that is opened and never closed would make the rest of the file one record: its line is a
+    bad line (an unclosed quote) and parsing goes on at the next line, so the rows after it are read.
+    """
     import csv
 
     csv.field_size_limit(MAX_FIELD_BYTES)  # the default (128 KB) would reject a whole file for one long value
@@ -256,7 +260,24 @@ def _csv_with_row_numbers(text: str) -> tuple[pd.DataFrame, list[tuple[int, str,
     if len(set(header)) != len(header):
         raise UnreadableFile(f"duplicate column names in header: {header}")
     rows, numbers, bad = [], [], []
-    for i, rec in enumerate(reader, start=1):
+    lines: list[str] | None = None  # the physical lines, split only once an unclosed quote is met
+    base, i = 0, 0  # the physical line the current reader started at; records read so far
+    while True:
+        first = base + reader.line_num  # physical line index where the next record starts
+        try:
+            rec = next(reader)
+        except StopIteration:
+            break
+        i += 1
+        spanned = base + reader.line_num - first
+        if any("\n" in f or "\r" in f for f in rec):  # a quoted line end, or an unclosed quote
+            lines = lines if lines is not None else list(_io.StringIO(text, newline=""))
+            if len(rec) != len(header) and spanned > 1 or _unclosed_quote(lines[first:first + spanned]):
+                bad.append((i, lines[first].rstrip("\r\n")[:10_000],
+                            "malformed CSV record: a quote opened in this row is never closed"))
+                base = first + 1
+                reader = csv.reader(iter(lines[base:]))
+                continue
         if len(rec) != len(header):
             if not any(field.strip() for field in rec):
                 continue  # blank line
@@ -266,6 +287,18 @@ def _csv_with_row_numbers(text: str) -> tuple[pd.DataFrame, list[tuple[int, str,
         numbers.append(i)
     frame = pd.DataFrame(rows, columns=header, dtype=object).replace({"": None})
     return with_row_numbers(frame, numbers), bad
+
+
+def _unclosed_quote(record_lines: list[str]) -> bool:
+    """Whether these lines (one record as the lenient reader took it) end inside a quoted field."""
+    import csv
+
+    try:
+        for _ in csv.reader(record_lines, strict=True):
+            pass
+    except csv.Error as e:
+        return "unexpected end of data" in str(e)
+    return False
 
 
 def _jsonl(text: str) -> tuple[pd.DataFrame, list[tuple[int, str, str]]]:

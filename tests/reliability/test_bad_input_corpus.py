@@ -113,6 +113,19 @@ CASES = [
     case("too many and too few fields", "ragged.csv", (H + GOOD + "e2,c1,visit,2024-03-02T10:00:00Z,,extra\n"
                                                       + "e3,c1,visit\n").encode(), (3, 1, 2, 0),
          {"malformed CSV record: 6 fields, header has 5": 1, "malformed CSV record: 3 fields, header has 5": 1}),
+    *[case(f"unclosed quote {where} swallows no rows", f"quote-{k}.csv", (H + text).encode(), counts,
+           {"malformed CSV record: a quote opened in this row is never closed": counts[2]},
+           stored={"e9": {"amount": 9.0}} if counts[1] == 3 else {})
+      for k, (where, text, counts) in enumerate([
+          ("mid-file", 'e2,"c2,visit,2024-03-02T10:00:00Z,\n' + GOOD + "e8,c8,visit,2024-03-03T10:00:00Z,\n"
+           "e9,c9,purchase,2024-03-03T11:00:00Z,9\n", (4, 3, 1, 0)),
+          ("twice, CRLF", 'e2,"c2,visit,2024-03-02T10:00:00Z,\r\n' + GOOD.replace("\n", "\r\n")
+           + '"e7,c7,visit,2024-03-03T10:00:00Z,\r\ne8,c8,visit,2024-03-03T10:00:00Z,\r\n'
+           "e9,c9,purchase,2024-03-03T11:00:00Z,9\r\n", (5, 3, 2, 0)),
+          ("in the last row", GOOD + 'e2,c2,visit,2024-03-02T10:00:00Z,"5\n', (2, 1, 1, 0))])],
+    case("a quoted line end inside a value is one row", "multiline.csv",
+         (H + GOOD + 'e2,"c\n2",visit,2024-03-02T10:00:00Z,\n').encode(), (2, 1, 1, 0),
+         {"customer_id: contains control characters": 1}),
     case("10 MB single line in an id", "long.csv", (H + GOOD + f"e2,{'c' * BIG},visit,2024-03-02T10:00:00Z,\n").encode(),
          (2, 1, 1, 0), {"customer_id: longer than 256 characters": 1}),
     case("10 MB single line in an unknown column", "longx.csv",
