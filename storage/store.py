@@ -83,10 +83,29 @@ def event_files(paths: Paths, dates: list[str] | None = None) -> list[Path]:
 
 def _listing(paths: Paths, dates: list[str] | None) -> list[Path]:
     if dates is None:
-        return sorted(paths.events.glob("event_month=*/*.parquet"))
-    out: list[Path] = []
-    for m in _months(dates):
-        out.extend(sorted((paths.events / f"event_month={m}").glob("*.parquet")))
+        out = sorted(paths.events.glob("event_month=*/*.parquet"))
+    else:
+        out = []
+        for m in _months(dates):
+            out.extend(sorted((paths.events / f"event_month={m}").glob("*.parquet")))
+    unfinished = unfinished_targets(paths)
+    return [f for f in out if f not in unfinished] if unfinished else out
+
+
+def unfinished_targets(paths: Paths) -> set[Path]:
+    """Files already in place of committed batches whose renames did not all happen (a writer killed
+    between two of them): readers leave them out until `recover` (the next ingest) finishes the batch,
+    so a batch is seen whole or not at all even after a crash."""
+    out: set[Path] = set()
+    if not paths.staging.exists():
+        return out
+    for journal in paths.staging.glob("*/COMMIT"):
+        try:
+            moves = json.loads(journal.read_text())["moves"]
+        except (OSError, ValueError, KeyError):  # renamed away meanwhile: finished
+            continue
+        if any((journal.parent / src).exists() for src, _ in moves):
+            out.update(paths.home / dst for _, dst in moves)
     return out
 
 
@@ -163,6 +182,8 @@ def read_events(paths: Paths) -> pd.DataFrame:
 
 def read_quarantine(paths: Paths) -> pd.DataFrame:
     files = sorted(paths.quarantine.glob("*.parquet")) if paths.quarantine.exists() else []
+    unfinished = unfinished_targets(paths)
+    files = [f for f in files if f not in unfinished]
     if not files:
         return QUARANTINE_SCHEMA.empty_table().to_pandas()
     return pa.concat_tables([pq.read_table(f, schema=QUARANTINE_SCHEMA) for f in files]).to_pandas()

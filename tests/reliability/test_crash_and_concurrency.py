@@ -148,3 +148,36 @@ def test_sigkill_during_an_atomic_write_leaves_the_old_or_the_new_file(tmp_path,
     p.join()
     t = pq.read_table(target)  # never partial
     assert t.num_rows == 200_000 and len(set(t["x"].to_pylist())) == 1
+
+
+def _ingest_killed_between_renames(home: str, ready: str, files: list[str]) -> None:
+    """Ingest, SIGKILLing this process right after the first file of a batch is renamed into the store."""
+    renamed = []
+    real = os.replace
+
+    def replace_then_die(src, dst):
+        real(src, dst)
+        if str(dst).startswith(str(layout.Paths(__import__("pathlib").Path(home)).events)):
+            renamed.append(dst)
+            os.kill(os.getpid(), signal.SIGKILL)
+
+    store.os.replace = replace_then_die
+    _ingest_timed(home, ready, files)
+
+
+def test_a_batch_killed_between_its_renames_stays_invisible_to_readers_until_recovered(tmp_path, landing_files):
+    """The first month's file of a multi-month batch is in place, the others still staged: a reader that
+    runs before any writer recovers the store sees none of the batch (not part of it)."""
+    files, all_ids = landing_files
+    paths = layout.Paths(tmp_path / "home")
+    _, exitcode = helpers.run_child(KILL_CTX, _ingest_killed_between_renames, paths.home, 120, files[:1])
+    assert exitcode == -signal.SIGKILL
+    placed = list(paths.events.glob("event_month=*/*.parquet"))
+    staged = list(paths.staging.glob("*/events/event_month=*/*.parquet"))
+    assert len(placed) == 1 and staged, "the kill must land between two renames of one batch"
+    assert store.event_files(paths) == [] and stored_ids(paths) == []
+    with pytest.raises(store.EmptyStore):
+        store.store_time_range(paths)
+    _ingest(str(paths.home), files)  # the next ingest rolls the batch forward first
+    ids = stored_ids(paths)
+    assert len(ids) == len(set(ids)) == len(all_ids)

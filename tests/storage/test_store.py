@@ -45,6 +45,9 @@ def test_recover_finishes_a_batch_that_crashed_half_way_through_its_renames(path
     # the crash happened after the first rename
     (paths.home / moves[0][1]).parent.mkdir(parents=True, exist_ok=True)
     (stage / moves[0][0]).rename(paths.home / moves[0][1])
+    # until a writer recovers the store, readers do not see the half-renamed batch at all
+    assert [p.name for p in store.event_files(paths)] == ["b0.parquet"]
+    assert store.store_time_range(paths)[2] == 1 and list(store.read_events(paths)["event_id"]) == ["e0"]
     assert store.recover(paths) == ["rolled forward b3"]
     assert sorted(p.name for p in store.event_files(paths)) == ["b0.parquet", "b3.parquet", "b3.parquet"]
 
