@@ -31,18 +31,31 @@ MAX_TEXT = 256  # longest id or label kept; a 10 MB "customer id" is bad input, 
 # - an id containing any character of Unicode category Cc (C0/C1 controls, U+0000-001F, U+007F-009F),
 #   Cf (invisible format characters: soft hyphen, zero-width space U+200B, BOM U+FEFF, bidi controls
 #   U+202A-202E and U+2066-2069, ...) or Cs (a lone surrogate, which cannot be stored as UTF-8) is
-#   quarantined: two ids that print the same must be the same id;
+#   quarantined, and so is any other character Unicode declares default-ignorable (rendered as nothing:
+#   variation selectors U+FE00-FE0F, Hangul fillers U+115F/U+1160/U+3164/U+FFA0, combining grapheme
+#   joiner U+034F, tags U+E0000-E0FFF, ...): two ids that print the same must be the same id;
+# - ids are put in Unicode normal form NFC, so "é" typed as one character or as e + combining accent
+#   is one id;
 # - a number is kept as text only when that text is exact: NaN, infinity, a fraction or a float
-#   beyond 2^53 (where floats stop being whole numbers exactly) is quarantined, never stored as "nan".
+#   beyond 2^53 (where floats stop being whole numbers exactly) is quarantined, never stored as "nan";
+#   JSON numbers keep their source text ("-0" stays "-0", "1e20" stays "1e20");
+# - an id must be text or a number: a JSON object, array or boolean, or a Parquet boolean, binary,
+#   list or struct value is quarantined.
 ID_REFUSED_CATEGORIES = ("Cc", "Cf", "Cs")
+# Default_Ignorable_Code_Point (Unicode DerivedCoreProperties.txt) outside the refused categories
+ID_INVISIBLE_RANGES = ((0x034F, 0x034F), (0x115F, 0x1160), (0x17B4, 0x17B5), (0x180B, 0x180F),
+                       (0x2060, 0x206F), (0x3164, 0x3164), (0xFE00, 0xFE0F), (0xFFA0, 0xFFA0),
+                       (0xFFF0, 0xFFF8), (0x1BCA0, 0x1BCA3), (0x1D173, 0x1D17A), (0xE0000, 0xE0FFF))
 
 
 @lru_cache(maxsize=1)
 def id_refused_regex() -> str:
-    """A regex character class matching every character of the refused categories (Unicode of this Python)."""
+    """A regex character class matching every refused character: the refused categories (Unicode of this
+    Python) and the default-ignorable ones."""
     ranges: list[list[int]] = []
+    invisible = {cp for a, b in ID_INVISIBLE_RANGES for cp in range(a, b + 1)}
     for cp in range(0x110000):
-        if unicodedata.category(chr(cp)) in ID_REFUSED_CATEGORIES:
+        if unicodedata.category(chr(cp)) in ID_REFUSED_CATEGORIES or cp in invisible:
             if ranges and ranges[-1][1] == cp - 1:
                 ranges[-1][1] = cp
             else:
@@ -70,7 +83,7 @@ class Column:
     unique: bool = False
     kind: str = "string"  # string | instant | number
     max_length: int | None = None  # strings: longer values are quarantined, never stored
-    identifier: bool = False  # an id: Unicode-trimmed, no Cc/Cf/Cs characters, numbers only when exact
+    identifier: bool = False  # an id: Unicode-trimmed, NFC, no control or invisible characters, exact numbers
 
 
 EVENT_COLUMNS: tuple[Column, ...] = (
@@ -111,6 +124,10 @@ def reason_inexact_number(col: str) -> str:
     return f"{col}: a number that cannot be kept exactly as text (NaN, infinity, a fraction or beyond 2^53)"
 
 
+def reason_not_text(col: str) -> str:
+    return f"{col}: not text or a number (a JSON object, array or boolean, or a binary value)"
+
+
 def reason_missing(col: str) -> str:
     return f"{col}: missing"
 
@@ -127,7 +144,7 @@ def rules(col: Column) -> list[tuple[str, dict]]:
                         {"type": "expect_column_value_lengths_to_be_between",
                          "kwargs": {"column": name, "min_value": 1}}))
     if col.identifier:
-        out.append((f"{name}: contains control characters",
+        out.append((f"{name}: contains control or invisible characters",
                     {"type": "expect_column_values_to_not_match_regex",
                      "kwargs": {"column": name, "regex": id_refused_regex()}}))
     if col.max_length is not None:

@@ -16,7 +16,8 @@ import numpy as np
 import pandas as pd
 
 from churn.errors import UserError
-from expectations.contract import COLUMN_NAMES, ID_COLUMNS, REQUIRED_SOURCE_COLUMNS, reason_inexact_number
+from expectations.contract import (COLUMN_NAMES, ID_COLUMNS, REQUIRED_SOURCE_COLUMNS, reason_inexact_number,
+                                   reason_not_text)
 
 # A source frame as read (storage.sources): the reader's row number in ROW_COLUMN; a source column of that
 # name is kept under another name, recorded in frame.attrs[RENAMED] = {column in the frame: the source's name}
@@ -284,8 +285,36 @@ def _float_text(v: float) -> str | None:
     return None
 
 
-def _text(raw: pd.Series) -> tuple[pd.Series, pd.Series]:
-    """Opaque text: stringified as-is (no numeric parsing), surrounding Unicode whitespace trimmed.
+class JsonValue:
+    """A JSON value that is not a string or a number (object, array, true/false), as the JSON-lines
+    reader keeps it: its text is its JSON (a label may hold it as text), an identifier may not. Not a
+    str subclass: pandas would turn a column of them into plain strings and lose the mark."""
+
+    __slots__ = ("text",)
+
+    def __init__(self, text: str):
+        self.text = text
+
+    def __str__(self) -> str:
+        return self.text
+
+    def __repr__(self) -> str:
+        return f"JsonValue({self.text!r})"
+
+
+def not_text(raw: pd.Series) -> pd.Series:
+    """Values that are neither text nor a number: booleans, JSON objects/arrays, bytes, lists, structs."""
+    if pd.api.types.is_bool_dtype(raw.dtype):
+        return raw.notna().astype(bool)
+    if raw.dtype != object:
+        return pd.Series(False, index=raw.index)
+    return raw.map(lambda v: isinstance(v, (JsonValue, bool, np.bool_, bytes, dict, list, tuple, np.ndarray))
+                   ).astype(bool)
+
+
+def _text(raw: pd.Series, identifier: bool = False) -> tuple[pd.Series, pd.Series]:
+    """Opaque text: stringified as-is (no numeric parsing), surrounding Unicode whitespace trimmed
+    (identifiers also put in Unicode normal form NFC).
 
     Also a mask of numbers that have no exact text: NaN, infinity, fractions and floats beyond 2^53
     (a float customer id of 1e20 has lost its digits long before it got here).
@@ -302,6 +331,8 @@ def _text(raw: pd.Series) -> tuple[pd.Series, pd.Series]:
         raw = exact.where(~(obj.map(lambda v: isinstance(v, (float, np.floating)) and np.isnan(v)).astype(bool)),
                           None)
     s = raw.astype("string").str.strip()
+    if identifier:
+        s = s.str.normalize("NFC")
     inexact |= s.str.fullmatch(NON_FINITE_TEXT, case=False).fillna(False).astype(bool)
     return s, inexact
 
@@ -328,8 +359,9 @@ def coerce(candidates: pd.DataFrame, timezone: str, time_format: str | None = No
             reason[bad & reason.isna()] = f"{name}: not a finite number"
             out[name] = vals
         else:
-            vals, inexact = _text(raw)
+            vals, inexact = _text(raw, identifier=name in ID_COLUMNS)
             if name in ID_COLUMNS:
+                reason[not_text(raw) & reason.isna()] = reason_not_text(name)
                 reason[inexact & reason.isna()] = reason_inexact_number(name)
             if name == "event_type":
                 vals = vals.str.lower()

@@ -16,7 +16,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from ingestion.normalize import RENAMED, ROW_COLUMN
+from ingestion.normalize import RENAMED, ROW_COLUMN, JsonValue
 from storage.atomic import write_json_atomic
 from storage.layout import PathOutside, Paths, resolve_inside
 
@@ -307,14 +307,16 @@ def _jsonl(text: str) -> tuple[pd.DataFrame, list[tuple[int, str, str]]]:
         if not line.strip():
             continue
         try:
-            rec = json.loads(line, parse_float=str)  # a number's exact text: 1e20 stays "1e20", not "1e+20"
+            # a number's exact text: 1e20 stays "1e20" (not "1e+20"), -0 stays "-0" (not "0")
+            rec = json.loads(line, parse_float=str, parse_int=str, parse_constant=str)
         except json.JSONDecodeError as e:
             bad.append((i, line[:10_000], f"malformed JSON line: {e.msg}"))
             continue
         if not isinstance(rec, dict):
             bad.append((i, line[:10_000], "malformed JSON line: not an object"))
             continue
-        records.append({k: (None if v is None else v if isinstance(v, str) else json.dumps(v)) for k, v in rec.items()})
+        records.append({k: (None if v is None else v if isinstance(v, str) else JsonValue(json.dumps(v)))
+                        for k, v in rec.items()})
         numbers.append(i)
     frame = pd.DataFrame.from_records(records) if records else pd.DataFrame()
     return with_row_numbers(frame, numbers), bad

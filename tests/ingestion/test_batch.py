@@ -19,7 +19,7 @@ def one(**override):
 @pytest.mark.parametrize("override, reason", [
     ({"customer_id": None}, "customer_id: missing"),
     ({"customer_id": "   "}, "customer_id: empty or blank"),
-    ({"customer_id": "ab\x07c"}, "customer_id: contains control characters"),
+    ({"customer_id": "ab\x07c"}, "customer_id: contains control or invisible characters"),
     ({"event_type": "purchased"}, "event_type: not one of visit, purchase, return, complaint"),
     ({"event_type": None}, "event_type: missing"),
     ({"event_time": None}, "event_time: missing"),
@@ -35,7 +35,7 @@ def one(**override):
     ({"discount": "1.5"}, "discount: above 1"),
     ({"discount": "-0.1"}, "discount: below 0"),
     ({"quantity": "-2"}, "quantity: below 0"),
-    ({"event_id": "e\n1"}, "event_id: contains control characters"),
+    ({"event_id": "e\n1"}, "event_id: contains control or invisible characters"),
 ])
 def test_each_contract_violation_is_quarantined_with_its_reason(override, reason):
     b = one(**override)

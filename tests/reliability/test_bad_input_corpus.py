@@ -69,7 +69,9 @@ def ids_through(fmt: str, column: str, values: list[str]) -> bytes:
 # Unicode identifiers: surrounding whitespace of any kind is trimmed (str.strip()); any character of
 # category Cc (C0 and C1 controls) or Cf (format: zero-width space, BOM, bidi controls) inside is refused
 ID_WHITESPACE = ["\u00a0k1", "k2\u2007", "\u202fk3\u3000", "\u2003k4 \t"]
-ID_FORMAT_OR_CONTROL = ["k\u0085x", "k\u009fx", "k\u200bx", "\ufeffkx", "k\u202ex", "k\u2066x", "k\u00adx"]
+ID_FORMAT_OR_CONTROL = ["k\u0085x", "k\u009fx", "k\u200bx", "\ufeffkx", "k\u202ex", "k\u2066x", "k\u00adx",
+                        # default-ignorable, rendered as nothing: variation selector, Hangul filler, CGJ, tag
+                        "k\ufe0fx", "k\u3164x", "\uffa0kx", "k\u034fx", "k\U000e0041x"]
 
 
 def id_cases() -> list:
@@ -82,7 +84,7 @@ def id_cases() -> list:
                       else {f"e{i}": {column: f"k{i + 1}"} for i in range(len(ID_WHITESPACE))})
             out.append(case(f"{column} unicode whitespace trimmed, Cc/Cf refused ({fmt})", f"uid.{fmt}",
                             ids_through(fmt, column, values), (len(values), len(ID_WHITESPACE), n_bad, 0),
-                            {f"{column}: contains control characters": n_bad}, stored=stored))
+                            {f"{column}: contains control or invisible characters": n_bad}, stored=stored))
     return out
 
 
@@ -125,7 +127,7 @@ CASES = [
           ("in the last row", GOOD + 'e2,c2,visit,2024-03-02T10:00:00Z,"5\n', (2, 1, 1, 0))])],
     case("a quoted line end inside a value is one row", "multiline.csv",
          (H + GOOD + 'e2,"c\n2",visit,2024-03-02T10:00:00Z,\n').encode(), (2, 1, 1, 0),
-         {"customer_id: contains control characters": 1}),
+         {"customer_id: contains control or invisible characters": 1}),
     case("10 MB single line in an id", "long.csv", (H + GOOD + f"e2,{'c' * BIG},visit,2024-03-02T10:00:00Z,\n").encode(),
          (2, 1, 1, 0), {"customer_id: longer than 256 characters": 1}),
     case("10 MB single line in an unknown column", "longx.csv",
@@ -141,7 +143,7 @@ CASES = [
     # ---- event_id
     case("event_id repeated in the file", "rep.csv", (H + GOOD + GOOD).encode(), (2, 1, 0, 1)),
     case("event_id with a newline inside quotes", "nl.csv", (H + '"e\n1",c1,visit,2024-03-02T10:00:00Z,\n').encode(),
-         (1, 0, 1, 0), {"event_id: contains control characters": 1}),
+         (1, 0, 1, 0), {"event_id: contains control or invisible characters": 1}),
     case("event_id absent: identical rows are one event, counted as identical rows, not duplicates", "noid.csv",
          b"customer_id,event_type,event_time\nc1,visit,2024-03-02T10:00:00Z\nc1,visit,2024-03-02T10:00:00Z\n",
          (2, 1, 0, 0, 1)),
@@ -152,9 +154,9 @@ CASES = [
     case("customer_id with surrounding whitespace is trimmed", "ws.csv",
          (H + "e1,  c1\t ,visit,2024-03-02T10:00:00Z,\n").encode(), (1, 1, 0, 0), stored={"e1": {"customer_id": "c1"}}),
     case("customer_id with a control character", "ctl.csv", (H + "e1,c\x071,visit,2024-03-02T10:00:00Z,\n").encode(),
-         (1, 0, 1, 0), {"customer_id: contains control characters": 1}),
+         (1, 0, 1, 0), {"customer_id: contains control or invisible characters": 1}),
     case("customer_id with a NUL byte", "nul.csv", (H + "e1,c\x001,visit,2024-03-02T10:00:00Z,\n").encode(),
-         (1, 0, 1, 0), {"customer_id: contains control characters": 1}),
+         (1, 0, 1, 0), {"customer_id: contains control or invisible characters": 1}),
     case("customer_id blank", "blankid.csv", (H + 'e1," ",visit,2024-03-02T10:00:00Z,\n').encode(),
          (1, 0, 1, 0), {"customer_id: empty or blank": 1}),
     case("customer_id with leading zeros stays text", "zeros.jsonl",
@@ -219,7 +221,7 @@ CASES = [
     case("order_id, channel, category: control characters and 10 KB labels", "labels.jsonl",
          jsonl({**ROW, "order_id": "o\x1b1"}, {**ROW, "event_id": "e2", "channel": "w" * 10_000},
                {**ROW, "event_id": "e3", "category": "=HYPERLINK(\"x\")", "channel": "web"}), (3, 1, 2, 0),
-         {"order_id: contains control characters": 1, "channel: longer than 256 characters": 1},
+         {"order_id: contains control or invisible characters": 1, "channel: longer than 256 characters": 1},
          stored={"e3": {"category": "=HYPERLINK(\"x\")", "channel": "web"}}),
     # ---- files that used to crash the whole run: reserved column names, ids that are not exact text,
     # mapping files of the wrong shape or with an unknown time zone
@@ -244,6 +246,27 @@ CASES = [
          b'"event_time": "2024-03-02T10:00:00Z"}\n', (4, 2, 2, 0),
          {"customer_id: a number that cannot be kept exactly as text (NaN, infinity, a fraction or beyond 2^53)": 2},
          stored={"e1": {"customer_id": "1e20"}, "e4": {"customer_id": "12345678901234567891"}}),
+    case("ids in Unicode normal form NFC: composed and decomposed accents are one id", "nfc.csv",
+         (H + "caf\u00e9-1,caf\u00e9,visit,2024-03-02T10:00:00Z,\n"
+          "cafe\u0301-1,cafe\u0301,visit,2024-03-02T10:00:00Z,\n"
+          "e3,cafe\u0301,visit,2024-03-03T10:00:00Z,\n").encode(), (3, 2, 0, 1),
+         stored={"caf\u00e9-1": {"customer_id": "caf\u00e9"}, "e3": {"customer_id": "caf\u00e9"}}),
+    case("JSON ids that are objects, arrays or booleans; -0 keeps its text", "jid.jsonl",
+         jsonl(*[{**ROW, "event_id": f"e{i}", "customer_id": v}
+                 for i, v in enumerate([{"id": 1}, [1, 2], True, False, 0, -0.0, 7])],
+               '{"event_id": "e9", "customer_id": -0, "event_type": "visit", "event_time": "2024-03-02T10:00:00Z"}',
+               {**ROW, "event_id": {"x": 1}}, {**ROW, "event_id": "e10", "order_id": True}), (10, 4, 6, 0),
+         {"customer_id: not text or a number (a JSON object, array or boolean, or a binary value)": 4,
+          "event_id: not text or a number (a JSON object, array or boolean, or a binary value)": 1,
+          "order_id: not text or a number (a JSON object, array or boolean, or a binary value)": 1},
+         stored={"e4": {"customer_id": "0"}, "e5": {"customer_id": "-0.0"}, "e6": {"customer_id": "7"},
+                 "e9": {"customer_id": "-0"}}),
+    case("Parquet ids that are booleans, bytes or lists", "pid.parquet",
+         parquet(pa.table({"event_id": ["e1", "e2", "e3"], "customer_id": [True, False, None],
+                           "order_id": pa.array([b"o1", None, None], pa.binary()),
+                           "event_type": ["visit"] * 3, "event_time": ["2024-03-02T10:00:00Z"] * 3})), (3, 0, 3, 0),
+         {"customer_id: not text or a number (a JSON object, array or boolean, or a binary value)": 2,
+          "customer_id: missing": 1}),
     case("mapping with a time zone that does not exist", "tzm.csv", (H + GOOD).encode(), (0, 0, 0, 0),
          status="rejected", error="unknown time zone 'Mars/Olympus'", mapping='[time]\ntimezone = "Mars/Olympus"\n'),
     case("mapping [columns] is not a table", "m1.csv", (H + GOOD).encode(), (0, 0, 0, 0), status="rejected",
