@@ -57,6 +57,11 @@ def check_ingest(args, settings) -> None:
             Mapping.from_file(Path(args.mapping))
         except (OSError, MappingError) as e:
             raise CommandError(f"mapping {args.mapping}: {e.strerror if isinstance(e, OSError) else e}") from e
+    folders = [p for p in args.paths if Path(p).is_dir()]
+    if folders:
+        raise CommandError(f"{', '.join(folders)}: a folder, not a file; name the files in it (e.g. "
+                           f"{folders[0].rstrip('/')}/*.csv), or put them in {layout.Paths(settings.home).landing} "
+                           f"and run `churn ingest` without paths")
     missing = [p for p in args.paths if not Path(p).is_file()]
     if missing:
         raise CommandError(f"no such file: {', '.join(missing)}")
@@ -75,6 +80,7 @@ def check_train(args, settings) -> None:
 
     config = _train_config(args, settings)
     first, last, _ = store.store_time_range(layout.Paths(settings.home))
+    store.require_not_after(first, last, utc(args.as_of) if args.as_of else last)
     plan_cutoffs(first, utc(args.as_of) if args.as_of else last, config.horizon_days, config.n_train_cutoffs,
                  config.cutoff_step_days)
 
@@ -523,7 +529,8 @@ def main(argv: list[str] | None = None) -> int:
         settings = use_running_services(settings)
         if getattr(args, "check", None):
             args.check(args, settings)
-        prepare_state(settings.home)
+        if not (args.command == "services" and args.action in ("status", "down")):  # they only look (or stop)
+            prepare_state(settings.home)
         return args.func(args, settings)
     except ValidationError as e:
         print(f"error: {settings_error(e)}", file=sys.stderr)

@@ -161,8 +161,8 @@ class Settings(BaseSettings):
 
     # local services and deployments
     services_host: str = Field(default="127.0.0.1", description="bind address of the local servers (loopback!)")
-    prefect_port: int = 4200
-    mlflow_port: int = 5000
+    prefect_port: int = Field(default=4200, ge=1, le=65535)
+    mlflow_port: int = Field(default=5000, ge=1, le=65535)
     schedule_timezone: str = "UTC"
     ingest_sweep_cron: str = "*/15 * * * *"
     score_cron: str = "0 6 * * *"
@@ -189,6 +189,19 @@ class Settings(BaseSettings):
             # an unknown type matches no event: every customer would be labelled churned
             raise ValueError((f"not event types: {unknown}" if unknown else "needs at least one event type")
                              + f"; allowed: {list(EVENT_TYPES)}")
+        return value
+
+    @field_validator("winback_actions")
+    @classmethod
+    def _reason_categories(cls, value: dict[str, str]) -> dict[str, str]:
+        from models.winback import DEFAULT_ACTIONS
+
+        unknown = sorted(set(value) - set(DEFAULT_ACTIONS))
+        if unknown:  # a misspelt category would silently keep the default action
+            raise ValueError(f"not reason categories: {unknown}; allowed: {list(DEFAULT_ACTIONS)}")
+        blank = sorted(k for k, v in value.items() if not v.strip())
+        if blank:
+            raise ValueError(f"empty action for {blank}")
         return value
 
     @model_validator(mode="after")
@@ -245,6 +258,10 @@ def load_settings(**overrides: Any) -> Settings:
     import tomllib
 
     clean = {k: v for k, v in overrides.items() if v is not None}
+    named = os.environ.get(CONFIG_ENV)
+    if named and not Path(named).is_file():
+        raise SettingsFileError(f"${CONFIG_ENV} names the settings file {Path(named).resolve()}, which "
+                                f"{'is not a file' if Path(named).exists() else 'does not exist'}")
     try:
         s = Settings(**clean)
     except tomllib.TOMLDecodeError as e:

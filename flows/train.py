@@ -27,6 +27,7 @@ def build_snapshots(config: TrainConfig, as_of: pd.Timestamp | None) -> tuple[Cu
     paths = layout.Paths(config.home)
     first, last, n_events = store.store_time_range(paths)
     as_of = utc(as_of) if as_of is not None else last
+    store.require_not_after(first, last, as_of)
     plan = plan_cutoffs(first, as_of, config.horizon_days, config.n_train_cutoffs, config.cutoff_step_days)
     con = store.connect(paths)
     try:

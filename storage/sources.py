@@ -119,8 +119,8 @@ def read_complete(path: Path, settle_seconds: float, wait_seconds: float = 0.0, 
                   clock=time.time, sleep=time.sleep) -> Landed:
     """The file's bytes if it is complete, else why not (it is then left in place for a later sweep).
 
-    Complete: a `NAME.done` marker lies beside it; or its size, mtime and ctime (which a writer cannot
-    set back) have not changed for `settle_seconds`, its end is a complete end (`cut_short`) or it has
+    Complete: a `NAME.done` marker lies beside it; or its ctime (which every write moves and nobody can
+    set) is `settle_seconds` old, its end is a complete end (`cut_short`) or it has
     held still for `incomplete_seconds` (a writer paused mid-line looks settled); and they did not
     change while it was read. Waits up to `wait_seconds` for a file still being written. A settle time
     of 0 takes every file at once (files are delivered whole, e.g. renamed into place).
@@ -128,7 +128,9 @@ def read_complete(path: Path, settle_seconds: float, wait_seconds: float = 0.0, 
     deadline = clock() + wait_seconds
     while True:
         st = path.stat()
-        age = clock() - max(st.st_mtime, st.st_ctime)
+        # ctime only: every write moves it, and unlike mtime no one can set it (a copied file's mtime
+        # may lie in the future and would keep the file waiting for ever)
+        age = clock() - st.st_ctime
         marked = path.with_name(path.name + DONE_SUFFIX).exists()
         if marked or settle_seconds <= 0 or age >= settle_seconds:
             data = path.read_bytes()
@@ -315,11 +317,25 @@ def _jsonl(text: str) -> tuple[pd.DataFrame, list[tuple[int, str, str]]]:
         if not isinstance(rec, dict):
             bad.append((i, line[:10_000], "malformed JSON line: not an object"))
             continue
+        if "\\u" in line and _has_surrogate(rec):  # only an escape can bring one into decoded UTF-8 text
+            bad.append((i, line[:10_000], "malformed JSON line: a \\uD800-\\uDFFF escape that is not half of a "
+                                          "surrogate pair (not a character; cannot be stored as UTF-8)"))
+            continue
         records.append({k: (None if v is None else v if isinstance(v, str) else JsonValue(json.dumps(v)))
                         for k, v in rec.items()})
         numbers.append(i)
     frame = pd.DataFrame.from_records(records) if records else pd.DataFrame()
     return with_row_numbers(frame, numbers), bad
+
+
+def _has_surrogate(value) -> bool:
+    if isinstance(value, str):
+        return any("\ud800" <= ch <= "\udfff" for ch in value)
+    if isinstance(value, dict):
+        return any(_has_surrogate(k) or _has_surrogate(v) for k, v in value.items())
+    if isinstance(value, list):
+        return any(_has_surrogate(v) for v in value)
+    return False
 
 
 def needs_a_person(e: BaseException) -> bool:

@@ -138,6 +138,9 @@ class EmptyStore(UserError, FileNotFoundError):
     """The event store holds no events yet."""
 
 
+AS_OF_SLACK = pd.Timedelta(days=1)  # an as-of date may lie this far past the last stored event
+
+
 class OutsideStore(UserError, ValueError):
     """A date before the first stored event."""
 
@@ -155,12 +158,22 @@ def require_events(paths: Paths) -> None:
 
 
 def require_covered(paths: Paths, as_of: pd.Timestamp) -> tuple[pd.Timestamp, pd.Timestamp, int]:
-    """The store's time range (as `store_time_range`); OutsideStore when `as_of` is before its first event."""
+    """The store's time range (as `store_time_range`); OutsideStore when `as_of` is before its first event,
+    or more than `AS_OF_SLACK` after its last (every customer would look gone, every label churned)."""
     first, last, n = store_time_range(paths)
     if as_of < first:
         raise OutsideStore(f"as-of date {as_of.date()} is before the first stored event: the store holds events "
                            f"from {first.date()} to {last.date()}")
+    require_not_after(first, last, as_of)
     return first, last, n
+
+
+def require_not_after(first: pd.Timestamp, last: pd.Timestamp, as_of: pd.Timestamp) -> None:
+    """OutsideStore when `as_of` lies more than `AS_OF_SLACK` after the last stored event."""
+    if as_of > last + AS_OF_SLACK:
+        raise OutsideStore(f"as-of date {as_of.date()} is after the last stored event ({last.date()}): the store "
+                           f"holds events from {first.date()} to {last.date()}, so every customer would look gone; "
+                           f"ingest the newer events first, or use an --as-of up to {(last + AS_OF_SLACK).date()}")
 
 
 def events_relation(con, paths: Paths):

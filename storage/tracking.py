@@ -204,7 +204,21 @@ def champion_version(model_name: str):
         if _unreachable(e):  # a silent server is not "no champion": that would promote any new model
             with reachable(mlflow.get_tracking_uri(), f"looking up the {CHAMPION} of {model_name!r}"):
                 raise
-        return None
+        if e.error_code in NO_SUCH_ALIAS:
+            return None
+        # anything else (e.g. another program answering on the port: ENDPOINT_NOT_FOUND) is not "no champion"
+        first_line = str(e).strip().splitlines()[0][:200]
+        raise NotATrackingServer(f"the tracking store at {mlflow.get_tracking_uri()} did not answer like an MLflow "
+                                 f"registry while looking up the {CHAMPION} of {model_name!r} ({e.error_code}: "
+                                 f"{first_line}); check mlflow_tracking_uri, or `churn services status`") from e
+
+
+# what the registry says when there is no such model, or no such alias on it
+NO_SUCH_ALIAS = ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE")
+
+
+class NotATrackingServer(UserError, RuntimeError):
+    """The tracking URI answers, but not as an MLflow registry (another program on the port, a wrong path)."""
 
 
 def _no_champion(model_name: str, why: str = "") -> NoChampionError:

@@ -267,6 +267,13 @@ CASES = [
                            "event_type": ["visit"] * 3, "event_time": ["2024-03-02T10:00:00Z"] * 3})), (3, 0, 3, 0),
          {"customer_id: not text or a number (a JSON object, array or boolean, or a binary value)": 2,
           "customer_id: missing": 1}),
+    case("a lone surrogate escape in one JSON line rejects that line, not the file", "sur.jsonl",
+         jsonl('{"event_id": "e9", "customer_id": "c\\ud800", "event_type": "visit", '
+               '"event_time": "2024-03-02T10:00:00Z"}', ROW,
+               '{"event_id": "e8", "customer_id": "c\\ud83d\\ude00", "event_type": "visit", '
+               '"event_time": "2024-03-02T10:00:00Z"}'), (3, 2, 1, 0),
+         {"malformed JSON line: a \\uD800-\\uDFFF escape that is not half of a surrogate pair (not a character; "
+          "cannot be stored as UTF-8)": 1}, stored={"e8": {"customer_id": "c\U0001f600"}}),
     case("mapping with a time zone that does not exist", "tzm.csv", (H + GOOD).encode(), (0, 0, 0, 0),
          status="rejected", error="unknown time zone 'Mars/Olympus'", mapping='[time]\ntimezone = "Mars/Olympus"\n'),
     case("mapping [columns] is not a table", "m1.csv", (H + GOOD).encode(), (0, 0, 0, 0), status="rejected",

@@ -87,6 +87,11 @@ BAD_SETTINGS = {
                               ["setting activity_types:", "purchse", "'purchase'"]),
     "timezone_unknown": ({"CHURN_TIMEZONE": "Europe/Lndon"}, ["setting timezone:", "IANA"]),
     "schedule_timezone_unknown": ({"CHURN_SCHEDULE_TIMEZONE": "Mars/Olympus"}, ["setting schedule_timezone:"]),
+    "winback_action_for_no_reason_category": ({"CHURN_WINBACK_ACTIONS": '{"complaint": "call them"}'},
+                                              ["setting winback_actions:", "['complaint']", "'complaints'"]),
+    "port_out_of_range": ({"CHURN_PREFECT_PORT": "70000"}, ["setting prefect_port:", "65535"]),
+    "config_file_missing": ({"CHURN_CONFIG": "/nonexistent/churn.toml"},
+                            ["$CHURN_CONFIG", "/nonexistent/churn.toml", "does not exist"]),
 }
 
 
@@ -175,6 +180,12 @@ MISSING_INPUTS = {
     "score_as_of_before_data": (["score", "--as-of", "2023-06-01"], _store,
                                 ["before the first stored event", "2024-01-05 to 2024-01-20"], {"champion": True}),
     "score_no_champion": (["score"], _store, ["no model has the alias 'champion'", "churn train"], {}),
+    "train_as_of_after_data": (["train", "--as-of", "2025-06-01"], _store,
+                               ["after the last stored event (2024-01-20)", "--as-of up to 2024-01-21"], {}),
+    "score_as_of_after_data": (["score", "--as-of", "2024-03-01"], _store,
+                               ["after the last stored event (2024-01-20)", "ingest the newer events"],
+                               {"champion": True}),
+    "ingest_a_folder": (["ingest", "{home}/landing"], _landing_empty, ["a folder, not a file", "landing/*.csv"], {}),
     "winback_no_scores": (["winback"], _no_store, ["no scores", "churn score"], {}),
     "winback_day_without_scores": (["winback", "--as-of", "2024-05-02"], _scores,
                                    ["no scores for 2024-05-02", "scored days: 2024-05-01, 2024-05-08"], {}),
@@ -275,3 +286,33 @@ def test_every_retried_task_retries_only_transient_errors():
     for t in tasks:
         if t.retries:
             assert t.retry_condition_fn is retry_transient, t.name
+
+
+def test_services_status_and_down_write_nothing(cli, tmp_path):
+    home = tmp_path / "home"
+    assert cli("--home", str(home), "services", "status")[0] == 3
+    assert cli("--home", str(home), "services", "down")[0] == 0
+    assert not home.exists()
+
+
+def test_another_program_at_the_tracking_uri_is_one_line_not_no_champion(cli, tmp_path, monkeypatch):
+    """A web server that is not MLflow answers 404 for the registry: that is an error, never "no champion"
+    (which would let any new model become champion)."""
+    import http.server
+    import threading
+
+    class Quiet(http.server.SimpleHTTPRequestHandler):
+        def log_message(self, *args) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Quiet)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        home = tmp_path / "home"
+        tiny_store(home, ["2024-01-05", "2024-01-20"])
+        monkeypatch.setenv("CHURN_MLFLOW_TRACKING_URI", f"http://127.0.0.1:{server.server_port}")
+        line = assert_one_error_line(*cli("--home", str(home), "score"), "did not answer like an MLflow registry",
+                                     "ENDPOINT_NOT_FOUND")
+        assert "no model has the alias" not in line
+    finally:
+        server.shutdown()

@@ -215,3 +215,18 @@ def test_a_file_without_a_final_line_end_is_taken_with_a_done_marker_or_after_th
     assert ingest_file(cfg, b, now=NOW)["status"] == "waiting"
     time.sleep(1.0)
     assert ingest_file(cfg, b, now=NOW)["stored"] == 1
+
+
+def test_a_file_with_a_modification_time_in_the_future_is_taken_once_it_held_still(paths):
+    """A copied file may carry an mtime in the future (a clock ahead elsewhere); it must not wait for ever."""
+    import os
+
+    paths.landing.mkdir(parents=True)
+    f = paths.landing / "copied.csv"
+    f.write_text(HEADER + row(1))
+    future = time.time() + 30 * 86_400
+    os.utime(f, (future, future))
+    cfg = config(paths, "ingest", settle_seconds=0.3)
+    assert ingest_file(cfg, f, now=NOW)["status"] == "waiting"
+    time.sleep(0.4)
+    assert ingest_file(cfg, f, now=NOW)["stored"] == 1
