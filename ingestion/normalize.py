@@ -16,8 +16,13 @@ import numpy as np
 import pandas as pd
 
 from churn.errors import UserError
-from expectations.contract import (COLUMN_NAMES, ID_COLUMNS, REQUIRED_SOURCE_COLUMNS, reason_inexact_number,
-                                   reason_not_text)
+from expectations.contract import (
+    COLUMN_NAMES,
+    ID_COLUMNS,
+    REQUIRED_SOURCE_COLUMNS,
+    reason_inexact_number,
+    reason_not_text,
+)
 
 # A source frame as read (storage.sources): the reader's row number in ROW_COLUMN; a source column of that
 # name is kept under another name, recorded in frame.attrs[RENAMED] = {column in the frame: the source's name}
