@@ -14,7 +14,8 @@ import numpy as np
 import pandas as pd
 
 from expectations.contract import COLUMN_NAMES
-from ingestion.normalize import TIME_KEY, Mapping, apply_mapping, coerce, derive_event_ids, online_retail_events
+from ingestion.normalize import (TIME_KEY, Mapping, apply_mapping, coerce, derive_event_ids, fold_lines,
+                                 online_retail_events, rename_columns)
 from ingestion.validate import contract_violations
 
 FORMATS = ("contract", "online-retail")
@@ -68,6 +69,8 @@ def prepare_batch(source: pd.DataFrame, bad_lines: list[tuple[int, str, str]], *
                                    "reason": [b[2] for b in bad_lines], "reasons": [b[2] for b in bad_lines],
                                    "original": [b[1] for b in bad_lines]}))
     duplicates = 0
+    if mapping is not None and mapping.rename and not source.empty:
+        source = rename_columns(source, mapping.rename)
     if source.empty:
         cand = pd.DataFrame(columns=["_row", "_rows", *COLUMN_NAMES])
     elif fmt == "online-retail":
@@ -92,6 +95,14 @@ def prepare_batch(source: pd.DataFrame, bad_lines: list[tuple[int, str, str]], *
         q["original"] = _originals(source, q["_row"])
         parts.append(q)
     typed = typed[~bad_parse].copy()
+    if mapping is not None and mapping.fold_by and len(typed):
+        folded, fold_reason = fold_lines(typed, mapping.fold_by)
+        bad_fold = fold_reason.notna()
+        if bad_fold.any():
+            q = _quarantine_frame(typed.loc[bad_fold, "_row"], typed.loc[bad_fold, "_rows"], fold_reason[bad_fold])
+            q["original"] = _originals(source, q["_row"])
+            parts.append(q)
+        typed = folded
     derived = (typed["event_id"].isna() | (typed["event_id"] == "")).to_numpy(dtype=bool)
     typed["event_id"] = derive_event_ids(typed)
     typed = typed.drop(columns=TIME_KEY)

@@ -28,6 +28,7 @@ from expectations.contract import (
 # name is kept under another name, recorded in frame.attrs[RENAMED] = {column in the frame: the source's name}
 ROW_COLUMN = "_row"
 RENAMED = "renamed_source_columns"
+FOLD_COLUMNS = ("order_id", "event_id")  # what a mapping's [fold] by may name
 TIME_KEY = "_time_as_written"  # the event time read as if in UTC: naive times keep their wall-clock value
 TZ_SUFFIX = re.compile(r"\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?\s*(?:[zZ]|[+-]\d{2}(?::?\d{2})?)$")
 
@@ -45,6 +46,10 @@ class Mapping:
     values: dict[str, dict[str, str]] = field(default_factory=dict)  # contract column -> {source value: value}
     time_format: str | None = None
     timezone: str | None = None
+    rename: dict[str, str] = field(default_factory=dict)  # source column -> new name, before anything else
+    fold_by: str | None = None  # contract column whose equal values fold a file's lines into one event
+
+    SECTIONS = ("columns", "constants", "values", "time", "rename", "fold")
 
     @classmethod
     def from_toml(cls, text: str) -> "Mapping":
@@ -53,10 +58,10 @@ class Mapping:
             d = tomllib.loads(text)
         except tomllib.TOMLDecodeError as e:
             raise MappingError(f"mapping is not valid TOML: {e}") from e
-        unknown = set(d) - {"columns", "constants", "values", "time"}
+        unknown = set(d) - set(cls.SECTIONS)
         if unknown:
-            raise MappingError(f"unknown mapping sections {sorted(unknown)}; allowed: columns, constants, values, time")
-        for section in ("columns", "constants", "values", "time"):
+            raise MappingError(f"unknown mapping sections {sorted(unknown)}; allowed: {', '.join(cls.SECTIONS)}")
+        for section in cls.SECTIONS:
             if not isinstance(d.get(section, {}), dict):
                 raise MappingError(f"[{section}] must be a table, not {type(d[section]).__name__} {d[section]!r}")
         for section in ("columns", "constants", "values"):
@@ -83,7 +88,17 @@ class Mapping:
                 raise MappingError(f"[time] {k} must be a string, not {type(time[k]).__name__} {time[k]!r}")
         if "timezone" in time:
             check_timezone(time["timezone"])
-        return cls(columns={k: str(v) for k, v in d.get("columns", {}).items()},
+        for k, v in d.get("rename", {}).items():
+            if not isinstance(v, str) or not v.strip():
+                raise MappingError(f"[rename] {k} must be a new column name (a string), not {type(v).__name__} {v!r}")
+        fold = d.get("fold", {})
+        if set(fold) - {"by"}:
+            raise MappingError(f"unknown [fold] keys {sorted(set(fold) - {'by'})}; allowed: by")
+        if fold and fold.get("by") not in FOLD_COLUMNS:
+            raise MappingError(f"[fold] by must be one of {list(FOLD_COLUMNS)} (a contract column), "
+                               f"not {fold.get('by')!r}")
+        return cls(rename={str(k): v for k, v in d.get("rename", {}).items()}, fold_by=fold.get("by"),
+                   columns={k: str(v) for k, v in d.get("columns", {}).items()},
                    constants={k: str(v) for k, v in d.get("constants", {}).items()},
                    values={k: {str(a): str(b) for a, b in v.items()} for k, v in d.get("values", {}).items()},
                    time_format=time.get("format"), timezone=time.get("timezone"))
@@ -107,6 +122,60 @@ def source_columns(source: pd.DataFrame) -> dict[str, str]:
     """The source's own column names -> their columns in `source` (the reader's row number is not one)."""
     renamed = source.attrs.get(RENAMED, {})
     return {renamed.get(c, c): c for c in map(str, source.columns) if c != ROW_COLUMN}
+
+
+def rename_columns(source: pd.DataFrame, rename: dict[str, str]) -> pd.DataFrame:
+    """The source with its own columns renamed by a mapping's [rename] (absent ones are skipped), so a
+    format or the contract finds them under the names it expects."""
+    own = source_columns(source)
+    todo = {own[old]: new for old, new in rename.items() if old in own}
+    if not todo:
+        return source
+    clash = sorted(new for old, new in todo.items() if new in own and own[new] not in todo)
+    if clash:
+        raise MappingError(f"[rename] would give two columns the name(s) {clash}")
+    out = source.rename(columns=todo)
+    out.attrs = {RENAMED: {k: v for k, v in source.attrs.get(RENAMED, {}).items() if k not in todo}}
+    return out
+
+
+def fold_lines(typed: pd.DataFrame, by: str) -> tuple[pd.DataFrame, pd.Series]:
+    """A line-item export -> one event per value of `by` (an order or basket): amount and quantity summed,
+    the discount weighted by amount, the earliest time, other labels from the first line. Returns the
+    events (`_row` = the first line, `_rows` = the lines folded) and, per line that cannot be folded, why.
+
+    An order's lines must agree on customer and event type; the event id is `<by>:<value>` unless
+    folding by event_id itself.
+    """
+    reason = pd.Series(pd.NA, index=typed.index, dtype="string")
+    key = typed[by].astype("string")
+    reason[key.isna() | (key == "")] = f"{by}: missing (lines are folded into one event per {by})"
+    ok = reason.isna()
+    for col, what in (("customer_id", "customers"), ("event_type", "event types")):
+        n = typed[ok].groupby(key[ok], sort=False)[col].nunique(dropna=False)
+        mixed = key.isin(n[n > 1].index) & ok
+        reason[mixed] = f"{by} has lines of several {what}"
+        ok = reason.isna()
+    lines = typed[ok.to_numpy()].assign(_key=key[ok])
+    amount = lines["amount"]
+    lines = lines.assign(_wdisc=lines["discount"] * amount.fillna(0.0),
+                         _wamount=amount.where(lines["discount"].notna(), np.nan))
+    g = lines.groupby("_key", sort=False)
+    first = g.first()  # first non-null value of each column
+    out = pd.DataFrame({
+        "_row": g["_row"].min(), "_rows": g["_rows"].sum(),
+        "event_id": (first.index if by == "event_id" else f"{by}:" + first.index.astype(str)),
+        "customer_id": first["customer_id"], "event_type": first["event_type"], "event_time": g["event_time"].min(),
+        "amount": g["amount"].sum(min_count=1), "order_id": first["order_id"] if by != "order_id" else first.index,
+        "channel": first["channel"], "category": first["category"],
+        "discount": (g["_wdisc"].sum(min_count=1) / g["_wamount"].sum(min_count=1)).where(
+            g["_wamount"].sum(min_count=1) > 0, g["discount"].mean()),
+        "quantity": g["quantity"].sum(min_count=1),
+    })
+    if TIME_KEY in lines:
+        out[TIME_KEY] = g[TIME_KEY].min()
+    out = out.sort_values("_row", kind="stable").reset_index(drop=True)
+    return out.astype({c: typed[c].dtype for c in out.columns if c in typed.columns}), reason
 
 
 def apply_mapping(source: pd.DataFrame, mapping: Mapping | None) -> pd.DataFrame:
@@ -148,6 +217,8 @@ RETAIL_FEE_CODES = frozenset({"POST", "DOT", "C2", "M", "m", "BANK CHARGES", "AM
 RETAIL_DISCOUNT_CODE = "D"
 RETAIL_TEST_CODE = re.compile(r"^TEST", re.IGNORECASE)
 RETAIL_COLUMNS = ("Invoice", "StockCode", "Quantity", "InvoiceDate", "Price", "Customer ID")
+# the original UCI "Online Retail" file (2010-2011) names three of them differently
+RETAIL_ORIGINAL_NAMES = {"InvoiceNo": "Invoice", "UnitPrice": "Price", "CustomerID": "Customer ID"}
 
 
 @dataclass
@@ -160,10 +231,19 @@ class AdapterResult:
 
 
 def online_retail_events(source: pd.DataFrame) -> AdapterResult:
-    """UCI Online Retail invoice lines -> one purchase per invoice, one return per cancellation ("C...") invoice."""
+    """UCI Online Retail invoice lines -> one purchase per invoice, one return per cancellation ("C...") invoice.
+
+    Both published namings are read: Online Retail II (`Invoice`, `Price`, `Customer ID`) and the original
+    Online Retail (`InvoiceNo`, `UnitPrice`, `CustomerID`, the id often a float such as 17850.0).
+    """
+    source = rename_columns(source, {old: new for old, new in RETAIL_ORIGINAL_NAMES.items()
+                                     if new not in source.columns})
     missing = [c for c in RETAIL_COLUMNS if c not in source.columns]
     if missing:
-        raise MappingError(f"not in the online-retail format: missing columns {missing}")
+        originals = {v: k for k, v in RETAIL_ORIGINAL_NAMES.items()}
+        raise MappingError(f"not in the online-retail format: missing columns "
+                           f"{[f'{c} (or {originals[c]})' if c in originals else c for c in missing]}; a mapping's "
+                           f"[rename] section can give a file's columns these names")
     content = [c for c in source.columns if c != "_row"]
     dup = source.duplicated(subset=content, keep="first").to_numpy()  # before internal columns are added
     df = source.copy()

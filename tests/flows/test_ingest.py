@@ -2,6 +2,7 @@
 
 import gzip
 import json
+import re
 import shutil
 
 import pandas as pd
@@ -219,3 +220,81 @@ def test_a_mapping_that_names_a_column_called_row_takes_the_source_column_not_th
     g = write(paths, "norowcol.csv", "event_id,event_type,event_time\ne3,visit,2024-03-02T10:00:00Z\n")
     r = ingest(paths, g, mapping=m)
     assert r["status"] == "rejected" and "source column '_row'" in r["error"], r
+
+
+def test_the_original_uci_online_retail_naming_is_read_and_float_ids_keep_their_digits(paths):
+    """The 2010-2011 "Online Retail" file: InvoiceNo, UnitPrice, CustomerID as a float (17850.0)."""
+    src = pd.read_parquet(FIXTURES / "online_retail_sample.parquet")
+    old = src.rename(columns={"Invoice": "InvoiceNo", "Price": "UnitPrice", "Customer ID": "CustomerID"})
+    old["CustomerID"] = pd.to_numeric(old["CustomerID"], errors="coerce").astype("float64")
+    f = paths.landing / "retail-original.parquet"
+    f.parent.mkdir(parents=True)
+    old.to_parquet(f, index=False)
+    r = ingest(paths, f, fmt="online-retail", timezone="Europe/London")
+    assert r["status"] == "ingested" and r["stored"] > 0
+    ids = set(store.read_events(paths)["customer_id"])
+    assert ids and not any(i.endswith(".0") for i in ids)
+    expected = set(pd.to_numeric(src["Customer ID"], errors="coerce").dropna().astype(int).astype(str))
+    assert ids <= expected
+
+
+def test_a_mapping_renames_columns_in_front_of_a_format(paths):
+    src = pd.read_parquet(FIXTURES / "online_retail_sample.parquet").head(200)
+    variant = src.rename(columns={"Invoice": "Beleg", "Customer ID": "Kunde"})
+    f = paths.landing / "variant.parquet"
+    f.parent.mkdir(parents=True)
+    variant.to_parquet(f, index=False)
+    m = write(paths, "../rename.toml", '[rename]\nBeleg = "Invoice"\nKunde = "Customer ID"\n')
+    assert ingest(paths, f, fmt="online-retail", timezone="Europe/London", mapping=m)["stored"] > 0
+    g = paths.landing / "variant2.parquet"
+    variant.head(150).to_parquet(g, index=False)
+    r = ingest(paths, g, fmt="online-retail", timezone="Europe/London")
+    assert r["status"] == "rejected" and "Invoice (or InvoiceNo)" in r["error"] and "[rename]" in r["error"]
+
+
+def test_a_mapping_folds_line_items_into_one_purchase_per_basket_with_accounting_by_line(paths):
+    """A grocery export: one row per product line. Lines of a basket become one purchase; every line is
+    still accounted for (stored lines = lines folded into stored purchases)."""
+    m = write(paths, "../fold.toml", """
+[columns]
+customer_id = "household"
+order_id = "basket"
+event_time = "ts"
+amount = "sales"
+quantity = "qty"
+[constants]
+event_type = "purchase"
+[fold]
+by = "order_id"
+""")
+    f = write(paths, "lines.csv", "household,basket,ts,sales,qty\n"
+              "h1,b1,2024-03-01 10:00:05,2.50,1\n"
+              "h1,b1,2024-03-01 10:00:01,1.25,2\n"      # the basket's time is its earliest line
+              "h2,b2,2024-03-02 11:00:00,4.00,1\n"
+              "h1,b3,2024-03-03 12:00:00,1.00,1\n"
+              "h2,b3,2024-03-03 12:00:00,1.00,1\n"      # b3 mixes two households: both lines quarantined
+              "h2,,2024-03-04 12:00:00,1.00,1\n"        # no basket: cannot be folded
+              "h2,b4,2024-03-05 12:00:00,-3.00,1\n"     # a basket whose lines sum below 0 is quarantined whole
+              "h2,b4,2024-03-05 12:00:00,1.00,1\n"
+              "h2,b5,not a time,1.00,1\n")              # unparseable: quarantined before folding
+    r = ingest(paths, f, mapping=m)
+    assert (r["rows_in"], r["stored"], r["quarantined"], r["duplicates"]) == (9, 3, 6, 0), r
+    assert r["reasons"] == {"order_id has lines of several customers": 2,
+                            "order_id: missing (lines are folded into one event per order_id)": 1,
+                            "event_time: unparseable": 1, "amount: below 0": 2}
+    ev = store.read_events(paths).set_index("order_id")
+    assert sorted(ev.index) == ["b1", "b2"]
+    assert ev.loc["b1", "amount"] == 3.75 and ev.loc["b1", "quantity"] == 3.0
+    assert ev.loc["b1", "event_time"] == pd.Timestamp("2024-03-01T10:00:01Z")
+    assert ev.loc["b1", "event_id"] == "order_id:b1" and ev.loc["b1", "customer_id"] == "h1"
+    assert ingest(paths, f, mapping=m, force=True)["stored"] == 0  # a replay stores nothing twice
+
+
+def test_a_fold_mapping_of_the_wrong_shape_is_refused():
+    from ingestion.normalize import Mapping, MappingError
+
+    for text, needle in (('[fold]\nby = "basket"\n', "[fold] by must be one of"),
+                         ('[fold]\nby = "order_id"\nsum = "x"\n', "unknown [fold] keys"),
+                         ('[rename]\nx = 3\n', "[rename] x must be a new column name")):
+        with pytest.raises(MappingError, match=re.escape(needle)):
+            Mapping.from_toml(text)
