@@ -14,8 +14,16 @@ import numpy as np
 import pandas as pd
 
 from expectations.contract import COLUMN_NAMES
-from ingestion.normalize import (TIME_KEY, Mapping, apply_mapping, coerce, derive_event_ids, fold_lines,
-                                 online_retail_events, rename_columns)
+from ingestion.normalize import (
+    TIME_KEY,
+    Mapping,
+    apply_mapping,
+    coerce,
+    derive_event_ids,
+    fold_lines,
+    online_retail_events,
+    rename_columns,
+)
 from ingestion.validate import contract_violations
 
 FORMATS = ("contract", "online-retail")
