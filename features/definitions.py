@@ -42,6 +42,9 @@ class Feature:
     when_missing: str = ""  # the reason text for an empty value; left empty: "<name> unknown"
     # the part it plays elsewhere: the baselines' recency/frequency/monetary/tenure, or {gap}/{overdue} in sentences
     role: str | None = None
+    # bounded by the history the store holds at the cutoff (it grows as the store gets older, whatever the
+    # customers do): the drift check compares it relative to that history, not as an absolute number
+    grows_with_history: bool = False
 
     def __post_init__(self):
         if not self.expression:
@@ -123,7 +126,7 @@ DEFINITIONS: tuple[Feature, ...] = (
             when_missing="has never bought", role="recency"),
     Feature("tenure_days", "time since the customer's first event", "days",
             "disengaged", _customer_for,
-            aggregate=_age("min(e.event_time)"), role="tenure"),
+            aggregate=_age("min(e.event_time)"), role="tenure", grows_with_history=True),
     Feature("visits_30d", "visits in the last 30 days", "count",
             "disengaged", "{v:.0f} visits in the last {w} days", aggregate=_count(_within(30, "visit"))),
     Feature("visits_90d", "visits in the last 90 days", "count",
@@ -138,7 +141,8 @@ DEFINITIONS: tuple[Feature, ...] = (
             "spend_falling", "{v:.0f} purchases in the last {w} days", aggregate=_count(_within(365, "purchase")),
             role="frequency"),
     Feature("purchases_total", "purchases since the first event", "count",
-            "spend_falling", "{v:.0f} purchases in total", aggregate=_count("e.event_type = 'purchase'")),
+            "spend_falling", "{v:.0f} purchases in total", aggregate=_count("e.event_type = 'purchase'"),
+            grows_with_history=True),
     Feature("spend_30d", "purchase amount in the last 30 days", "currency",
             "spend_falling", "spent {v:.2f} in the last {w} days", aggregate=_amount(_within(30, "purchase"))),
     Feature("spend_90d", "purchase amount in the last 90 days", "currency",
@@ -187,6 +191,7 @@ DEFINITIONS: tuple[Feature, ...] = (
 BY_NAME: dict[str, Feature] = {f.name: f for f in DEFINITIONS}
 # name -> (meaning, unit)
 FEATURES: dict[str, tuple[str, str]] = {f.name: (f.meaning, f.unit) for f in DEFINITIONS}
+GROWS_WITH_HISTORY: tuple[str, ...] = tuple(f.name for f in DEFINITIONS if f.grows_with_history)
 FEATURE_NAMES: list[str] = list(FEATURES)
 # role -> feature name, e.g. "recency" -> "days_since_last_purchase"
 ROLE: dict[str, str] = {f.role: f.name for f in DEFINITIONS if f.role}

@@ -38,9 +38,9 @@ def score(config: ScoreConfig, as_of: pd.Timestamp | None, now: pd.Timestamp) ->
     model, mv = tracking.load_champion(config.model_name)
     require_buildable(model, f"{config.model_name} v{mv.version}", FEATURE_NAMES)
     if as_of is None:
-        _, as_of, _ = store.store_time_range(paths)
+        first, as_of, _ = store.store_time_range(paths)
     else:
-        store.require_covered(paths, as_of)
+        first, _, _ = store.require_covered(paths, as_of)
     con = store.connect(paths)
     try:
         feats = customer_features(store.events_relation(con, paths), as_of, config.lookback_days)
@@ -55,8 +55,9 @@ def score(config: ScoreConfig, as_of: pd.Timestamp | None, now: pd.Timestamp) ->
 
     reference = tracking.load_drift_reference(mv.run_id)
     drift = ({"checked": False, "drifted": False, "note": f"no drift reference in run {mv.run_id}"}
-             if reference is None else {"checked": True, **drift_report(reference, scores_with_features(feats, scores),
-                                                                       config.drift_threshold)})
+             if reference is None else {"checked": True, **drift_report(
+                 reference, scores_with_features(feats, scores), config.drift_threshold,
+                 history_days=(as_of - first) / pd.Timedelta(days=1))})
     decision = drift_decision(drift, config.drift_action)
     if decision.warn:
         log.warning("DRIFT: %s", decision.message)

@@ -10,14 +10,23 @@ import pandas as pd
 EPS = 1e-4
 
 
-def reference_bins(frame: pd.DataFrame, bins: int = 10) -> dict:
-    """Per column: decile edges of the reference values and the share in each bin (missing is a bin of its own)."""
+def reference_bins(frame: pd.DataFrame, bins: int = 10, history_days: float | None = None,
+                   relative: tuple[str, ...] = ()) -> dict:
+    """Per column: decile edges of the reference values and the share in each bin (missing is a bin of its own).
+
+    Columns in `relative` grow with the history the store holds whatever customers do (tenure, purchases
+    since the first event): they are binned divided by `history_days` (the days of history at the
+    reference cutoff) and marked so, and `drift_report` divides the current values the same way, so a
+    store that is simply older than at training is not drift.
+    """
     out = {}
     for col in frame.columns:
-        v = frame[col].to_numpy(dtype="float64")
+        rel = col in relative and history_days is not None and history_days > 0
+        v = frame[col].to_numpy(dtype="float64") / (history_days if rel else 1.0)
         ok = v[~np.isnan(v)]
         edges = np.unique(np.quantile(ok, np.linspace(0, 1, bins + 1)[1:-1])) if len(ok) else np.array([])
-        out[col] = {"edges": edges.tolist(), "shares": _shares(v, edges).tolist()}
+        out[col] = {"edges": edges.tolist(), "shares": _shares(v, edges).tolist(), **({"per_history_day": True}
+                                                                                      if rel else {})}
     return out
 
 
@@ -36,9 +45,19 @@ def psi(reference: dict, values: pd.Series) -> float:
     return float(np.sum((actual - expected) * np.log(actual / expected)))
 
 
-def drift_report(reference: dict, current: pd.DataFrame, threshold: float) -> dict:
-    """PSI of every referenced column present in `current`, the largest, and those above the threshold."""
-    values = {c: psi(ref, current[c]) for c, ref in reference.items() if c in current.columns}
+def drift_report(reference: dict, current: pd.DataFrame, threshold: float, history_days: float | None = None) -> dict:
+    """PSI of every referenced column present in `current`, the largest, and those above the threshold.
+
+    Columns the reference binned per day of history are divided by `history_days` (the days of history
+    the store holds at the scoring date) first; without it they are left out.
+    """
+    def scaled(c: str, ref: dict) -> pd.Series | None:
+        if not ref.get("per_history_day"):
+            return current[c]
+        return current[c] / history_days if history_days else None
+
+    values = {c: psi(ref, s) for c, ref in reference.items() if c in current.columns
+              and (s := scaled(c, ref)) is not None}
     over = {c: round(v, 4) for c, v in sorted(values.items(), key=lambda kv: -kv[1]) if v > threshold}
     worst = max(values, key=values.get) if values else None
     return {"psi": {c: round(v, 4) for c, v in values.items()}, "max_psi": round(values[worst], 4) if worst else 0.0,

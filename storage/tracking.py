@@ -389,9 +389,12 @@ def log_training_run(result, frame, info: dict, config, verdict, judge) -> dict:
 def _log_training_run(result, frame, info, config, champion) -> tuple[str, str, dict]:
     import mlflow
     import mlflow.xgboost
+    import pandas as pd
     from mlflow.models import infer_signature
 
     from features.customer import FEATURES
+    from churn.settings import utc
+    from features.definitions import GROWS_WITH_HISTORY
     from features.snapshots import snapshot_digest
     from models import plots
     from models.drift import reference_bins
@@ -427,7 +430,8 @@ def _log_training_run(result, frame, info, config, champion) -> tuple[str, str, 
         mlflow.log_dict({k: {"meaning": v[0], "unit": v[1]} for k, v in FEATURES.items()}, "features.json")
         # what the features and scores looked like at training time, for drift checks when scoring
         reference = validation[result.model.features].assign(churn_probability=result.predictions["model"].to_numpy())
-        mlflow.log_dict(reference_bins(reference), DRIFT_REFERENCE)
+        history = (utc(info["validation_cutoff"]) - utc(info["data_start"])) / pd.Timedelta(days=1)
+        mlflow.log_dict(reference_bins(reference, history_days=history, relative=GROWS_WITH_HISTORY), DRIFT_REFERENCE)
         X_example = validation[result.model.features].head(5).astype("float64")
         signature = infer_signature(X_example, result.model.churn_probability(X_example).to_numpy())
         info_model = mlflow.xgboost.log_model(

@@ -38,3 +38,37 @@ def test_drift_decision_warns_on_drift_and_refuses_only_when_told():
     assert not refuse.publish and "not published" in refuse.message
     with pytest.raises(ValueError, match="drift action"):
         drift_decision(drifted, "ignore")
+
+
+def _steady_store(days_of_history: int, rng) -> pd.DataFrame:
+    """Active customers of a store whose log begins with the customers it already had (their first event is
+    the log's first day) and then acquires customers at a steady rate, each staying with a constant hazard:
+    nothing about the customers changes as the log gets longer."""
+    n_new = 40 * days_of_history
+    first_seen = np.concatenate([np.zeros(20_000), rng.uniform(0, days_of_history, n_new)])
+    stays = np.concatenate([rng.exponential(3_000, 20_000), rng.exponential(400, n_new)])
+    active = first_seen + stays > days_of_history
+    tenure = days_of_history - first_seen[active]
+    return pd.DataFrame({"tenure_days": tenure, "purchases_total": rng.poisson(tenure / 20.0),
+                         "spend_90d": rng.gamma(2.0, 50.0, active.sum())})
+
+
+def test_features_that_grow_with_the_store_are_compared_per_day_of_history_and_a_real_shift_is_still_caught():
+    from features.definitions import GROWS_WITH_HISTORY
+
+    assert set(GROWS_WITH_HISTORY) == {"tenure_days", "purchases_total"}
+    rng = np.random.default_rng(3)
+    at_training, at_scoring = _steady_store(550, rng), _steady_store(730, rng)  # the demo's cutoffs
+    raw = reference_bins(at_training)
+    assert set(drift_report(raw, at_scoring, 0.25)["over_threshold"]) & set(GROWS_WITH_HISTORY)  # the old false alarm
+    ref = reference_bins(at_training, history_days=550, relative=GROWS_WITH_HISTORY)
+    calm = drift_report(ref, at_scoring, 0.25, history_days=730)
+    assert not calm["drifted"] and max(calm["psi"][c] for c in GROWS_WITH_HISTORY) < 0.1, calm
+    # a real change in the customers is still caught: the long-standing customers left
+    young = at_scoring[at_scoring["tenure_days"] < 200]
+    assert drift_report(ref, young, 0.25, history_days=730)["over_threshold"].keys() >= {"tenure_days"}
+    # and a shift in a plain feature as before
+    poorer = at_scoring.assign(spend_90d=at_scoring["spend_90d"] / 3)
+    assert list(drift_report(ref, poorer, 0.25, history_days=730)["over_threshold"]) == ["spend_90d"]
+    # without the scoring date's history the per-day columns are left out, never compared raw
+    assert "tenure_days" not in drift_report(ref, at_scoring, 0.25)["psi"]
