@@ -392,8 +392,8 @@ def _log_training_run(result, frame, info, config, champion) -> tuple[str, str, 
     import pandas as pd
     from mlflow.models import infer_signature
 
-    from features.customer import FEATURES
     from churn.settings import utc
+    from features.customer import FEATURES
     from features.definitions import GROWS_WITH_HISTORY
     from features.snapshots import snapshot_digest
     from models import plots
