@@ -413,7 +413,8 @@ def _timezone(text: str) -> str:
 
 def build_parser() -> argparse.ArgumentParser:
     p = Parser(prog="churn", description="Event-driven churn prediction pipeline.")
-    p.add_argument("--home", type=Path, help="data folder (default: $CHURN_HOME, else ./churn-data)")
+    p.add_argument("--home", type=Path, help=HOME_HELP)
+    p.add_argument("--version", action="version", version=f"churn {_version()}")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     g = sub.add_parser("generate", help="simulate customers and write events to the landing folder",
@@ -502,8 +503,22 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Generate a sample, ingest it, and run the rest of the pipeline on it.")
     d.add_argument("--customers", type=_whole(1), default=None, help="sample size (default 20000)")
     d.set_defaults(func=cmd_demo)
+    for command in sub.choices.values():  # `churn score --home X` as well as `churn --home X score`
+        command.add_argument("--home", type=Path, default=argparse.SUPPRESS, help=HOME_HELP)
     p.subcommands = sub.choices
     return p
+
+
+HOME_HELP = "data folder (default: $CHURN_HOME, else ./churn-data)"
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("churn")
+    except PackageNotFoundError:  # run from a checkout that is not installed
+        return "(not installed)"
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -316,3 +316,17 @@ def test_another_program_at_the_tracking_uri_is_one_line_not_no_champion(cli, tm
         assert "no model has the alias" not in line
     finally:
         server.shutdown()
+
+
+def test_version_and_home_after_the_subcommand(cli, tmp_path, capsys):
+    from importlib.metadata import version
+
+    with pytest.raises(SystemExit) as e:
+        main(["--version"])
+    assert e.value.code == 0 and capsys.readouterr().out.strip() == f"churn {version('churn')}"
+    home = tmp_path / "after"
+    line = assert_one_error_line(*cli("winback", "--home", str(home)), "no scores")
+    assert str(home) in line  # the subcommand's --home is the one used
+    inner = tmp_path / "inner"
+    line = assert_one_error_line(*cli("--home", str(tmp_path / "outer"), "winback", "--home", str(inner)), "no scores")
+    assert str(inner) in line
