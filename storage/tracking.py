@@ -170,11 +170,18 @@ def setup(tracking_uri: str, experiment: str, artifact_root: Path) -> str:
         if exp is None:
             # local artifact root under the data folder (not ./mlruns in whatever directory we run from)
             location = artifact_root.resolve().as_uri() if tracking_uri.startswith("sqlite") else None
-            exp_id = mlflow.create_experiment(experiment, artifact_location=location)
+            exp_id = mlflow.create_experiment(experiment, artifact_location=location, tags=EXPERIMENT_TAGS)
         else:
             exp_id = exp.experiment_id
+            for k, v in EXPERIMENT_TAGS.items():
+                if exp.tags.get(k) != v:
+                    mlflow.MlflowClient().set_experiment_tag(exp_id, k, v)
         mlflow.set_experiment(experiment_id=exp_id)
     return exp_id
+
+
+# the MLflow UI opens an experiment of this kind on its training runs (without it: on the GenAI traces page)
+EXPERIMENT_TAGS = {"mlflow.experimentKind": "custom_model_development"}
 
 
 def code_version() -> str:
