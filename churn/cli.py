@@ -282,6 +282,28 @@ def cmd_winback(args, settings) -> int:
     return 0
 
 
+def cmd_runs(args, settings) -> int:
+    from storage import tracking
+
+    rows = tracking.recent_runs(settings.tracking_uri, settings.experiment_name, settings.model_name, args.last)
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    if not rows:
+        print(f"no training runs in {settings.tracking_uri} yet: run `churn train`")
+        return 0
+    print(f"{'started (UTC)':<20} {'run':<34} {'horizon':>7} {'as of':<10} {'ROC-AUC':>7} {'PR-AUC':>7} "
+          f"{'best baseline':>26}  version")
+    for r in rows:
+        base = (f"{r['best_baseline']} {r['best_baseline_roc_auc']:.4f}" if r["best_baseline"] else "")
+        ver = f"v{r['version']}" + (f" ({', '.join(r['aliases'])})" if r["aliases"] else "") if r["version"] else "-"
+        auc = f"{r['roc_auc']:.4f}" if r["roc_auc"] is not None else "-"
+        pr = f"{r['pr_auc']:.4f}" if r["pr_auc"] is not None else "-"
+        print(f"{r['started'] or '':<20} {(r['run_name'] or '')[:34]:<34} {str(r['horizon_days'] or '-'):>7} "
+              f"{r['as_of']:<10} {auc:>7} {pr:>7} {base:>26}  {ver}")
+    return 0
+
+
 def cmd_services(args, settings) -> int:
     from churn import services
 
@@ -472,6 +494,14 @@ def build_parser() -> argparse.ArgumentParser:
                    help="replace customer ids by a keyed hash (key from $CHURN_PSEUDONYM_KEY)")
     w.add_argument("--json", action="store_true", help="print the summary and the top rows as JSON")
     w.set_defaults(func=cmd_winback, check=check_winback)
+
+    ru = sub.add_parser("runs", help="the latest training runs: metrics beside the best baseline, version, alias",
+                        description="List the latest training runs of the MLflow experiment, newest first: "
+                                    "validation ROC-AUC and PR-AUC beside the best baseline of the same run, and "
+                                    "the registered version with its aliases (champion, challenger).")
+    ru.add_argument("--last", type=_whole(1), default=10, help="how many runs (default 10)")
+    ru.add_argument("--json", action="store_true", help="print the runs as JSON")
+    ru.set_defaults(func=cmd_runs)
 
     sv = sub.add_parser("services", help="start, stop or check a local Prefect server and MLflow server",
                         description="Run a Prefect server and an MLflow tracking server on 127.0.0.1 (ports in "

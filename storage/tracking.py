@@ -393,6 +393,13 @@ def log_training_run(result, frame, info: dict, config, verdict, judge) -> dict:
             "promotion_recheck": recheck, **logged}
 
 
+def training_run_name(as_of: str, horizon_days: int, params: dict) -> str:
+    """A run name a person can read in a list: what was trained, on data up to when, for which horizon."""
+    keys = [f"depth {params['max_depth']}" if "max_depth" in params else "",
+            f"lr {params['learning_rate']:g}" if "learning_rate" in params else ""]
+    return " ".join(["train", str(as_of)[:10], f"h{horizon_days}d", *[k for k in keys if k]])
+
+
 def _log_training_run(result, frame, info, config, champion) -> tuple[str, str, dict]:
     import mlflow
     import mlflow.xgboost
@@ -410,7 +417,7 @@ def _log_training_run(result, frame, info, config, champion) -> tuple[str, str, 
     train = frame[frame["split"] == "train"]
     validation = frame[frame["split"] == "validation"]
     data_range = f"{info['data_start'][:10]}..{info['data_end'][:10]}"
-    with mlflow.start_run() as run:
+    with mlflow.start_run(run_name=training_run_name(info["as_of"], config.horizon_days, result.model.params)) as run:
         mlflow.set_tags({"code_version": code_version(), "data_range": data_range, "primary_metric": PRIMARY_METRIC})
         mlflow.log_params({
             "horizon_days": config.horizon_days, "lookback_days": config.lookback_days, "seed": config.seed,
@@ -490,3 +497,47 @@ def log_scoring_run(scores, summary: dict) -> str:
             mlflow.set_tag("drift_warning", ", ".join(drift.get("over_threshold", {})) or "none")
             mlflow.log_dict({k: v for k, v in summary.items() if k != "validation"}, "summary.json")
             return run.info.run_id
+
+
+def recent_runs(tracking_uri: str, experiment: str, model_name: str, last: int = 10) -> list[dict]:
+    """The latest training runs, newest first: name, horizon, as-of date, validation metrics beside the best
+    baseline, and the registered version with its aliases. Creates nothing (an absent store: no runs)."""
+    db = _sqlite_file(tracking_uri)
+    if db is not None and not db.exists():
+        return []
+    mlflow = _point_at(tracking_uri)
+    with reachable(tracking_uri, "listing training runs", "nothing was changed"):
+        exp = mlflow.get_experiment_by_name(experiment)
+        if exp is None:
+            return []
+        runs = mlflow.MlflowClient().search_runs([exp.experiment_id], order_by=["attributes.start_time DESC"],
+                                                 max_results=last)
+        client = mlflow.MlflowClient()
+        versions = {v.run_id: v.version for v in client.search_model_versions(f"name = '{model_name}'")}
+        # (search results carry no aliases; the registered model has them all)
+        aliases: dict[str, list[str]] = {}
+        if versions:
+            for alias, version in client.get_registered_model(model_name).aliases.items():
+                aliases.setdefault(str(version), []).append(alias)
+    out = []
+    for r in runs:
+        m, p = r.data.metrics, r.data.params
+        # the baselines of the same run (the oracle of generated data is a bound, not a baseline)
+        baselines = {k.removesuffix("_roc_auc"): v for k, v in m.items()
+                     if k.endswith("_roc_auc") and not k.startswith(("val_", "champion_", "oracle_"))}
+        best = max(baselines, key=baselines.get) if baselines else None
+        v = versions.get(r.info.run_id)
+        out.append({"run_id": r.info.run_id, "run_name": r.info.run_name, "status": r.info.status,
+                    "started": _utc_text(r.info.start_time), "horizon_days": p.get("horizon_days"),
+                    "as_of": (p.get("as_of") or "")[:10], "roc_auc": m.get("val_roc_auc"),
+                    "pr_auc": m.get("val_pr_auc"), "best_baseline": best,
+                    "best_baseline_roc_auc": baselines.get(best) if best else None,
+                    "version": v, "aliases": sorted(aliases.get(str(v), [])) if v else []})
+    return out
+
+
+def _utc_text(ms: int | None) -> str | None:
+    """An MLflow start time (epoch milliseconds) as ISO text in UTC, to the second."""
+    import datetime as dt
+
+    return None if ms is None else dt.datetime.fromtimestamp(ms / 1000, dt.UTC).strftime("%Y-%m-%d %H:%M:%S")

@@ -190,3 +190,27 @@ def test_drift_beyond_the_threshold_refuses_to_publish_when_configured(broken_re
     assert not (broken_registry.home / "scores" / f"as_of={day}" / "scores.parquet").exists()
     warned = score(cfg(drift_threshold=1e-6, drift_action="warn"), None, now=NOW)
     assert warned["drift"]["drifted"] and (broken_registry.home / "scores" / f"as_of={day}" / "scores.parquet").exists()
+
+
+def test_churn_runs_lists_the_training_run_with_its_metrics_baseline_and_alias(trained, capsys):
+    import argparse
+    import json
+
+    from churn.cli import cmd_runs
+    from churn.settings import defaults
+
+    settings = defaults(trained.home)
+    assert cmd_runs(argparse.Namespace(last=5, json=True), settings) == 0
+    rows = json.loads(capsys.readouterr().out)
+    champion = [r for r in rows if "champion" in r["aliases"]]
+    assert len(champion) == 1 and champion[0]["status"] == "FINISHED"
+    r = champion[0]
+    assert 0.5 < r["roc_auc"] <= 1 and 0 < r["pr_auc"] <= 1 and r["horizon_days"] == "90"
+    assert r["best_baseline"] in ("recency_rule_90d", "logistic_rfm") and 0.5 < r["best_baseline_roc_auc"] < 1
+    assert cmd_runs(argparse.Namespace(last=5, json=False), settings) == 0
+    table = capsys.readouterr().out
+    assert f"v{r['version']} (champion)" in table and f"{r['roc_auc']:.4f}" in table
+    empty = defaults(trained.home.parent / "nothing-here")
+    assert cmd_runs(argparse.Namespace(last=5, json=False), empty) == 0
+    assert "no training runs" in capsys.readouterr().out and not (trained.home.parent / "nothing-here").exists()
+    assert r["run_name"].startswith("train ") and " h90d " in r["run_name"]
