@@ -67,17 +67,23 @@ def test_prefect_does_not_retry_untrainable_snapshots():
 
 
 def test_churn_train_where_every_customer_churned_is_one_error_line(small_store, tmp_path):
-    """Training cutoffs whose label windows lie after the last event: everyone 'churned'."""
-    import shutil
+    """A store where nobody bought anything in the last 200 days (they still visited): the training
+    cutoff's label window holds no purchase, so everyone 'churned'."""
+    import pyarrow as pa
 
-    home = tmp_path / "home"
-    shutil.copytree(small_store.home, home)
+    from expectations.contract import STORE_SCHEMA
+    from expectations.quarantine import QUARANTINE_SCHEMA
     from storage import layout, store
 
-    _, last, _ = store.store_time_range(layout.Paths(home))
+    events = store.read_events(small_store)
+    last = events["event_time"].max()
+    kept = events[(events["event_type"] != "purchase") | (events["event_time"] < last - pd.Timedelta(days=200))]
+    home = tmp_path / "home"
+    store.commit_batch(layout.Paths(home), "b", pa.Table.from_pandas(kept, schema=STORE_SCHEMA, preserve_index=False),
+                       QUARANTINE_SCHEMA.empty_table(), {}, None)
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "MLFLOW_", "CHURN_"))}
     env.update(CHURN_HOME=str(home), CHURN_N_TRAIN_CUTOFFS="1")
-    as_of = (last + pd.Timedelta(days=200)).date().isoformat()
+    as_of = last.date().isoformat()
     r = subprocess.run([str(Path(sys.executable).with_name("churn")), "train", "--as-of", as_of], env=env,
                        capture_output=True, text=True, timeout=300)
     assert r.returncode == 2, r.stderr[-3000:]
