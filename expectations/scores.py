@@ -1,7 +1,12 @@
-"""The scored-Parquet contract: what downstream systems may rely on (schema_version 1).
+"""The scored-Parquet contract: what downstream systems may rely on (schema_version 2).
 
 Changing a column's name, type or meaning is a breaking change and bumps SCHEMA_VERSION; adding a
-nullable column at the end is not. The GX suite `scores.suite.json` and the Arrow schema come from here.
+nullable column at the end is not. The GX suite `scores.suite.json` and the Arrow schema (with each
+column's description in its field metadata) come from here.
+
+Version 2: the files live in hive partitions `as_of=YYYY-MM-DD/`, and the folder key is no column of the
+file (version 1 had an `as_of` date32 column too, which pandas and pyarrow refused to merge with the folder
+key they read as text); the cutoff instant is kept in full as `as_of_time`.
 """
 
 from __future__ import annotations
@@ -12,7 +17,12 @@ import pyarrow as pa
 
 from expectations.contract import Column, suite_dict
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+# The hive folder key of a day's scores: `as_of=YYYY-MM-DD/` (the UTC date of as_of_time); never a column of
+# the file, so every reader of the folder adds it as a column of its own.
+PARTITION_KEY = "as_of"
+PARTITION_FIELD = pa.field(PARTITION_KEY, pa.date32(), nullable=False,
+                           metadata={"description": "the day scored: the UTC date of as_of_time (folder key)"})
 RISK_TIERS = ("high", "medium", "low")  # from most to least at risk
 REASON_METHODS = ("exact", "approximate", "none")  # TreeSHAP, Saabas, no reasons
 N_REASONS = 3
@@ -34,7 +44,8 @@ SCORE_COLUMNS: tuple[Column, ...] = (
     Column("schema_version", pa.int32(), "version of this contract", required=True, min_value=SCHEMA_VERSION,
            max_value=SCHEMA_VERSION, kind="number"),
     Column("customer_id", pa.string(), "opaque customer id", required=True, unique=True, identifier=True),
-    Column("as_of", pa.date32(), "cutoff date the features were built at (UTC)", required=True, kind="date"),
+    Column("as_of_time", pa.timestamp("us", tz="UTC"), "cutoff instant the features were built at; its UTC date "
+           "is the folder key as_of", required=True, kind="timestamp"),
     Column("churn_probability", pa.float64(), "P(no purchase within the horizon after as_of)", required=True,
            min_value=0.0, max_value=1.0, kind="number"),
     Column("risk_tier", pa.string(), "high / medium / low (thresholds in settings)", required=True,
@@ -60,7 +71,8 @@ SCORE_COLUMNS: tuple[Column, ...] = (
     Column("scored_at", pa.timestamp("us", tz="UTC"), "when this file was produced", required=True, kind="timestamp"),
 )
 
-SCORE_SCHEMA = pa.schema([pa.field(c.name, c.arrow_type, nullable=not c.required) for c in SCORE_COLUMNS],
+SCORE_SCHEMA = pa.schema([pa.field(c.name, c.arrow_type, nullable=not c.required,
+                                   metadata={"description": c.description}) for c in SCORE_COLUMNS],
                          metadata={"schema_version": str(SCHEMA_VERSION), "contract": "churn.scores"})
 SCORE_COLUMN_NAMES = [c.name for c in SCORE_COLUMNS]
 

@@ -125,7 +125,7 @@ def score_customers(model, features: pd.DataFrame, as_of: pd.Timestamp, policy: 
     out = pd.DataFrame(index=X.index)
     out["schema_version"] = np.int32(SCHEMA_VERSION)
     out["customer_id"] = X.index.astype(str)
-    out["as_of"] = pd.Timestamp(as_of).date()
+    out["as_of_time"] = pd.Timestamp(as_of).tz_convert("UTC")
     out["churn_probability"] = p
     out["risk_tier"] = tier
     out["risk_rank"] = p.rank(method="first", ascending=False).astype("int64")

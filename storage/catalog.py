@@ -71,9 +71,16 @@ def latest_scores_date(paths: Paths) -> str | None:
 
 
 def read_scores(paths: Paths, as_of_date: str | None = None) -> tuple[pd.DataFrame, str]:
-    """A day's scores (default: the latest day scored)."""
+    """A day's scores (default: the latest), with the folder key `as_of` as a date column, as a reader
+    of the hive folder gets it."""
+    from datetime import date
+
+    from expectations.scores import PARTITION_FIELD
+
     day = require_scores(paths, as_of_date)
-    return pq.read_table(scores_path(paths, day)).to_pandas(), day
+    table = pq.read_table(scores_path(paths, day))
+    table = table.append_column(PARTITION_FIELD, pa.array([date.fromisoformat(day)] * table.num_rows, pa.date32()))
+    return table.to_pandas(), day
 
 
 def write_winback(paths: Paths, frame: pd.DataFrame, csv_frame: pd.DataFrame, schema: pa.Schema,

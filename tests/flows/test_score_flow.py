@@ -49,17 +49,18 @@ def test_scores_are_readable_by_pyarrow_and_duckdb_with_the_contract_schema(trai
     r = run_score(trained, exact_reasons_top_n=200)
     table = pq.read_table(r["path"])
     assert table.schema.equals(SCORE_SCHEMA, check_metadata=False)
-    assert table.schema.metadata[b"schema_version"] == b"1"
+    assert table.schema.metadata[b"schema_version"] == b"2"
     con = duckdb.connect()
     row = con.execute(f"""
         SELECT count(*), count(DISTINCT customer_id), min(churn_probability), max(churn_probability),
-               min(risk_rank), max(risk_rank), bool_and(value_at_risk >= 0), any_value(as_of),
+               min(risk_rank), max(risk_rank), bool_and(value_at_risk >= 0), epoch_us(any_value(as_of_time)),
                typeof(any_value(scored_at)), count(*) FILTER (WHERE reasons_method = 'exact')
         FROM read_parquet('{r["path"]}')""").fetchone()
     n = r["customers"]
     assert row[0] == row[1] == n and n > 500
     assert 0 <= row[2] <= row[3] <= 1 and (row[4], row[5]) == (1, n) and row[6]
-    assert str(row[7]) == r["as_of"] and row[8] == "TIMESTAMP WITH TIME ZONE" and row[9] == 200
+    assert pd.Timestamp(row[7], unit="us", tz="UTC").date().isoformat() == r["as_of"]
+    assert row[8] == "TIMESTAMP WITH TIME ZONE" and row[9] == 200
     assert set(pd.read_parquet(r["path"])["risk_tier"]) <= {"high", "medium", "low"}
     assert sum(t["customers"] for t in r["tiers"].values()) == n
 
