@@ -3,6 +3,7 @@ snapshots, scores and win-back lists."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 from pathlib import Path
@@ -12,8 +13,15 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from churn.errors import UserError
-from storage.atomic import fsync_dir, write_bytes_atomic, write_parquet_atomic
-from storage.layout import NoScores, Paths, require_scores, scored_days, scores_path  # noqa: F401 - re-exported
+from storage.atomic import file_lock, fsync_dir, write_bytes_atomic, write_json_atomic, write_parquet_atomic
+from storage.layout import (  # noqa: F401 - re-exported
+    NoScores,
+    Paths,
+    require_scores,
+    scored_days,
+    scores_path,
+    scores_success_path,
+)
 
 # ---------------------------------------------------------------- generated data
 
@@ -58,11 +66,47 @@ class ContactsError(UserError, ValueError):
 CONTACT_COLUMNS = ("customer_id", "contacted_at")
 
 
-def write_scores(paths: Paths, frame: pd.DataFrame, schema: pa.Schema, as_of_date: str) -> Path:
-    """Publish one day's scores atomically; scoring the same day again replaces the file."""
-    path = scores_path(paths, as_of_date)
-    write_parquet_atomic(pa.Table.from_pandas(frame, schema=schema, preserve_index=False), path)
-    return path
+def write_scores(paths: Paths, frame: pd.DataFrame, schema: pa.Schema, as_of_date: str) -> tuple[Path, dict]:
+    """Publish one day's scores; returns the file and its record (what `_SUCCESS` and `_latest.json` hold).
+
+    Under the scores lock, in this order: the Parquet file (temp file, then rename: readers see the old file
+    or the new one whole), then the day's `_SUCCESS` holding its record (rows, sha256, model, schema
+    version), then `_latest.json`, the record of the newest complete day. Re-scoring a day first takes its
+    `_SUCCESS` away (and `_latest.json` off it), so a crash in between leaves a day without a marker, never a
+    marker or pointer describing another file. Scoring the same day again replaces its file.
+    """
+    from storage.sources import file_sha256
+
+    table = pa.Table.from_pandas(frame, schema=schema, preserve_index=False)
+    path, marker = scores_path(paths, as_of_date), scores_success_path(paths, as_of_date)
+    with file_lock(paths.scores_lock_file):
+        if marker.exists():
+            marker.unlink()
+            fsync_dir(marker.parent)
+            _point_latest(paths)
+        write_parquet_atomic(table, path)
+        row = (table.slice(0, 1).to_pylist() or [{}])[0]  # the model and times are the same on every row
+        record = {
+            "as_of": as_of_date, "path": path.relative_to(paths.scores).as_posix(), "rows": table.num_rows,
+            "bytes": path.stat().st_size, "sha256": file_sha256(path),
+            "schema_version": int(schema.metadata[b"schema_version"]),
+            "model_name": row.get("model_name"), "model_version": row.get("model_version"), "run_id": row.get("run_id"),
+            **{k: row[k].isoformat() if row.get(k) else None for k in ("as_of_time", "scored_at")},
+        }
+        write_json_atomic(record, marker)
+        _point_latest(paths)
+    return path, record
+
+
+def _point_latest(paths: Paths) -> None:
+    """`_latest.json` := the record of the newest complete day (removed when no day is complete)."""
+    days = scored_days(paths)
+    if not days:
+        paths.scores_latest.unlink(missing_ok=True)
+        return
+    record = json.loads(scores_success_path(paths, days[-1]).read_text())
+    if not paths.scores_latest.exists() or json.loads(paths.scores_latest.read_text()) != record:
+        write_json_atomic(record, paths.scores_latest)
 
 
 def latest_scores_date(paths: Paths) -> str | None:
@@ -71,7 +115,7 @@ def latest_scores_date(paths: Paths) -> str | None:
 
 
 def read_scores(paths: Paths, as_of_date: str | None = None) -> tuple[pd.DataFrame, str]:
-    """A day's scores (default: the latest), with the folder key `as_of` as a date column, as a reader
+    """A complete day's scores (default: the latest), with the folder key `as_of` as a date column, as a reader
     of the hive folder gets it."""
     from datetime import date
 

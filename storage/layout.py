@@ -9,6 +9,8 @@ Layout under the home folder:
     state/ingested/          one JSON record per ingested file content (sha256): the ledger
     truth/                   the simulator's ground truth (only for generated data)
     mlflow/                  the default MLflow tracking database and artifacts
+    scores/as_of=D/          a day's scores.parquet, then its _SUCCESS record; scores/_latest.json points
+                             at the newest complete day (see `storage.catalog.write_scores`)
     .staging/                batches being committed (see `commit_batch`)
     .duckdb-tmp/<pid>/       DuckDB spill files of a running query (see `connect`)
 """
@@ -77,6 +79,16 @@ class Paths:
     def lock_file(self) -> Path: return self.home / "state" / "store.lock"
     @property
     def commit_lock_file(self) -> Path: return self.home / "state" / "commit.lock"
+    @property
+    def scores_lock_file(self) -> Path: return self.home / "state" / "scores.lock"
+    @property
+    def scores_latest(self) -> Path: return self.scores / LATEST_POINTER
+
+
+# Names readers of a hive folder skip (pyarrow, pandas and Spark leave out names starting with "_" or "."; a
+# `*/*.parquet` glob matches neither): a plain `latest` file at the root would be read as a Parquet file.
+SUCCESS_MARKER = "_SUCCESS"
+LATEST_POINTER = "_latest.json"
 
 
 # ---------------------------------------------------------------- published scores (paths only: no pandas, so
@@ -90,18 +102,31 @@ def scores_path(paths: Paths, as_of_date: str) -> Path:
     return paths.scores / f"as_of={as_of_date}" / "scores.parquet"
 
 
+def scores_success_path(paths: Paths, as_of_date: str) -> Path:
+    return paths.scores / f"as_of={as_of_date}" / SUCCESS_MARKER
+
+
 def scored_days(paths: Paths) -> list[str]:
-    """The days with published scores, oldest first."""
-    return sorted(p.parent.name.removeprefix("as_of=") for p in paths.scores.glob("as_of=*/scores.parquet"))
+    """The days whose scores are complete (the file and then its _SUCCESS record written), oldest first."""
+    return sorted(p.parent.name.removeprefix("as_of=") for p in paths.scores.glob(f"as_of=*/{SUCCESS_MARKER}")
+                  if p.with_name("scores.parquet").is_file())
 
 
 def require_scores(paths: Paths, as_of_date: str | None = None) -> str:
-    """The day whose scores to use (default: the latest); NoScores, naming the days that have scores, if none."""
+    """The day whose scores to use (default: the latest complete one); NoScores, naming the days that have
+    complete scores, if that day has none or an incomplete write."""
     days = scored_days(paths)
     day = as_of_date or (days[-1] if days else None)
-    if day is not None and scores_path(paths, day).exists():
+    if day is not None and day in days:
         return day
+    if day is None:  # nothing complete: name the newest interrupted write, if there is one
+        started = sorted(p.parent.name.removeprefix("as_of=") for p in paths.scores.glob("as_of=*/scores.parquet"))
+        day = started[-1] if started else None
+    shown = ", ".join(days[-10:]) + (f" (and {len(days) - 10} earlier)" if len(days) > 10 else "")
+    if day is not None and scores_path(paths, day).exists():
+        raise NoScores(f"the scores for {day} under {paths.scores} are not complete (no {SUCCESS_MARKER}: their "
+                       f"write was interrupted, or they predate schema version 2): run `churn score --as-of {day}`"
+                       + (f"; complete days: {shown}" if days else ""))
     if not days:
         raise NoScores(f"no scores under {paths.scores} yet: run `churn score` first")
-    shown = ", ".join(days[-10:]) + (f" (and {len(days) - 10} earlier)" if len(days) > 10 else "")
     raise NoScores(f"no scores for {day} under {paths.scores}; scored days: {shown}")

@@ -1,5 +1,6 @@
 """Scoring and win-back against a trained champion in a real (SQLite) MLflow registry."""
 
+import json
 import shutil
 
 import duckdb
@@ -69,9 +70,10 @@ def test_rescoring_a_date_replaces_its_partition(trained):
     first = run_score(trained, as_of=pd.Timestamp("2024-05-01T00:00Z"))
     second = run_score(trained, as_of=pd.Timestamp("2024-05-01T00:00Z"))
     assert first["path"] == second["path"]
-    files = list((trained.home / "scores" / "as_of=2024-05-01").iterdir())
-    assert [f.name for f in files] == ["scores.parquet"]
-    df = pd.read_parquet(files[0])
+    folder = trained.home / "scores" / "as_of=2024-05-01"
+    assert sorted(f.name for f in folder.iterdir()) == ["_SUCCESS", "scores.parquet"]
+    assert json.loads((folder / "_SUCCESS").read_text())["sha256"] == second["sha256"]
+    df = pd.read_parquet(folder / "scores.parquet")
     assert df["customer_id"].is_unique and len(df) == second["customers"]
 
 

@@ -66,11 +66,14 @@ def tiny_store(home: Path, days: list[str]) -> None:
     pq.write_table(pa.Table.from_pylist(rows, schema=STORE_SCHEMA), folder / "b.parquet")
 
 
-def fake_scores(home: Path, day: str) -> None:
-    """A published scores file for `day` (only its presence matters to the checks made before the flow)."""
+def fake_scores(home: Path, day: str, complete: bool = True) -> None:
+    """A published scores file for `day`, with its _SUCCESS marker unless its write was cut short (only their
+    presence matters to the checks made before the flow)."""
     f = home / "scores" / f"as_of={day}" / "scores.parquet"
     f.parent.mkdir(parents=True)
     f.write_bytes(b"PAR1")
+    if complete:
+        f.with_name("_SUCCESS").write_text("{}")
 
 
 def tree(folder: Path) -> list[str]:
@@ -160,6 +163,15 @@ def _scores(home):
     fake_scores(home, "2024-05-08")
 
 
+def _scores_one_interrupted(home):
+    _scores(home)
+    fake_scores(home, "2024-05-15", complete=False)
+
+
+def _only_interrupted_scores(home):
+    fake_scores(home, "2024-05-15", complete=False)
+
+
 def _scores_and_contacts(home, header="customer,when"):
     _scores(home)
     (home / "contacts.csv").write_text(f"{header}\nc1,2024-05-01\n")
@@ -189,6 +201,13 @@ MISSING_INPUTS = {
     "winback_no_scores": (["winback"], _no_store, ["no scores", "churn score"], {}),
     "winback_day_without_scores": (["winback", "--as-of", "2024-05-02"], _scores,
                                    ["no scores for 2024-05-02", "scored days: 2024-05-01, 2024-05-08"], {}),
+    "winback_day_with_interrupted_scores": (["winback", "--as-of", "2024-05-15"], _scores_one_interrupted,
+                                            ["scores for 2024-05-15", "not complete", "no _SUCCESS",
+                                             "churn score --as-of 2024-05-15", "complete days: 2024-05-01, 2024-05-08"],
+                                            {}),
+    "winback_only_interrupted_scores": (["winback"], _only_interrupted_scores,
+                                        ["scores for 2024-05-15", "not complete", "churn score --as-of 2024-05-15"],
+                                        {}),
     "winback_pseudonymise_no_key": (["winback", "--pseudonymise"], _scores,
                                     ["CHURN_PSEUDONYM_KEY", "at least 16 characters"], {}),
     "winback_pseudonymise_short_key": (["winback", "--pseudonymise"], _scores,
