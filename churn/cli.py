@@ -128,6 +128,11 @@ def check_bench(args, settings) -> None:
         except (ValueError, IndexError):
             raise CommandError(f"bench: {text!r} is not a size: give an event count such as 500K, 10M or "
                                f"1000000") from None
+    out, root = Path(args.out), Path(args.root)
+    if out.is_dir():
+        raise CommandError(f"bench --out {out}: a folder; name the Markdown file to write, e.g. {out / 'BENCHMARKS.md'}")
+    if root.exists() and not root.is_dir():
+        raise CommandError(f"bench --root {root}: a file; name a folder to keep the generated stores in")
     folder = Path(args.out).resolve().parent
     if not folder.is_dir():
         existing = next(p for p in folder.parents if p.is_dir())

@@ -157,7 +157,8 @@ def check_contacts(path: Path) -> None:
     """ContactsError unless `path` is a readable contact history with customer_id and contacted_at
     (reads only the Parquet schema or the CSV header)."""
     if not path.is_file():
-        raise ContactsError(f"contact history {path}: no such file")
+        raise ContactsError(f"contact history {path}: " + ("a folder, not a file: name the CSV or Parquet file in it"
+                                                            if path.is_dir() else "no such file"))
     try:
         columns = (pq.read_schema(path).names if path.suffix.lower() == ".parquet" else
                    pd.read_csv(path, dtype=str, nrows=0).columns.tolist())

@@ -35,8 +35,8 @@ class NoChampionError(UserError, RuntimeError):
     """The registry has no model under the `champion` alias."""
 
 
-class ChampionUnreadable(RuntimeError):
-    """The champion's model artifact exists in the registry but cannot be loaded."""
+class ChampionUnreadable(UserError, RuntimeError):
+    """The champion is registered but its model files are missing or cannot be loaded (restore them, or retrain)."""
 
 
 class TrackingUriError(UserError, ValueError):
@@ -234,14 +234,32 @@ def _no_champion(model_name: str, why: str = "") -> NoChampionError:
 
 
 def require_champion(tracking_uri: str, model_name: str) -> None:
-    """NoChampionError unless the registry has a champion; creates nothing, and answers without importing
-    MLflow when the SQLite tracking store does not exist yet (the check `churn score` makes before starting)."""
+    """NoChampionError unless the registry has a champion, ChampionUnreadable when its model files should be
+    on this machine and are not; creates nothing, and answers without importing MLflow when the SQLite
+    tracking store does not exist yet (the check `churn score` makes before starting)."""
     db = _sqlite_file(tracking_uri)
     if db is not None and not db.exists():
         raise _no_champion(model_name, f" (there is no tracking store at {db} yet)")
     _point_at(tracking_uri)
-    if champion_version(model_name) is None:
+    mv = champion_version(model_name)
+    if mv is None:
         raise _no_champion(model_name)
+    folder = _local_model_folder(model_name, mv.version)
+    if folder is not None and not (folder / "MLmodel").is_file():
+        existing = next((p for p in folder.parents if p.is_dir()), None)
+        raise ChampionUnreadable(
+            f"the champion model {model_name} v{mv.version} has no model files at {folder} ("
+            + ("the folder has no MLmodel file" if folder.is_dir() else f"the nearest existing folder is {existing}")
+            + "): restore them, or run `churn train` to register a new champion")
+
+
+def _local_model_folder(model_name: str, version: str) -> Path | None:
+    """Where a registered version's model files are, when that is a folder on this machine (else None)."""
+    from mlflow import MlflowClient
+
+    uri = MlflowClient().get_model_version_download_uri(model_name, version)
+    scheme = urlsplit(uri).scheme
+    return Path(unquote(urlsplit(uri).path)) if scheme == "file" else Path(uri) if scheme == "" else None
 
 
 def load_champion(model_name: str):

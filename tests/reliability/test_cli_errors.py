@@ -163,6 +163,19 @@ def _scores(home):
     fake_scores(home, "2024-05-08")
 
 
+def _champion_without_files(home):
+    """A store, and a registry whose champion's model files are gone (an artifact folder deleted or moved)."""
+    from mlflow import MlflowClient
+
+    _store(home)
+    (home / "mlflow").mkdir()
+    db = f"sqlite:///{home / 'mlflow' / 'mlflow.db'}"
+    client = MlflowClient(tracking_uri=db, registry_uri=db)
+    client.create_registered_model("churn")
+    gone = home / "mlflow" / "artifacts" / "models" / "m-gone" / "artifacts"
+    client.set_registered_model_alias("churn", "champion", client.create_model_version("churn", gone.as_uri()).version)
+
+
 def _scores_one_interrupted(home):
     _scores(home)
     fake_scores(home, "2024-05-15", complete=False)
@@ -175,6 +188,11 @@ def _only_interrupted_scores(home):
 def _scores_and_contacts(home, header="customer,when"):
     _scores(home)
     (home / "contacts.csv").write_text(f"{header}\nc1,2024-05-01\n")
+
+
+def _scores_and_landing(home):
+    _scores(home)
+    _landing_empty(home)
 
 
 def _landing_empty(home):
@@ -192,6 +210,9 @@ MISSING_INPUTS = {
     "score_as_of_before_data": (["score", "--as-of", "2023-06-01"], _store,
                                 ["before the first stored event", "2024-01-05 to 2024-01-20"], {"champion": True}),
     "score_no_champion": (["score"], _store, ["no model has the alias 'champion'", "churn train"], {}),
+    "score_champion_files_missing": (["score"], _champion_without_files,
+                                     ["champion model churn v1 has no model files at", "m-gone/artifacts",
+                                      "the nearest existing folder is", "/mlflow", "churn train"], {}),
     "train_as_of_after_data": (["train", "--as-of", "2025-06-01"], _store,
                                ["after the last stored event (2024-01-20)", "--as-of up to 2024-01-21"], {}),
     "score_as_of_after_data": (["score", "--as-of", "2024-03-01"], _store,
@@ -226,15 +247,22 @@ MISSING_INPUTS = {
     "serve_without_a_prefect_server": (["serve"], _no_store, ["needs a Prefect server", "churn services up"], {}),
     "bench_out_in_a_missing_folder": (["bench", "--sizes", "1K", "--out", "{home}/no/such/BENCH.md"], _no_store,
                                       ["--out", "does not exist"], {}),
+    "bench_out_is_a_folder": (["bench", "--sizes", "1K", "--out", "{home}"], _landing_empty,
+                              ["--out", "a folder", "BENCHMARKS.md"], {}),
+    "bench_root_is_a_file": (["bench", "--sizes", "1K", "--root", "{home}/contacts.csv"], _scores_and_contacts,
+                             ["--root", "contacts.csv", "a file"], {}),
+    "winback_contacts_a_folder": (["winback", "--contacts", "{home}/landing"], _scores_and_landing,
+                                  ["contact history", "landing", "a folder, not a file"], {}),
     "bench_bad_size": (["bench", "--sizes", "1M,lots"], _no_store, ["'lots' is not a size"], {}),
 }
 
 
 @pytest.mark.parametrize("case", list(MISSING_INPUTS))
-def test_a_missing_input_is_one_line_before_anything_is_written(cli, tmp_path, monkeypatch, case):
+def test_a_missing_input_is_one_line_before_anything_is_written(cli, tmp_path, monkeypatch, capsys, case):
     argv, setup, needles, env = MISSING_INPUTS[case]
     home = tmp_path / "home"
     setup(home)
+    capsys.readouterr()  # what a setup printed (MLflow creating its tables) is not the command's output
     for k, v in env.items():
         if k == "champion":  # checked first, and tested on its own: stand in for a registry that has one
             monkeypatch.setattr("storage.tracking.require_champion", lambda uri, name: None)
@@ -279,7 +307,7 @@ def test_errors_that_need_a_person_are_never_retried():
     from storage.catalog import ContactsError, NoScores
     from storage.layout import PathOutside
     from storage.store import EmptyStore, OutsideStore
-    from storage.tracking import NoChampionError, TrackingUnavailable, retry_transient
+    from storage.tracking import ChampionUnreadable, NoChampionError, TrackingUnavailable, retry_transient
 
     class Failed:
         def __init__(self, e):
@@ -288,7 +316,7 @@ def test_errors_that_need_a_person_are_never_retried():
         def result(self):
             raise self.e
 
-    for e in (NoChampionError("x"), PathOutside("x"), NoScores("x"), EmptyStore("x"), OutsideStore("x"),
+    for e in (NoChampionError("x"), ChampionUnreadable("x"), PathOutside("x"), NoScores("x"), EmptyStore("x"), OutsideStore("x"),
               NotEnoughHistory("x"), PseudonymKeyError("x"), WeakKey("x"), ContactsError("x")):
         assert isinstance(e, UserError)
         assert retry_transient(None, None, Failed(e)) is False, type(e).__name__
