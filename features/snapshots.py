@@ -7,13 +7,14 @@ import hashlib
 import pandas as pd
 
 from features.customer import churn_labels, customer_features
+from features.purchase_history import purchase_history
 
 
 def labelled_snapshot(events, as_of: pd.Timestamp, horizon_days: int, lookback_days: int,
                       activity_types: tuple[str, ...] = ("purchase",)) -> pd.DataFrame:
-    """One row per in-scope customer: customer_id, cutoff, the features, and `churned` (0/1)."""
+    """One row per in-scope customer: customer_id, cutoff, the features, the BTYD purchase history and `churned`."""
     feats = customer_features(events, as_of, lookback_days)
-    out = feats.reset_index()
+    out = feats.join(purchase_history(events, as_of, feats.index)).reset_index()
     out.insert(1, "cutoff", pd.Timestamp(as_of))
     out["churned"] = churn_labels(events, as_of, horizon_days, feats.index, activity_types).to_numpy()
     return out
