@@ -1,0 +1,113 @@
+"""BG/NBD and Pareto/NBD baselines: P(no purchase within the horizon | purchase history up to the cutoff).
+
+The classical buy-till-you-die models, fitted by pymc-marketing (its CLV models, the maintained line
+after lifetimes) with a point estimate (MAP, which with its default priors is close to maximum
+likelihood; never MCMC here). They are unsupervised: a model is fitted on one cutoff's own purchase
+histories (repeat purchase days, first-to-last purchase span, age since the first purchase; see
+`features.purchase_history`) and predicts for the same customers, so it never sees an event after that
+cutoff nor any label. Time is in days.
+
+A customer who never bought (only visits, say) has no BTYD history: the model's clock starts at the
+first purchase. Such customers get `never_bought_rate`, a constant the caller measures (train: the
+churn rate of never-buyers in the training snapshots), the way the recency rule scores its groups.
+
+pymc-marketing pulls pymc and pytensor (slow to import, C compiled on first use): imported inside `fit`.
+"""
+
+from __future__ import annotations
+
+import logging
+import warnings
+
+import numpy as np
+import pandas as pd
+
+from features.purchase_history import AGE, FREQUENCY, RECENCY
+
+
+def _library_frame(X: pd.DataFrame) -> pd.DataFrame:
+    """pymc-marketing's input: customer_id, frequency, recency, T (buyers only)."""
+    return pd.DataFrame({"customer_id": np.arange(len(X)), "frequency": X[FREQUENCY].to_numpy(dtype=float),
+                         "recency": X[RECENCY].to_numpy(dtype=float), "T": X[AGE].to_numpy(dtype=float)})
+
+
+class _BTYD:
+    library_class = ""  # the pymc_marketing.clv model
+
+    def __init__(self, horizon_days: float, never_bought_rate: float):
+        self.horizon_days = horizon_days
+        self.never_bought_rate = never_bought_rate
+
+    def fit(self, X: pd.DataFrame, y=None) -> "_BTYD":
+        """Fit on the buyers of one cutoff's history (`y` is ignored: the model needs no labels)."""
+        import pymc_marketing.clv as clv
+
+        buyers = X[X[FREQUENCY].notna()]
+        if len(buyers) < 2:
+            raise ValueError(f"{type(self).__name__} needs at least two customers with a purchase, got {len(buyers)}")
+        model = getattr(clv, self.library_class)(data=_library_frame(buyers))
+        with _quiet():
+            model.fit(method="map", progressbar=False)
+        self.model_ = model
+        self.params_ = {k: float(v) for k, v in model.fit_summary().items()}
+        self.n_buyers_ = len(buyers)
+        return self
+
+    def _no_purchase(self, data: pd.DataFrame) -> np.ndarray:
+        raise NotImplementedError
+
+    def predict_proba(self, X: pd.DataFrame) -> pd.Series:
+        """P(churn) = P(no purchase in (cutoff, cutoff + horizon]), indexed like X."""
+        out = np.full(len(X), float(self.never_bought_rate))
+        bought = X[FREQUENCY].notna().to_numpy()
+        if bought.any():
+            with _quiet():
+                p = self._no_purchase(_library_frame(X[bought]))
+            out[bought] = np.clip(p, 0.0, 1.0)
+        return pd.Series(out, index=X.index)
+
+
+class BGNBD(_BTYD):
+    """Beta-geometric/NBD (Fader, Hardie & Lee 2005): drop-out possible after each repeat purchase."""
+
+    library_class = "BetaGeoModel"
+
+    def _no_purchase(self, data: pd.DataFrame) -> np.ndarray:
+        p = self.model_.expected_probability_no_purchase(t=self.horizon_days, data=data)
+        return _point(p)
+
+
+class ParetoNBD(_BTYD):
+    """Pareto/NBD (Schmittlein, Morrison & Colombo 1987): drop-out at any time, exponential lifetimes."""
+
+    library_class = "ParetoNBDModel"
+
+    def _no_purchase(self, data: pd.DataFrame) -> np.ndarray:
+        p = self.model_.expected_purchase_probability(data=data, n_purchases=0, future_t=self.horizon_days)
+        return _point(p)
+
+
+def _point(p) -> np.ndarray:
+    """The per-customer value of a MAP fit (its single chain and draw)."""
+    return np.asarray(p.mean(dim=[d for d in p.dims if d in ("chain", "draw")]).values, dtype=float).reshape(-1)
+
+
+class _quiet:
+    """Silence pymc's and arviz's progress logging and warnings (a MAP fit, not a sampler run)."""
+
+    def __enter__(self):
+        self._warnings = warnings.catch_warnings()
+        self._warnings.__enter__()
+        warnings.simplefilter("ignore")
+        self._levels = {}
+        for name in ("pymc", "pymc_marketing", "pytensor", "arviz"):
+            lg = logging.getLogger(name)
+            self._levels[name] = lg.level
+            lg.setLevel(logging.ERROR)
+        return self
+
+    def __exit__(self, *exc):
+        for name, level in self._levels.items():
+            logging.getLogger(name).setLevel(level)
+        self._warnings.__exit__(*exc)
+        return False

@@ -1,0 +1,93 @@
+"""BTYD inputs from the events as of a cutoff, and the BG/NBD and Pareto/NBD baselines fitted on them."""
+
+import numpy as np
+import pandas as pd
+import pytest
+from pandas.testing import assert_frame_equal
+
+from features.purchase_history import HISTORY_NAMES, purchase_history
+from models.btyd import BGNBD, ParetoNBD
+
+AS_OF = pd.Timestamp("2024-07-01T00:00:00Z")
+
+
+def log(rows):
+    df = pd.DataFrame(rows, columns=["customer_id", "event_type", "days_before"])
+    df["event_time"] = (AS_OF - pd.to_timedelta(df.pop("days_before"), unit="D")).astype("datetime64[us, UTC]")
+    return df
+
+
+def test_history_counts_purchase_days_from_the_first_purchase_not_the_first_event():
+    events = log([
+        ("a", "visit", 100.0),        # first event, but the BTYD clock starts at the first purchase
+        ("a", "purchase", 90.0), ("a", "purchase", 89.9),  # two invoices on one day: one purchase day
+        ("a", "purchase", 70.0),
+        ("b", "visit", 10.0),         # never bought
+        ("c", "purchase", 50.0),
+        ("c", "purchase", -20.0),     # after the cutoff: invisible
+    ])
+    got = purchase_history(events, AS_OF, pd.Index(["a", "b", "c"], name="customer_id"))
+    want = pd.DataFrame({"repeat_purchase_days": [1.0, np.nan, 0.0], "purchase_span_days": [20.0, np.nan, 0.0],
+                         "days_since_first_purchase": [90.0, np.nan, 50.0]},
+                        index=pd.Index(["a", "b", "c"], name="customer_id"))
+    assert_frame_equal(got, want)
+
+
+def _simulated_history(n=400, seed=5):
+    """Customers who buy at a Poisson rate until they drop out, some seen only as visitors."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for i in range(n):
+        start = rng.uniform(30, 400)  # days before the cutoff of the first purchase
+        rate, life = rng.gamma(2.0, 0.02), rng.exponential(250)
+        t = 0.0
+        while t <= min(life, start + 200):  # runs on past the cutoff: the future must not matter
+            rows.append((f"c{i}", "purchase", start - t))
+            t += rng.exponential(1 / rate)
+    rows += [(f"v{i}", "visit", 5.0 * i) for i in range(5)]
+    events = log(rows)
+    return events, pd.Index(sorted(events["customer_id"].unique()), name="customer_id")
+
+
+@pytest.fixture(scope="module")
+def fitted():
+    events, customers = _simulated_history()
+    X = purchase_history(events, AS_OF, customers)
+    return events, customers, X, {cls: cls(90, 0.8).fit(X) for cls in (BGNBD, ParetoNBD)}
+
+
+@pytest.mark.parametrize("cls", [BGNBD, ParetoNBD])
+def test_fit_gives_probabilities_indexed_like_x_and_ranks_recent_frequent_buyers_lower(fitted, cls):
+    _, _, X, models = fitted
+    m = models[cls]
+    assert m.n_buyers_ == X["repeat_purchase_days"].notna().sum() and all(v > 0 for v in m.params_.values())
+    p = m.predict_proba(X)
+    assert p.index.equals(X.index) and ((p >= 0) & (p <= 1)).all()
+    assert (p[X["repeat_purchase_days"].isna()] == 0.8).all()  # never bought: the given rate
+    # same age and frequency: the one who bought last more recently is less likely to lapse
+    probe = pd.DataFrame({"repeat_purchase_days": [5.0, 5.0, 0.0], "purchase_span_days": [200.0, 50.0, 0.0],
+                          "days_since_first_purchase": [210.0, 210.0, 210.0]}, index=["recent", "stale", "once"])
+    q = m.predict_proba(probe)
+    assert q["recent"] < q["stale"] and q["recent"] < q["once"]
+    # frequent and recent vs rare and recent
+    busy = pd.DataFrame({"repeat_purchase_days": [20.0, 2.0], "purchase_span_days": [200.0, 200.0],
+                         "days_since_first_purchase": [205.0, 205.0]}, index=["often", "rarely"])
+    r = m.predict_proba(busy)
+    assert r["often"] < r["rarely"]
+    # the row order of X does not matter
+    assert m.predict_proba(X.iloc[::-1]).reindex(X.index).equals(p)
+
+
+def test_events_after_the_cutoff_change_nothing(fitted):
+    events, customers, X, models = fitted
+    rng = np.random.default_rng(9)
+    future = log([(c, "purchase", -rng.uniform(0.1, 200)) for c in customers[:300]])
+    X2 = purchase_history(pd.concat([events, future], ignore_index=True), AS_OF, customers)
+    assert_frame_equal(X2, X)  # the inputs are the same, so is the (deterministic) fit
+    assert BGNBD(90, 0.8).fit(X2).params_ == models[BGNBD].params_
+
+
+def test_needs_buyers():
+    X = pd.DataFrame({c: [np.nan] for c in HISTORY_NAMES})
+    with pytest.raises(ValueError, match="at least two customers"):
+        BGNBD(90, 0.5).fit(X)
