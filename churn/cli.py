@@ -221,9 +221,7 @@ def _print_train(r: dict) -> None:
     print(f"{'scorer':<18}" + "".join(f"{c:>{len(c) + 2}}" for c in cols))
     for name, m in {"model (xgboost)": r["metrics"], **r["baselines"]}.items():
         print(f"{name:<18}" + "".join(f"{m[c]:>{len(c) + 2}.4f}" for c in cols))
-    before = r.get("champion_before")
-    print(f"registered {r['experiment']} model version {r['model_version']} as '{r['alias']}'"
-          + (f" (champion had roc_auc {before:.4f} on the same snapshot)" if before is not None else ""))
+    print(f"registered {r['experiment']} model version {r['model_version']} as '{r['alias']}': {r['promotion_reason']}")
     if r.get("champion_note"):
         print(f"note: {r['champion_note']}")
     print(f"MLflow run {r['run_id']} in {r['tracking_uri']}")

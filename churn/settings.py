@@ -66,6 +66,14 @@ class TrainConfig(BaseModel):
     n_train_cutoffs: int
     cutoff_step_days: int
     seed: int
+    bootstrap_resamples: int
+    bootstrap_confidence: float
+
+    def bootstrap(self):
+        """The paired bootstrap of this configuration (seeded like the model)."""
+        from models.promotion import Bootstrap
+
+        return Bootstrap(n_resamples=self.bootstrap_resamples, confidence=self.bootstrap_confidence, seed=self.seed)
 
 
 class ScoreConfig(BaseModel):
@@ -143,6 +151,10 @@ class Settings(BaseSettings):
     model_name: str = "churn"
     experiment_name: str = "churn"
     mlflow_tracking_uri: str | None = Field(default=None, description="default: SQLite under <home>/mlflow")
+    bootstrap_resamples: int = Field(default=1000, ge=100, description="paired bootstrap resamples for the champion "
+                                     "gate and the model-vs-baseline intervals")
+    bootstrap_confidence: float = Field(default=0.95, gt=0, lt=1, description="confidence of those intervals; a "
+                                        "challenger is promoted only if the lower bound is above 0")
 
     # scoring and win-back
     tier_high: float = Field(default=0.7, ge=0, le=1, description="P(churn) at or above which a customer is 'high'")
@@ -227,7 +239,9 @@ class Settings(BaseSettings):
             "home": self.home, "tracking_uri": self.tracking_uri, "model_name": self.model_name,
             "experiment": self.experiment_name, "horizon_days": self.horizon_days, "lookback_days": self.lookback_days,
             "activity_types": tuple(self.activity_types), "n_train_cutoffs": self.n_train_cutoffs,
-            "cutoff_step_days": self.cutoff_step_days, "seed": self.seed, **overrides})
+            "cutoff_step_days": self.cutoff_step_days, "seed": self.seed,
+            "bootstrap_resamples": self.bootstrap_resamples, "bootstrap_confidence": self.bootstrap_confidence,
+            **overrides})
 
     def score_config(self, **overrides: Any) -> ScoreConfig:
         return ScoreConfig(**{

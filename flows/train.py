@@ -14,7 +14,7 @@ from features.customer import FEATURE_NAMES
 from features.snapshots import split_by_plan, stacked_snapshots
 from flows import events
 from models.evaluate import covering
-from models.promotion import ChampionScore, Verdict, champion_score, should_promote
+from models.promotion import ChampionScore, Verdict, champion_interval, champion_score, should_promote
 from models.snapshots import CutoffPlan, plan_cutoffs
 from models.train import TrainingResult, train_and_evaluate
 from storage import catalog, layout, store, tracking
@@ -61,7 +61,8 @@ def train(config: TrainConfig, info: dict) -> tuple[TrainingResult, pd.DataFrame
 
 
 def judge(config: TrainConfig, result: TrainingResult, validation: pd.DataFrame) -> Verdict:
-    """The current champion scored on our validation snapshot, and the promotion rule applied."""
+    """The current champion scored on our validation snapshot, and the promotion rule applied to the paired
+    bootstrap interval of candidate minus champion (called again under the promotion lock if the champion changed)."""
     current = tracking.champion_version(config.model_name)
     champion = ChampionScore(None)
     if current is not None:
@@ -70,8 +71,10 @@ def judge(config: TrainConfig, result: TrainingResult, validation: pd.DataFrame)
             champion = champion_score(model, current.version, validation)
         except tracking.ChampionUnreadable as e:  # replaced by the new model, and the run says why
             champion = ChampionScore(None, f"champion v{current.version} could not be evaluated: {e}")
+    interval = champion_interval(result.predictions["y"].to_numpy(), result.predictions["model"].to_numpy(), champion,
+                                 config.bootstrap())
     return Verdict(current.version if current is not None else None, champion,
-                   should_promote(result.metrics, champion))
+                   should_promote(result.metrics, champion, interval))
 
 
 def register(config: TrainConfig, result: TrainingResult, frame: pd.DataFrame, info: dict) -> dict:
@@ -110,5 +113,5 @@ def train_flow(config: TrainConfig, as_of: str | None = None) -> dict:
 
 
 def summary_json(result: dict) -> str:
-    keys = ("run_id", "model_version", "alias", "metrics", "baselines")
+    keys = ("run_id", "model_version", "alias", "promotion_reason", "champion_interval", "metrics", "baselines")
     return json.dumps({k: result[k] for k in keys}, indent=2)

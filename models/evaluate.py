@@ -26,10 +26,15 @@ def calibration_table(y: np.ndarray, p: np.ndarray, bins: int = 10) -> pd.DataFr
             .reset_index())
 
 
+def clip_probabilities(p) -> np.ndarray:
+    """Probabilities kept off 0 and 1 (log loss is finite); every metric and interval scores these."""
+    return np.clip(np.asarray(p, dtype=float), 1e-6, 1 - 1e-6)
+
+
 def metrics(y, p) -> dict[str, float]:
     """ROC-AUC, PR-AUC, Brier, log loss, lift and recall in the top 5/10/20%, calibration error."""
     y = np.asarray(y, dtype=int)
-    p = np.clip(np.asarray(p, dtype=float), 1e-6, 1 - 1e-6)
+    p = clip_probabilities(p)
     base = y.mean()
     out = {
         "roc_auc": float(roc_auc_score(y, p)),

@@ -2,29 +2,47 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
+import numpy as np
 import pandas as pd
 
+from models.bootstrap import Interval, paired_difference
 from models.evaluate import metrics
 
 PRIMARY_METRIC = "roc_auc"  # higher is better; decides champion vs challenger
 
 
 @dataclass(frozen=True)
+class Bootstrap:
+    """How differences between scorers are bootstrapped (values from the settings)."""
+
+    n_resamples: int
+    confidence: float
+    seed: int
+
+    def difference(self, y, p_a, p_b, metric_names: tuple[str, ...]) -> dict[str, Interval]:
+        """metric(a) - metric(b) per metric, with its paired bootstrap interval over the same customers."""
+        return paired_difference(y, p_a, p_b, metrics=metric_names, n_resamples=self.n_resamples,
+                                 confidence=self.confidence, seed=self.seed)
+
+
+@dataclass(frozen=True)
 class ChampionScore:
-    """The current champion's primary metric on the candidate's validation snapshot, or why there is none."""
+    """The current champion's primary metric and predictions on the candidate's validation snapshot, or why none."""
 
     metric: float | None
     note: str | None = None
+    predictions: np.ndarray | None = field(default=None, repr=False, compare=False)
 
 
 @dataclass(frozen=True)
 class Decision:
-    """Whether the candidate becomes champion, and why."""
+    """Whether the candidate becomes champion, and why (with the interval of candidate minus champion)."""
 
     promote: bool
     reason: str
+    interval: Interval | None = None
 
 
 @dataclass(frozen=True)
@@ -45,14 +63,25 @@ def champion_score(model, version: str, validation: pd.DataFrame) -> ChampionSco
         p = model.predict_proba(validation[names].astype("float64"))[:, 1]
     except Exception as e:  # noqa: BLE001 - an unusable champion is replaced, and we say why
         return ChampionScore(None, f"champion v{version} could not be evaluated: {e}")
-    return ChampionScore(metrics(validation["churned"].to_numpy(), p)[PRIMARY_METRIC])
+    return ChampionScore(metrics(validation["churned"].to_numpy(), p)[PRIMARY_METRIC], predictions=p)
 
 
-def should_promote(candidate: dict[str, float], champion: ChampionScore) -> Decision:
-    """Promote when there is no comparable champion, or the candidate is better on the primary metric."""
-    new = candidate[PRIMARY_METRIC]
+def champion_interval(y, candidate, champion: ChampionScore, bootstrap: Bootstrap) -> Interval | None:
+    """Candidate minus champion in the primary metric on the same customers, bootstrapped; None without a champion."""
+    if champion.metric is None or champion.predictions is None:
+        return None
+    return bootstrap.difference(y, candidate, champion.predictions, (PRIMARY_METRIC,))[PRIMARY_METRIC]
+
+
+def should_promote(candidate: dict[str, float], champion: ChampionScore, interval: Interval | None) -> Decision:
+    """Promote when there is no comparable champion, or when the whole interval of candidate minus champion in the
+    primary metric lies above 0: a challenger within noise does not replace the champion."""
     if champion.metric is None:
         return Decision(True, champion.note or "no champion yet")
-    if new > champion.metric:
-        return Decision(True, f"{PRIMARY_METRIC} {new:.4f} > champion's {champion.metric:.4f} on the same snapshot")
-    return Decision(False, f"{PRIMARY_METRIC} {new:.4f} <= champion's {champion.metric:.4f} on the same snapshot")
+    new = candidate[PRIMARY_METRIC]
+    said = f"{PRIMARY_METRIC} {new:.4f} vs champion's {champion.metric:.4f} on the same snapshot"
+    if interval is None:
+        return Decision(False, f"{said}; no paired interval, so the champion is kept")
+    if interval.low > 0:
+        return Decision(True, f"{said}: difference {interval} lies above 0", interval)
+    return Decision(False, f"{said}: difference {interval} does not lie above 0; the champion is kept", interval)

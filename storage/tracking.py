@@ -384,6 +384,11 @@ def promote(model_name: str, tracking_uri: str, version: str, run_id: str, verdi
         tags = {"alias": alias, "promotion_reason": verdict.decision.reason}
         if verdict.champion.note:
             tags["champion_note"] = verdict.champion.note
+        interval = verdict.decision.interval  # candidate minus the champion finally judged against
+        if interval is not None:
+            tags["champion_interval"] = str(interval)
+            for k, v in interval.as_dict().items():
+                client.log_metric(run_id, f"vs_champion_{PRIMARY_METRIC}_{k}", v)
         if recheck:
             tags["promotion_recheck"] = recheck
             if verdict.champion.metric is not None:
@@ -408,6 +413,7 @@ def log_training_run(result, frame, info: dict, config, verdict, judge) -> dict:
             "alias": CHAMPION if verdict.decision.promote else CHALLENGER, "metrics": result.metrics,
             "baselines": result.baselines, "champion_before": verdict.champion.metric,
             "champion_note": verdict.champion.note, "promotion_reason": verdict.decision.reason,
+            "champion_interval": verdict.decision.interval.as_dict() if verdict.decision.interval else None,
             "promotion_recheck": recheck, **logged}
 
 

@@ -30,6 +30,7 @@ def test_train_flow_logs_registers_and_promotes_only_a_better_model(store, prefe
     first, uri = run_train(store)
     assert (first["alias"], first["model_version"]) == ("champion", "1")
     assert set(first["baselines"]) == {"recency_rule_90d", "logistic_rfm", "oracle"}
+    assert first["promotion_reason"] == "no champion yet" and first["champion_interval"] is None
     assert first["metrics"]["roc_auc"] > first["baselines"]["recency_rule_90d"]["roc_auc"]
 
     second, _ = run_train(store)  # same data, same seed: same metrics, so not better than the champion
@@ -37,6 +38,9 @@ def test_train_flow_logs_registers_and_promotes_only_a_better_model(store, prefe
     assert second["baselines"] == first["baselines"]
     assert (second["alias"], second["model_version"]) == ("challenger", "2")
     assert second["champion_before"] == pytest.approx(first["metrics"]["roc_auc"])
+    # identical predictions: the paired interval is [0, 0], which does not lie above 0
+    assert second["champion_interval"] == pytest.approx({"diff": 0.0, "low": 0.0, "high": 0.0}, abs=1e-9)
+    assert "does not lie above 0" in second["promotion_reason"]
 
     client = MlflowClient(tracking_uri=uri, registry_uri=uri)
     assert client.get_model_version_by_alias("churn", "champion").version in (1, "1")
@@ -48,6 +52,8 @@ def test_train_flow_logs_registers_and_promotes_only_a_better_model(store, prefe
     assert {"code_version", "data_range"} <= set(run.data.tags)
     assert run.data.metrics["val_roc_auc"] == pytest.approx(first["metrics"]["roc_auc"])
     assert "recency_rule_90d_roc_auc" in run.data.metrics and "oracle_roc_auc" in run.data.metrics
+    second_run = client.get_run(second["run_id"])
+    assert second_run.data.metrics["vs_champion_roc_auc_low"] <= 0 and "champion_interval" in second_run.data.tags
     artifacts = {a.path for a in client.list_artifacts(first["run_id"], "plots")}
     assert artifacts == {"plots/roc_pr.png", "plots/gain.png", "plots/calibration.png",
                          "plots/feature_importance.png"}

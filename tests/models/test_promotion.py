@@ -2,19 +2,81 @@
 
 import numpy as np
 import pandas as pd
+import pytest
 
+from models.bootstrap import weighted_average_precision, weighted_roc_auc
 from models.churn_model import ChurnModel
-from models.promotion import PRIMARY_METRIC, ChampionScore, champion_score, should_promote
+from models.evaluate import metrics
+from models.promotion import PRIMARY_METRIC, Bootstrap, ChampionScore, champion_interval, champion_score, should_promote
+
+BOOT = Bootstrap(n_resamples=1000, confidence=0.95, seed=7)
 
 
-def test_a_candidate_is_promoted_only_when_strictly_better_or_when_there_is_no_champion():
-    assert should_promote({PRIMARY_METRIC: 0.80}, ChampionScore(None)).promote
-    assert should_promote({PRIMARY_METRIC: 0.80}, ChampionScore(None, "champion v3 uses other features")).reason \
+def _scores(n=2000, seed=0):
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, 2, n)
+    good = 1 / (1 + np.exp(-(2.0 * (y - 0.5) + rng.normal(size=n))))  # informative
+    weak = 1 / (1 + np.exp(-(0.3 * (y - 0.5) + rng.normal(size=n))))  # barely
+    return y, good, weak
+
+
+def _gate(y, candidate, champion_p):
+    champion = ChampionScore(metrics(y, champion_p)[PRIMARY_METRIC], predictions=champion_p)
+    interval = champion_interval(y, candidate, champion, BOOT)
+    return should_promote(metrics(y, candidate), champion, interval), interval
+
+
+def test_without_a_comparable_champion_the_candidate_is_promoted():
+    assert should_promote({PRIMARY_METRIC: 0.80}, ChampionScore(None), None).promote
+    assert should_promote({PRIMARY_METRIC: 0.80}, ChampionScore(None, "champion v3 uses other features"), None).reason \
         == "champion v3 uses other features"
-    assert should_promote({PRIMARY_METRIC: 0.81}, ChampionScore(0.80)).promote
-    tie = should_promote({PRIMARY_METRIC: 0.80}, ChampionScore(0.80))
-    assert not tie.promote and "<=" in tie.reason
-    assert not should_promote({PRIMARY_METRIC: 0.79}, ChampionScore(0.80)).promote
+
+
+def test_identical_predictions_give_an_interval_covering_zero_and_no_promotion():
+    y, good, _ = _scores()
+    decision, interval = _gate(y, good, good.copy())
+    assert interval.low <= 0 <= interval.high and not decision.promote
+    assert "does not lie above 0" in decision.reason and decision.interval == interval
+
+
+def test_a_clearly_better_candidate_is_promoted_and_a_worse_one_is_not():
+    y, good, weak = _scores()
+    better, interval = _gate(y, good, weak)
+    assert better.promote and interval.low > 0 and "lies above 0" in better.reason
+    worse, interval = _gate(y, weak, good)
+    assert not worse.promote and interval.high < 0
+
+
+def test_a_challenger_within_noise_keeps_the_champion():
+    y, good, _ = _scores()
+    noisy = good + np.random.default_rng(1).normal(scale=0.01, size=len(good))  # same ranking, up to noise
+    decision, interval = _gate(y, noisy, good)
+    assert interval.low < 0 < interval.high and not decision.promote
+
+
+def test_the_bootstrap_is_deterministic_for_a_seed_and_paired():
+    y, good, weak = _scores(500)
+    a = BOOT.difference(y, good, weak, ("roc_auc", "pr_auc"))
+    assert a == BOOT.difference(y, good, weak, ("roc_auc", "pr_auc"))
+    other = Bootstrap(n_resamples=1000, confidence=0.95, seed=8).difference(y, good, weak, ("roc_auc",))
+    assert other["roc_auc"].estimate == a["roc_auc"].estimate and other["roc_auc"].low != a["roc_auc"].low
+    # the point estimate is the plain difference of the metrics on the full sample
+    m_good, m_weak = metrics(y, good), metrics(y, weak)
+    assert a["roc_auc"].estimate == pytest.approx(m_good["roc_auc"] - m_weak["roc_auc"], abs=1e-12)
+    assert a["pr_auc"].estimate == pytest.approx(m_good["pr_auc"] - m_weak["pr_auc"], abs=1e-6)
+
+
+def test_weighted_metrics_match_sklearn_with_sample_weights_and_ties():
+    from sklearn.metrics import average_precision_score, roc_auc_score
+
+    rng = np.random.default_rng(3)
+    y = rng.integers(0, 2, 300)
+    p = np.round(rng.uniform(size=300) + 0.3 * y, 1)  # many ties
+    w = rng.integers(0, 4, size=(2, 300)).astype(float)
+    for row in w:
+        assert weighted_roc_auc(y, p, row[None, :])[0] == pytest.approx(roc_auc_score(y, p, sample_weight=row))
+        assert weighted_average_precision(y, p, row[None, :])[0] == pytest.approx(
+            average_precision_score(y, p, sample_weight=row))
 
 
 def _model_and_snapshot(features):
@@ -28,6 +90,6 @@ def _model_and_snapshot(features):
 def test_the_champion_is_scored_on_the_same_snapshot_or_explained_away():
     model, snapshot = _model_and_snapshot(["a", "b"])
     s = champion_score(model, "1", snapshot)
-    assert s.note is None and 0.8 < s.metric <= 1.0
+    assert s.note is None and 0.8 < s.metric <= 1.0 and len(s.predictions) == len(snapshot)
     other = champion_score(model, "1", snapshot.rename(columns={"b": "c"}))
     assert other.metric is None and "uses other features" in other.note
