@@ -221,6 +221,9 @@ def _print_train(r: dict) -> None:
     print(f"{'scorer':<18}" + "".join(f"{c:>{len(c) + 2}}" for c in cols))
     for name, m in {"model (xgboost)": r["metrics"], **r["baselines"]}.items():
         print(f"{name:<18}" + "".join(f"{m[c]:>{len(c) + 2}.4f}" for c in cols))
+    for metric, v in r.get("versus_baseline", {}).items():
+        print(f"model - best baseline ({v['baseline']}) {metric}: {v['diff']:+.4f} "
+              f"[{v['low']:+.4f}, {v['high']:+.4f}] ({v['confidence']:.0%} paired bootstrap, {v['n_resamples']:,} resamples)")
     print(f"registered {r['experiment']} model version {r['model_version']} as '{r['alias']}': {r['promotion_reason']}")
     if r.get("champion_note"):
         print(f"note: {r['champion_note']}")

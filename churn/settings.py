@@ -66,6 +66,7 @@ class TrainConfig(BaseModel):
     n_train_cutoffs: int
     cutoff_step_days: int
     seed: int
+    btyd_baselines: bool
     bootstrap_resamples: int
     bootstrap_confidence: float
 
@@ -151,6 +152,8 @@ class Settings(BaseSettings):
     model_name: str = "churn"
     experiment_name: str = "churn"
     mlflow_tracking_uri: str | None = Field(default=None, description="default: SQLite under <home>/mlflow")
+    btyd_baselines: bool = Field(default=True, description="also fit the BG/NBD and Pareto/NBD baselines "
+                                 "(pymc-marketing, MAP) in every training run")
     bootstrap_resamples: int = Field(default=1000, ge=100, description="paired bootstrap resamples for the champion "
                                      "gate and the model-vs-baseline intervals")
     bootstrap_confidence: float = Field(default=0.95, gt=0, lt=1, description="confidence of those intervals; a "
@@ -239,7 +242,7 @@ class Settings(BaseSettings):
             "home": self.home, "tracking_uri": self.tracking_uri, "model_name": self.model_name,
             "experiment": self.experiment_name, "horizon_days": self.horizon_days, "lookback_days": self.lookback_days,
             "activity_types": tuple(self.activity_types), "n_train_cutoffs": self.n_train_cutoffs,
-            "cutoff_step_days": self.cutoff_step_days, "seed": self.seed,
+            "cutoff_step_days": self.cutoff_step_days, "seed": self.seed, "btyd_baselines": self.btyd_baselines,
             "bootstrap_resamples": self.bootstrap_resamples, "bootstrap_confidence": self.bootstrap_confidence,
             **overrides})
 

@@ -56,7 +56,8 @@ def train(config: TrainConfig, info: dict) -> tuple[TrainingResult, pd.DataFrame
         if oracle is None:
             log.warning("ground truth does not cover the validation customers: oracle not reported")
     result = train_and_evaluate(train, validation, FEATURE_NAMES, seed=config.seed,
-                                horizon_days=config.horizon_days, oracle=oracle)
+                                horizon_days=config.horizon_days, btyd=config.btyd_baselines,
+                                bootstrap=config.bootstrap(), oracle=oracle)
     return result, frame
 
 
@@ -113,5 +114,6 @@ def train_flow(config: TrainConfig, as_of: str | None = None) -> dict:
 
 
 def summary_json(result: dict) -> str:
-    keys = ("run_id", "model_version", "alias", "promotion_reason", "champion_interval", "metrics", "baselines")
+    keys = ("run_id", "model_version", "alias", "promotion_reason", "champion_interval", "metrics", "baselines",
+            "versus_baseline")
     return json.dumps({k: result[k] for k in keys}, indent=2)

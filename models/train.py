@@ -6,10 +6,16 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
+from features.purchase_history import FREQUENCY
 from models.baselines import LogisticRFM, RecencyRule
+from models.btyd import BGNBD, ParetoNBD
 from models.churn_model import ChurnModel, early_stopping_mask
 from models.errors import UntrainableSnapshots
 from models.evaluate import metrics
+from models.promotion import Bootstrap
+
+# the model is compared with the best baseline (not the oracle) on these metrics, with a bootstrap interval
+VERSUS_BASELINE_METRICS = ("roc_auc", "pr_auc")
 
 
 @dataclass
@@ -21,6 +27,8 @@ class TrainingResult:
     baselines: dict[str, dict[str, float]]
     predictions: pd.DataFrame  # validation: y and one column of P(churn) per scorer
     sizes: dict[str, int] = field(default_factory=dict)
+    # metric -> {"baseline": name, "diff", "low", "high"}: model minus the best baseline on that metric
+    versus_baseline: dict[str, dict] = field(default_factory=dict)
 
 
 ADVICE = "use a longer history, another horizon or another as-of"
@@ -52,8 +60,8 @@ def cap_rows(frame: pd.DataFrame, max_rows: int | None) -> pd.DataFrame:
 
 
 def train_and_evaluate(train: pd.DataFrame, validation: pd.DataFrame, features: list[str], *, seed: int,
-                       horizon_days: int, oracle: pd.Series | None = None, model_params: dict | None = None,
-                       max_train_rows: int | None = 1_000_000) -> TrainingResult:
+                       horizon_days: int, btyd: bool, bootstrap: Bootstrap | None, oracle: pd.Series | None = None,
+                       model_params: dict | None = None, max_train_rows: int | None = 1_000_000) -> TrainingResult:
     """`train`/`validation`: feature rows with a `churned` label column and a `customer_id` column.
 
     The model early-stops on a customer-level hold-out of the training snapshots (never on the
@@ -73,10 +81,28 @@ def train_and_evaluate(train: pd.DataFrame, validation: pd.DataFrame, features: 
                  "logistic_rfm": LogisticRFM(seed).fit(X, y)}
     for name, b in baselines.items():
         preds[name] = b.churn_probability(Xv).to_numpy()
+    if btyd:
+        never = train[FREQUENCY].isna().to_numpy()
+        rate = float(y[never].mean()) if never.any() else 1.0
+        for name, cls in (("bg_nbd", BGNBD), ("pareto_nbd", ParetoNBD)):
+            preds[name] = cls(horizon_days, rate).fit(validation).predict_proba(validation).to_numpy()
     if oracle is not None:
         preds["oracle"] = oracle.reindex(validation["customer_id"]).to_numpy()
     scorers = [c for c in preds.columns if c not in ("customer_id", "y")]
     scored = {name: metrics(yv[preds[name].notna().to_numpy()], preds[name].dropna().to_numpy()) for name in scorers}
-    return TrainingResult(model=model, metrics=scored.pop("model"), baselines=scored, predictions=preds,
+    model_metrics = scored.pop("model")
+    versus = versus_best_baseline(preds, scored, bootstrap) if bootstrap is not None else {}
+    return TrainingResult(model=model, metrics=model_metrics, baselines=scored, predictions=preds,
                           sizes={"train_rows": int((~es).sum()), "early_stopping_rows": int(es.sum()),
-                                 "validation_rows": len(validation)})
+                                 "validation_rows": len(validation)}, versus_baseline=versus)
+
+
+def versus_best_baseline(preds: pd.DataFrame, baselines: dict[str, dict[str, float]],
+                         bootstrap: Bootstrap) -> dict[str, dict]:
+    """Per metric: the best baseline (never the oracle) and model minus it, with its paired bootstrap interval."""
+    out = {}
+    for m in VERSUS_BASELINE_METRICS:
+        name = max((b for b in baselines if b != "oracle"), key=lambda b: baselines[b][m])
+        iv = bootstrap.difference(preds["y"].to_numpy(), preds["model"].to_numpy(), preds[name].to_numpy(), (m,))[m]
+        out[m] = {"baseline": name, **iv.as_dict(), "confidence": iv.confidence, "n_resamples": iv.n_resamples}
+    return out

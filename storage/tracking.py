@@ -414,7 +414,7 @@ def log_training_run(result, frame, info: dict, config, verdict, judge) -> dict:
             "baselines": result.baselines, "champion_before": verdict.champion.metric,
             "champion_note": verdict.champion.note, "promotion_reason": verdict.decision.reason,
             "champion_interval": verdict.decision.interval.as_dict() if verdict.decision.interval else None,
-            "promotion_recheck": recheck, **logged}
+            "versus_baseline": result.versus_baseline, "promotion_recheck": recheck, **logged}
 
 
 def training_run_name(as_of: str, horizon_days: int, params: dict) -> str:
@@ -457,6 +457,9 @@ def _log_training_run(result, frame, info, config, champion) -> tuple[str, str, 
             mlflow.log_metrics({f"{name}_{k}": v for k, v in m.items()})
         if champion.metric is not None:
             mlflow.log_metric(f"champion_{PRIMARY_METRIC}_same_snapshot", champion.metric)
+        for m, v in result.versus_baseline.items():
+            mlflow.log_metrics({f"vs_best_baseline_{m}_{k}": v[k] for k in ("diff", "low", "high")})
+            mlflow.set_tag(f"best_baseline_{m}", v["baseline"])
         logged = train.drop(columns=["cutoff"]).astype({"churned": "float64"})
         dataset = mlflow.data.from_pandas(logged, name="training_snapshots", targets="churned",
                                           digest=snapshot_digest(logged))
@@ -464,7 +467,8 @@ def _log_training_run(result, frame, info, config, champion) -> tuple[str, str, 
         for fname, fig in plots.training_figures(result.predictions, result.model.feature_importance()).items():
             mlflow.log_figure(fig, f"plots/{fname}")
             plots.plt.close(fig)
-        mlflow.log_dict({"model": result.metrics, "baselines": result.baselines}, "metrics.json")
+        mlflow.log_dict({"model": result.metrics, "baselines": result.baselines,
+                         "versus_baseline": result.versus_baseline}, "metrics.json")
         mlflow.log_dict({k: {"meaning": v[0], "unit": v[1]} for k, v in FEATURES.items()}, "features.json")
         # what the features and scores looked like at training time, for drift checks when scoring
         reference = validation[result.model.features].assign(churn_probability=result.predictions["model"].to_numpy())

@@ -29,7 +29,7 @@ def test_train_flow_logs_registers_and_promotes_only_a_better_model(store, prefe
 
     first, uri = run_train(store)
     assert (first["alias"], first["model_version"]) == ("champion", "1")
-    assert set(first["baselines"]) == {"recency_rule_90d", "logistic_rfm", "oracle"}
+    assert set(first["baselines"]) == {"recency_rule_90d", "logistic_rfm", "bg_nbd", "pareto_nbd", "oracle"}
     assert first["promotion_reason"] == "no champion yet" and first["champion_interval"] is None
     assert first["metrics"]["roc_auc"] > first["baselines"]["recency_rule_90d"]["roc_auc"]
 
@@ -51,7 +51,9 @@ def test_train_flow_logs_registers_and_promotes_only_a_better_model(store, prefe
     assert len(run.data.params["snapshot_digest"]) == 16
     assert {"code_version", "data_range"} <= set(run.data.tags)
     assert run.data.metrics["val_roc_auc"] == pytest.approx(first["metrics"]["roc_auc"])
-    assert "recency_rule_90d_roc_auc" in run.data.metrics and "oracle_roc_auc" in run.data.metrics
+    assert {"recency_rule_90d_roc_auc", "oracle_roc_auc", "bg_nbd_roc_auc", "pareto_nbd_pr_auc",
+            "vs_best_baseline_roc_auc_low", "vs_best_baseline_pr_auc_high"} <= set(run.data.metrics)
+    assert run.data.tags["best_baseline_roc_auc"] == first["versus_baseline"]["roc_auc"]["baseline"]
     second_run = client.get_run(second["run_id"])
     assert second_run.data.metrics["vs_champion_roc_auc_low"] <= 0 and "champion_interval" in second_run.data.tags
     artifacts = {a.path for a in client.list_artifacts(first["run_id"], "plots")}

@@ -6,6 +6,7 @@ from features.customer import FEATURE_NAMES
 from features.snapshots import stacked_snapshots
 from models.baselines import RFM_COLUMNS, LogisticRFM, RecencyRule
 from models.evaluate import metrics, top_k_mask
+from models.promotion import Bootstrap
 from models.snapshots import plan_cutoffs
 from models.train import train_and_evaluate
 from simulator.generate import SimulationConfig, simulate
@@ -58,19 +59,24 @@ def sim():
 
 def test_model_beats_the_recency_rule_and_comes_close_to_the_oracle(sim):
     train, val, oracle = sim
-    r = train_and_evaluate(train, val, FEATURE_NAMES, seed=1, horizon_days=90, oracle=oracle)
+    r = train_and_evaluate(train, val, FEATURE_NAMES, seed=1, horizon_days=90, btyd=False,
+                           bootstrap=Bootstrap(200, 0.95, 1), oracle=oracle)
     auc = r.metrics["roc_auc"]
     assert auc >= r.baselines["recency_rule_90d"]["roc_auc"] + 0.03
     assert auc >= r.baselines["oracle"]["roc_auc"] - 0.05
     assert auc <= r.baselines["oracle"]["roc_auc"] + 0.01  # nothing beats the oracle by more than noise
     assert r.metrics["calibration_error"] < 0.05
     assert r.sizes["validation_rows"] == len(val)
+    for metric, v in r.versus_baseline.items():  # model minus the best baseline, never the oracle
+        assert v["baseline"] in ("recency_rule_90d", "logistic_rfm") and v["low"] <= v["diff"] <= v["high"]
+        best = max(b[metric] for name, b in r.baselines.items() if name != "oracle")
+        assert v["diff"] == pytest.approx(r.metrics[metric] - best)
 
 
 def test_same_seed_same_metrics_and_predictions(sim):
     train, val, _ = sim
-    a = train_and_evaluate(train, val, FEATURE_NAMES, seed=3, horizon_days=90)
-    b = train_and_evaluate(train, val, FEATURE_NAMES, seed=3, horizon_days=90)
+    a = train_and_evaluate(train, val, FEATURE_NAMES, seed=3, horizon_days=90, btyd=False, bootstrap=None)
+    b = train_and_evaluate(train, val, FEATURE_NAMES, seed=3, horizon_days=90, btyd=False, bootstrap=None)
     assert a.metrics == b.metrics and a.baselines == b.baselines
     assert np.array_equal(a.predictions["model"].to_numpy(), b.predictions["model"].to_numpy())
 

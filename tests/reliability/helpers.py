@@ -45,7 +45,8 @@ def fit(frame, **model_params):
     from models.train import train_and_evaluate
 
     return train_and_evaluate(frame[frame["split"] == "train"], frame[frame["split"] == "validation"],
-                              FEATURE_NAMES, seed=1, horizon_days=90, model_params=model_params or None)
+                              FEATURE_NAMES, seed=1, horizon_days=90, btyd=False, bootstrap=None,
+                              model_params=model_params or None)
 
 
 def register(paths: layout.Paths, frame, info, result, tracking_uri: str, experiment: str = "churn") -> dict:

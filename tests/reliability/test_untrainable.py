@@ -43,7 +43,7 @@ def test_single_class_or_empty_snapshots_stop_with_one_clear_message(train, vali
         check_labels(train, validation)
     assert "longer history, another horizon or another as-of" in str(e.value)
     with pytest.raises(UntrainableSnapshots, match=message):  # before XGBoost or scikit-learn see the data
-        train_and_evaluate(train, validation, FEATURES, seed=1, horizon_days=90)
+        train_and_evaluate(train, validation, FEATURES, seed=1, horizon_days=90, btyd=False, bootstrap=None)
 
 
 def test_both_classes_pass():
