@@ -108,6 +108,38 @@ def stage_train(p: dict) -> dict:
             "train_rows": result.sizes["train_rows"], "snapshot_rows": len(frame), "roc_auc": out["metrics"]["roc_auc"]}
 
 
+def synthetic_purchase_history(customers: int, seed: int) -> pd.DataFrame:
+    """BTYD inputs for `customers` buyers (Poisson purchases until an exponential drop-out, ages up to two years)."""
+    import numpy as np
+
+    from features.purchase_history import AGE, FREQUENCY, RECENCY
+
+    rng = np.random.default_rng(seed)
+    age = rng.uniform(1, 730, customers).round()
+    alive = np.minimum(rng.exponential(300, customers), age)
+    freq = rng.poisson(rng.gamma(1.5, 0.03, customers) * alive).astype(float)
+    # last purchase: the largest of `freq` uniform times in the alive span
+    span = np.where(freq > 0, alive * rng.beta(np.maximum(freq, 1), 1), 0.0).round()
+    return pd.DataFrame({FREQUENCY: freq, RECENCY: np.minimum(span, age), AGE: age})
+
+
+def stage_btyd_fit(p: dict) -> dict:
+    """Fit and apply BG/NBD and Pareto/NBD (MAP) to synthetic histories of `customers` buyers."""
+    from models.btyd import BGNBD, ParetoNBD
+
+    X = synthetic_purchase_history(p["customers"], p.get("seed", 42))
+    horizon = _settings(p).horizon_days
+    out = {"customers": len(X)}
+    for name, cls in (("bg_nbd", BGNBD), ("pareto_nbd", ParetoNBD)):
+        t0 = time.perf_counter()
+        m = cls(horizon, 1.0).fit(X)
+        t1 = time.perf_counter()
+        m.predict_proba(X)
+        out[f"{name}_fit_s"] = round(t1 - t0, 2)
+        out[f"{name}_predict_s"] = round(time.perf_counter() - t1, 2)
+    return out
+
+
 def stage_score(p: dict) -> dict:
     from flows.score import score
 
@@ -137,7 +169,8 @@ def stage_increment(p: dict) -> dict:
 
 
 STAGES = {"generate": stage_generate, "ingest": stage_ingest, "features": stage_features,
-          "features_pandas": stage_features_pandas, "train": stage_train, "score": stage_score,
+          "features_pandas": stage_features_pandas, "train": stage_train, "btyd_fit": stage_btyd_fit,
+          "score": stage_score,
           "winback": stage_winback, "increment": stage_increment}
 
 
@@ -230,6 +263,7 @@ def bench(sizes: list[int], root: Path, out_md: Path, out_json: Path, exact_top_
         if n <= PANDAS_MAX_EVENTS:
             size_rows.append(measure("features_pandas", base))
         size_rows.append(measure("train", base))
+        size_rows.append(measure("btyd_fit", {**base, "customers": customers}))
         size_rows.append(measure("score", {**base, "exact": exact_top_n, "reasons": True}))
         size_rows[-1]["stage"] = f"score (exact reasons for top {exact_top_n:,})"
         size_rows.append(measure("score", {**base, "exact": 0, "reasons": False}))
@@ -326,6 +360,8 @@ def _child(stage: str, params: str) -> None:
     import mlflow  # noqa: F401
     import xgboost  # noqa: F401
 
+    if stage in ("train", "btyd_fit"):
+        import pymc_marketing.clv  # noqa: F401
     print(json.dumps(_run(stage, json.loads(params)), default=str))
 
 

@@ -40,7 +40,8 @@ class _BTYD:
 
     def fit(self, X: pd.DataFrame, y=None) -> "_BTYD":
         """Fit on the buyers of one cutoff's history (`y` is ignored: the model needs no labels)."""
-        import pymc_marketing.clv as clv
+        with _quiet():  # its import logs which arviz previews are missing
+            import pymc_marketing.clv as clv
 
         buyers = X[X[FREQUENCY].notna()]
         if len(buyers) < 2:
@@ -100,7 +101,7 @@ class _quiet:
         self._warnings.__enter__()
         warnings.simplefilter("ignore")
         self._levels = {}
-        for name in ("pymc", "pymc_marketing", "pytensor", "arviz"):
+        for name in ("pymc", "pymc_marketing", "pytensor", "arviz", "arviz.preview"):
             lg = logging.getLogger(name)
             self._levels[name] = lg.level
             lg.setLevel(logging.ERROR)

@@ -10,13 +10,14 @@ def test_bench_smoke_writes_every_stage(tmp_path):
     rows = bench([parse_size("20K")], tmp_path / "data", out, out.with_suffix(".json"), exact_top_n=50,
                  increment_events=2_000, isolate=False)
     stages = [r["stage"] for r in rows]
-    assert stages == ["generate", "ingest", "features", "features_pandas", "train",
+    assert stages == ["generate", "ingest", "features", "features_pandas", "train", "btyd_fit",
                       "score (exact reasons for top 50)", "score (no reasons)", "winback",
                       "end to end (generate + ingest + train + score with reasons + winback)",
                       "ingest 2,000 batch into an empty store", "ingest 2,000 batch into the 20,000-event store"]
     by = {r["stage"]: r for r in rows}
     assert by["ingest"]["stored"] == by["generate"]["events"]
     assert by["features"]["customers"] == by["features_pandas"]["customers"] > 0
+    assert by["btyd_fit"]["customers"] == 1000 and by["btyd_fit"]["bg_nbd_fit_s"] > 0
     assert by["ingest 2,000 batch into the 20,000-event store"]["stored"] == 2_000
     assert all(r["wall_s"] > 0 and r["peak_rss_mb"] > 50 for r in rows)
     e2e = by["end to end (generate + ingest + train + score with reasons + winback)"]
