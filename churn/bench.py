@@ -124,17 +124,20 @@ def synthetic_purchase_history(customers: int, seed: int) -> pd.DataFrame:
 
 
 def stage_btyd_fit(p: dict) -> dict:
-    """Fit and apply BG/NBD and Pareto/NBD (MAP) to synthetic histories of `customers` buyers."""
+    """Fit BG/NBD and Pareto/NBD (MAP) as training does (on a sample of `btyd_sample_customers` buyers, or on
+    `sample_customers` if given; 0 = all) to synthetic histories of `customers` buyers, and predict all of them."""
     from models.btyd import BGNBD, ParetoNBD
 
+    s = _settings(p)
     X = synthetic_purchase_history(p["customers"], p.get("seed", 42))
-    horizon = _settings(p).horizon_days
-    out = {"customers": len(X)}
+    X.index = X.index.astype(str)  # customer ids
+    sample = p.get("sample_customers", s.btyd_sample_customers) or None
+    out = {"customers": len(X), "fit_sample": min(sample or len(X), len(X))}
     for name, cls in (("bg_nbd", BGNBD), ("pareto_nbd", ParetoNBD)):
         t0 = time.perf_counter()
-        m = cls(horizon, 1.0).fit(X)
+        m = cls(s.horizon_days, 1.0, sample_customers=sample, seed=s.seed).fit(X)
         t1 = time.perf_counter()
-        m.predict_proba(X)
+        m.churn_probability(X)
         out[f"{name}_fit_s"] = round(t1 - t0, 2)
         out[f"{name}_predict_s"] = round(time.perf_counter() - t1, 2)
     return out

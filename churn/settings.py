@@ -67,6 +67,7 @@ class TrainConfig(BaseModel):
     cutoff_step_days: int
     seed: int
     btyd_baselines: bool
+    btyd_sample_customers: int
     bootstrap_resamples: int
     bootstrap_confidence: float
 
@@ -154,6 +155,9 @@ class Settings(BaseSettings):
     mlflow_tracking_uri: str | None = Field(default=None, description="default: SQLite under <home>/mlflow")
     btyd_baselines: bool = Field(default=True, description="also fit the BG/NBD and Pareto/NBD baselines "
                                  "(pymc-marketing, MAP) in every training run")
+    btyd_sample_customers: int = Field(default=20_000, ge=100, description="fit the BTYD models' population "
+                                       "parameters on a seeded random sample of this many buyers (all customers "
+                                       "are predicted)")
     bootstrap_resamples: int = Field(default=1000, ge=100, description="paired bootstrap resamples for the champion "
                                      "gate and the model-vs-baseline intervals")
     bootstrap_confidence: float = Field(default=0.95, gt=0, lt=1, description="confidence of those intervals; a "
@@ -243,7 +247,8 @@ class Settings(BaseSettings):
             "experiment": self.experiment_name, "horizon_days": self.horizon_days, "lookback_days": self.lookback_days,
             "activity_types": tuple(self.activity_types), "n_train_cutoffs": self.n_train_cutoffs,
             "cutoff_step_days": self.cutoff_step_days, "seed": self.seed, "btyd_baselines": self.btyd_baselines,
-            "bootstrap_resamples": self.bootstrap_resamples, "bootstrap_confidence": self.bootstrap_confidence,
+            "btyd_sample_customers": self.btyd_sample_customers, "bootstrap_resamples": self.bootstrap_resamples,
+            "bootstrap_confidence": self.bootstrap_confidence,
             **overrides})
 
     def score_config(self, **overrides: Any) -> ScoreConfig:

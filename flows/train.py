@@ -57,7 +57,7 @@ def train(config: TrainConfig, info: dict) -> tuple[TrainingResult, pd.DataFrame
             log.warning("ground truth does not cover the validation customers: oracle not reported")
     result = train_and_evaluate(train, validation, FEATURE_NAMES, seed=config.seed,
                                 horizon_days=config.horizon_days, btyd=config.btyd_baselines,
-                                bootstrap=config.bootstrap(), oracle=oracle)
+                                btyd_sample=config.btyd_sample_customers, bootstrap=config.bootstrap(), oracle=oracle)
     return result, frame
 
 

@@ -60,13 +60,16 @@ def cap_rows(frame: pd.DataFrame, max_rows: int | None) -> pd.DataFrame:
 
 
 def train_and_evaluate(train: pd.DataFrame, validation: pd.DataFrame, features: list[str], *, seed: int,
-                       horizon_days: int, btyd: bool, bootstrap: Bootstrap | None, oracle: pd.Series | None = None,
-                       model_params: dict | None = None, max_train_rows: int | None = 1_000_000) -> TrainingResult:
+                       horizon_days: int, btyd: bool, bootstrap: Bootstrap | None, btyd_sample: int | None = None,
+                       oracle: pd.Series | None = None, model_params: dict | None = None,
+                       max_train_rows: int | None = 1_000_000) -> TrainingResult:
     """`train`/`validation`: feature rows with a `churned` label column and a `customer_id` column.
 
     The model early-stops on a customer-level hold-out of the training snapshots (never on the
     validation snapshot, whose metrics would then be optimistic). Training rows above
     `max_train_rows` are sampled by customer to bound time and memory; validation is never sampled.
+    With `btyd`, BG/NBD and Pareto/NBD are fitted on the validation cutoff's own purchase histories (at most
+    `btyd_sample` buyers; no labels) and predict every validation customer.
     """
     check_labels(train, validation)
     train = cap_rows(train, max_train_rows)
@@ -84,8 +87,10 @@ def train_and_evaluate(train: pd.DataFrame, validation: pd.DataFrame, features: 
     if btyd:
         never = train[FREQUENCY].isna().to_numpy()
         rate = float(y[never].mean()) if never.any() else 1.0
+        history = validation.set_index("customer_id")  # the fit sample is drawn by customer id
         for name, cls in (("bg_nbd", BGNBD), ("pareto_nbd", ParetoNBD)):
-            preds[name] = cls(horizon_days, rate).fit(validation).predict_proba(validation).to_numpy()
+            fitted = cls(horizon_days, rate, sample_customers=btyd_sample, seed=seed).fit(history)
+            preds[name] = fitted.churn_probability(history).to_numpy()
     if oracle is not None:
         preds["oracle"] = oracle.reindex(validation["customer_id"]).to_numpy()
     scorers = [c for c in preds.columns if c not in ("customer_id", "y")]

@@ -6,7 +6,7 @@ import pytest
 from pandas.testing import assert_frame_equal
 
 from features.purchase_history import HISTORY_NAMES, purchase_history
-from models.btyd import BGNBD, ParetoNBD
+from models.btyd import BGNBD, ParetoNBD, fit_sample
 
 AS_OF = pd.Timestamp("2024-07-01T00:00:00Z")
 
@@ -61,21 +61,21 @@ def test_fit_gives_probabilities_indexed_like_x_and_ranks_recent_frequent_buyers
     _, _, X, models = fitted
     m = models[cls]
     assert m.n_buyers_ == X["repeat_purchase_days"].notna().sum() and all(v > 0 for v in m.params_.values())
-    p = m.predict_proba(X)
+    p = m.churn_probability(X)
     assert p.index.equals(X.index) and ((p >= 0) & (p <= 1)).all()
     assert (p[X["repeat_purchase_days"].isna()] == 0.8).all()  # never bought: the given rate
     # same age and frequency: the one who bought last more recently is less likely to lapse
     probe = pd.DataFrame({"repeat_purchase_days": [5.0, 5.0, 0.0], "purchase_span_days": [200.0, 50.0, 0.0],
                           "days_since_first_purchase": [210.0, 210.0, 210.0]}, index=["recent", "stale", "once"])
-    q = m.predict_proba(probe)
+    q = m.churn_probability(probe)
     assert q["recent"] < q["stale"] and q["recent"] < q["once"]
     # frequent and recent vs rare and recent
     busy = pd.DataFrame({"repeat_purchase_days": [20.0, 2.0], "purchase_span_days": [200.0, 200.0],
                          "days_since_first_purchase": [205.0, 205.0]}, index=["often", "rarely"])
-    r = m.predict_proba(busy)
+    r = m.churn_probability(busy)
     assert r["often"] < r["rarely"]
     # the row order of X does not matter
-    assert m.predict_proba(X.iloc[::-1]).reindex(X.index).equals(p)
+    assert m.churn_probability(X.iloc[::-1]).reindex(X.index).equals(p)
 
 
 def test_events_after_the_cutoff_change_nothing(fitted):
@@ -91,3 +91,27 @@ def test_needs_buyers():
     X = pd.DataFrame({c: [np.nan] for c in HISTORY_NAMES})
     with pytest.raises(ValueError, match="at least two customers"):
         BGNBD(90, 0.5).fit(X)
+
+
+def test_the_fit_sample_is_keyed_by_customer_id_and_seed_not_by_row_order():
+    ids = pd.Index([f"c{i}" for i in range(1000)], name="customer_id")
+    a = ids[fit_sample(ids, 100, seed=1)]
+    assert len(a) == 100 and a.is_unique
+    assert ids[::-1][fit_sample(ids[::-1], 100, seed=1)].equals(a)  # same customers, same order, any row order
+    assert not ids[fit_sample(ids, 100, seed=2)].equals(a)
+    assert len(fit_sample(ids, None, seed=1)) == 1000 and len(fit_sample(ids, 5000, seed=1)) == 1000
+
+
+@pytest.mark.parametrize("cls", [BGNBD, ParetoNBD])
+def test_a_fit_on_a_sample_of_buyers_predicts_every_customer_close_to_the_full_fit(fitted, cls):
+    _, _, X, models = fitted
+    full = models[cls]
+    m = cls(90, 0.8, sample_customers=200, seed=3).fit(X)
+    assert m.n_fitted_ == 200 and m.n_buyers_ == full.n_buyers_ > 200
+    p, q = m.churn_probability(X), full.churn_probability(X)
+    assert p.index.equals(X.index) and p.notna().all()
+    assert p.corr(q, method="spearman") > 0.98 and (p - q).abs().mean() < 0.05
+    # the sample is drawn by customer id: shuffled rows give the same fit
+    again = cls(90, 0.8, sample_customers=200, seed=3).fit(X.sample(frac=1.0, random_state=0))
+    assert again.params_ == pytest.approx(m.params_, rel=1e-6)
+
