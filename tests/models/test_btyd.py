@@ -115,3 +115,14 @@ def test_a_fit_on_a_sample_of_buyers_predicts_every_customer_close_to_the_full_f
     again = cls(90, 0.8, sample_customers=200, seed=3).fit(X.sample(frac=1.0, random_state=0))
     assert again.params_ == pytest.approx(m.params_, rel=1e-6)
 
+
+def test_pymc_marketing_is_imported_only_by_a_fit():
+    """Its import costs 10-40 s: the CLI, ingest, score, win-back and the train flow's modules must not pay it."""
+    import subprocess
+    import sys
+
+    heavy = ("pymc_marketing", "pymc", "pytensor", "arviz")
+    code = ("import sys, churn.cli, churn.bench, flows.ingest, flows.score, flows.winback, flows.train, models.train; "
+            f"print(sorted({{m.split('.')[0] for m in sys.modules}} & set({heavy!r})))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, check=True)
+    assert out.stdout.strip() == "[]"
