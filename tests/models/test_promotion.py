@@ -47,11 +47,28 @@ def test_a_clearly_better_candidate_is_promoted_and_a_worse_one_is_not():
     assert not worse.promote and interval.high < 0
 
 
-def test_a_challenger_within_noise_keeps_the_champion():
+def _noise_better(y, champion_p):
+    """The champion's scores plus a little noise, with the first seed whose ROC-AUC comes out higher."""
+    base = metrics(y, champion_p)[PRIMARY_METRIC]
+    for seed in range(100):
+        noisy = np.clip(champion_p + np.random.default_rng(seed).normal(scale=0.02, size=len(y)), 0, 1)
+        if metrics(y, noisy)[PRIMARY_METRIC] > base:
+            return noisy
+    raise AssertionError("no noise draw came out better")
+
+
+def test_a_challenger_better_only_by_noise_keeps_the_champion():
     y, good, _ = _scores()
-    noisy = good + np.random.default_rng(1).normal(scale=0.01, size=len(good))  # same ranking, up to noise
+    noisy = _noise_better(y, good)  # the same scorer, re-drawn: higher ROC-AUC on this snapshot by chance
+    assert metrics(y, noisy)[PRIMARY_METRIC] > metrics(y, good)[PRIMARY_METRIC]  # "better" on the point estimate
     decision, interval = _gate(y, noisy, good)
-    assert interval.low < 0 < interval.high and not decision.promote
+    assert interval.estimate > 0 and interval.low < 0 < interval.high
+    assert not decision.promote and "does not lie above 0; the champion is kept" in decision.reason
+
+
+def test_without_a_paired_interval_an_existing_champion_is_kept():
+    kept = should_promote({PRIMARY_METRIC: 0.90}, ChampionScore(0.80), None)
+    assert not kept.promote and "no paired interval" in kept.reason
 
 
 def test_the_bootstrap_is_deterministic_for_a_seed_and_paired():
