@@ -2,7 +2,7 @@
 
 Resampling customers with replacement is the same as giving each customer a multinomial weight
 (how often it was drawn). With the weights of many resamples in one matrix, ROC-AUC and PR-AUC
-(average precision) are weighted sums over the scores sorted once: no per-resample sort, no loop
+(average precision) are weighted sums over the scores sorted once per chunk of resamples: no loop
 over customers. Both scorers are evaluated on the same resamples, so the interval is of the paired
 difference (what a champion gate needs), not of two independent estimates.
 """
@@ -60,8 +60,11 @@ def weighted_average_precision(y: np.ndarray, p: np.ndarray, w: np.ndarray) -> n
     pos, neg = _sorted_by_score(y, -p, w)  # descending scores
     tp, fp = np.cumsum(pos, axis=1), np.cumsum(neg, axis=1)
     with np.errstate(invalid="ignore", divide="ignore"):
-        # sum over steps of (recall gained) x (precision there); recall gained = new positives / all positives
-        return np.einsum("ij,ij->i", pos, tp / (tp + fp)) / tp[:, -1]
+        # sum over steps of (recall gained) x (precision there); recall gained = new positives / all positives.
+        # Steps above the first drawn customer have no weight at all: precision 0/0 there, counted as 0 (it gains
+        # no recall), not NaN, which dropped every resample without the top-scored customer (about 1 in e)
+        precision = np.where(tp > 0, tp / (tp + fp), 0.0)
+        return np.einsum("ij,ij->i", pos, precision) / tp[:, -1]
 
 
 WEIGHTED_METRICS = {"roc_auc": weighted_roc_auc, "pr_auc": weighted_average_precision}

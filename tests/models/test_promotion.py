@@ -96,6 +96,18 @@ def test_weighted_metrics_match_sklearn_with_sample_weights_and_ties():
             average_precision_score(y, p, sample_weight=row))
 
 
+def test_a_resample_without_the_top_scored_customer_still_has_an_average_precision():
+    from sklearn.metrics import average_precision_score
+
+    rng = np.random.default_rng(4)
+    y = rng.integers(0, 2, 200)
+    p = rng.uniform(size=200) + 0.3 * y
+    w = np.ones(200)
+    w[np.argmax(p)] = 0  # not drawn: about one resample in e
+    assert weighted_average_precision(y, p, w[None, :])[0] == pytest.approx(
+        average_precision_score(y, p, sample_weight=w))
+
+
 def _model_and_snapshot(features):
     rng = np.random.default_rng(0)
     X = pd.DataFrame(rng.normal(size=(400, len(features))), columns=features)
