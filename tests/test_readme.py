@@ -34,3 +34,20 @@ def test_every_contract_column_is_documented():
 def test_the_two_commands_come_first():
     first_block = README.split("```bash", 1)[1].split("```", 1)[0]
     assert "make demo" in first_block and "make test" in first_block
+
+
+def test_the_settings_example_names_real_settings_with_their_defaults():
+    """Every key of the README's churn.toml is a setting, shown with its built-in default unless it is one of
+    the example's deliberate changes (so a changed default cannot leave the README behind)."""
+    import tomllib
+
+    from churn.settings import Settings
+
+    example = tomllib.loads(README.split("```toml\n# churn.toml\n", 1)[1].split("```", 1)[0])
+    assert set(example) <= set(Settings.model_fields), set(example) - set(Settings.model_fields)
+    changed = {"timezone", "mlflow_tracking_uri", "winback_actions"}  # shown with example values
+    for key, value in example.items():
+        field = Settings.model_fields[key]
+        default = field.default_factory() if field.default_factory else field.default
+        assert key in changed or value == default, (key, value, default)
+    assert {"btyd_baselines", "btyd_sample_customers", "bootstrap_resamples", "bootstrap_confidence"} <= set(example)
