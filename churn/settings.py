@@ -85,6 +85,7 @@ class ScoreConfig(BaseModel):
     reasons: bool = True  # the bench measures scoring without reasons too; not a setting
     drift_threshold: float
     drift_action: str
+    currency: str
 
     def policy(self):
         """The pure scoring policy of this configuration."""
@@ -92,7 +93,7 @@ class ScoreConfig(BaseModel):
 
         return ScoringPolicy(horizon_days=self.horizon_days, tier_high=self.tier_high, tier_medium=self.tier_medium,
                              exact_reasons_top_n=self.exact_reasons_top_n, reasons=self.reasons,
-                             explain_low_risk=self.explain_low_risk)
+                             explain_low_risk=self.explain_low_risk, currency=self.currency)
 
 
 class WinbackConfig(BaseModel):
@@ -145,6 +146,8 @@ class Settings(BaseSettings):
     mlflow_tracking_uri: str | None = Field(default=None, description="default: SQLite under <home>/mlflow")
 
     # scoring and win-back
+    currency: str = Field(default="GBP", description="ISO 4217 code of the event amounts: labels money in reason "
+                          "texts and the win-back CSV (the pipeline converts nothing)")
     tier_high: float = Field(default=0.7, ge=0, le=1, description="P(churn) at or above which a customer is 'high'")
     tier_medium: float = Field(default=0.4, ge=0, le=1, description="P(churn) at or above which a customer is 'medium'")
     exact_reasons_top_n: int = Field(default=50_000, ge=0,
@@ -178,6 +181,14 @@ class Settings(BaseSettings):
     @classmethod
     def _known_timezone(cls, value: str) -> str:
         return check_timezone(value)
+
+    @field_validator("currency")
+    @classmethod
+    def _currency_code(cls, value: str) -> str:
+        if not (len(value) == 3 and value.isascii() and value.isalpha() and value.isupper()):
+            raise ValueError(f"{value!r} is not an ISO 4217 currency code: use three capital letters such as "
+                             f"'GBP', 'EUR' or 'USD'")
+        return value
 
     @field_validator("activity_types")
     @classmethod
@@ -235,7 +246,8 @@ class Settings(BaseSettings):
             "experiment": self.experiment_name, "lookback_days": self.lookback_days,
             "horizon_days": self.horizon_days, "tier_high": self.tier_high, "tier_medium": self.tier_medium,
             "exact_reasons_top_n": self.exact_reasons_top_n, "explain_low_risk": self.explain_low_risk,
-            "drift_threshold": self.drift_psi_threshold, "drift_action": self.drift_action, **overrides})
+            "drift_threshold": self.drift_psi_threshold, "drift_action": self.drift_action,
+            "currency": self.currency, **overrides})
 
     def winback_config(self, **overrides: Any) -> WinbackConfig:
         return WinbackConfig(**{
