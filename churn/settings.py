@@ -105,13 +105,15 @@ class WinbackConfig(BaseModel):
     cooldown_days: int
     max_inactive_days: int
     actions: dict[str, str]
+    currency: str
 
     def policy(self):
         """The pure selection policy of this configuration (actions: the defaults, overridden by settings)."""
         from models.winback import DEFAULT_ACTIONS, WinbackPolicy
 
         return WinbackPolicy(top_n=self.top_n, cooldown_days=self.cooldown_days,
-                             max_inactive_days=self.max_inactive_days, actions={**DEFAULT_ACTIONS, **self.actions})
+                             max_inactive_days=self.max_inactive_days, actions={**DEFAULT_ACTIONS, **self.actions},
+                             currency=self.currency)
 
 
 class Settings(BaseSettings):
@@ -252,7 +254,8 @@ class Settings(BaseSettings):
     def winback_config(self, **overrides: Any) -> WinbackConfig:
         return WinbackConfig(**{
             "home": self.home, "top_n": None, "cooldown_days": self.winback_cooldown_days,
-            "max_inactive_days": self.winback_max_inactive_days, "actions": self.winback_actions, **overrides})
+            "max_inactive_days": self.winback_max_inactive_days, "actions": self.winback_actions,
+            "currency": self.currency, **overrides})
 
     @property
     def tracking_uri(self) -> str:

@@ -96,8 +96,34 @@ def test_winback_list_is_consistent_with_the_scores(trained, tmp_path):
     assert w["value_at_risk"].is_monotonic_decreasing
     eligible = s[(s["risk_tier"] == "high") & (s["days_since_last_event"] <= 180)]
     assert len(w) == len(eligible) - 1
-    csv = pd.read_csv(r["csv"], dtype={"customer_id": str})
-    assert csv["customer_id"].tolist() == w["customer_id"].tolist()
+    # every step of the selection is reported with its count
+    assert [(x["step"], x["customers"]) for x in r["steps"]] == [
+        ("scored", len(s)), ("tier", (s["risk_tier"] == "high").sum()), ("inactive", len(eligible)),
+        ("cooldown", len(w))]
+    assert r["selection"].startswith(f"{len(s):,} scored -> ") and r["selection"].endswith(
+        f"-> {len(w):,} after the 30-day cooldown")
+    csv = pd.read_csv(r["csv"], dtype={"Customer ID": str})
+    assert list(csv.columns) == ["Rank", "Customer ID", "Risk score (0-100)", "Risk tier", "Value at risk (GBP)",
+                                 "Days since last purchase", "Suggested action", "Reason 1", "Reason 2", "Reason 3"]
+    assert csv["Customer ID"].tolist() == w["customer_id"].tolist()
+    assert csv["Value at risk (GBP)"].tolist() == w["value_at_risk"].round(2).tolist()
+    assert csv["Risk score (0-100)"].between(0, 100).all() and csv["Reason 1"].notna().all()
+    # a complaint among any of the three reasons gets the service call, whatever comes first
+    complained = w[["reason_1_category", "reason_2_category", "reason_3_category"]].eq("complaints").any(axis=1)
+    assert complained.any() and (w.loc[complained, "action_category"] == "complaints").all()
+    assert (w["action_category"] == "complaints").sum() == complained.sum()
+
+
+def test_churn_winback_prints_each_selection_step_with_its_count(trained, capsys):
+    from churn.cli import _print_winback
+    from flows.winback import winback
+
+    run_score(trained, as_of=pd.Timestamp("2024-06-01T00:00Z"))
+    r = winback(config(trained, "winback"), "2024-06-01")
+    _print_winback(r)
+    out = capsys.readouterr().out
+    assert f"selection: {r['selection']}" in out and "high tier -> " in out and "inactivity limit -> " in out
+    assert "after the 30-day cooldown (no contact history given)" in out
 
 
 def test_score_and_winback_flows_run_under_prefect(trained):
