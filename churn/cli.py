@@ -495,12 +495,15 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Customers in the high tier (or the top N by value at risk), minus those contacted "
                                    "within the cooldown and those gone too long to reach, ranked by value at risk, "
                                    "each with its three reasons and the action they call for. Parquet + "
-                                   "spreadsheet-safe CSV under <home>/winback/as_of=DATE/.")
+                                   "spreadsheet-safe CSV under <home>/winback/as_of=DATE/: winback.* for the high "
+                                   "tier, winback-topN.* for --top N (each selection keeps its own files).")
     w.add_argument("--as-of", type=_day, help="the scored date, YYYY-MM-DD (default: the latest scored)")
-    w.add_argument("--top", type=_whole(1), help="take the top N by value at risk instead of the high tier")
+    w.add_argument("--top", type=_whole(1), help="take the top N by value at risk instead of the high tier (written as "
+                   "winback-topN.csv/.parquet, beside the day's full list)")
     w.add_argument("--contacts", help="contact history (CSV/Parquet with customer_id, contacted_at)")
     w.add_argument("--pseudonymise", action="store_true",
-                   help="replace customer ids by a keyed hash (key from $CHURN_PSEUDONYM_KEY)")
+                   help="replace customer ids by a keyed hash (key from $CHURN_PSEUDONYM_KEY); written as "
+                        "NAME-pseudonymised.csv/.parquet, beside the list with real ids")
     w.add_argument("--json", action="store_true", help="print the summary and the top rows as JSON")
     w.set_defaults(func=cmd_winback, check=check_winback)
 

@@ -24,12 +24,14 @@ def winback(config: WinbackConfig, as_of_date: str | None, contacts_file: Path |
     policy = config.policy()
     selection = select_winback(scores, policy, contacts)
     chosen = selection.chosen
+    name = policy.list_name
     if pseudonymised:
         chosen["customer_id"] = pseudonymise(chosen["customer_id"], pseudonym_key())
+        name += "-pseudonymised"  # beside the list with real ids, never in its place
     summary = winback_summary(selection, day, policy.currency)
-    log.info("win-back list for %s: %s", day, summary["selection"])
-    pq_path, csv_path = catalog.write_winback(paths, chosen, campaign_sheet(chosen, policy.currency), WINBACK_SCHEMA,
-                                              day)
+    log.info("win-back list %s for %s: %s", name, day, summary["selection"])
+    pq_path, csv_path = catalog.write_winback(paths, name, chosen, campaign_sheet(chosen, policy.currency),
+                                              WINBACK_SCHEMA, day)
     return {**summary, "parquet": str(pq_path), "csv": str(csv_path)}
 
 

@@ -58,8 +58,14 @@ class WinbackPolicy:
 
     @property
     def selection(self) -> str:
-        """What the list takes, in words."""
+        """What the list takes, in words; also names its files (see list_name)."""
         return f"top {self.top_n} by value at risk" if self.top_n is not None else f"{RISK_TIERS[0]} tier"
+
+    @property
+    def list_name(self) -> str:
+        """The file stem of this selection: each selection of a day has its own files, so a top-N list never
+        replaces the day's full list."""
+        return "winback" if self.top_n is None else f"winback-top{self.top_n}"
 
 
 @dataclass(frozen=True)

@@ -126,6 +126,25 @@ def test_churn_winback_prints_each_selection_step_with_its_count(trained, capsys
     assert "after the 30-day cooldown (no contact history given)" in out
 
 
+def test_a_top_n_list_is_written_beside_the_days_full_list_and_never_replaces_it(trained):
+    """Issue #14: `churn winback --top 10` silently replaced the day's full list."""
+    from flows.winback import winback
+
+    run_score(trained, as_of=pd.Timestamp("2024-06-01T00:00Z"))
+    full = winback(config(trained, "winback"), "2024-06-01")
+    before = pd.read_parquet(full["parquet"])
+    top = winback(config(trained, "winback", top_n=10), "2024-06-01")
+    assert top["csv"].endswith("winback-top10.csv") and top["parquet"].endswith("winback-top10.parquet")
+    assert full["csv"].endswith("/winback.csv") and len(pd.read_parquet(top["parquet"])) == 10
+    pd.testing.assert_frame_equal(pd.read_parquet(full["parquet"]), before)  # the full list is still there
+    assert len(pd.read_csv(full["csv"])) == len(before) > 10
+    again = winback(config(trained, "winback"), "2024-06-01")  # and re-writing the full list keeps the top 10
+    assert again["parquet"] == full["parquet"] and len(pd.read_parquet(top["parquet"])) == 10
+    folder = trained.home / "winback" / "as_of=2024-06-01"
+    assert {p.name for p in folder.iterdir()} >= {"winback.csv", "winback.parquet", "winback-top10.csv",
+                                                  "winback-top10.parquet"}
+
+
 def test_score_and_winback_flows_run_under_prefect(trained):
     from flows.score import score_flow
     from flows.winback import winback_flow
@@ -199,6 +218,9 @@ def test_pseudonymised_winback_hides_ids_with_a_keyed_hash(trained, monkeypatch)
     assert "k" * 32 not in open(r["csv"]).read()
     again = pd.read_parquet(winback(config(trained, "winback", top_n=10), "2024-06-01", None, pseudonymised=True)["parquet"])
     assert again["customer_id"].tolist() == hidden["customer_id"].tolist()  # stable for one key
+    assert r["parquet"].endswith("winback-top10-pseudonymised.parquet")  # beside the list with real ids
+    assert pd.read_parquet(r["parquet"].replace("-pseudonymised", ""))["customer_id"].tolist() == \
+        plain["customer_id"].tolist()
 
 
 def test_drift_beyond_the_threshold_refuses_to_publish_when_configured(broken_registry):

@@ -103,6 +103,10 @@ def test_every_selection_step_is_counted_so_nobody_is_dropped_silently():
                                          "cooldown (no contact history given) -> 2 top 2 by value at risk")
 
 
+def test_each_selection_has_its_own_file_name():
+    assert policy().list_name == "winback" and policy(top_n=10).list_name == "winback-top10"
+
+
 def test_actions_are_configurable():
     w = select_winback(scores(), policy(actions={**DEFAULT_ACTIONS, "overdue": "call them"})).chosen
     assert w.set_index("customer_id").loc["b", "suggested_action"] == "call them"
