@@ -73,7 +73,7 @@ class Step:
     """One step of the selection and how many customers are left after it."""
 
     step: str  # scored | tier | inactive | cooldown | top
-    label: str  # what is left, in words: "high tier", "after the 180-day inactivity limit"
+    label: str  # what is left, in words: "in the high tier", "after the 180-day inactivity limit"
     customers: int
 
 
@@ -105,7 +105,7 @@ def select_winback(scores: pd.DataFrame, policy: WinbackPolicy, contacts: pd.Dat
     steps = [Step("scored", "scored", len(s))]
     if policy.top_n is None:
         s = s[s["risk_tier"] == RISK_TIERS[0]]
-        steps.append(Step("tier", policy.selection, len(s)))
+        steps.append(Step("tier", f"in the {policy.selection}", len(s)))
     s = s[s["days_since_last_event"] <= policy.max_inactive_days]
     steps.append(Step("inactive", f"after the {policy.max_inactive_days}-day inactivity limit", len(s)))
     label = f"after the {policy.cooldown_days}-day cooldown"
@@ -124,7 +124,7 @@ def select_winback(scores: pd.DataFrame, policy: WinbackPolicy, contacts: pd.Dat
                          kind="stable")
     if policy.top_n is not None:
         pool = pool.head(policy.top_n)
-        steps.append(Step("top", policy.selection, len(pool)))
+        steps.append(Step("top", f"kept: the {policy.selection}", len(pool)))
     return Selection(winback_rows(pool, policy), steps)
 
 
@@ -158,8 +158,8 @@ def winback_rows(pool: pd.DataFrame, policy: WinbackPolicy) -> pd.DataFrame:
 
 
 def selection_line(steps: list[Step]) -> str:
-    """The selection in one line, e.g. "14,189 scored -> 4,554 high tier -> 1,971 after the 180-day inactivity
-    limit -> 1,971 after the 30-day cooldown (no contact history given)"."""
+    """The selection in one line, e.g. "14,189 scored -> 4,554 in the high tier -> 1,971 after the 180-day
+    inactivity limit -> 1,971 after the 30-day cooldown (no contact history given)"."""
     return " -> ".join(f"{s.customers:,} {s.label}" for s in steps)
 
 

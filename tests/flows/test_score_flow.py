@@ -122,7 +122,7 @@ def test_churn_winback_prints_each_selection_step_with_its_count(trained, capsys
     r = winback(config(trained, "winback"), "2024-06-01")
     _print_winback(r)
     out = capsys.readouterr().out
-    assert f"selection: {r['selection']}" in out and "high tier -> " in out and "inactivity limit -> " in out
+    assert f"selection: {r['selection']}" in out and "in the high tier -> " in out and "inactivity limit -> " in out
     assert "after the 30-day cooldown (no contact history given)" in out
 
 

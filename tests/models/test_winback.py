@@ -86,7 +86,8 @@ def test_every_reason_category_has_a_place_in_the_priority():
 def test_top_n_takes_value_at_risk_across_tiers_and_cooldown_excludes_recent_contacts():
     contacts = pd.DataFrame({"customer_id": ["b", "c"], "contacted_at": ["2024-05-20T10:00:00Z", "2024-03-01"]})
     sel = select_winback(scores(), policy(top_n=2), contacts)
-    assert sel.chosen["customer_id"].tolist() == ["e", "c"]  # b contacted 12 days ago; c's contact is older than 30 days
+    # b was contacted 12 days ago; c's contact is older than 30 days
+    assert sel.chosen["customer_id"].tolist() == ["e", "c"]
     assert (sel.chosen["selection"] == "top 2 by value at risk").all()
 
 
@@ -96,11 +97,11 @@ def test_every_selection_step_is_counted_so_nobody_is_dropped_silently():
     sel = select_winback(scores(), policy(), contacts)
     assert [(s.step, s.customers) for s in sel.steps] == [("scored", 6), ("tier", 5), ("inactive", 4),
                                                           ("cooldown", 3)]
-    assert selection_line(sel.steps) == ("6 scored -> 5 high tier -> 4 after the 180-day inactivity limit -> "
+    assert selection_line(sel.steps) == ("6 scored -> 5 in the high tier -> 4 after the 180-day inactivity limit -> "
                                          "3 after the 30-day cooldown")
     top = select_winback(scores(), policy(top_n=2))
     assert selection_line(top.steps) == ("6 scored -> 5 after the 180-day inactivity limit -> 5 after the 30-day "
-                                         "cooldown (no contact history given) -> 2 top 2 by value at risk")
+                                         "cooldown (no contact history given) -> 2 kept: the top 2 by value at risk")
 
 
 def test_each_selection_has_its_own_file_name():
