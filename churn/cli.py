@@ -270,12 +270,16 @@ def cmd_score(args, settings) -> int:
 
 
 def _print_winback(r: dict, limit: int = 10) -> None:
-    print(f"win-back list for {r['as_of']}: {r['customers']:,} customers, value at risk {r['value_at_risk']:,.2f}")
+    rows = r["rows"]
+    print(f"win-back list for {r['as_of']}: {r['customers']:,} customers, value at risk {r['currency']} "
+          f"{r['value_at_risk']:,.2f}")
+    print(f"  selection: {r['selection']}")
+    print("  actions: " + (", ".join(f"{k} {v:,}" for k, v in r["by_action"].items()) or "none"))
     print(f"  {r['csv']}\n  {r['parquet']}")
-    print(f"{'#':>3} {'customer':<12} {'P(churn)':>8} {'at risk':>9}  {'main reason':<44} action")
-    for row in r["rows"][:limit]:
-        print(f"{row['winback_rank']:>3} {row['customer_id']:<12} {row['churn_probability']:>8.2f} "
-              f"{row['value_at_risk']:>9.2f}  {str(row['main_reason_text'])[:44]:<44} {row['suggested_action']}")
+    print(f"{'#':>3} {'customer':<12} {'risk':>4} {'at risk':>9}  {'action':<16} first reason")
+    for row in rows[:limit]:
+        print(f"{row['winback_rank']:>3} {row['customer_id']:<12} {row['risk_score']:>4} "
+              f"{row['value_at_risk']:>9.2f}  {row['action_category']:<16} {row['reason_1_text'] or ''}")
 
 
 def cmd_winback(args, settings) -> int:
@@ -491,13 +495,16 @@ def build_parser() -> argparse.ArgumentParser:
     w = sub.add_parser("winback", help="write the ranked win-back list from a day's scores",
                        description="Customers in the high tier (or the top N by value at risk), minus those contacted "
                                    "within the cooldown and those gone too long to reach, ranked by value at risk, "
-                                   "each with its main reason and a suggested action. Parquet + spreadsheet-safe CSV "
-                                   "under <home>/winback/as_of=DATE/.")
+                                   "each with its three reasons and the action they call for. Parquet + "
+                                   "spreadsheet-safe CSV under <home>/winback/as_of=DATE/: winback.* for the high "
+                                   "tier, winback-topN.* for --top N (each selection keeps its own files).")
     w.add_argument("--as-of", type=_day, help="the scored date, YYYY-MM-DD (default: the latest scored)")
-    w.add_argument("--top", type=_whole(1), help="take the top N by value at risk instead of the high tier")
+    w.add_argument("--top", type=_whole(1), help="take the top N by value at risk instead of the high tier (written as "
+                   "winback-topN.csv/.parquet, beside the day's full list)")
     w.add_argument("--contacts", help="contact history (CSV/Parquet with customer_id, contacted_at)")
     w.add_argument("--pseudonymise", action="store_true",
-                   help="replace customer ids by a keyed hash (key from $CHURN_PSEUDONYM_KEY)")
+                   help="replace customer ids by a keyed hash (key from $CHURN_PSEUDONYM_KEY); written as "
+                        "NAME-pseudonymised.csv/.parquet, beside the list with real ids")
     w.add_argument("--json", action="store_true", help="print the summary and the top rows as JSON")
     w.set_defaults(func=cmd_winback, check=check_winback)
 

@@ -95,6 +95,7 @@ class ScoreConfig(BaseModel):
     reasons: bool = True  # the bench measures scoring without reasons too; not a setting
     drift_threshold: float
     drift_action: str
+    currency: str
 
     def policy(self):
         """The pure scoring policy of this configuration."""
@@ -102,7 +103,7 @@ class ScoreConfig(BaseModel):
 
         return ScoringPolicy(horizon_days=self.horizon_days, tier_high=self.tier_high, tier_medium=self.tier_medium,
                              exact_reasons_top_n=self.exact_reasons_top_n, reasons=self.reasons,
-                             explain_low_risk=self.explain_low_risk)
+                             explain_low_risk=self.explain_low_risk, currency=self.currency)
 
 
 class WinbackConfig(BaseModel):
@@ -114,13 +115,15 @@ class WinbackConfig(BaseModel):
     cooldown_days: int
     max_inactive_days: int
     actions: dict[str, str]
+    currency: str
 
     def policy(self):
         """The pure selection policy of this configuration (actions: the defaults, overridden by settings)."""
         from models.winback import DEFAULT_ACTIONS, WinbackPolicy
 
         return WinbackPolicy(top_n=self.top_n, cooldown_days=self.cooldown_days,
-                             max_inactive_days=self.max_inactive_days, actions={**DEFAULT_ACTIONS, **self.actions})
+                             max_inactive_days=self.max_inactive_days, actions={**DEFAULT_ACTIONS, **self.actions},
+                             currency=self.currency)
 
 
 class Settings(BaseSettings):
@@ -164,6 +167,8 @@ class Settings(BaseSettings):
                                         "challenger is promoted only if the lower bound is above 0")
 
     # scoring and win-back
+    currency: str = Field(default="GBP", description="ISO 4217 code of the event amounts: labels money in reason "
+                          "texts and the win-back CSV (the pipeline converts nothing)")
     tier_high: float = Field(default=0.7, ge=0, le=1, description="P(churn) at or above which a customer is 'high'")
     tier_medium: float = Field(default=0.4, ge=0, le=1, description="P(churn) at or above which a customer is 'medium'")
     exact_reasons_top_n: int = Field(default=50_000, ge=0,
@@ -197,6 +202,14 @@ class Settings(BaseSettings):
     @classmethod
     def _known_timezone(cls, value: str) -> str:
         return check_timezone(value)
+
+    @field_validator("currency")
+    @classmethod
+    def _currency_code(cls, value: str) -> str:
+        if not (len(value) == 3 and value.isascii() and value.isalpha() and value.isupper()):
+            raise ValueError(f"{value!r} is not an ISO 4217 currency code: use three capital letters such as "
+                             f"'GBP', 'EUR' or 'USD'")
+        return value
 
     @field_validator("activity_types")
     @classmethod
@@ -257,12 +270,14 @@ class Settings(BaseSettings):
             "experiment": self.experiment_name, "lookback_days": self.lookback_days,
             "horizon_days": self.horizon_days, "tier_high": self.tier_high, "tier_medium": self.tier_medium,
             "exact_reasons_top_n": self.exact_reasons_top_n, "explain_low_risk": self.explain_low_risk,
-            "drift_threshold": self.drift_psi_threshold, "drift_action": self.drift_action, **overrides})
+            "drift_threshold": self.drift_psi_threshold, "drift_action": self.drift_action,
+            "currency": self.currency, **overrides})
 
     def winback_config(self, **overrides: Any) -> WinbackConfig:
         return WinbackConfig(**{
             "home": self.home, "top_n": None, "cooldown_days": self.winback_cooldown_days,
-            "max_inactive_days": self.winback_max_inactive_days, "actions": self.winback_actions, **overrides})
+            "max_inactive_days": self.winback_max_inactive_days, "actions": self.winback_actions,
+            "currency": self.currency, **overrides})
 
     @property
     def tracking_uri(self) -> str:

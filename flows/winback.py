@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 from prefect import flow, task
 
 from churn.settings import WinbackConfig, pseudonym_key
 from expectations.winback import WINBACK_SCHEMA
-from models.winback import pseudonymise, select_winback, spreadsheet_safe, winback_summary
+from models.winback import campaign_sheet, pseudonymise, select_winback, winback_summary
 from storage import catalog, layout, tracking
+
+log = logging.getLogger("churn.winback")
 
 
 def winback(config: WinbackConfig, as_of_date: str | None, contacts_file: Path | None = None,
@@ -18,11 +21,18 @@ def winback(config: WinbackConfig, as_of_date: str | None, contacts_file: Path |
     paths = layout.Paths(config.home)
     scores, day = catalog.read_scores(paths, as_of_date)
     contacts = catalog.read_contacts(contacts_file) if contacts_file else None
-    chosen = select_winback(scores, config.policy(), contacts)
+    policy = config.policy()
+    selection = select_winback(scores, policy, contacts)
+    chosen = selection.chosen
+    name = policy.list_name
     if pseudonymised:
         chosen["customer_id"] = pseudonymise(chosen["customer_id"], pseudonym_key())
-    pq_path, csv_path = catalog.write_winback(paths, chosen, spreadsheet_safe(chosen), WINBACK_SCHEMA, day)
-    return {**winback_summary(chosen, day), "parquet": str(pq_path), "csv": str(csv_path)}
+        name += "-pseudonymised"  # beside the list with real ids, never in its place
+    summary = winback_summary(selection, day, policy.currency)
+    log.info("win-back list %s for %s: %s", name, day, summary["selection"])
+    pq_path, csv_path = catalog.write_winback(paths, name, chosen, campaign_sheet(chosen, policy.currency),
+                                              WINBACK_SCHEMA, day)
+    return {**summary, "parquet": str(pq_path), "csv": str(csv_path)}
 
 
 @task(name="write-winback-list", retries=2, retry_delay_seconds=[2, 10], retry_condition_fn=tracking.retry_transient)

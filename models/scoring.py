@@ -26,6 +26,7 @@ class ScoringPolicy:
     # Low-risk customers outside the exact budget are not at risk: without this they get no reasons
     # (reasons_method "none"), which halves the cost of explaining a large base. True explains them too.
     explain_low_risk: bool
+    currency: str  # ISO 4217 code that labels amounts in reason texts
 
 
 def expected_value(features: pd.DataFrame, horizon_days: int) -> pd.Series:
@@ -117,7 +118,9 @@ def score_customers(model, features: pd.DataFrame, as_of: pd.Timestamp, policy: 
         approximate = ~exact & (policy.explain_low_risk | (tier != low).to_numpy())
     explained = exact | approximate  # reasons are computed for these rows only; the others stay empty
     contrib = contributions(booster, X[explained], exact[explained], approximate[explained])
-    reasons = top_reasons(contrib.drop(columns="_bias"), features.loc[X.index[explained]], N_REASONS)
+    # values are judged against every active customer scored today, not only the explained ones
+    reasons = top_reasons(contrib.drop(columns="_bias"), features.loc[X.index[explained]], N_REASONS,
+                          peers=features, currency=policy.currency)
     reasons = reasons.reindex(X.index)
     for c in [c for c in reasons.columns if c.endswith(("_feature", "_text"))]:
         reasons[c] = reasons[c].astype(object).where(reasons[c].notna(), None)  # empty text is None, not NaN

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
 
 from churn.errors import UserError
-from expectations.scores import RISK_TIERS
-from expectations.winback import WINBACK_COLUMN_NAMES
+from expectations.scores import N_REASONS, RISK_TIERS
+from expectations.winback import CAMPAIGN_SHEET, REASON_CATEGORIES, WINBACK_COLUMN_NAMES
 from models.reasons import REASON_CATEGORY
 
 
@@ -24,13 +25,26 @@ class WeakKey(UserError, ValueError):
 MIN_KEY_BYTES = 16
 
 DEFAULT_ACTIONS: dict[str, str] = {
-    "overdue": "reminder: personal 'we miss you' message with what is new",
-    "disengaged": "re-engagement: content and recommendations matched to past purchases",
-    "spend_falling": "offer: loyalty bonus on the next order",
     "complaints": "service call: a person calls to resolve the open issue",
+    "overdue": "reminder: personal 'we miss you' message with what is new",
+    "spend_falling": "offer: loyalty bonus on the next order",
     "price_sensitive": "discount: time-limited discount code",
+    "disengaged": "re-engagement: content and recommendations matched to past purchases",
     "other": "reminder: personal 'we miss you' message with what is new",
 }
+
+# Which reason decides the action when a customer has several (reasons 1-3 are all read, not only the first).
+# Highest first, as retention practice orders them:
+# 1. complaints: an open complaint or a run of returns is a service failure; any marketing message before it
+#    is resolved reads as not listening, while a resolved complaint is the best chance to keep the customer.
+# 2. overdue: later than their own buying rhythm, or than most customers; the habit is breaking and a plain
+#    reminder works best while it is fresh (and costs no margin).
+# 3. spend_falling: still buying, but less; reward staying with a loyalty bonus.
+# 4. price_sensitive: buys on discount; a code is the last lever of the money kind, since discounts train
+#    customers to wait for them.
+# 5. disengaged: visits falling or a new customer; content, the softest touch.
+ACTION_PRIORITY: tuple[str, ...] = REASON_CATEGORIES
+
 
 @dataclass(frozen=True)
 class WinbackPolicy:
@@ -40,17 +54,61 @@ class WinbackPolicy:
     cooldown_days: int  # skip customers contacted this recently
     max_inactive_days: int  # skip customers gone longer than this: no campaign reaches them
     actions: dict[str, str]  # reason category -> action (DEFAULT_ACTIONS, overridden by settings)
+    currency: str  # ISO 4217 code of the amounts
+
+    @property
+    def selection(self) -> str:
+        """What the list takes, in words; also names its files (see list_name)."""
+        return f"top {self.top_n} by value at risk" if self.top_n is not None else f"{RISK_TIERS[0]} tier"
+
+    @property
+    def list_name(self) -> str:
+        """The file stem of this selection: each selection of a day has its own files, so a top-N list never
+        replaces the day's full list."""
+        return "winback" if self.top_n is None else f"winback-top{self.top_n}"
 
 
-def select_winback(scores: pd.DataFrame, policy: WinbackPolicy, contacts: pd.DataFrame | None = None) -> pd.DataFrame:
-    """The ranked win-back list: high tier (or the top N by value at risk), minus the recently contacted
-    and the long gone, ranked by value at risk, each with its main reason and a suggested action.
+@dataclass(frozen=True)
+class Step:
+    """One step of the selection and how many customers are left after it."""
+
+    step: str  # scored | tier | inactive | cooldown | top
+    label: str  # what is left, in words: "in the high tier", "after the 180-day inactivity limit"
+    customers: int
+
+
+class Selection(NamedTuple):
+    """The ranked list and the steps that led to it (each with its count, so nobody is dropped silently)."""
+
+    chosen: pd.DataFrame
+    steps: list[Step]
+
+
+def choose_action(categories: pd.DataFrame, actions: dict[str, str]) -> tuple[pd.Series, pd.Series]:
+    """Per row of reason categories (one column per reason, None where no reason), the category that decides
+    the action (the first of ACTION_PRIORITY among them; "other" if none) and the action itself."""
+    chosen = pd.Series("other", index=categories.index, dtype=object)
+    for category in reversed(ACTION_PRIORITY):  # the highest priority is written last and wins
+        chosen[(categories == category).any(axis=1)] = category
+    return chosen, chosen.map(lambda c: actions.get(c, actions.get("other", "")))
+
+
+def select_winback(scores: pd.DataFrame, policy: WinbackPolicy, contacts: pd.DataFrame | None = None) -> Selection:
+    """The ranked win-back list: high tier (or the top N by value at risk), minus the long gone and the recently
+    contacted, ranked by value at risk, each with its three reasons and the action they call for; plus the
+    count after each step.
 
     `contacts` has customer_id and contacted_at (UTC); only contacts at or before as_of count.
     """
     s = scores
     as_of = pd.Timestamp(s["as_of"].iloc[0]).tz_localize("UTC") if len(s) else None
-    reachable = s["days_since_last_event"] <= policy.max_inactive_days
+    steps = [Step("scored", "scored", len(s))]
+    if policy.top_n is None:
+        s = s[s["risk_tier"] == RISK_TIERS[0]]
+        steps.append(Step("tier", f"in the {policy.selection}", len(s)))
+    s = s[s["days_since_last_event"] <= policy.max_inactive_days]
+    steps.append(Step("inactive", f"after the {policy.max_inactive_days}-day inactivity limit", len(s)))
+    label = f"after the {policy.cooldown_days}-day cooldown"
     if contacts is not None and len(contacts) and as_of is not None:
         try:
             t = pd.to_datetime(contacts["contacted_at"], utc=True, format="ISO8601")
@@ -58,33 +116,75 @@ def select_winback(scores: pd.DataFrame, policy: WinbackPolicy, contacts: pd.Dat
             raise BadContacts(f"contact history: contacted_at must be ISO 8601 dates or times: {e}") from e
         recent = contacts.loc[(t <= as_of + pd.Timedelta(days=1)) & (t > as_of - pd.Timedelta(days=policy.cooldown_days)),
                               "customer_id"].astype(str)
-        reachable &= ~s["customer_id"].isin(set(recent))
-    pool = s[reachable].sort_values(["value_at_risk", "churn_probability", "customer_id"],
-                                    ascending=[False, False, True], kind="stable")
-    pool = pool.head(policy.top_n) if policy.top_n is not None else pool[pool["risk_tier"] == RISK_TIERS[0]]
-    category = pool["reason_1_feature"].map(REASON_CATEGORY).fillna("other")
+        s = s[~s["customer_id"].isin(set(recent))]
+    elif contacts is None:
+        label += " (no contact history given)"
+    steps.append(Step("cooldown", label, len(s)))
+    pool = s.sort_values(["value_at_risk", "churn_probability", "customer_id"], ascending=[False, False, True],
+                         kind="stable")
+    if policy.top_n is not None:
+        pool = pool.head(policy.top_n)
+        steps.append(Step("top", f"kept: the {policy.selection}", len(pool)))
+    return Selection(winback_rows(pool, policy), steps)
+
+
+def winback_rows(pool: pd.DataFrame, policy: WinbackPolicy) -> pd.DataFrame:
+    """The list's rows (contract columns) for scored rows already chosen and ranked."""
+    k = range(1, N_REASONS + 1)
+    categories = pd.DataFrame({i: pool[f"reason_{i}_feature"].map(REASON_CATEGORY) for i in k}, index=pool.index)
+    categories = categories.astype(object).where(categories.notna(), None)
+    decided_by, action = choose_action(categories, policy.actions)
     out = pd.DataFrame({
         "winback_rank": np.arange(1, len(pool) + 1, dtype="int64"),
         "customer_id": pool["customer_id"].to_numpy(),
         "as_of": pool["as_of"].to_numpy(),
+        "selection": policy.selection,
         "churn_probability": pool["churn_probability"].to_numpy(),
+        "risk_score": np.rint(pool["churn_probability"].to_numpy() * 100).astype("int64"),
         "risk_tier": pool["risk_tier"].to_numpy(),
         "value_at_risk": pool["value_at_risk"].to_numpy(),
         "expected_value": pool["expected_value"].to_numpy(),
+        "currency": policy.currency,
         "days_since_last_purchase": pool["days_since_last_purchase"].to_numpy(),
-        "main_reason": pool["reason_1_feature"].to_numpy(),
-        "main_reason_text": pool["reason_1_text"].to_numpy(),
-        "reason_category": category.to_numpy(),
-        "suggested_action": category.map(lambda c: policy.actions.get(c, policy.actions.get("other", ""))).to_numpy(),
+        "days_since_last_event": pool["days_since_last_event"].to_numpy(),
+        **{c: v for i in k for c, v in ((f"reason_{i}_feature", pool[f"reason_{i}_feature"].to_numpy()),
+                                        (f"reason_{i}_category", categories[i].to_numpy()),
+                                        (f"reason_{i}_text", pool[f"reason_{i}_text"].to_numpy()))},
+        "action_category": decided_by.to_numpy(),
+        "suggested_action": action.to_numpy(),
         "model_version": pool["model_version"].to_numpy(),
     })
     return out[WINBACK_COLUMN_NAMES]
 
 
-def winback_summary(chosen: pd.DataFrame, day: str, head: int = 20) -> dict:
-    """What a win-back run reports: size, value at risk, customers per reason category, the top rows."""
+def selection_line(steps: list[Step]) -> str:
+    """The selection in one line, e.g. "14,189 scored -> 4,554 in the high tier -> 1,971 after the 180-day
+    inactivity limit -> 1,971 after the 30-day cooldown (no contact history given)"."""
+    return " -> ".join(f"{s.customers:,} {s.label}" for s in steps)
+
+
+def campaign_sheet(chosen: pd.DataFrame, currency: str) -> pd.DataFrame:
+    """The CSV a campaign manager opens: human headers in reading order, numbers rounded (still numbers),
+    formula prefixes neutralised."""
+    out = {}
+    for header, column, decimals in CAMPAIGN_SHEET:
+        v = chosen[column]
+        if decimals == 0:
+            v = v.round().astype("Int64")  # a missing day count stays empty, not "nan"
+        elif decimals is not None:
+            v = v.round(decimals)
+        out[header.format(currency=currency)] = v.reset_index(drop=True)
+    return spreadsheet_safe(pd.DataFrame(out))
+
+
+def winback_summary(selection: Selection, day: str, currency: str, head: int = 20) -> dict:
+    """What a win-back run reports: size, value at risk, each selection step, customers per action, the top rows."""
+    chosen = selection.chosen
     return {"as_of": day, "customers": len(chosen), "value_at_risk": float(chosen["value_at_risk"].sum()),
-            "by_action": {str(k): int(v) for k, v in chosen["reason_category"].value_counts().items()},
+            "currency": currency,
+            "selection": selection_line(selection.steps),
+            "steps": [{"step": s.step, "label": s.label, "customers": s.customers} for s in selection.steps],
+            "by_action": {str(k): int(v) for k, v in chosen["action_category"].value_counts().items()},
             "rows": chosen.head(head).to_dict("records")}
 
 

@@ -127,30 +127,38 @@ def read_scores(paths: Paths, as_of_date: str | None = None) -> tuple[pd.DataFra
     return table.to_pandas(), day
 
 
-def write_winback(paths: Paths, frame: pd.DataFrame, csv_frame: pd.DataFrame, schema: pa.Schema,
+def write_winback(paths: Paths, name: str, frame: pd.DataFrame, csv_frame: pd.DataFrame, schema: pa.Schema,
                   as_of_date: str) -> tuple[Path, Path]:
-    """The win-back list as Parquet and spreadsheet-safe CSV, published together.
+    """One selection's win-back list (`name`: its file stem) as Parquet and CSV, published together.
 
-    Both files are written into a hidden folder that then replaces the day's folder, so a reader
-    never sees the Parquet file of one run next to the CSV of another (a crash leaves the old pair,
-    or, between the two renames, no folder; the next run clears what a crash left behind).
+    Both files are written into a hidden folder, beside hard links to the day's other lists (another
+    selection's files stay as they were), and that folder then replaces the day's folder: a reader never
+    sees the Parquet file of one run next to the CSV of another (a crash leaves the old folder, or, between
+    the two renames, no folder; the next run clears what a crash left behind). One writer at a time per
+    data folder, so two selections published at once both survive.
     """
     root = paths.winback
     folder = root / f"as_of={as_of_date}"
     root.mkdir(parents=True, exist_ok=True)
-    for leftover in root.glob(f".as_of={as_of_date}.*"):
-        shutil.rmtree(leftover, ignore_errors=True)
-    token = os.urandom(6).hex()
-    staged, old = root / f".as_of={as_of_date}.new-{token}", root / f".as_of={as_of_date}.old-{token}"
-    staged.mkdir()
-    write_parquet_atomic(pa.Table.from_pandas(frame, schema=schema, preserve_index=False), staged / "winback.parquet")
-    write_bytes_atomic(staged / "winback.csv", csv_frame.to_csv(index=False, lineterminator="\n").encode("utf-8"))
-    if folder.exists():
-        os.rename(folder, old)
-    os.rename(staged, folder)
-    fsync_dir(root)
-    shutil.rmtree(old, ignore_errors=True)
-    return folder / "winback.parquet", folder / "winback.csv"
+    pq_name, csv_name = f"{name}.parquet", f"{name}.csv"
+    with file_lock(paths.winback_lock_file):
+        for leftover in root.glob(f".as_of={as_of_date}.*"):
+            shutil.rmtree(leftover, ignore_errors=True)
+        token = os.urandom(6).hex()
+        staged, old = root / f".as_of={as_of_date}.new-{token}", root / f".as_of={as_of_date}.old-{token}"
+        staged.mkdir()
+        if folder.is_dir():
+            for other in folder.iterdir():
+                if other.is_file() and other.name not in (pq_name, csv_name):
+                    os.link(other, staged / other.name)
+        write_parquet_atomic(pa.Table.from_pandas(frame, schema=schema, preserve_index=False), staged / pq_name)
+        write_bytes_atomic(staged / csv_name, csv_frame.to_csv(index=False, lineterminator="\n").encode("utf-8"))
+        if folder.exists():
+            os.rename(folder, old)
+        os.rename(staged, folder)
+        fsync_dir(root)
+        shutil.rmtree(old, ignore_errors=True)
+    return folder / pq_name, folder / csv_name
 
 
 def check_contacts(path: Path) -> None:

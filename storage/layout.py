@@ -83,6 +83,8 @@ class Paths:
     def scores_lock_file(self) -> Path: return self.home / "state" / "scores.lock"
     @property
     def scores_latest(self) -> Path: return self.scores / LATEST_POINTER
+    @property
+    def winback_lock_file(self) -> Path: return self.home / "state" / "winback.lock"
 
 
 # Names readers of a hive folder skip (pyarrow, pandas and Spark leave out names starting with "_" or "."; a

@@ -5,14 +5,17 @@ from pathlib import Path
 
 from expectations.contract import COLUMN_NAMES
 from expectations.scores import SCORE_COLUMN_NAMES
+from expectations.winback import CAMPAIGN_SHEET, WINBACK_COLUMN_NAMES
 from features.definitions import markdown_table
 
 README = (Path(__file__).parent.parent / "README.md").read_text()
 
 
-def documented_columns(header: str) -> set[str]:
-    """The backticked names in the first cell of each row of the README table under `header`."""
-    table = README.split(header, 1)[1].split("\n\n", 1)[0]
+def documented_columns(header: str, after: str = "") -> set[str]:
+    """The backticked names in the first cell of each row of the README table under `header` (the first one
+    after the text `after`)."""
+    text = README.split(after, 1)[1] if after else README
+    table = text.split(header, 1)[1].split("\n\n", 1)[0]
     first_cells = re.findall(r"^\| ([^|]*?) \|", table, flags=re.M)
     return {name for cell in first_cells for name in re.findall(r"`([^`]+)`", cell)}
 
@@ -51,3 +54,16 @@ def test_the_settings_example_names_real_settings_with_their_defaults():
         default = field.default_factory() if field.default_factory else field.default
         assert key in changed or value == default, (key, value, default)
     assert {"btyd_baselines", "btyd_sample_customers", "bootstrap_resamples", "bootstrap_confidence"} <= set(example)
+
+
+def test_every_winback_column_is_documented():
+    documented = documented_columns("| column | type | meaning |", after="**The Parquet file**")
+    for col in WINBACK_COLUMN_NAMES:
+        m = re.fullmatch(r"reason_\d_(\w+)", col)
+        assert (f"reason_{{1,2,3}}_{m.group(1)}" if m else col) in documented, col
+
+
+def test_the_winback_csv_examples_carry_the_campaign_sheet_headers():
+    header = ",".join(h.format(currency="GBP") for h, _, _ in CAMPAIGN_SHEET)
+    section = README.split("### Win-back lists", 1)[1].split("## Guarantees", 1)[0]
+    assert section.count("\n" + header + "\n") == 2  # the demo's rows and the Online Retail rows

@@ -13,7 +13,8 @@ def test_names_are_unique_and_in_model_order():
 
 def test_every_record_is_complete():
     for f in DEFINITIONS:
-        assert f.meaning and f.unit and f.reason_category and f.sentence and f.expression and f.when_missing, f.name
+        assert f.meaning and f.unit and f.reason_category and f.sentence and f.expression and f.fact, f.name
+        assert f.when_missing is None or f.when_missing.strip(), f.name
         assert FEATURES[f.name] == (f.meaning, f.unit)
 
 
@@ -32,5 +33,5 @@ def test_roles_name_the_features_the_baselines_and_sentences_read():
 
 def test_markdown_table_has_one_row_per_feature():
     rows = markdown_table().splitlines()
-    assert rows[0] == "| feature | meaning | unit | reason category |"
+    assert rows[0] == "| feature | meaning | unit | reason category | a reason when the value is |"
     assert [re.match(r"\| `(\w+)` \|", r).group(1) for r in rows[2:]] == FEATURE_NAMES

@@ -96,8 +96,53 @@ def test_winback_list_is_consistent_with_the_scores(trained, tmp_path):
     assert w["value_at_risk"].is_monotonic_decreasing
     eligible = s[(s["risk_tier"] == "high") & (s["days_since_last_event"] <= 180)]
     assert len(w) == len(eligible) - 1
-    csv = pd.read_csv(r["csv"], dtype={"customer_id": str})
-    assert csv["customer_id"].tolist() == w["customer_id"].tolist()
+    # every step of the selection is reported with its count
+    assert [(x["step"], x["customers"]) for x in r["steps"]] == [
+        ("scored", len(s)), ("tier", (s["risk_tier"] == "high").sum()), ("inactive", len(eligible)),
+        ("cooldown", len(w))]
+    assert r["selection"].startswith(f"{len(s):,} scored -> ") and r["selection"].endswith(
+        f"-> {len(w):,} after the 30-day cooldown")
+    csv = pd.read_csv(r["csv"], dtype={"Customer ID": str})
+    assert list(csv.columns) == ["Rank", "Customer ID", "Risk score (0-100)", "Risk tier", "Value at risk (GBP)",
+                                 "Days since last purchase", "Suggested action", "Reason 1", "Reason 2", "Reason 3"]
+    assert csv["Customer ID"].tolist() == w["customer_id"].tolist()
+    assert csv["Value at risk (GBP)"].tolist() == w["value_at_risk"].round(2).tolist()
+    assert csv["Risk score (0-100)"].between(0, 100).all() and csv["Reason 1"].notna().all()
+    # a complaint among any of the three reasons gets the service call, whatever comes first
+    complained = w[["reason_1_category", "reason_2_category", "reason_3_category"]].eq("complaints").any(axis=1)
+    assert complained.any() and (w.loc[complained, "action_category"] == "complaints").all()
+    assert (w["action_category"] == "complaints").sum() == complained.sum()
+
+
+def test_churn_winback_prints_each_selection_step_with_its_count(trained, capsys):
+    from churn.cli import _print_winback
+    from flows.winback import winback
+
+    run_score(trained, as_of=pd.Timestamp("2024-06-01T00:00Z"))
+    r = winback(config(trained, "winback"), "2024-06-01")
+    _print_winback(r)
+    out = capsys.readouterr().out
+    assert f"selection: {r['selection']}" in out and "in the high tier -> " in out and "inactivity limit -> " in out
+    assert "after the 30-day cooldown (no contact history given)" in out
+
+
+def test_a_top_n_list_is_written_beside_the_days_full_list_and_never_replaces_it(trained):
+    """Issue #14: `churn winback --top 10` silently replaced the day's full list."""
+    from flows.winback import winback
+
+    run_score(trained, as_of=pd.Timestamp("2024-06-01T00:00Z"))
+    full = winback(config(trained, "winback"), "2024-06-01")
+    before = pd.read_parquet(full["parquet"])
+    top = winback(config(trained, "winback", top_n=10), "2024-06-01")
+    assert top["csv"].endswith("winback-top10.csv") and top["parquet"].endswith("winback-top10.parquet")
+    assert full["csv"].endswith("/winback.csv") and len(pd.read_parquet(top["parquet"])) == 10
+    pd.testing.assert_frame_equal(pd.read_parquet(full["parquet"]), before)  # the full list is still there
+    assert len(pd.read_csv(full["csv"])) == len(before) > 10
+    again = winback(config(trained, "winback"), "2024-06-01")  # and re-writing the full list keeps the top 10
+    assert again["parquet"] == full["parquet"] and len(pd.read_parquet(top["parquet"])) == 10
+    folder = trained.home / "winback" / "as_of=2024-06-01"
+    assert {p.name for p in folder.iterdir()} >= {"winback.csv", "winback.parquet", "winback-top10.csv",
+                                                  "winback-top10.parquet"}
 
 
 def test_score_and_winback_flows_run_under_prefect(trained):
@@ -173,6 +218,9 @@ def test_pseudonymised_winback_hides_ids_with_a_keyed_hash(trained, monkeypatch)
     assert "k" * 32 not in open(r["csv"]).read()
     again = pd.read_parquet(winback(config(trained, "winback", top_n=10), "2024-06-01", None, pseudonymised=True)["parquet"])
     assert again["customer_id"].tolist() == hidden["customer_id"].tolist()  # stable for one key
+    assert r["parquet"].endswith("winback-top10-pseudonymised.parquet")  # beside the list with real ids
+    assert pd.read_parquet(r["parquet"].replace("-pseudonymised", ""))["customer_id"].tolist() == \
+        plain["customer_id"].tolist()
 
 
 def test_drift_beyond_the_threshold_refuses_to_publish_when_configured(broken_registry):

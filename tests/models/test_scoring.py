@@ -4,9 +4,10 @@ import pytest
 
 from expectations.scores import SCORE_COLUMN_NAMES
 from features.customer import FEATURE_NAMES
+from features.definitions import BY_NAME
 from features.snapshots import stacked_snapshots
 from models.churn_model import ChurnModel
-from models.reasons import REASON_CATEGORY, reason_text, top_reasons
+from models.reasons import REASON_CATEGORY, peer_share, points_to_churn, reason_text, top_reasons
 from models.scoring import ScoringPolicy, contributions, expected_value, risk_tier, score_customers
 from simulator.generate import SimulationConfig, simulate
 
@@ -14,7 +15,7 @@ from simulator.generate import SimulationConfig, simulate
 def policy(**kw) -> ScoringPolicy:
     """The scoring policy with the values these tests assume, each overridable."""
     return ScoringPolicy(**{"horizon_days": 90, "tier_high": 0.7, "tier_medium": 0.4, "exact_reasons_top_n": 50,
-                            "reasons": True, "explain_low_risk": False, **kw})
+                            "reasons": True, "explain_low_risk": False, "currency": "GBP", **kw})
 
 
 @pytest.fixture(scope="module")
@@ -53,13 +54,22 @@ def test_scored_frame_follows_the_contract_and_reasons_match_contributions(fitte
     assert (s["reasons_method"] == "exact").sum() == 100
     assert s.loc[s["reasons_method"] == "exact", "value_at_risk"].min() >= \
         s.loc[s["reasons_method"] == "approximate", "value_at_risk"].max()
-    # each reason's contribution is that feature's contribution for that customer, in decreasing order
+    # each reason's contribution is that feature's contribution for that customer, in decreasing order, and the
+    # first reason is the strongest feature whose value points towards churn (against all customers scored)
     contrib = contributions(model.get_booster(), feats.loc[s["customer_id"]],
                             (s["reasons_method"] == "exact").to_numpy())
+    recency, gap = feats["days_since_last_purchase"], feats["purchase_gap_mean_days"]
     for i, row in s.head(50).iterrows():
-        c = contrib.loc[row["customer_id"]]
+        c = contrib.loc[row["customer_id"]].drop("_bias")
+        if row["reason_1_feature"] is None:
+            continue
         assert c[row["reason_1_feature"]] == pytest.approx(row["reason_1_contribution"])
-        assert row["reason_1_contribution"] == pytest.approx(c.drop("_bias").max())
+        stronger = c[c > row["reason_1_contribution"]].index
+        for f in stronger:  # every feature pushing harder was left out because its value does not point to churn
+            v = feats.loc[[row["customer_id"]], f].to_numpy()
+            share = peer_share(v, feats[f].to_numpy(), BY_NAME[f].churn_when)
+            at = [row["customer_id"]]
+            assert not points_to_churn(f, v, share, recency.loc[at].to_numpy(), gap.loc[at].to_numpy())[0], f
         if row["reason_2_feature"] is not None:
             assert row["reason_1_contribution"] >= row["reason_2_contribution"] > 0
             assert row["reason_2_value"] == pytest.approx(feats.loc[row["customer_id"], row["reason_2_feature"]],
@@ -97,19 +107,19 @@ def test_top_reasons_ignore_features_that_lower_the_risk():
     feats = pd.DataFrame({"days_since_last_purchase": [74.0, 3.0], "complaints_90d": [2.0, 0.0],
                           "visits_30d": [0.0, 5.0], "overdue_ratio": [3.0, 0.2],
                           "purchase_gap_mean_days": [25.0, 15.0]}, index=["a", "b"])
-    r = top_reasons(contrib, feats, 3)
+    r = top_reasons(contrib, feats, 3, currency="GBP")
     assert r.loc["a", ["reason_1_feature", "reason_2_feature", "reason_3_feature"]].tolist() == \
         ["days_since_last_purchase", "complaints_90d", None]
-    assert r.loc["a", "reason_1_text"] == "no purchase for 74 days, 3.0x longer than usual"
-    assert r.loc["a", "reason_2_text"] == "2 complaints in the last 90 days"
+    assert r.loc["a", "reason_1_text"] == "no purchase for 74 days, 3.0x their usual 25 days between purchases"
+    assert r.loc["a", "reason_2_text"] == "2 complaints in the last 90 days (more than 50 % of active customers)"
     assert r.loc["b"].isna().all()
 
 
 @pytest.mark.parametrize("feature", FEATURE_NAMES)
 def test_every_feature_has_a_sentence_and_a_category(feature):
-    row = {f: 1.5 for f in FEATURE_NAMES}
-    assert reason_text(feature, row) and not reason_text(feature, row).startswith(feature)
-    assert reason_text(feature, {**row, feature: float("nan")})
+    row = {f: 1.5 for f in FEATURE_NAMES} | {"peer_share": 0.7}
+    assert reason_text(feature, row, "GBP") and not reason_text(feature, row, "GBP").startswith(feature)
+    assert reason_text(feature, {**row, feature: float("nan")}, "GBP")
     assert feature in REASON_CATEGORY
 
 

@@ -2,50 +2,131 @@ import pandas as pd
 import pyarrow as pa
 import pytest
 
-from expectations.winback import WINBACK_SCHEMA
-from models.winback import DEFAULT_ACTIONS, WinbackPolicy, select_winback, spreadsheet_safe
+from expectations.winback import CAMPAIGN_SHEET, REASON_CATEGORIES, WINBACK_SCHEMA
+from models.reasons import REASON_CATEGORY
+from models.winback import (
+    ACTION_PRIORITY,
+    DEFAULT_ACTIONS,
+    WinbackPolicy,
+    campaign_sheet,
+    choose_action,
+    select_winback,
+    selection_line,
+    spreadsheet_safe,
+)
 
 
 def policy(**kw) -> WinbackPolicy:
     """High tier, 30-day cooldown, 180 days of inactivity at most, the default actions; each overridable."""
     return WinbackPolicy(**{"top_n": None, "cooldown_days": 30, "max_inactive_days": 180,
-                            "actions": dict(DEFAULT_ACTIONS), **kw})
+                            "actions": dict(DEFAULT_ACTIONS), "currency": "GBP", **kw})
 
 
 def scores():
     return pd.DataFrame({
-        "customer_id": ["a", "b", "c", "d", "e"],
-        "as_of": [pd.Timestamp("2024-06-01").date()] * 5,
-        "churn_probability": [0.95, 0.8, 0.75, 0.9, 0.2],
-        "risk_tier": ["high", "high", "high", "high", "low"],
-        "value_at_risk": [10.0, 80.0, 30.0, 500.0, 90.0],
-        "expected_value": [10.5, 100.0, 40.0, 555.0, 450.0],
-        "days_since_last_purchase": [40.0, 60.0, 20.0, 400.0, 5.0],
-        "days_since_last_event": [30.0, 60.0, 10.0, 390.0, 5.0],
-        "reason_1_feature": ["complaints_90d", "days_since_last_purchase", "discount_share_365d", "tenure_days", None],
-        "reason_1_text": ["2 complaints", "no purchase for 60 days", "60% with discount", "x", None],
-        "model_version": ["1"] * 5,
+        "customer_id": ["a", "b", "c", "d", "e", "f"],
+        "as_of": [pd.Timestamp("2024-06-01").date()] * 6,
+        "churn_probability": [0.95, 0.8, 0.754, 0.9, 0.2, 0.71],
+        "risk_tier": ["high", "high", "high", "high", "low", "high"],
+        "value_at_risk": [10.0, 80.0, 30.0, 500.0, 90.0, 5.123],
+        "expected_value": [10.5, 100.0, 40.0, 555.0, 450.0, 7.2],
+        "days_since_last_purchase": [40.0, 60.4, 20.0, 400.0, 5.0, None],
+        "days_since_last_event": [30.0, 60.0, 10.0, 390.0, 5.0, 12.0],
+        "reason_1_feature": ["visit_trend_90d", "days_since_last_purchase", "discount_share_365d", "tenure_days", None,
+                             None],
+        "reason_1_text": ["visits down", "no purchase for 60 days", "=60 % with discount", "x", None, None],
+        "reason_2_feature": ["complaints_90d", "spend_trend_90d", None, None, None, None],
+        "reason_2_text": ["3 complaints in the last 90 days", "spend down", None, None, None, None],
+        "reason_3_feature": ["spend_90d", None, None, None, None, None],
+        "reason_3_text": ["spent little", None, None, None, None, None],
+        "model_version": ["1"] * 6,
     })
 
 
 def test_high_tier_ranked_by_value_at_risk_without_the_long_gone():
-    w = select_winback(scores(), policy())
-    assert pa.Table.from_pandas(w, schema=WINBACK_SCHEMA, preserve_index=False).num_rows == 3  # the contract holds
-    assert w["customer_id"].tolist() == ["b", "c", "a"]  # d is gone 390 days; e is low tier
-    assert w["winback_rank"].tolist() == [1, 2, 3]
+    w = select_winback(scores(), policy()).chosen
+    assert pa.Table.from_pandas(w, schema=WINBACK_SCHEMA, preserve_index=False).num_rows == 4  # the contract holds
+    assert w["customer_id"].tolist() == ["b", "c", "a", "f"]  # d is gone 390 days; e is low tier
+    assert w["winback_rank"].tolist() == [1, 2, 3, 4]
+    assert w["risk_score"].tolist() == [80, 75, 95, 71]
     assert w["suggested_action"].tolist() == [DEFAULT_ACTIONS["overdue"], DEFAULT_ACTIONS["price_sensitive"],
-                                              DEFAULT_ACTIONS["complaints"]]
+                                              DEFAULT_ACTIONS["complaints"], DEFAULT_ACTIONS["other"]]
+    assert w["action_category"].tolist() == ["overdue", "price_sensitive", "complaints", "other"]
+    assert w.loc[2, ["reason_1_category", "reason_2_category", "reason_3_category"]].tolist() == \
+        ["disengaged", "complaints", "spend_falling"]
+    assert (w["currency"] == "GBP").all() and (w["selection"] == "high tier").all()
+
+
+def test_a_complaint_among_any_of_the_three_reasons_gets_the_service_call():
+    """Issue #14: a customer with 3 complaints in 90 days was sent re-engagement content (reason 1 only)."""
+    w = select_winback(scores(), policy()).chosen.set_index("customer_id")
+    assert w.loc["a", "reason_1_category"] == "disengaged" and w.loc["a", "reason_2_feature"] == "complaints_90d"
+    assert w.loc["a", "suggested_action"] == DEFAULT_ACTIONS["complaints"]
+
+
+@pytest.mark.parametrize("reasons, decides", [
+    (["disengaged", "price_sensitive", "spend_falling"], "spend_falling"),
+    (["spend_falling", "overdue", None], "overdue"),
+    (["disengaged", "price_sensitive", None], "price_sensitive"),
+    (["disengaged", None, None], "disengaged"),
+    (["overdue", "spend_falling", "complaints"], "complaints"),
+    ([None, None, None], "other"),
+])
+def test_the_action_follows_the_documented_priority_across_the_three_reasons(reasons, decides):
+    assert ACTION_PRIORITY == ("complaints", "overdue", "spend_falling", "price_sensitive", "disengaged")
+    categories = pd.DataFrame([reasons], columns=[1, 2, 3]).astype(object)
+    category, action = choose_action(categories.where(categories.notna(), None), DEFAULT_ACTIONS)
+    assert category.tolist() == [decides] and action.tolist() == [DEFAULT_ACTIONS[decides]]
+
+
+def test_every_reason_category_has_a_place_in_the_priority():
+    assert set(ACTION_PRIORITY) == set(REASON_CATEGORIES) == set(REASON_CATEGORY.values())
 
 
 def test_top_n_takes_value_at_risk_across_tiers_and_cooldown_excludes_recent_contacts():
     contacts = pd.DataFrame({"customer_id": ["b", "c"], "contacted_at": ["2024-05-20T10:00:00Z", "2024-03-01"]})
-    w = select_winback(scores(), policy(top_n=2), contacts)
-    assert w["customer_id"].tolist() == ["e", "c"]  # b contacted 12 days ago; c's contact is older than 30 days
+    sel = select_winback(scores(), policy(top_n=2), contacts)
+    # b was contacted 12 days ago; c's contact is older than 30 days
+    assert sel.chosen["customer_id"].tolist() == ["e", "c"]
+    assert (sel.chosen["selection"] == "top 2 by value at risk").all()
+
+
+def test_every_selection_step_is_counted_so_nobody_is_dropped_silently():
+    """Issue #14: "756 high -> 242 listed" said nothing about the customers dropped on the way."""
+    contacts = pd.DataFrame({"customer_id": ["b"], "contacted_at": ["2024-05-20T10:00:00Z"]})
+    sel = select_winback(scores(), policy(), contacts)
+    assert [(s.step, s.customers) for s in sel.steps] == [("scored", 6), ("tier", 5), ("inactive", 4),
+                                                          ("cooldown", 3)]
+    assert selection_line(sel.steps) == ("6 scored -> 5 in the high tier -> 4 after the 180-day inactivity limit -> "
+                                         "3 after the 30-day cooldown")
+    top = select_winback(scores(), policy(top_n=2))
+    assert selection_line(top.steps) == ("6 scored -> 5 after the 180-day inactivity limit -> 5 after the 30-day "
+                                         "cooldown (no contact history given) -> 2 kept: the top 2 by value at risk")
+
+
+def test_each_selection_has_its_own_file_name():
+    assert policy().list_name == "winback" and policy(top_n=10).list_name == "winback-top10"
 
 
 def test_actions_are_configurable():
-    w = select_winback(scores(), policy(actions={**DEFAULT_ACTIONS, "overdue": "call them"}))
+    w = select_winback(scores(), policy(actions={**DEFAULT_ACTIONS, "overdue": "call them"})).chosen
     assert w.set_index("customer_id").loc["b", "suggested_action"] == "call them"
+
+
+def test_the_campaign_sheet_has_human_headers_rounded_numbers_and_all_three_reasons():
+    sheet = campaign_sheet(select_winback(scores(), policy()).chosen, "EUR")
+    assert list(sheet.columns) == ["Rank", "Customer ID", "Risk score (0-100)", "Risk tier", "Value at risk (EUR)",
+                                   "Days since last purchase", "Suggested action", "Reason 1", "Reason 2",
+                                   "Reason 3"]
+    assert len(CAMPAIGN_SHEET) == len(sheet.columns)
+    first = sheet.iloc[0]
+    assert first["Rank"] == 1 and first["Customer ID"] == "b" and first["Risk score (0-100)"] == 80
+    assert first["Days since last purchase"] == 60 and first["Reason 2"] == "spend down"
+    assert sheet["Value at risk (EUR)"].tolist() == [80.0, 30.0, 10.0, 5.12]
+    assert sheet.iloc[1]["Reason 1"] == "'=60 % with discount"  # formula prefixes neutralised
+    csv = sheet.to_csv(index=False, lineterminator="\n").splitlines()
+    assert csv[2].startswith("2,c,75,high,30.0,20,discount: time-limited discount code,'=60 % with discount,,")
+    assert csv[4].startswith("4,f,71,high,5.12,,")  # never bought: an empty cell, not "nan"
 
 
 @pytest.mark.parametrize("prefix", ["=", "+", "-", "@", "\t", "\r"])

@@ -86,14 +86,15 @@ def test_sigkill_during_the_winback_export_never_mixes_two_runs_files(trained, t
     base = tmp_path / "base" / "home"
     shutil.copytree(trained.home, base)
     helpers.run_child(CTX, _score, base, None)
-    # an earlier, different list for the same day: top 5 only
+    # an earlier, different list for the same day (a tighter inactivity limit), and a top-5 list beside it
     winback(config(base, "winback", max_inactive_days=10_000, top_n=5), None)
+    earlier = winback(config(base, "winback", max_inactive_days=30), None)["customers"]
     ref_home = tmp_path / "ref" / "home"
     shutil.copytree(base, ref_home)
     duration, _ = helpers.run_child(CTX, _winback, ref_home, None)
     (folder,) = (ref_home / "winback").glob("as_of=*")
     full = len(pq.read_table(folder / "winback.parquet"))
-    assert full > 5
+    assert full > earlier
     seen = set()
     for i, fraction in enumerate(FRACTIONS):
         home = tmp_path / f"w{i}" / "home"
@@ -104,12 +105,15 @@ def test_sigkill_during_the_winback_export_never_mixes_two_runs_files(trained, t
         if folders:  # the old pair or the new pair, both files whole, never one of each
             n_parquet = len(pq.read_table(folders[0] / "winback.parquet"))
             n_csv = len(pd.read_csv(folders[0] / "winback.csv"))
-            assert n_parquet == n_csv and n_parquet in (5, full)
+            assert n_parquet == n_csv and n_parquet in (earlier, full)
+            # the other selection's list is untouched, whichever folder is visible
+            assert len(pq.read_table(folders[0] / "winback-top5.parquet")) == 5
             seen.add(n_parquet)
         else:
-            seen.add(0)
+            seen.add(-1)
         _winback(str(home), str(home.parent / "ready-rerun"))
         (folder,) = (home / "winback").glob("as_of=*")
         assert len(pq.read_table(folder / "winback.parquet")) == len(pd.read_csv(folder / "winback.csv")) == full
+        assert len(pd.read_csv(folder / "winback-top5.csv")) == 5
         assert not list((home / "winback").glob(".as_of=*")), "a re-run clears what the crash left behind"
-    assert 5 in seen, "every kill came after publishing: the kill points missed the run"
+    assert earlier in seen, "every kill came after publishing: the kill points missed the run"
