@@ -65,6 +65,10 @@ def check_ingest(args, settings) -> None:
     missing = [p for p in args.paths if not Path(p).is_file()]
     if missing:
         raise CommandError(f"no such file: {', '.join(missing)}")
+    unsupported = [p for p in args.paths if not Path(p).name.lower().removesuffix(".gz").endswith(sources.SOURCE_SUFFIXES)]
+    if unsupported:
+        raise CommandError(f"unsupported file type: {', '.join(unsupported)}; ingest reads "
+                           f"{', '.join(sources.SOURCE_SUFFIXES)} files, optionally gzip-compressed (.gz)")
     landing = layout.Paths(settings.home).landing
     if not args.paths and not sources.landing_files(layout.Paths(settings.home)):
         raise CommandError(f"nothing to ingest: no files given and no {'/'.join(sources.SOURCE_SUFFIXES)} files in "

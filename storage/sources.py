@@ -73,6 +73,9 @@ def landing_scan(paths: Paths) -> LandingScan:
         except PathOutside as e:
             scan.refused.append((p, f"refused, left in place: {e}"))
             continue
+        except (OSError, RuntimeError) as e:  # a symlink loop (ELOOP, or RuntimeError from pathlib)
+            scan.refused.append((p, f"refused, left in place: cannot be resolved ({e})"))
+            continue
         if p.is_file():
             scan.files.append(p)
     return scan
@@ -305,7 +308,9 @@ def _unclosed_quote(record_lines: list[str]) -> bool:
 
 def _jsonl(text: str) -> tuple[pd.DataFrame, list[tuple[int, str, str]]]:
     records, numbers, bad = [], [], []
-    for i, line in enumerate(text.splitlines(), start=1):
+    # split on line feeds only: str.splitlines() would also split inside JSON strings at U+2028, U+2029,
+    # U+0085, form feeds, ... (valid unescaped there), cutting one event into two bad lines
+    for i, line in enumerate((ln.removesuffix("\r") for ln in text.split("\n")), start=1):
         if not line.strip():
             continue
         try:
@@ -345,9 +350,23 @@ def needs_a_person(e: BaseException) -> bool:
     return isinstance(e, MemoryError) or isinstance(e, OSError) and e.errno in NEEDS_A_PERSON
 
 
+MAX_NAME_BYTES = 255 - len(".tmp") - len(".error.json") - 1  # the longest name rejected/ can hold with its companions
+
+
+def _fit_name(name: str) -> str:
+    """`name` cut (in the middle, keeping its suffixes) to fit a file system's 255-byte names with room for
+    `.NAME.tmp` and `NAME.error.json`: a long but legal landing name must not stop its own rejection."""
+    if len(name.encode()) <= MAX_NAME_BYTES:
+        return name
+    digest = hashlib.sha256(name.encode()).hexdigest()[:8]
+    keep = "".join(Path(name).suffixes[-2:])[-40:]
+    head = name.encode()[: MAX_NAME_BYTES - len(keep.encode()) - len(digest) - 2].decode(errors="ignore")
+    return f"{head}~{digest}{keep}"
+
+
 def move_aside(paths: Paths, path: Path, error: str, when: pd.Timestamp) -> Path:
     """Put an unreadable file in rejected/ with its error; removes it from landing/ if it came from there."""
-    target = paths.rejected / f"{when.strftime('%Y%m%dT%H%M%S')}-{path.name}"
+    target = paths.rejected / _fit_name(f"{when.strftime('%Y%m%dT%H%M%S')}-{path.name}")
     target.parent.mkdir(parents=True, exist_ok=True)
     shutil.copy2(path, target.with_name(f".{target.name}.tmp"))
     os.replace(target.with_name(f".{target.name}.tmp"), target)

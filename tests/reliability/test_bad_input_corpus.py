@@ -274,6 +274,9 @@ CASES = [
                '"event_time": "2024-03-02T10:00:00Z"}'), (3, 2, 1, 0),
          {"malformed JSON line: a \\uD800-\\uDFFF escape that is not half of a surrogate pair (not a character; "
           "cannot be stored as UTF-8)": 1}, stored={"e8": {"customer_id": "c\U0001f600"}}),
+    case("JSON strings holding U+2028, U+2029, U+0085 and a form feed stay one line", "ls.jsonl",
+         jsonl({**ROW, "channel": "a\u2028b"}, {**ROW, "event_id": "e2", "category": "c\u2029d\u0085e\x0cf"}),
+         (2, 2, 0, 0), stored={"e1": {"channel": "a\u2028b"}, "e2": {"category": "c\u2029d\u0085e\x0cf"}}),
     case("mapping with a time zone that does not exist", "tzm.csv", (H + GOOD).encode(), (0, 0, 0, 0),
          status="rejected", error="unknown time zone 'Mars/Olympus'", mapping='[time]\ntimezone = "Mars/Olympus"\n'),
     case("mapping [columns] is not a table", "m1.csv", (H + GOOD).encode(), (0, 0, 0, 0), status="rejected",

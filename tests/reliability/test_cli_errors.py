@@ -196,6 +196,11 @@ def _scores_and_landing(home):
     _landing_empty(home)
 
 
+def _landing_with_txt(home):
+    (home / "landing").mkdir(parents=True)
+    (home / "landing" / "orders.txt").write_text("customer_id,event_type,event_time\n")
+
+
 def _landing_empty(home):
     (home / "landing").mkdir(parents=True)
 
@@ -219,6 +224,8 @@ MISSING_INPUTS = {
     "score_as_of_after_data": (["score", "--as-of", "2024-03-01"], _store,
                                ["after the last stored event (2024-01-20)", "ingest the newer events"],
                                {"champion": True}),
+    "ingest_unsupported_type": (["ingest", "{home}/landing/orders.txt"], _landing_with_txt,
+                                ["unsupported file type", "orders.txt", ".parquet"], {}),
     "ingest_a_folder": (["ingest", "{home}/landing"], _landing_empty, ["a folder, not a file", "landing/*.csv"], {}),
     "winback_no_scores": (["winback"], _no_store, ["no scores", "churn score"], {}),
     "winback_day_without_scores": (["winback", "--as-of", "2024-05-02"], _scores,

@@ -228,3 +228,27 @@ def test_a_symlink_in_landing_that_leads_outside_is_reported_and_left_alone(tmp_
     watcher.poll()
     watcher.poll()
     assert all("innocent" not in str(p) for p in watcher._seen_size)
+
+
+def test_a_symlink_loop_or_a_long_name_in_landing_never_stops_the_sweep(tmp_path, prefect_harness):
+    """Each bad entry is refused or rejected on its own; the good file of the same sweep is stored."""
+    from flows.ingest import ingest_flow
+    from storage import sources
+
+    home = tmp_path / "home"
+    landing = home / "landing"
+    landing.mkdir(parents=True)
+    os.symlink(landing / "b.csv", landing / "a.csv")  # a loop: a -> b -> a
+    os.symlink(landing / "a.csv", landing / "b.csv")
+    long_name = "x" * 240 + ".csv"  # legal (250 bytes), but too long once rejected/ adds its time stamp
+    (landing / long_name).write_bytes(b"\xff\xfe not UTF-8")
+    (landing / "ok.csv").write_text("customer_id,event_type,event_time\nc1,visit,2024-01-01T00:00:00Z\n")
+    scan = sources.landing_scan(layout.Paths(home))
+    assert sorted(p.name for p, _ in scan.refused) == ["a.csv", "b.csv"]
+    s = ingest_flow(config(layout.Paths(home), "ingest"))
+    by_name = {f["file"].rsplit("/", 1)[-1]: f for f in s["files"]}
+    assert by_name["ok.csv"]["stored"] == 1
+    assert by_name["a.csv"]["status"] == by_name["b.csv"]["status"] == "refused"
+    assert by_name[long_name]["status"] == "rejected" and not (landing / long_name).exists()
+    kept = [p.name for p in (home / "rejected").iterdir()]
+    assert len(kept) == 2 and all(len(n.encode()) <= 255 for n in kept) and any(n.endswith(".csv") for n in kept)
