@@ -180,7 +180,7 @@ def setup(tracking_uri: str, experiment: str, artifact_root: Path) -> str:
     return exp_id
 
 
-# the MLflow UI opens an experiment of this kind on its training runs (without it: on the GenAI traces page)
+# what the experiment holds (classical model training); MLflow 3.17's UI still opens it on the GenAI overview
 EXPERIMENT_TAGS = {"mlflow.experimentKind": "custom_model_development"}
 
 
