@@ -162,14 +162,14 @@ def fold_lines(typed: pd.DataFrame, by: str) -> tuple[pd.DataFrame, pd.Series]:
                          _wamount=amount.where(lines["discount"].notna(), np.nan))
     g = lines.groupby("_key", sort=False)
     first = g.first()  # first non-null value of each column
+    weight = g["_wamount"].sum(min_count=1)
     out = pd.DataFrame({
         "_row": g["_row"].min(), "_rows": g["_rows"].sum(),
         "event_id": (first.index if by == "event_id" else f"{by}:" + first.index.astype(str)),
         "customer_id": first["customer_id"], "event_type": first["event_type"], "event_time": g["event_time"].min(),
         "amount": g["amount"].sum(min_count=1), "order_id": first["order_id"] if by != "order_id" else first.index,
         "channel": first["channel"], "category": first["category"],
-        "discount": (g["_wdisc"].sum(min_count=1) / g["_wamount"].sum(min_count=1)).where(
-            g["_wamount"].sum(min_count=1) > 0, g["discount"].mean()),
+        "discount": (g["_wdisc"].sum(min_count=1) / weight).where(weight > 0, g["discount"].mean()),
         "quantity": g["quantity"].sum(min_count=1),
     })
     if TIME_KEY in lines:
@@ -312,32 +312,41 @@ def online_retail_events(source: pd.DataFrame) -> AdapterResult:
 
 # ------------------------------------------------------------------ coercion to contract types
 
-def _parse_times(raw: pd.Series, timezone: str, fmt: str | None) -> pd.Series:
-    """Instants in UTC. Values with an offset keep it; naive ones are read in `timezone`.
+def _parse_times(raw: pd.Series, timezone: str, fmt: str | None) -> tuple[pd.Series, pd.Series]:
+    """Instants in UTC, and the times as written (`TIME_KEY`). Values with an offset keep it; naive ones
+    are read in `timezone` for the instants, and as if in UTC for the times as written (each text is
+    parsed once for both).
 
     A naive time that falls in a DST gap is moved forward; one that is ambiguous (the repeated
     hour in autumn) is read as the first occurrence.
     """
+    def local(naive: pd.Series) -> tuple[pd.Series, pd.Series]:
+        instants = _localize(naive, timezone)
+        return instants, (instants if timezone == "UTC" else _localize(naive, "UTC"))
+
     if isinstance(raw.dtype, pd.DatetimeTZDtype):
-        return raw.dt.tz_convert("UTC").astype("datetime64[us, UTC]")
+        instants = raw.dt.tz_convert("UTC").astype("datetime64[us, UTC]")
+        return instants, instants
     if pd.api.types.is_datetime64_dtype(raw.dtype):
-        return _localize(raw, timezone)
+        return local(raw)
     text = raw.astype("string").str.strip()
     out = pd.Series(pd.NaT, index=raw.index, dtype="datetime64[us, UTC]")
+    written = out.copy()
     if fmt is None:
         has_tz = text.str.contains(TZ_SUFFIX, na=False)
     else:
         has_tz = pd.Series(False, index=raw.index)
     if has_tz.any():
-        out[has_tz] = pd.to_datetime(text[has_tz], format="ISO8601", utc=True, errors="coerce").astype("datetime64[us, UTC]")
+        out[has_tz] = written[has_tz] = pd.to_datetime(text[has_tz], format="ISO8601", utc=True,
+                                                       errors="coerce").astype("datetime64[us, UTC]")
     naive = text.notna() & ~has_tz
     if naive.any():
         parsed = pd.to_datetime(text[naive], format=fmt or "ISO8601", errors="coerce")
         if isinstance(parsed.dtype, pd.DatetimeTZDtype):  # a format with %z
-            out[naive] = parsed.dt.tz_convert("UTC").astype("datetime64[us, UTC]")
+            out[naive] = written[naive] = parsed.dt.tz_convert("UTC").astype("datetime64[us, UTC]")
         else:
-            out[naive] = _localize(parsed, timezone)
-    return out
+            out[naive], written[naive] = local(parsed)
+    return out, written
 
 
 def _localize(naive: pd.Series, timezone: str) -> pd.Series:
@@ -429,7 +438,7 @@ def coerce(candidates: pd.DataFrame, timezone: str, time_format: str | None = No
     for name in COLUMN_NAMES:
         raw = candidates[name]
         if name == "event_time":
-            vals = _parse_times(raw, timezone, time_format)
+            vals, written = _parse_times(raw, timezone, time_format)
             if pd.api.types.is_datetime64_any_dtype(raw.dtype):
                 bad = pd.Series(False, index=raw.index)  # typed timestamps need no parsing
             else:
@@ -438,7 +447,7 @@ def coerce(candidates: pd.DataFrame, timezone: str, time_format: str | None = No
             out[name] = vals
             # what a derived event id is made of: the time as written (a naive time read as if in UTC), so
             # the id does not depend on the time zone it is read in (--force under another one stores nothing)
-            out[TIME_KEY] = vals if timezone == "UTC" else _parse_times(raw, "UTC", time_format)
+            out[TIME_KEY] = written
         elif name in ("amount", "discount", "quantity"):
             vals, bad = _parse_numbers(raw)
             reason[bad & reason.isna()] = f"{name}: not a finite number"
