@@ -61,6 +61,7 @@ class TrainConfig(BaseModel):
     model_name: str
     experiment: str
     horizon_days: int
+    serving_horizon_days: int  # the configured horizon (what scores are served for), whatever this run trains
     lookback_days: int
     activity_types: tuple[str, ...]
     n_train_cutoffs: int
@@ -257,7 +258,8 @@ class Settings(BaseSettings):
     def train_config(self, **overrides: Any) -> TrainConfig:
         return TrainConfig(**{
             "home": self.home, "tracking_uri": self.tracking_uri, "model_name": self.model_name,
-            "experiment": self.experiment_name, "horizon_days": self.horizon_days, "lookback_days": self.lookback_days,
+            "experiment": self.experiment_name, "horizon_days": self.horizon_days,
+            "serving_horizon_days": self.horizon_days, "lookback_days": self.lookback_days,
             "activity_types": tuple(self.activity_types), "n_train_cutoffs": self.n_train_cutoffs,
             "cutoff_step_days": self.cutoff_step_days, "seed": self.seed, "btyd_baselines": self.btyd_baselines,
             "btyd_sample_customers": self.btyd_sample_customers, "bootstrap_resamples": self.bootstrap_resamples,

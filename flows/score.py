@@ -37,6 +37,14 @@ def score(config: ScoreConfig, as_of: pd.Timestamp | None, now: pd.Timestamp) ->
     tracking.setup(config.tracking_uri, f"{config.experiment}-scoring", paths.mlflow / "artifacts")
     model, mv = tracking.load_champion(config.model_name)
     require_buildable(model, f"{config.model_name} v{mv.version}", FEATURE_NAMES)
+    horizon = tracking.model_horizon_days(mv)  # a model's horizon travels with it, whatever the settings say now
+    if horizon is None:
+        log.warning("%s v%s does not say its horizon: scored as horizon_days = %d", config.model_name, mv.version,
+                    config.horizon_days)
+    elif horizon != config.horizon_days:
+        log.warning("the champion %s v%s predicts a %d-day horizon (horizon_days is %d): its scores say %d days",
+                    config.model_name, mv.version, horizon, config.horizon_days, horizon)
+        config = config.model_copy(update={"horizon_days": horizon})
     if as_of is None:
         first, as_of, _ = store.store_time_range(paths)
     else:

@@ -14,7 +14,7 @@ from features.customer import FEATURE_NAMES
 from features.snapshots import split_by_plan, stacked_snapshots
 from flows import events
 from models.evaluate import covering
-from models.promotion import ChampionScore, Verdict, champion_interval, champion_score, should_promote
+from models.promotion import ChampionScore, Verdict, champion_interval, champion_score, horizon_decision, should_promote
 from models.snapshots import CutoffPlan, plan_cutoffs
 from models.train import TrainingResult, train_and_evaluate
 from storage import catalog, layout, store, tracking
@@ -67,6 +67,11 @@ def judge(config: TrainConfig, result: TrainingResult, validation: pd.DataFrame)
     current = tracking.champion_version(config.model_name)
     champion = ChampionScore(None)
     if current is not None:
+        other = horizon_decision(config.horizon_days, tracking.model_horizon_days(current),
+                                 config.serving_horizon_days, current.version)
+        if other is not None:
+            return Verdict(current.version, ChampionScore(None, f"champion v{current.version} predicts another "
+                                                                f"horizon"), other)
         try:
             model = tracking.load_version(config.model_name, current.version)
             champion = champion_score(model, current.version, validation)

@@ -85,3 +85,19 @@ def should_promote(candidate: dict[str, float], champion: ChampionScore, interva
     if interval.low > 0:
         return Decision(True, f"{said}: difference {interval} lies above 0", interval)
     return Decision(False, f"{said}: difference {interval} does not lie above 0; the champion is kept", interval)
+
+
+def horizon_decision(candidate_days: int, champion_days: int | None, configured_days: int,
+                     champion_version: str) -> Decision | None:
+    """Models of different horizons are never compared. None when the champion has the candidate's horizon (or
+    an unknown one: compared as before); otherwise the candidate replaces the champion only when its horizon is
+    the configured one (the setting changed on purpose), and is kept as challenger when it is an experiment."""
+    if champion_days is None or champion_days == candidate_days:
+        return None
+    if candidate_days == configured_days:
+        return Decision(True, f"champion v{champion_version} predicts a {champion_days}-day horizon and horizon_days "
+                              f"is now {configured_days}: replaced without comparison (models of different horizons "
+                              f"are never compared)")
+    return Decision(False, f"trained for a {candidate_days}-day horizon while champion v{champion_version} and "
+                           f"horizon_days are {champion_days} days: not compared, kept as challenger (set horizon_days "
+                           f"= {candidate_days} in churn.toml to serve this horizon)")

@@ -271,6 +271,23 @@ def load_champion(model_name: str):
     return load_version(model_name, mv.version), mv
 
 
+def model_horizon_days(mv) -> int | None:
+    """The horizon a registered version predicts: its `horizon_days` tag, else its run's parameter (older versions),
+    else None."""
+    from mlflow import MlflowClient
+
+    tagged = (getattr(mv, "tags", None) or {}).get("horizon_days")
+    if tagged is None and mv.run_id:
+        try:
+            tagged = MlflowClient().get_run(mv.run_id).data.params.get("horizon_days")
+        except Exception as e:  # noqa: BLE001 - a run deleted by hand: the horizon is unknown, and we say so
+            log.warning("cannot read the run of %s v%s: %s", mv.name, mv.version, e)
+    try:
+        return int(tagged) if tagged is not None else None
+    except ValueError:
+        return None
+
+
 def load_version(model_name: str, version: str):
     """The XGBClassifier of one registered version (by number: the alias may move meanwhile)."""
     import mlflow.xgboost
@@ -395,6 +412,10 @@ def promote(model_name: str, tracking_uri: str, version: str, run_id: str, verdi
                 client.log_metric(run_id, f"champion_{PRIMARY_METRIC}_same_snapshot", verdict.champion.metric)
         for k, v in tags.items():
             client.set_tag(run_id, k, v)
+        for k, v in {"alias_given": alias, "promotion_reason": verdict.decision.reason,
+                     **({"champion_interval": str(interval)} if interval is not None else {})}.items():
+            client.set_model_version_tag(model_name, version, k, v)
+        client.update_model_version(model_name, version, description=f"{alias}: {verdict.decision.reason}")
         client.set_registered_model_alias(model_name, alias, version)  # last: never a half-registered champion
     return verdict, recheck
 
@@ -481,6 +502,12 @@ def _log_training_run(result, frame, info, config, champion) -> tuple[str, str, 
             pip_requirements=_pip_requirements(), registered_model_name=config.model_name, model_format="ubj")
         version = str(info_model.registered_model_version)
         run_id = run.info.run_id
+        # what the registry shows beside the version: its horizon (scoring reads it), data and metrics
+        version_tags = {"horizon_days": config.horizon_days, "lookback_days": config.lookback_days,
+                        "as_of": info["as_of"][:10], "data_range": data_range,
+                        **{f"val_{k}": f"{v:.4f}" for k, v in result.metrics.items()}}
+        for k, v in version_tags.items():
+            mlflow.MlflowClient().set_model_version_tag(config.model_name, version, k, str(v))
     return run_id, version, {"experiment": config.experiment, "tracking_uri": config.tracking_uri, **info,
                              **result.sizes}
 

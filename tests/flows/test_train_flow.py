@@ -2,6 +2,7 @@
 
 import shutil
 
+import pandas as pd
 import pytest
 
 from tests.conftest import config
@@ -76,3 +77,35 @@ def test_train_with_as_of_uses_only_data_up_to_then(store, prefect_harness):
     r, _ = run_train(store, as_of="2024-06-01")
     assert r["validation_cutoff"] == "2024-03-03"
     assert r["as_of"].startswith("2024-06-01")
+
+
+def test_models_of_different_horizons_are_never_compared_and_scores_carry_the_models_horizon(store, prefect_harness):
+    """A --horizon-days experiment is registered but not compared with (nor promoted over) the champion; changing
+    horizon_days in the settings replaces the champion without comparison; scores say the champion's horizon."""
+    from mlflow import MlflowClient
+
+    from flows.score import score
+    from flows.train import train_flow
+
+    uri = f"sqlite:///{store.mlflow / 'mlflow.db'}"
+    quick = {"tracking_uri": uri, "n_train_cutoffs": 2, "btyd_baselines": False}
+    first = train_flow(config(store, "train", **quick))
+    assert first["alias"] == "champion"
+    # `churn train --horizon-days 60` with horizon_days = 90 in the settings: an experiment
+    experiment = train_flow(config(store, "train", horizon_days=60, **quick))
+    assert experiment["alias"] == "challenger" and experiment["champion_before"] is None
+    assert "not compared" in experiment["promotion_reason"] and "60-day" in experiment["promotion_reason"]
+    client = MlflowClient(tracking_uri=uri, registry_uri=uri)
+    v2 = client.get_model_version("churn", experiment["model_version"])
+    assert v2.tags["horizon_days"] == "60" and v2.tags["alias_given"] == "challenger"
+    assert v2.description.startswith("challenger: trained for a 60-day horizon")
+    assert client.get_model_version("churn", first["model_version"]).tags["promotion_reason"] == "no champion yet"
+    # horizon_days = 60 in the settings: the new horizon replaces the champion without comparison
+    switched = train_flow(config(store, "train", horizon_days=60, serving_horizon_days=60, **quick))
+    assert switched["alias"] == "champion" and "replaced without comparison" in switched["promotion_reason"]
+    # scoring with settings that still say 90 days: the scores say the 60 days the champion predicts
+    scores = score(config(store, "score", tracking_uri=uri), None, now=pd.Timestamp("2030-01-01", tz="UTC"))
+    assert scores["path"]
+    import pyarrow.parquet as pq
+
+    assert set(pq.read_table(scores["path"], columns=["horizon_days"]).column(0).to_pylist()) == {60}
