@@ -117,6 +117,9 @@ def check_winback(args, settings) -> None:
 
 
 def check_serve(args, settings) -> None:
+    from churn.serve import check_schedules
+
+    check_schedules(settings)
     if not os.environ.get("PREFECT_API_URL"):
         raise CommandError("`churn serve` needs a Prefect server: start one with `churn services up`, or set "
                            "PREFECT_API_URL")
@@ -349,7 +352,7 @@ def cmd_services(args, settings) -> int:
 def cmd_serve(args, settings) -> int:
     from churn.serve import serve
 
-    print(f"serving churn-ingest, churn-score, churn-train on {os.environ['PREFECT_API_URL']}; watching "
+    print(f"serving churn-ingest, churn-score, churn-winback, churn-train on {os.environ['PREFECT_API_URL']}; watching "
           f"{settings.home / 'landing'} (Ctrl-C to stop)", flush=True)
     serve(settings)
     return 0

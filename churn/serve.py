@@ -7,6 +7,7 @@ import signal
 import threading
 from pathlib import Path
 
+from churn.errors import UserError
 from flows.deployments import TRIGGER_NAMES, build_deployments
 from flows.events import LANDED
 from storage import layout, sources, store
@@ -70,6 +71,25 @@ def retire(deployment_names: list[str]) -> None:
         for a in client.read_automations():
             if any(a.name.startswith(n) for n in deployment_names) or a.name in TRIGGER_NAMES:
                 client.delete_automation(a.id)
+
+
+CRON_SETTINGS = ("ingest_sweep_cron", "score_cron", "winback_cron", "train_cron")
+
+
+class ScheduleError(UserError, ValueError):
+    """A schedule setting Prefect would not accept."""
+
+
+def check_schedules(settings) -> None:
+    """Every cron setting valid before anything is registered (else one error line naming the setting)."""
+    from prefect._internal.schemas.validators import validate_cron_string
+
+    for key in CRON_SETTINGS:
+        try:
+            validate_cron_string(getattr(settings, key))
+        except ValueError as e:
+            raise ScheduleError(f"{key} = {getattr(settings, key)!r} is not a cron schedule Prefect accepts ({e}); "
+                                f"e.g. '0 6 * * *' is 06:00 every day") from None
 
 
 def serve(settings) -> None:

@@ -191,6 +191,8 @@ class Settings(BaseSettings):
     schedule_timezone: str = "UTC"
     ingest_sweep_cron: str = "*/15 * * * *"
     score_cron: str = "0 6 * * *"
+    winback_cron: str = Field(default="30 6 * * *", description="after the daily scoring; the list of the newest "
+                                                                "published day")
     train_cron: str = Field(default="0 3 * * 1", description="weekly; quarterly is '0 3 1 1,4,7,10 *'")
     watch_interval_seconds: float = 2.0
 

@@ -1,18 +1,20 @@
-"""The three deployments `churn serve` runs: their flows, triggers, schedules and concurrency limits.
+"""The four deployments `churn serve` runs: their flows, triggers, schedules and concurrency limits.
 
 - ingest: runs when `churn.events.landed` names a file (emitted by the landing watcher, or by an
   upstream system), and on a sweep schedule;
 - score: runs when an ingest stored new events (`churn.events.ingested`) or a new champion was
   promoted (`churn.model.promoted`), and daily;
-- train: on a schedule (weekly by default); a promotion then triggers scoring.
+- winback: runs when a day's scores are published (`churn.scores.published`, the day it names), and
+  daily after the scoring schedule (the newest published day);
+- train: on a schedule (weekly by default); a promotion then triggers scoring, then the win-back list.
 Each deployment runs one flow at a time (concurrency limit 1).
 """
 
 from __future__ import annotations
 
-from flows.events import INGESTED, LANDED, PROMOTED, store_resource
+from flows.events import INGESTED, LANDED, PROMOTED, SCORED, store_resource
 
-TRIGGER_NAMES = ("ingest-on-landed-file", "score-on-new-data")
+TRIGGER_NAMES = ("ingest-on-landed-file", "score-on-new-data", "winback-on-published-scores")
 
 
 def build_deployments(settings) -> list:
@@ -23,10 +25,12 @@ def build_deployments(settings) -> list:
     from flows.ingest import ingest_flow
     from flows.score import score_flow
     from flows.train import train_flow
+    from flows.winback import winback_flow
 
     ingest = {"config": settings.ingest_config().model_dump(mode="json")}
     score = {"config": settings.score_config().model_dump(mode="json")}
     train = {"config": settings.train_config().model_dump(mode="json")}
+    winback = {"config": settings.winback_config().model_dump(mode="json")}
     tz = settings.schedule_timezone
     return [
         ingest_flow.to_deployment(
@@ -43,6 +47,13 @@ def build_deployments(settings) -> list:
                 name=TRIGGER_NAMES[1], expect={INGESTED, PROMOTED},
                 match={"prefect.resource.id": store_resource(settings.home)}, parameters=score)],
             description="Score every active customer with the champion model."),
+        winback_flow.to_deployment(
+            name="churn-winback", parameters=winback, concurrency_limit=1,
+            schedules=[Cron(settings.winback_cron, timezone=tz)],
+            triggers=[DeploymentEventTrigger(
+                name=TRIGGER_NAMES[2], expect={SCORED}, match={"prefect.resource.id": store_resource(settings.home)},
+                parameters={**winback, "as_of": "{{ event.payload.as_of }}"})],
+            description="Write the win-back list of the day just scored."),
         train_flow.to_deployment(
             name="churn-train", parameters=train, concurrency_limit=1,
             schedules=[Cron(settings.train_cron, timezone=tz)],

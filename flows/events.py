@@ -7,6 +7,7 @@ from pathlib import Path
 LANDED = "churn.events.landed"
 INGESTED = "churn.events.ingested"
 PROMOTED = "churn.model.promoted"
+SCORED = "churn.scores.published"  # after a day's scores and their _SUCCESS record are written
 
 
 def store_resource(home: str | Path) -> str:

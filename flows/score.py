@@ -11,6 +11,7 @@ from churn.errors import UserError
 from churn.settings import ScoreConfig, utc
 from expectations.scores import SCORE_SCHEMA, SCORES_SUITE
 from features.customer import FEATURE_NAMES, customer_features
+from flows import events
 from ingestion.validate import contract_violations
 from models.drift import drift_decision, drift_report
 from models.scoring import require_buildable, score_customers, scoring_summary
@@ -101,5 +102,9 @@ def score_task(config: ScoreConfig, as_of: str | None) -> dict:
 
 @flow(name="score")
 def score_flow(config: ScoreConfig, as_of: str | None = None) -> dict:
-    """Score all active customers with the champion model and publish the scores Parquet."""
-    return score_task(config, as_of)
+    """Score all active customers with the champion model and publish the scores Parquet; announce the day."""
+    summary = score_task(config, as_of)
+    events.emit(events.SCORED, config.home, {"as_of": summary["as_of"], "path": summary["path"],
+                                             "model_version": summary["model_version"],
+                                             "customers": summary["customers"]})
+    return summary

@@ -85,7 +85,7 @@ def served(env, services):
     proc = subprocess.Popen([CHURN, "serve"], env=e, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     api = services["services"]["prefect"]["url"]
     try:
-        wait_for("the deployments", lambda: len(http("POST", f"{api}/deployments/filter", {})) == 3, 120)
+        wait_for("the deployments", lambda: len(http("POST", f"{api}/deployments/filter", {})) == 4, 120)
         yield api
     finally:
         proc.send_signal(signal.SIGTERM)
@@ -118,12 +118,13 @@ def test_deployments_have_their_schedules_and_time_zones(served):
     crons = {n: [(s["schedule"]["cron"], s["schedule"]["timezone"]) for s in d["schedules"]] for n, d in deps.items()}
     assert crons == {"churn-ingest": [("*/15 * * * *", "Europe/London")],
                      "churn-score": [("0 6 * * *", "Europe/London")],
+                     "churn-winback": [("30 6 * * *", "Europe/London")],
                      "churn-train": [("0 3 1 1,4,7,10 *", "Europe/London")]}
     assert all(d["concurrency_limit"] == 1 or (d.get("global_concurrency_limit") or {}).get("limit") == 1
                for d in deps.values())
 
 
-def test_a_landed_file_is_ingested_and_then_scored_without_a_manual_step(env, served, services):
+def test_a_landed_file_is_ingested_scored_and_listed_without_a_manual_step(env, served, services):
     home, _ = env
     scores = home / "scores"
     before = {p.name for p in scores.iterdir()} if scores.exists() else set()
@@ -144,6 +145,12 @@ def test_a_landed_file_is_ingested_and_then_scored_without_a_manual_step(env, se
     after = wait_for("the scores file", lambda: {p.name for p in scores.glob("as_of=*") if (p / "scores.parquet").exists()}
                      - before or None, 30)
     assert after == {"as_of=2024-05-20"}
+    # the day just published gets its win-back list, written after the scores it reads
+    winback = wait_for("a win-back run", lambda: [r for r in completed("churn-winback")
+                                                  if r["start_time"] >= score[0]["start_time"]], 180)
+    assert winback[0]["parameters"]["as_of"] == "2024-05-20"
+    lists = wait_for("the win-back list", lambda: list((home / "winback" / "as_of=2024-05-20").glob("*.csv")), 30)
+    assert lists and lists[0].stat().st_mtime >= (scores / "as_of=2024-05-20" / "_SUCCESS").stat().st_mtime
     ledger = list((home / "state" / "ingested").glob("*.json"))
     assert any(json.loads(p.read_text())["file"].endswith("late.csv") for p in ledger)
 

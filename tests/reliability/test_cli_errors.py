@@ -253,6 +253,8 @@ MISSING_INPUTS = {
     "ingest_mapping_missing": (["ingest", "--mapping", "{home}/nope.toml"], _no_store,
                                ["mapping", "nope.toml", "No such file"], {}),
     "serve_without_a_prefect_server": (["serve"], _no_store, ["needs a Prefect server", "churn services up"], {}),
+    "serve_with_a_bad_schedule": (["serve"], _no_store, ["winback_cron = 'every morning'", "not a cron schedule"],
+                                  {"CHURN_WINBACK_CRON": "every morning"}),
     "bench_out_in_a_missing_folder": (["bench", "--sizes", "1K", "--out", "{home}/no/such/BENCH.md"], _no_store,
                                       ["--out", "does not exist"], {}),
     "bench_out_is_a_folder": (["bench", "--sizes", "1K", "--out", "{home}"], _landing_empty,
