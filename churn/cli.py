@@ -321,6 +321,60 @@ def cmd_runs(args, settings) -> int:
     return 0
 
 
+def cmd_scores(args, settings) -> int:
+    from storage import catalog, layout
+
+    days = catalog.published_scores(layout.Paths(settings.home))
+    if args.json:
+        print(json.dumps(days, indent=2))
+        return 0
+    if not days:
+        print(f"no scores under {settings.home / 'scores'} yet: run `churn score`")
+        return 0
+    print(f"{'as of':<10} {'customers':>10} {'high':>8} {'medium':>8} {'low':>8}  {'model':<10} {'scored at (UTC)':<19}")
+    for d in days:
+        if not d["complete"]:
+            print(f"{d['as_of']:<10} {'incomplete: no _SUCCESS (write interrupted or running)':>57}")
+            continue
+        t = d["tiers"]
+        print(f"{d['as_of']:<10} {d['rows']:>10,} {t['high']:>8,} {t['medium']:>8,} {t['low']:>8,}  "
+              f"{'v' + str(d['model_version']):<10} {(d['scored_at'] or '')[:19].replace('T', ' '):<19}"
+              + ("  (latest)" if d["latest"] else ""))
+    return 0
+
+
+def cmd_explain(args, settings) -> int:
+    from models.winback import explain_customer
+    from storage import catalog, layout
+
+    paths = layout.Paths(settings.home)
+    policy = settings.winback_config().policy()
+    row, day, n = catalog.customer_scores(paths, args.customer, args.as_of)
+    rank, written = catalog.listed_rank(paths, policy.list_name, day, args.customer)
+    e = explain_customer(row, policy, rank, written)
+    if args.json:
+        print(json.dumps(e, indent=2))
+        return 0
+    money = e["currency"]
+    last = (f"last purchase {e['days_since_last_purchase']:.0f} days ago" if e.get("days_since_last_purchase")
+            is not None else "no purchase yet")
+    print(f"customer {e['customer_id']} as of {day} (model v{e['model_version']}, {e['horizon_days']}-day horizon)")
+    print(f"  risk score {e['risk_score']}/100 (P(no purchase in {e['horizon_days']} days) "
+          f"{e['churn_probability']:.3f}), {e['risk_tier']} tier, rank {e['risk_rank']:,} of {n:,}")
+    print(f"  value at risk {money} {e['value_at_risk']:,.2f} (expected spend if retained {money} "
+          f"{e['expected_value']:,.2f})")
+    print(f"  {last}; last event {e['days_since_last_event']:.0f} days ago")
+    if e["reasons"]:
+        print(f"  reasons ({e['reasons_method']}):")
+        for r in e["reasons"]:
+            print(f"    {r['rank']}. {r['text']} [{r['category']}]")
+    else:
+        print(f"  no reasons ({e['reasons_method']}: see explain_low_risk in the settings)")
+    print(f"  suggested action ({e['action_category']}): {e['suggested_action']}")
+    print(f"  {e['winback']}")
+    return 0
+
+
 def cmd_services(args, settings) -> int:
     from churn import services
 
@@ -523,6 +577,22 @@ def build_parser() -> argparse.ArgumentParser:
     ru.add_argument("--json", action="store_true", help="print the runs as JSON")
     ru.set_defaults(func=cmd_runs)
 
+    sl = sub.add_parser("scores", help="the published days of scores: customers per tier, model, when",
+                        description="List the days under <home>/scores, oldest first: customers per risk tier, the "
+                                    "model version and when they were scored; the latest complete day is marked, "
+                                    "and a day whose write did not finish (no _SUCCESS) is listed as incomplete.")
+    sl.add_argument("--json", action="store_true", help="print each day's _SUCCESS record and tier counts as JSON")
+    sl.set_defaults(func=cmd_scores)
+
+    ex = sub.add_parser("explain", help="one customer: score, tier, the three reasons and the suggested action",
+                        description="Show one customer's score on a published day (default: the latest): risk score "
+                                    "0-100, tier and rank, value at risk, the three reasons, the action they call "
+                                    "for, and whether (or why not) the customer is on that day's win-back list.")
+    ex.add_argument("customer", help="the customer id, exactly as in the scores")
+    ex.add_argument("--as-of", type=_day, help="the scored date, YYYY-MM-DD (default: the latest scored)")
+    ex.add_argument("--json", action="store_true", help="print the explanation as JSON")
+    ex.set_defaults(func=cmd_explain)
+
     sv = sub.add_parser("services", help="start, stop or check a local Prefect server and MLflow server",
                         description="Run a Prefect server and an MLflow tracking server on 127.0.0.1 (ports in "
                                     "settings), state under <home>. While they are up, every churn command uses them.")
@@ -594,7 +664,7 @@ def main(argv: list[str] | None = None) -> int:
         settings = use_running_services(settings)
         if getattr(args, "check", None):
             args.check(args, settings)
-        if not (args.command == "services" and args.action in ("status", "down")):  # they only look (or stop)
+        if not (args.command in LOOK_ONLY or (args.command == "services" and args.action in ("status", "down"))):
             prepare_state(settings.home)
         return args.func(args, settings)
     except ValidationError as e:
@@ -610,6 +680,9 @@ def main(argv: list[str] | None = None) -> int:
               f"files are replaced whole and batches are journaled, so re-run once there is space or write access.",
               file=sys.stderr)
         return 4
+
+
+LOOK_ONLY = ("scores", "explain")  # commands that read published files only: they create nothing, start nothing
 
 
 def one_line(text: str) -> str:

@@ -208,3 +208,36 @@ def pseudonymise(ids: pd.Series, key: bytes) -> pd.Series:
     if len(key) < MIN_KEY_BYTES:
         raise WeakKey(f"the pseudonymisation key must be at least {MIN_KEY_BYTES} bytes")
     return ids.astype(str).map(lambda v: "p_" + hmac.new(key, v.encode(), hashlib.sha256).hexdigest()[:24])
+
+
+def explain_customer(row: pd.DataFrame, policy: WinbackPolicy, listed_rank: int | None,
+                     list_written: bool) -> dict:
+    """One scored customer (a one-row scores frame) as `churn explain` shows it: score, tier, rank, value, the
+    three reasons with their categories, the action they call for, and whether (or why not) the customer is on
+    the day's win-back list."""
+    r = row.iloc[0]
+    listed = winback_rows(row, policy).iloc[0]
+    if listed_rank is not None:
+        on_list = f"on the day's win-back list at rank {listed_rank}"
+    elif r["risk_tier"] != RISK_TIERS[0]:
+        on_list = f"not on the win-back list: {r['risk_tier']} tier (the list takes the {RISK_TIERS[0]} tier)"
+    elif r["days_since_last_event"] > policy.max_inactive_days:
+        on_list = (f"not on the win-back list: {r['days_since_last_event']:.0f} days without an event, beyond the "
+                   f"{policy.max_inactive_days}-day inactivity limit")
+    elif list_written:
+        on_list = f"not on the win-back list: contacted within the {policy.cooldown_days}-day cooldown"
+    else:
+        on_list = "no win-back list written for this day yet (`churn winback`)"
+    reasons = [{"rank": i, "category": listed[f"reason_{i}_category"], "text": r[f"reason_{i}_text"],
+                "feature": r[f"reason_{i}_feature"]}
+               for i in range(1, N_REASONS + 1) if isinstance(r[f"reason_{i}_text"], str) and r[f"reason_{i}_text"]]
+    optional = {k: (None if pd.isna(r[k]) else float(r[k])) for k in ("days_since_last_purchase",)}
+    return {"customer_id": str(r["customer_id"]), "as_of": str(r["as_of"]), "model_version": str(r["model_version"]),
+            "horizon_days": int(r["horizon_days"]), "risk_score": int(listed["risk_score"]),
+            "churn_probability": float(r["churn_probability"]), "risk_tier": str(r["risk_tier"]),
+            "risk_rank": int(r["risk_rank"]), "expected_value": float(r["expected_value"]),
+            "value_at_risk": float(r["value_at_risk"]), "currency": policy.currency,
+            "days_since_last_event": float(r["days_since_last_event"]), **optional,
+            "reasons": reasons, "reasons_method": str(r["reasons_method"]),
+            "action_category": str(listed["action_category"]), "suggested_action": str(listed["suggested_action"]),
+            "winback": on_list}

@@ -186,3 +186,64 @@ def read_contacts(path: Path) -> pd.DataFrame:
     return pd.read_csv(path, dtype=str, keep_default_na=False)
 
 
+
+
+# ---------------------------------------------------------------- look-ups for `churn scores` and `churn explain`
+
+def published_scores(paths: Paths) -> list[dict]:
+    """Every day under scores/, oldest first: its `_SUCCESS` record and customers per tier for complete days;
+    days with a file but no record are listed as incomplete (their write was interrupted, or is running)."""
+    from expectations.scores import RISK_TIERS
+
+    complete = set(scored_days(paths))
+    latest = complete and max(complete)
+    out = []
+    for f in sorted(paths.scores.glob("as_of=*/scores.parquet")):
+        day = f.parent.name.removeprefix("as_of=")
+        if day not in complete:
+            out.append({"as_of": day, "complete": False, "path": f.relative_to(paths.scores).as_posix()})
+            continue
+        record = json.loads(scores_success_path(paths, day).read_text())
+        tiers = pq.read_table(f, columns=["risk_tier"]).column(0).to_pandas().value_counts()
+        out.append({**record, "complete": True, "latest": day == latest,
+                    "tiers": {t: int(tiers.get(t, 0)) for t in RISK_TIERS}})
+    return out
+
+
+class UnknownCustomer(UserError, LookupError):
+    """A customer id with no score on the day asked for."""
+
+
+def customer_scores(paths: Paths, customer_id: str, as_of_date: str | None) -> tuple[pd.DataFrame, str, int]:
+    """The one-row scores frame of a customer on a complete day (default: the latest), the day, and how many
+    customers that day has; UnknownCustomer (naming the day and its size) when the customer is not in it."""
+    import pyarrow.compute as pc
+    import pyarrow.dataset as ds
+
+    from expectations.scores import PARTITION_FIELD
+
+    day = require_scores(paths, as_of_date)
+    data = ds.dataset(scores_path(paths, day), format="parquet")
+    table = data.to_table(filter=pc.field("customer_id") == customer_id)
+    if table.num_rows == 0:
+        raise UnknownCustomer(f"customer {customer_id!r} has no score on {day} ({data.count_rows():,} customers "
+                              f"scored: those with an event in the lookback before that day); ids are matched "
+                              f"exactly, as in the scores file")
+    table = table.append_column(PARTITION_FIELD, pa.array([date_of(day)] * table.num_rows, pa.date32()))
+    return table.to_pandas(), day, data.count_rows()
+
+
+def listed_rank(paths: Paths, list_name: str, day: str, customer_id: str) -> tuple[int | None, bool]:
+    """The customer's rank on a day's win-back list (None if not on it), and whether that list was written."""
+    f = paths.winback / f"as_of={day}" / f"{list_name}.parquet"
+    if not f.is_file():
+        return None, False
+    t = pq.read_table(f, columns=["customer_id", "winback_rank"]).to_pandas()
+    hit = t.loc[t["customer_id"] == customer_id, "winback_rank"]
+    return (int(hit.iloc[0]) if len(hit) else None), True
+
+
+def date_of(day: str):
+    from datetime import date
+
+    return date.fromisoformat(day)

@@ -266,3 +266,49 @@ def test_churn_runs_lists_the_training_run_with_its_metrics_baseline_and_alias(t
     assert cmd_runs(argparse.Namespace(last=5, json=False), empty) == 0
     assert "no training runs" in capsys.readouterr().out and not (trained.home.parent / "nothing-here").exists()
     assert r["run_name"].startswith("train ") and " h90d " in r["run_name"]
+
+
+def test_churn_scores_lists_published_days_and_explain_shows_one_customer(trained, capsys):
+    """Issue #14: look-ups a user expects, `churn scores` (published days) and `churn explain CUSTOMER`."""
+    import argparse
+    import json
+
+    from churn.cli import cmd_explain, cmd_scores
+    from churn.errors import UserError
+    from churn.settings import defaults
+    from flows.winback import winback
+
+    run_score(trained, as_of=pd.Timestamp("2024-06-01T00:00Z"))
+    listed = pd.read_parquet(winback(config(trained, "winback"), "2024-06-01")["parquet"])
+    settings = defaults(trained.home)
+    (trained.scores / "as_of=2024-06-02").mkdir(exist_ok=True)  # a write that never finished: no _SUCCESS
+    (trained.scores / "as_of=2024-06-02" / "scores.parquet").write_bytes(b"PAR1")
+    assert cmd_scores(argparse.Namespace(json=True), settings) == 0
+    days = {d["as_of"]: d for d in json.loads(capsys.readouterr().out)}
+    day = days["2024-06-01"]
+    scores = pd.read_parquet(trained.scores / "as_of=2024-06-01" / "scores.parquet")
+    assert day["complete"] and day["rows"] == len(scores) and sum(day["tiers"].values()) == len(scores)
+    assert day["tiers"]["high"] == (scores["risk_tier"] == "high").sum()
+    assert days["2024-06-02"]["complete"] is False
+    assert cmd_scores(argparse.Namespace(json=False), settings) == 0
+    table = capsys.readouterr().out
+    assert f"2024-06-01 {len(scores):>10,}" in table and "2024-06-02" in table and "incomplete" in table
+
+    top = listed.iloc[0]
+    assert cmd_explain(argparse.Namespace(customer=top["customer_id"], as_of="2024-06-01", json=True), settings) == 0
+    e = json.loads(capsys.readouterr().out)
+    assert e["risk_score"] == top["risk_score"] and e["suggested_action"] == top["suggested_action"]
+    assert e["winback"] == "on the day's win-back list at rank 1"
+    assert [r["text"] for r in e["reasons"]] == [top[f"reason_{i}_text"] for i in (1, 2, 3) if top[f"reason_{i}_text"]]
+    low = scores[scores["risk_tier"] == "low"].iloc[0]
+    assert cmd_explain(argparse.Namespace(customer=low["customer_id"], as_of="2024-06-01", json=False), settings) == 0
+    text = capsys.readouterr().out
+    assert f"customer {low['customer_id']} as of 2024-06-01" in text and "low tier" in text
+    assert "not on the win-back list: low tier" in text and "suggested action" in text
+    with pytest.raises(UserError, match="'nobody' has no score on 2024-06-01"):
+        cmd_explain(argparse.Namespace(customer="nobody", as_of="2024-06-01", json=False), settings)
+    with pytest.raises(UserError, match="not complete"):
+        cmd_explain(argparse.Namespace(customer="x", as_of="2024-06-02", json=False), settings)
+    import shutil
+
+    shutil.rmtree(trained.scores / "as_of=2024-06-02")
