@@ -238,7 +238,17 @@ def _print_train(r: dict) -> None:
 
 
 def _train_config(args, settings):
-    return settings.train_config(**({"horizon_days": args.horizon_days} if args.horizon_days else {}))
+    model = {}
+    for item in getattr(args, "set", None) or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise CommandError(f"--set {item!r}: expected KEY=VALUE, e.g. --set max_depth=4")
+        model[key.strip()] = value.strip()
+    try:
+        return settings.train_config(model=model,
+                                     **({"horizon_days": args.horizon_days} if args.horizon_days else {}))
+    except ValueError as e:
+        raise CommandError(f"--set: {e}") from None
 
 
 def cmd_train(args, settings) -> int:
@@ -540,6 +550,9 @@ def build_parser() -> argparse.ArgumentParser:
                                    "('champion' if it beats the current one on the same snapshot, else 'challenger').")
     t.add_argument("--as-of", type=_instant, help="train with data up to this date (default: the latest event)")
     t.add_argument("--horizon-days", type=_whole(1), help=f"churn = no purchase within this many days (default {_default('horizon_days')})")
+    t.add_argument("--set", action="append", metavar="KEY=VALUE",
+                   help="a model setting for this run over [model] in churn.toml, e.g. --set max_depth=4 or "
+                        "--set features=days_since_last_purchase,purchases_90d (repeatable)")
     t.add_argument("--json", action="store_true",
                    help="print run_id, model_version, alias, metrics and baselines as JSON")
     t.set_defaults(func=cmd_train, check=check_train)

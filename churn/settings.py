@@ -67,6 +67,8 @@ class TrainConfig(BaseModel):
     n_train_cutoffs: int
     cutoff_step_days: int
     seed: int
+    model_params: dict[str, Any] = {}  # XGBoost hyperparameters over models/churn_model.DEFAULT_PARAMS
+    features: tuple[str, ...]  # the feature set the model learns from
     btyd_baselines: bool
     btyd_sample_customers: int
     bootstrap_resamples: int
@@ -183,6 +185,8 @@ class Settings(BaseSettings):
     winback_max_inactive_days: int = Field(default=180, ge=1, description="skip customers gone longer than this")
     winback_actions: dict[str, str] = Field(default_factory=dict,
                                             description="reason category -> action; overrides the defaults")
+    model: dict[str, Any] = Field(default_factory=dict,
+                                  description="[model]: XGBoost hyperparameters and `features` over the defaults")
 
     # local services and deployments
     services_host: str = Field(default="127.0.0.1", description="bind address of the local servers (loopback!)")
@@ -226,6 +230,12 @@ class Settings(BaseSettings):
                              + f"; allowed: {list(EVENT_TYPES)}")
         return value
 
+    @field_validator("model")
+    @classmethod
+    def _model_settings(cls, value: dict[str, Any]) -> dict[str, Any]:
+        model_parts(value)  # raises, naming the key and what is allowed
+        return value
+
     @field_validator("winback_actions")
     @classmethod
     def _reason_categories(cls, value: dict[str, str]) -> dict[str, str]:
@@ -257,8 +267,10 @@ class Settings(BaseSettings):
                                "settle_seconds": self.landing_settle_seconds,
                                "incomplete_seconds": self.landing_incomplete_seconds, **overrides})
 
-    def train_config(self, **overrides: Any) -> TrainConfig:
-        return TrainConfig(**{
+    def train_config(self, model: dict[str, Any] | None = None, **overrides: Any) -> TrainConfig:
+        """`model`: `churn train --set` values over the `[model]` settings."""
+        params, features = model_parts({**self.model, **(model or {})})
+        return TrainConfig(**{"model_params": params, "features": tuple(features),
             "home": self.home, "tracking_uri": self.tracking_uri, "model_name": self.model_name,
             "experiment": self.experiment_name, "horizon_days": self.horizon_days,
             "serving_horizon_days": self.horizon_days, "lookback_days": self.lookback_days,
@@ -316,6 +328,14 @@ def load_settings(**overrides: Any) -> Settings:
 def defaults(home: Path | str, **overrides: Any) -> Settings:
     """The built-in defaults only (no churn.toml, no environment), with `home` and overrides: for tests and the bench."""
     return Settings.model_construct(home=Path(home).resolve(), **overrides)
+
+
+def model_parts(model: dict[str, Any]) -> tuple[dict, list[str]]:
+    """(XGBoost parameters, feature list) of a `[model]` table (validated: ValueError names the key)."""
+    from features.customer import FEATURE_NAMES
+    from models.churn_model import model_overrides
+
+    return model_overrides(model, FEATURE_NAMES)
 
 
 def utc(value):

@@ -10,7 +10,6 @@ import pandas as pd
 from prefect import flow, task
 
 from churn.settings import TrainConfig, utc
-from features.customer import FEATURE_NAMES
 from features.snapshots import split_by_plan, stacked_snapshots
 from flows import events
 from models.evaluate import covering
@@ -55,7 +54,8 @@ def train(config: TrainConfig, info: dict) -> tuple[TrainingResult, pd.DataFrame
         oracle = covering(no_purchase_probability(truth, cutoff, config.horizon_days), validation["customer_id"])
         if oracle is None:
             log.warning("ground truth does not cover the validation customers: oracle not reported")
-    result = train_and_evaluate(train, validation, FEATURE_NAMES, seed=config.seed,
+    result = train_and_evaluate(train, validation, list(config.features), seed=config.seed,
+                                model_params=config.model_params,
                                 horizon_days=config.horizon_days, btyd=config.btyd_baselines,
                                 btyd_sample=config.btyd_sample_customers, bootstrap=config.bootstrap(), oracle=oracle)
     return result, frame

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pandas as pd
 
@@ -21,6 +23,50 @@ DEFAULT_PARAMS = {
     "early_stopping_rounds": 50,
     "tree_method": "hist",
 }
+
+
+# What a data scientist may set in `[model]` of churn.toml or with `churn train --set key=value`: XGBoost
+# hyperparameters (type, lowest value allowed) and `features`, the feature set (a subset of features/customer.py).
+TUNABLE: dict[str, tuple[type, float]] = {
+    "n_estimators": (int, 1), "learning_rate": (float, 1e-6), "max_depth": (int, 1), "min_child_weight": (float, 0),
+    "subsample": (float, 1e-6), "colsample_bytree": (float, 1e-6), "reg_lambda": (float, 0), "reg_alpha": (float, 0),
+    "gamma": (float, 0), "max_bin": (int, 2), "early_stopping_rounds": (int, 1),
+}
+AT_MOST_ONE = ("subsample", "colsample_bytree")
+FEATURES_KEY = "features"
+
+
+def model_overrides(raw: dict, known_features: list[str]) -> tuple[dict, list[str]]:
+    """(XGBoost parameters, feature list) from a `[model]` table; ValueError naming the key and what is allowed.
+
+    Values may be text (`--set max_depth=4`): each is read as its parameter's type."""
+    import difflib
+
+    params, features = {}, list(known_features)
+    for key, value in raw.items():
+        if key == FEATURES_KEY:
+            chosen = [f.strip() for f in value.split(",")] if isinstance(value, str) else list(value)
+            unknown = [f for f in chosen if f not in known_features]
+            if unknown or not chosen:
+                raise ValueError(f"{FEATURES_KEY}: {unknown or 'empty'} not among the features {known_features}")
+            features = list(dict.fromkeys(chosen))
+            continue
+        if key not in TUNABLE:
+            close = difflib.get_close_matches(key, [*TUNABLE, FEATURES_KEY], n=1)
+            raise ValueError(f"unknown model setting {key!r}" + (f" (did you mean {close[0]!r}?)" if close else "")
+                             + f"; allowed: {', '.join([*TUNABLE, FEATURES_KEY])}")
+        kind, low = TUNABLE[key]
+        try:
+            number = kind(float(value)) if kind is float or str(value).strip().lstrip("-").isdigit() else None
+        except (TypeError, ValueError):
+            number = None
+        if number is None or isinstance(value, bool) or not math.isfinite(number) or number < low or \
+                (key in AT_MOST_ONE and number > 1):
+            bound = f"between {low:g} and 1" if key in AT_MOST_ONE else f"at least {low:g}"
+            raise ValueError(f"{key}: must be {'a whole number' if kind is int else 'a number'} {bound}, "
+                             f"got {value!r}")
+        params[key] = number
+    return params, features
 
 
 class ChurnModel:

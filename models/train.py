@@ -80,10 +80,11 @@ def train_and_evaluate(train: pd.DataFrame, validation: pd.DataFrame, features: 
     Xv, yv = validation[features], validation["churned"].to_numpy()
     preds = pd.DataFrame({"customer_id": validation["customer_id"].to_numpy(), "y": yv,
                           "model": model.churn_probability(Xv).to_numpy()})
-    baselines = {f"recency_rule_{horizon_days}d": RecencyRule(horizon_days).fit(X, y),
-                 "logistic_rfm": LogisticRFM(seed).fit(X, y)}
+    # the baselines read their own columns of the snapshots, whatever feature set the model is given
+    baselines = {f"recency_rule_{horizon_days}d": RecencyRule(horizon_days).fit(train, y),
+                 "logistic_rfm": LogisticRFM(seed).fit(train, y)}
     for name, b in baselines.items():
-        preds[name] = b.churn_probability(Xv).to_numpy()
+        preds[name] = b.churn_probability(validation).to_numpy()
     if btyd:
         never = train[FREQUENCY].isna().to_numpy()
         rate = float(y[never].mean()) if never.any() else 1.0

@@ -48,7 +48,8 @@ def test_the_settings_example_names_real_settings_with_their_defaults():
 
     example = tomllib.loads(README.split("```toml\n# churn.toml\n", 1)[1].split("```", 1)[0])
     assert set(example) <= set(Settings.model_fields), set(example) - set(Settings.model_fields)
-    changed = {"timezone", "mlflow_tracking_uri", "winback_actions"}  # shown with example values
+    changed = {"timezone", "mlflow_tracking_uri", "winback_actions", "model"}  # shown with example values
+    Settings(home="x", **{k: example[k] for k in ("model", "winback_actions")})  # the example values are valid
     for key, value in example.items():
         field = Settings.model_fields[key]
         default = field.default_factory() if field.default_factory else field.default

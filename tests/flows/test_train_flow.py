@@ -109,3 +109,29 @@ def test_models_of_different_horizons_are_never_compared_and_scores_carry_the_mo
     import pyarrow.parquet as pq
 
     assert set(pq.read_table(scores["path"], columns=["horizon_days"]).column(0).to_pylist()) == {60}
+
+
+def test_model_settings_choose_hyperparameters_and_the_feature_set_and_the_champion_scores(store, prefect_harness):
+    """Issue #14: a data scientist changes the model without editing code ([model] in churn.toml, or
+    `churn train --set`); the run records it and the champion it registers scores and explains."""
+    from mlflow import MlflowClient
+
+    from churn.settings import defaults
+    from flows.score import score
+    from flows.train import train_flow
+
+    uri = f"sqlite:///{store.mlflow / 'mlflow.db'}"
+    chosen = ["days_since_last_purchase", "purchases_90d", "spend_365d", "complaints_90d"]
+    settings = defaults(store.home, model={"max_depth": 2, "features": chosen})
+    cfg = settings.train_config(model={"learning_rate": "0.2"}, tracking_uri=uri, n_train_cutoffs=2,
+                                btyd_baselines=False)
+    assert cfg.model_params == {"max_depth": 2, "learning_rate": 0.2} and list(cfg.features) == chosen
+    r = train_flow(cfg)
+    run = MlflowClient(tracking_uri=uri).get_run(r["run_id"])
+    assert run.data.params["xgb_max_depth"] == "2" and run.data.params["xgb_learning_rate"] == "0.2"
+    assert run.data.params["features"] == ",".join(chosen) and run.info.run_name.endswith("depth 2 lr 0.2")
+    out = score(config(store, "score", tracking_uri=uri), None, now=pd.Timestamp("2030-01-01", tz="UTC"))
+    import pyarrow.parquet as pq
+
+    reasons = pq.read_table(out["path"], columns=["reason_1_feature"]).column(0).drop_null().to_pylist()
+    assert reasons and set(reasons) <= set(chosen)

@@ -115,7 +115,8 @@ def test_a_wrong_setting_is_one_line_naming_it_before_anything_runs(cli, tmp_pat
     ("tier_hihg = 0.8\n", ["unknown setting 'tier_hihg'", "did you mean 'tier_high'"]),
     ('timezone = "Nowhere/Town"\n', ["setting timezone:", "unknown time zone 'Nowhere/Town'"]),
     (b'timezone = "\xff"\n', ["is not UTF-8 text", "save it as UTF-8"]),
-], ids=["syntax_error", "unknown_key", "bad_value", "not_utf8"])
+    ("[model]\nlearning_rate = -0.1\n", ["setting model:", "learning_rate: must be a number at least"]),
+], ids=["syntax_error", "unknown_key", "bad_value", "not_utf8", "model_table"])
 def test_a_wrong_settings_file_is_one_line(cli, tmp_path, toml, needles):
     Path("churn.toml").write_bytes(toml if isinstance(toml, bytes) else toml.encode())
     home = tmp_path / "home"
@@ -129,6 +130,11 @@ FLAG_CASES = [
     (["train", "--horizon-days", "-30"], ["--horizon-days", "at least 1"]),
     (["train", "--horizon-days", "0"], ["--horizon-days", "at least 1"]),
     (["train", "--as-of", "last tuesday"], ["--as-of", "not a date"]),
+    (["train", "--set", "max_depht=4"], ["--set", "unknown model setting 'max_depht'", "did you mean 'max_depth'"]),
+    (["train", "--set", "max_depth=4.5"], ["--set", "max_depth: must be a whole number at least 1", "'4.5'"]),
+    (["train", "--set", "subsample=1.5"], ["--set", "subsample", "between", "and 1"]),
+    (["train", "--set", "max_depth"], ["--set 'max_depth'", "expected KEY=VALUE"]),
+    (["train", "--set", "features=recency"], ["--set", "features: ['recency'] not among the features"]),
     (["score", "--as-of", "2024-13-01"], ["--as-of", "not a date"]),
     (["winback", "--as-of", "2024-02-30"], ["--as-of", "not a date", "YYYY-MM-DD"]),
     (["ingest", "--timezone", "Europe/Lndon"], ["--timezone", "unknown time zone", "IANA"]),
