@@ -8,7 +8,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
-from sklearn.metrics import precision_recall_curve, roc_curve  # noqa: E402
+from sklearn.metrics import average_precision_score, precision_recall_curve, roc_auc_score, roc_curve  # noqa: E402
 
 from models.evaluate import calibration_table  # noqa: E402
 
@@ -20,23 +20,32 @@ def _scored(preds: pd.DataFrame):
         yield name, preds.loc[ok, "y"].to_numpy(), preds.loc[ok, name].to_numpy()
 
 
-def roc_pr_figure(preds: pd.DataFrame):
-    """ROC and precision-recall curves of the model and every baseline on the validation snapshot."""
-    fig, (a, b) = plt.subplots(1, 2, figsize=(11, 4.5))
+def roc_pr_figure(preds: pd.DataFrame, label: str = ""):
+    """ROC and precision-recall curves of the model and every baseline on the validation snapshot, each
+    legend entry with its area (ROC-AUC; PR-AUC as average precision)."""
+    fig, (a, b) = plt.subplots(1, 2, figsize=(11, 4.8))
     for name, y, p in _scored(preds):
         fpr, tpr, _ = roc_curve(y, p)
         prec, rec, _ = precision_recall_curve(y, p)
-        a.plot(fpr, tpr, label=name)
-        b.plot(rec, prec, label=name)
+        a.plot(fpr, tpr, label=f"{name} (AUC {roc_auc_score(y, p):.3f})")
+        b.plot(rec, prec, label=f"{name} (AP {average_precision_score(y, p):.3f})")
     a.plot([0, 1], [0, 1], "k:", lw=0.8)
     a.set(xlabel="false positive rate", ylabel="true positive rate", title="ROC")
     b.set(xlabel="recall", ylabel="precision", title="Precision-recall")
-    a.legend(fontsize=8)
-    fig.tight_layout()
+    a.legend(fontsize=8, loc="lower right")
+    b.legend(fontsize=8, loc="upper right")
+    _title(fig, label)
     return fig
 
 
-def gain_figure(preds: pd.DataFrame):
+def _title(fig, label: str) -> None:
+    """The run's label (model version, validation date, horizon) above the figure."""
+    if label:
+        fig.suptitle(label, fontsize=10)
+    fig.tight_layout()
+
+
+def gain_figure(preds: pd.DataFrame, label: str = ""):
     """Cumulative gain: share of churners found when contacting the top x% by score."""
     fig, ax = plt.subplots(figsize=(6, 4.5))
     for name, y, p in _scored(preds):
@@ -46,11 +55,11 @@ def gain_figure(preds: pd.DataFrame):
     ax.plot([0, 1], [0, 1], "k:", lw=0.8, label="random")
     ax.set(xlabel="share of customers contacted (by score)", ylabel="share of churners reached", title="Gain chart")
     ax.legend(fontsize=8)
-    fig.tight_layout()
+    _title(fig, label)
     return fig
 
 
-def calibration_figure(preds: pd.DataFrame):
+def calibration_figure(preds: pd.DataFrame, label: str = ""):
     """Observed churn rate vs mean predicted probability per score decile."""
     fig, ax = plt.subplots(figsize=(5, 5))
     for name, y, p in _scored(preds):
@@ -59,24 +68,35 @@ def calibration_figure(preds: pd.DataFrame):
     ax.plot([0, 1], [0, 1], "k:", lw=0.8)
     ax.set(xlabel="predicted P(churn)", ylabel="observed churn rate", title="Calibration (deciles)")
     ax.legend(fontsize=8)
-    fig.tight_layout()
+    _title(fig, label)
     return fig
 
 
-def importance_figure(importance: pd.Series):
-    """Total gain per feature."""
-    imp = importance.sort_values()
-    fig, ax = plt.subplots(figsize=(6, 0.25 * len(imp) + 1))
-    ax.barh(imp.index, imp.to_numpy())
-    ax.set(xlabel="total gain", title="Feature importance")
-    fig.tight_layout()
+def importance_figure(importance: pd.Series, label: str = ""):
+    """Each feature's share of the total gain, on a log scale (one feature often takes most of the gain; on a
+    linear scale the others would be invisible); features the trees never split on are listed as unused."""
+    share = (importance / max(float(importance.sum()), 1e-300) * 100).sort_values()
+    used = share[share > 0]
+    fig, ax = plt.subplots(figsize=(7, 0.28 * max(len(used), 1) + 1.6))
+    ax.barh(used.index, used.to_numpy())
+    ax.set_xscale("log")
+    if len(used):  # bars grow from the left edge: set it below the smallest share, room for the labels on the right
+        ax.set_xlim(float(used.min()) / 3, 300)
+    for i, v in enumerate(used.to_numpy()):
+        ax.text(v, i, f" {v:.3g} %", va="center", fontsize=7)
+    unused = list(share.index[share <= 0])
+    ax.set(xlabel="share of total gain, % (log scale)", title="Feature importance"
+           + (f"\n(unused: {', '.join(unused)})" if unused else ""))
+    _title(fig, label)
     return fig
 
 
-def training_figures(preds: pd.DataFrame, importance: pd.Series) -> dict:
-    """The training run's figures by file name: ROC/PR, gain, calibration, feature importance."""
-    return {"roc_pr.png": roc_pr_figure(preds), "gain.png": gain_figure(preds),
-            "calibration.png": calibration_figure(preds), "feature_importance.png": importance_figure(importance)}
+def training_figures(preds: pd.DataFrame, importance: pd.Series, label: str = "") -> dict:
+    """The training run's figures by file name: ROC/PR, gain, calibration, feature importance, each titled
+    with `label` (model version, validation date, horizon)."""
+    return {"roc_pr.png": roc_pr_figure(preds, label), "gain.png": gain_figure(preds, label),
+            "calibration.png": calibration_figure(preds, label),
+            "feature_importance.png": importance_figure(importance, label)}
 
 
 def score_distribution_figure(p: pd.Series, as_of: str):

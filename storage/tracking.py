@@ -485,9 +485,6 @@ def _log_training_run(result, frame, info, config, champion) -> tuple[str, str, 
         dataset = mlflow.data.from_pandas(logged, name="training_snapshots", targets="churned",
                                           digest=snapshot_digest(logged))
         mlflow.log_input(dataset, context="training")
-        for fname, fig in plots.training_figures(result.predictions, result.model.feature_importance()).items():
-            mlflow.log_figure(fig, f"plots/{fname}")
-            plots.plt.close(fig)
         mlflow.log_dict({"model": result.metrics, "baselines": result.baselines,
                          "versus_baseline": result.versus_baseline}, "metrics.json")
         mlflow.log_dict({k: {"meaning": v[0], "unit": v[1]} for k, v in FEATURES.items()}, "features.json")
@@ -502,6 +499,11 @@ def _log_training_run(result, frame, info, config, champion) -> tuple[str, str, 
             pip_requirements=_pip_requirements(), registered_model_name=config.model_name, model_format="ubj")
         version = str(info_model.registered_model_version)
         run_id = run.info.run_id
+        label = (f"{config.model_name} v{version} - validation snapshot {info['validation_cutoff'][:10]} - "
+                 f"{config.horizon_days}-day horizon")
+        for fname, fig in plots.training_figures(result.predictions, result.model.feature_importance(), label).items():
+            mlflow.log_figure(fig, f"plots/{fname}")
+            plots.plt.close(fig)
         # what the registry shows beside the version: its horizon (scoring reads it), data and metrics
         version_tags = {"horizon_days": config.horizon_days, "lookback_days": config.lookback_days,
                         "as_of": info["as_of"][:10], "data_range": data_range,

@@ -94,7 +94,35 @@ def test_plots_draw_every_scorer_and_skip_rows_a_scorer_did_not_score():
     preds = pd.DataFrame({"customer_id": range(200), "y": rng.integers(0, 2, 200), "model": rng.random(200),
                           "oracle": np.r_[rng.random(190), [np.nan] * 10]})
     for make in (plots.roc_pr_figure, plots.gain_figure, plots.calibration_figure):
-        fig = make(preds)
-        labels = [line.get_label() for line in fig.axes[0].lines]
+        fig = make(preds, "churn v7 - validation snapshot 2024-03-01 - 90-day horizon")
+        labels = [line.get_label().split(" (")[0] for line in fig.axes[0].lines]
         assert {"model", "oracle"} <= set(labels)
+        assert fig._suptitle.get_text() == "churn v7 - validation snapshot 2024-03-01 - 90-day horizon"
         plots.plt.close(fig)
+
+
+def test_curve_legends_carry_the_areas_and_the_importance_plot_shows_every_used_feature():
+    """Issue #14: ROC/PR legends with the AUC; an importance plot where more than one bar is visible."""
+    from sklearn.metrics import average_precision_score, roc_auc_score
+
+    from models import plots
+
+    rng = np.random.default_rng(1)
+    y = rng.integers(0, 2, 300)
+    preds = pd.DataFrame({"customer_id": range(300), "y": y, "model": y * 0.5 + rng.random(300)})
+    fig = plots.roc_pr_figure(preds)
+    roc, pr = ([t.get_text() for t in ax.get_legend().get_texts()] for ax in fig.axes)
+    assert roc == [f"model (AUC {roc_auc_score(y, preds['model']):.3f})"]
+    assert pr == [f"model (AP {average_precision_score(y, preds['model']):.3f})"]
+    plots.plt.close(fig)
+    # one feature takes 99.9 % of the gain: on a log scale the small ones still get visible bars
+    imp = pd.Series({"days_since_last_purchase": 99_900.0, "orders_90d": 60.0, "spend_365d": 40.0, "returns": 0.0})
+    fig = plots.importance_figure(imp)
+    ax = fig.axes[0]
+    widths = {t.get_text(): p.get_width() for t, p in zip(ax.get_yticklabels(), ax.patches)}
+    assert set(widths) == {"days_since_last_purchase", "orders_90d", "spend_365d"} and ax.get_xscale() == "log"
+    lo, hi = ax.get_xlim()
+    span = np.log10(hi) - np.log10(lo)
+    assert all((np.log10(w) - np.log10(lo)) / span > 0.1 for w in widths.values())  # each bar >10 % of the axis
+    assert "unused: returns" in ax.get_title()
+    plots.plt.close(fig)
