@@ -29,14 +29,28 @@ class CommandError(UserError):
     """A command's input is missing or wrong (checked before anything runs)."""
 
 
-def configure_environment(home: Path) -> None:
-    """Offline, quiet, and all state under the data folder (unless the user already chose otherwise).
+class ProgressFormatter(logging.Formatter):
+    """Progress lines (INFO) as `[  12.3 s] message`, seconds since the command started; warnings and errors
+    keep their level and source (`WARNING churn.score: ...`)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        if record.levelno == logging.INFO:
+            return f"[{record.relativeCreated / 1000:6.1f} s] {record.getMessage()}"
+        return f"{record.levelname} {record.name}: {record.getMessage()}" + (
+            "\n" + self.formatException(record.exc_info) if record.exc_info else "")
+
+
+def configure_environment(home: Path, quiet: bool = False) -> None:
+    """Offline, quiet, and all state under the data folder (unless the user already chose otherwise); progress
+    lines on stderr (never on stdout, which `--json` keeps for JSON), warnings only with `--quiet`.
 
     Creates nothing: `prepare_state` makes Prefect's folder once the command's inputs have been checked."""
     for k, v in QUIET_ENV.items():
         os.environ.setdefault(k, v)
     os.environ.setdefault("PREFECT_HOME", str(home / "prefect"))
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(ProgressFormatter())
+    logging.basicConfig(level=logging.WARNING if quiet else logging.INFO, handlers=[handler])
     for noisy in ("alembic", "mlflow", "great_expectations", "httpx", "prefect", "urllib3"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
@@ -518,6 +532,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = Parser(prog="churn", description="Event-driven churn prediction pipeline.")
     p.add_argument("--home", type=Path, help=HOME_HELP)
     p.add_argument("--version", action="version", version=f"churn {_version()}")
+    p.add_argument("--quiet", action="store_true", help=QUIET_HELP)
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     g = sub.add_parser("generate", help="simulate customers and write events to the landing folder",
@@ -638,11 +653,13 @@ def build_parser() -> argparse.ArgumentParser:
     d.set_defaults(func=cmd_demo)
     for command in sub.choices.values():  # `churn score --home X` as well as `churn --home X score`
         command.add_argument("--home", type=Path, default=argparse.SUPPRESS, help=HOME_HELP)
+        command.add_argument("--quiet", action="store_true", default=argparse.SUPPRESS, help=QUIET_HELP)
     p.subcommands = sub.choices
     return p
 
 
 HOME_HELP = "data folder (default: $CHURN_HOME, else ./churn-data)"
+QUIET_HELP = "no progress lines on stderr (warnings and errors still show)"
 
 
 def _version() -> str:
@@ -673,12 +690,15 @@ def main(argv: list[str] | None = None) -> int:
     try:
         settings = load_settings(home=args.home)
         settings.tracking_uri  # noqa: B018 - checks a file-based tracking store stays inside the data folder
-        configure_environment(settings.home)
+        configure_environment(settings.home, quiet=args.quiet)
         settings = use_running_services(settings)
         if getattr(args, "check", None):
             args.check(args, settings)
         if not (args.command in LOOK_ONLY or (args.command == "services" and args.action in ("status", "down"))):
             prepare_state(settings.home)
+        if args.command in RUNS_FLOWS and not os.environ.get("PREFECT_API_URL"):
+            logging.getLogger("churn").info("starting Prefect's temporary API server for this command (10-30 s; "
+                                            "`churn services up` keeps one running)")
         return args.func(args, settings)
     except ValidationError as e:
         print(f"error: {settings_error(e)}", file=sys.stderr)
@@ -695,6 +715,7 @@ def main(argv: list[str] | None = None) -> int:
         return 4
 
 
+RUNS_FLOWS = ("ingest", "train", "score", "winback", "demo")  # each starts Prefect (a server, or a temporary one)
 LOOK_ONLY = ("scores", "explain")  # commands that read published files only: they create nothing, start nothing
 
 

@@ -126,8 +126,13 @@ def ingest_flow(config: IngestConfig, files: list[str] | None = None, fmt: str =
         targets, refused = scan.files, [accounting.refused_file(str(p), why) for p, why in scan.refused]
     for r in refused:
         log.warning("%s: %s", r["file"], r["error"])
-    results = refused + [ingest_file_task(config, str(f), now.isoformat(), fmt, mapping_path, timezone, force,
-                                          bool(files)) for f in targets]
+    results = list(refused)
+    for k, f in enumerate(targets, 1):
+        log.info("ingesting %s (file %d of %d)", Path(f).name, k, len(targets))
+        r = ingest_file_task(config, str(f), now.isoformat(), fmt, mapping_path, timezone, force, bool(files))
+        log.info("  %s: %s rows in, %s stored, %s quarantined, %s duplicates", r.get("status"), f"{r['rows_in']:,}",
+                 f"{r['stored']:,}", f"{r['quarantined']:,}", f"{r['duplicates']:,}")
+        results.append(r)
     summary = accounting.totals(results)
     if summary["stored"] > 0:  # tells the orchestrator new data is stored (starts scoring when served)
         events.emit(events.INGESTED, config.home,

@@ -50,6 +50,7 @@ def score(config: ScoreConfig, as_of: pd.Timestamp | None, now: pd.Timestamp) ->
         first, as_of, _ = store.store_time_range(paths)
     else:
         first, _, _ = store.require_covered(paths, as_of)
+    log.info("building features as of %s (customers active in the last %d days)", as_of, config.lookback_days)
     con = store.connect(paths)
     try:
         feats = customer_features(store.events_relation(con, paths), as_of, config.lookback_days)
@@ -60,7 +61,10 @@ def score(config: ScoreConfig, as_of: pd.Timestamp | None, now: pd.Timestamp) ->
         raise NothingToScore(f"no customer was active in the {config.lookback_days} days before {as_of.date()}: "
                              f"nothing to score (the store holds events from {first.date()} to {last.date()})")
     meta = {"model_name": config.model_name, "model_version": mv.version, "run_id": mv.run_id}
+    log.info("scoring %s customers with %s v%s, exact reasons for the top %s by value at risk", f"{len(feats):,}",
+             config.model_name, mv.version, f"{config.exact_reasons_top_n:,}")
     scores = score_customers(model, feats, as_of, config.policy(), meta, scored_at=now)
+    log.info("checking drift and the scores contract, then publishing")
 
     reference = tracking.load_drift_reference(mv.run_id)
     drift = ({"checked": False, "drifted": False, "note": f"no drift reference in run {mv.run_id}"}

@@ -28,6 +28,9 @@ def build_snapshots(config: TrainConfig, as_of: pd.Timestamp | None) -> tuple[Cu
     as_of = utc(as_of) if as_of is not None else last
     store.require_not_after(first, last, as_of)
     plan = plan_cutoffs(first, as_of, config.horizon_days, config.n_train_cutoffs, config.cutoff_step_days)
+    log.info("building labelled snapshots from %s events (%s..%s): %d training cutoffs, validation %s, "
+             "%d-day horizon", f"{n_events:,}", first.date(), last.date(), len(plan.train), plan.validation.date(),
+             config.horizon_days)
     con = store.connect(paths)
     try:
         frame = stacked_snapshots(store.events_relation(con, paths), [*plan.train, plan.validation],
@@ -35,6 +38,7 @@ def build_snapshots(config: TrainConfig, as_of: pd.Timestamp | None) -> tuple[Cu
     finally:
         con.close()
     path = catalog.write_snapshots(paths, split_by_plan(frame, plan), as_of, config.horizon_days)
+    log.info("snapshots: %s rows", f"{len(frame):,}")
     info = {"path": str(path), "as_of": as_of.isoformat(), "data_start": first.isoformat(),
             "data_end": last.isoformat(), "n_events": n_events, **plan.as_params()}
     return plan, info
@@ -54,6 +58,8 @@ def train(config: TrainConfig, info: dict) -> tuple[TrainingResult, pd.DataFrame
         oracle = covering(no_purchase_probability(truth, cutoff, config.horizon_days), validation["customer_id"])
         if oracle is None:
             log.warning("ground truth does not cover the validation customers: oracle not reported")
+    log.info("training XGBoost on %s rows and the baselines; validating on %s customers", f"{len(train):,}",
+             f"{len(validation):,}")
     result = train_and_evaluate(train, validation, list(config.features), seed=config.seed,
                                 model_params=config.model_params,
                                 horizon_days=config.horizon_days, btyd=config.btyd_baselines,
@@ -88,6 +94,7 @@ def register(config: TrainConfig, result: TrainingResult, frame: pd.DataFrame, i
     the alias moves (judged again if another run promoted meanwhile)."""
     tracking.setup(config.tracking_uri, config.experiment, layout.Paths(config.home).mlflow / "artifacts")
     validation = frame[frame["split"] == "validation"]
+    log.info("comparing with the champion on the same snapshot; logging the run and registering the model")
     return tracking.log_training_run(result, frame, info, config, judge(config, result, validation),
                                      judge=lambda: judge(config, result, validation))
 

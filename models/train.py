@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 
 import pandas as pd
@@ -13,6 +14,8 @@ from models.churn_model import ChurnModel, early_stopping_mask
 from models.errors import UntrainableSnapshots
 from models.evaluate import metrics
 from models.promotion import Bootstrap
+
+log = logging.getLogger("churn.train")  # progress lines only; nothing else leaves these functions
 
 # the model is compared with the best baseline (not the oracle) on these metrics, with a bootstrap interval
 VERSUS_BASELINE_METRICS = ("roc_auc", "pr_auc")
@@ -76,6 +79,7 @@ def train_and_evaluate(train: pd.DataFrame, validation: pd.DataFrame, features: 
     es = early_stopping_mask(pd.Index(train["customer_id"]))
     X, y = train[features], train["churned"]
     model = ChurnModel(features, seed=seed, **(model_params or {})).fit(X[~es], y[~es], X[es], y[es])
+    log.info("XGBoost: %d trees kept by early stopping", model.best_iteration_ + 1)
 
     Xv, yv = validation[features], validation["churned"].to_numpy()
     preds = pd.DataFrame({"customer_id": validation["customer_id"].to_numpy(), "y": yv,
@@ -86,6 +90,7 @@ def train_and_evaluate(train: pd.DataFrame, validation: pd.DataFrame, features: 
     for name, b in baselines.items():
         preds[name] = b.churn_probability(validation).to_numpy()
     if btyd:
+        log.info("fitting BG/NBD and Pareto/NBD (MAP) on up to %s buyers", f"{btyd_sample:,}" if btyd_sample else "all")
         never = train[FREQUENCY].isna().to_numpy()
         rate = float(y[never].mean()) if never.any() else 1.0
         history = validation.set_index("customer_id")  # the fit sample is drawn by customer id
@@ -97,6 +102,8 @@ def train_and_evaluate(train: pd.DataFrame, validation: pd.DataFrame, features: 
     scorers = [c for c in preds.columns if c not in ("customer_id", "y")]
     scored = {name: metrics(yv[preds[name].notna().to_numpy()], preds[name].dropna().to_numpy()) for name in scorers}
     model_metrics = scored.pop("model")
+    if bootstrap is not None:
+        log.info("paired bootstrap of model minus best baseline (%s resamples)", f"{bootstrap.n_resamples:,}")
     versus = versus_best_baseline(preds, scored, bootstrap) if bootstrap is not None else {}
     return TrainingResult(model=model, metrics=model_metrics, baselines=scored, predictions=preds,
                           sizes={"train_rows": int((~es).sum()), "early_stopping_rows": int(es.sum()),

@@ -79,8 +79,12 @@ def served(env, services):
     """A trained champion, then `churn serve` running in the background."""
     home, e = env
     churn(env, "generate", "--customers", "1500", "--days", "500", "--seed", "3")
-    churn(env, "ingest")
-    churn(env, "train")
+    quiet = churn(env, "ingest", "--quiet")
+    trained = churn(env, "train")
+    # progress: a line per stage with the seconds since the start, on stderr; --quiet silences it
+    assert "] ingesting " not in quiet.stderr and "] training XGBoost on " in trained.stderr
+    stages = [line for line in trained.stderr.splitlines() if line.startswith("[")]
+    assert len(stages) >= 4 and all(line[1:].split(" s]")[0].strip().replace(".", "").isdigit() for line in stages)
     log = open(home / "serve.log", "w")
     proc = subprocess.Popen([CHURN, "serve"], env=e, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     api = services["services"]["prefect"]["url"]
