@@ -9,7 +9,7 @@ import pandas as pd
 from prefect import flow, task
 
 from churn.settings import IngestConfig
-from flows import events
+from flows import artifacts, events
 from ingestion import accounting
 from ingestion.batch import prepare_batch
 from ingestion.normalize import Mapping, MappingError
@@ -107,7 +107,7 @@ def ingest_file_task(config: IngestConfig, file: str, now_iso: str, fmt: str, ma
                        timezone=timezone, force=force, wait=wait)
 
 
-@flow(name="ingest")
+@flow(name="ingest", flow_run_name=artifacts.ingest_run_name)
 def ingest_flow(config: IngestConfig, files: list[str] | None = None, fmt: str = "contract",
                 mapping_path: str | None = None, timezone: str | None = None, force: bool = False,
                 allow_outside_files: bool = False) -> dict:
@@ -134,6 +134,8 @@ def ingest_flow(config: IngestConfig, files: list[str] | None = None, fmt: str =
                  f"{r['stored']:,}", f"{r['quarantined']:,}", f"{r['duplicates']:,}")
         results.append(r)
     summary = accounting.totals(results)
+    artifacts.publish(artifacts.INGEST_KEY, artifacts.ingest_table(summary),
+                      "Rows in = stored + quarantined + duplicates + identical rows, per file")
     if summary["stored"] > 0:  # tells the orchestrator new data is stored (starts scoring when served)
         events.emit(events.INGESTED, config.home,
                     {k: summary[k] for k in ("rows_in", "stored", "quarantined", "duplicates")})

@@ -11,7 +11,7 @@ from churn.errors import UserError
 from churn.settings import ScoreConfig, utc
 from expectations.scores import SCORE_SCHEMA, SCORES_SUITE
 from features.customer import FEATURE_NAMES, customer_features
-from flows import events
+from flows import artifacts, events
 from ingestion.validate import contract_violations
 from models.drift import drift_decision, drift_report
 from models.scoring import require_buildable, score_customers, scoring_summary
@@ -104,10 +104,13 @@ def score_task(config: ScoreConfig, as_of: str | None) -> dict:
     return score(config, utc(as_of) if as_of else None, now=pd.Timestamp.now(tz="UTC"))
 
 
-@flow(name="score")
+@flow(name="score", flow_run_name=artifacts.score_run_name)
 def score_flow(config: ScoreConfig, as_of: str | None = None) -> dict:
     """Score all active customers with the champion model and publish the scores Parquet; announce the day."""
     summary = score_task(config, as_of)
+    artifacts.publish(artifacts.SCORE_KEY, artifacts.score_table(summary),
+                      f"Scores as of {summary['as_of']} ({summary['customers']:,} customers, "
+                      f"{summary['model_name']} v{summary['model_version']}): {summary['path']}")
     events.emit(events.SCORED, config.home, {"as_of": summary["as_of"], "path": summary["path"],
                                              "model_version": summary["model_version"],
                                              "customers": summary["customers"]})

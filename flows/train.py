@@ -11,7 +11,7 @@ from prefect import flow, task
 
 from churn.settings import TrainConfig, utc
 from features.snapshots import split_by_plan, stacked_snapshots
-from flows import events
+from flows import artifacts, events
 from models.evaluate import covering
 from models.promotion import ChampionScore, Verdict, champion_interval, champion_score, horizon_decision, should_promote
 from models.snapshots import CutoffPlan, plan_cutoffs
@@ -113,11 +113,14 @@ def train_and_register_task(config: TrainConfig, info: dict) -> dict:
     return register(config, result, frame, info)
 
 
-@flow(name="train")
+@flow(name="train", flow_run_name=artifacts.train_run_name)
 def train_flow(config: TrainConfig, as_of: str | None = None) -> dict:
     """Build labelled snapshots, train and evaluate against baselines, log and register in MLflow."""
     info = build_snapshots_task(config, as_of)
     result = train_and_register_task(config, info)
+    artifacts.publish(artifacts.TRAIN_KEY, artifacts.train_table(result),
+                      f"Validation snapshot {info['validation_cutoff'][:10]}: the model beside the baselines; "
+                      f"{result['promotion_reason']}")
     if result["alias"] == tracking.CHAMPION:
         events.emit(events.PROMOTED, config.home, {"model_name": config.model_name,
                                                    "model_version": result["model_version"],

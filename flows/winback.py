@@ -9,6 +9,7 @@ from prefect import flow, task
 
 from churn.settings import WinbackConfig, pseudonym_key
 from expectations.winback import WINBACK_SCHEMA
+from flows import artifacts
 from models.winback import campaign_sheet, pseudonymise, select_winback, winback_summary
 from storage import catalog, layout, tracking
 
@@ -40,8 +41,12 @@ def winback_task(config: WinbackConfig, as_of: str | None, contacts: str | None,
     return winback(config, as_of, Path(contacts) if contacts else None, pseudonymised)
 
 
-@flow(name="winback")
+@flow(name="winback", flow_run_name=artifacts.winback_run_name)
 def winback_flow(config: WinbackConfig, as_of: str | None = None, contacts: str | None = None,
                  pseudonymised: bool = False) -> dict:
     """Write the win-back list of a scored day."""
-    return winback_task(config, as_of, contacts, pseudonymised)
+    summary = winback_task(config, as_of, contacts, pseudonymised)
+    artifacts.publish(artifacts.WINBACK_KEY, artifacts.winback_table(summary),
+                      f"Top {artifacts.WINBACK_ROWS} of the win-back list for {summary['as_of']} "
+                      f"({summary['customers']:,} customers; {summary['selection']}): {summary['csv']}")
+    return summary

@@ -155,6 +155,18 @@ def test_a_landed_file_is_ingested_scored_and_listed_without_a_manual_step(env, 
     assert winback[0]["parameters"]["as_of"] == "2024-05-20"
     lists = wait_for("the win-back list", lambda: list((home / "winback" / "as_of=2024-05-20").glob("*.csv")), 30)
     assert lists and lists[0].stat().st_mtime >= (scores / "as_of=2024-05-20" / "_SUCCESS").stat().st_mtime
+    # each run has a readable name and shows its results as a table artifact in the Prefect UI
+    assert ingest[0]["name"] == "ingest late.csv" and score[0]["name"] == "score as of latest"
+    assert winback[0]["name"] == "winback 2024-05-20"
+    arts = http("POST", f"{served}/artifacts/filter", {})
+    assert {"ingest-accounting", "training-metrics", "scores-tiers", "winback-top"} <= {a["key"] for a in arts}
+    of_run = {(a["key"], a["flow_run_id"]): a for a in arts}
+    table = json.loads(of_run["ingest-accounting", ingest[0]["id"]]["data"])
+    assert table[-1]["file"] == "TOTAL" and table[-1]["rows_in"] == 2
+    assert of_run["ingest-accounting", ingest[0]["id"]]["type"] == "table"
+    top = json.loads(of_run["winback-top", winback[0]["id"]]["data"])
+    first_row = lists[0].read_text().splitlines()[1]
+    assert 0 < len(top) <= 20 and first_row.split(",")[1] == top[0]["customer_id"], first_row
     ledger = list((home / "state" / "ingested").glob("*.json"))
     assert any(json.loads(p.read_text())["file"].endswith("late.csv") for p in ledger)
 
