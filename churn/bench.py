@@ -9,6 +9,7 @@ start-up (which is constant, not data-dependent).
 from __future__ import annotations
 
 import json
+import logging
 import os
 import platform
 import shutil
@@ -18,6 +19,8 @@ import time
 from pathlib import Path
 
 import pandas as pd
+
+log = logging.getLogger("churn.bench")
 
 EVENTS_PER_CUSTOMER = 62  # what the simulator produces on average over 730 days
 PANDAS_MAX_EVENTS = 20_000_000  # the pandas reference is measured only where it fits comfortably
@@ -229,8 +232,9 @@ def _increment_batch(root: Path, end: pd.Timestamp, n_events: int) -> tuple[Path
 
 
 def bench(sizes: list[int], root: Path, out_md: Path, out_json: Path, exact_top_n: int | None = None,
-          increment_events: int = INCREMENT_EVENTS, isolate: bool = True) -> list[dict]:
-    """Measure every stage at every size; write the Markdown table and the JSON."""
+          increment_events: int = INCREMENT_EVENTS, isolate: bool = True, commands: bool = True) -> list[dict]:
+    """Measure every stage at every size; write the Markdown table and the JSON after each stage (a failing
+    stage loses nothing measured before it). `commands`: also time one-shot CLI commands end to end."""
     def measure(stage: str, params: dict) -> dict:
         return _measure(stage, params, isolate)
 
@@ -251,45 +255,68 @@ def bench(sizes: list[int], root: Path, out_md: Path, out_json: Path, exact_top_
         base = {"home": str(home), "tracking_uri": uri}
         stamp = home / ".complete"
         size_rows = []
+
+        def add(r: dict, stage: str | None = None) -> None:
+            """Keep a stage's row and rewrite the results at once: a later failure loses nothing measured."""
+            if stage:
+                r["stage"] = stage
+            size_rows.append(r)
+            log.info("bench %s: %s %s", label(n), r["stage"], f"{r['wall_s']} s" if "wall_s" in r else r.get("note", ""))
+            _write(rows + [{**x, "size": label(n)} for x in size_rows], out_md, out_json)
+
         if not stamp.exists():
             shutil.rmtree(home, ignore_errors=True)
-            size_rows.append(measure("generate", {**base, "customers": customers, "seed": 42}))
-            size_rows.append(measure("ingest", base))
+            add(measure("generate", {**base, "customers": customers, "seed": 42}))
+            add(measure("ingest", base))
             stamp.write_text("ok")
         else:  # the store is cached: keep the figures measured when it was built
             for stage in ("generate", "ingest"):
                 before = [r for r in earlier if r.get("size") == label(n) and r.get("stage") == stage]
-                size_rows.append({**before[-1], "note": "store cached; measured when it was built"} if before
-                                 else {"stage": stage, "note": "store cached; not measured"})
+                add({**before[-1], "note": "store cached; measured when it was built"} if before
+                    else {"stage": stage, "note": "store cached; not measured"})
         shutil.rmtree(home / "mlflow", ignore_errors=True)
-        size_rows.append(measure("features", base))
+        add(measure("features", base))
         if n <= PANDAS_MAX_EVENTS:
-            size_rows.append(measure("features_pandas", base))
-        size_rows.append(measure("train", base))
-        size_rows.append(measure("btyd_fit", {**base, "customers": customers}))
-        size_rows.append(measure("score", {**base, "exact": exact_top_n, "reasons": True}))
-        size_rows[-1]["stage"] = f"score (exact reasons for top {exact_top_n:,})"
-        size_rows.append(measure("score", {**base, "exact": 0, "reasons": False}))
-        size_rows[-1]["stage"] = "score (no reasons)"
-        size_rows.append(measure("winback", base))
-        size_rows.append(_end_to_end(size_rows, exact_top_n))
+            add(measure("features_pandas", base))
+        add(measure("train", base))
+        add(measure("btyd_fit", {**base, "customers": customers}))
+        add(measure("score", {**base, "exact": exact_top_n, "reasons": True}),
+            f"score (exact reasons for top {exact_top_n:,})")
+        add(measure("score", {**base, "exact": 0, "reasons": False}), "score (no reasons)")
+        add(measure("winback", base))
+        add(_end_to_end(size_rows, exact_top_n))
+        for command, what in (("scores", "a look-up: no Prefect"), ("winback", "Prefect's temporary server included")):
+            if commands:
+                add(_command_startup(home, uri, command), f"command: churn {command} ({what})")
         from storage import layout, store
 
         _, end, _ = store.store_time_range(layout.Paths(home))
         batch, marker = _increment_batch(root, end, increment_events)
         empty = root / "empty-store"
         shutil.rmtree(empty, ignore_errors=True)
-        r = measure("increment", {"home": str(empty), "batch": str(batch), "marker": marker})
-        r["stage"] = f"ingest {label(increment_events)} batch into an empty store"
-        size_rows.append(r)
-        r = measure("increment", {**base, "batch": str(batch), "marker": marker})
-        r["stage"] = f"ingest {label(increment_events)} batch into the {label(n)}-event store"
-        size_rows.append(r)
+        add(measure("increment", {"home": str(empty), "batch": str(batch), "marker": marker}),
+            f"ingest {label(increment_events)} batch into an empty store")
+        add(measure("increment", {**base, "batch": str(batch), "marker": marker}),
+            f"ingest {label(increment_events)} batch into the {label(n)}-event store")
         for r in size_rows:
             r["size"] = label(n)
             rows.append(r)
         _write(rows, out_md, out_json)
     return rows
+
+
+def _command_startup(home: Path, tracking_uri: str, command: str) -> dict:
+    """A one-shot command as a user runs it (a fresh interpreter, the CLI's own checks and start-up): wall time
+    from start to exit, on the store just measured."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "CHURN_"))}
+    env.update(CHURN_EMBEDDED="1", CHURN_MLFLOW_TRACKING_URI=tracking_uri, PYTHONWARNINGS="ignore")
+    t0 = time.perf_counter()
+    proc = subprocess.run([sys.executable, "-m", "churn.cli", "--home", str(home), "--quiet", command],
+                          capture_output=True, text=True, env=env)
+    wall = round(time.perf_counter() - t0, 2)
+    if proc.returncode != 0:
+        return {"stage": command, "note": f"failed ({proc.returncode}): {proc.stderr.strip()[-300:]}"}
+    return {"stage": command, "wall_s": wall, "note": "whole process: interpreter, imports, checks and work"}
 
 
 def _end_to_end(size_rows: list[dict], exact_top_n: int) -> dict:

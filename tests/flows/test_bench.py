@@ -13,13 +13,17 @@ def test_bench_smoke_writes_every_stage(tmp_path):
     assert stages == ["generate", "ingest", "features", "features_pandas", "train", "btyd_fit",
                       "score (exact reasons for top 50)", "score (no reasons)", "winback",
                       "end to end (generate + ingest + train + score with reasons + winback)",
+                      "command: churn scores (a look-up: no Prefect)",
+                      "command: churn winback (Prefect's temporary server included)",
                       "ingest 2,000 batch into an empty store", "ingest 2,000 batch into the 20,000-event store"]
     by = {r["stage"]: r for r in rows}
     assert by["ingest"]["stored"] == by["generate"]["events"]
     assert by["features"]["customers"] == by["features_pandas"]["customers"] > 0
     assert by["btyd_fit"]["customers"] == 1000 and by["btyd_fit"]["bg_nbd_fit_s"] > 0
     assert by["ingest 2,000 batch into the 20,000-event store"]["stored"] == 2_000
-    assert all(r["wall_s"] > 0 and r["peak_rss_mb"] > 50 for r in rows)
+    commands = [r for r in rows if r["stage"].startswith("command: ")]
+    assert all(r["wall_s"] > 0 and "failed" not in r["note"] for r in commands), commands
+    assert all(r["wall_s"] > 0 and r["peak_rss_mb"] > 50 for r in rows if r not in commands)
     e2e = by["end to end (generate + ingest + train + score with reasons + winback)"]
     parts = ["generate", "ingest", "train", "score (exact reasons for top 50)", "winback"]
     assert e2e["wall_s"] == round(sum(by[s]["wall_s"] for s in parts), 3) and "note" not in e2e
@@ -31,8 +35,26 @@ def test_bench_smoke_writes_every_stage(tmp_path):
     assert "faster" in out.read_text() and json.loads(out.with_suffix(".json").read_text()) == rows
     # the cached store is reused and left as it was
     again = bench([parse_size("20K")], tmp_path / "data", out, out.with_suffix(".json"), exact_top_n=50,
-                  increment_events=2_000, isolate=False)
+                  increment_events=2_000, isolate=False, commands=False)
     # the cached store's generate/ingest rows keep the figures measured when it was built
     assert again[0] == {**by["generate"], "note": "store cached; measured when it was built"}
     assert again[1]["stored"] == by["ingest"]["stored"]
     assert {r["stage"]: r for r in again}["features"]["events"] == by["features"]["events"]
+
+
+def test_a_failing_stage_loses_nothing_measured_before_it(tmp_path, monkeypatch):
+    """Issue #14: results are written as each stage finishes, so a failure late in a long run keeps the rest."""
+    import pytest
+
+    from churn import bench as b
+
+    def broken(p):
+        raise RuntimeError("disk gone")
+
+    monkeypatch.setitem(b.STAGES, "features_pandas", broken)
+    out = tmp_path / "BENCH.md"
+    with pytest.raises(RuntimeError, match="disk gone"):
+        bench([parse_size("5K")], tmp_path / "data", out, out.with_suffix(".json"), exact_top_n=10,
+              increment_events=500, isolate=False, commands=False)
+    kept = json.loads(out.with_suffix(".json").read_text())
+    assert [r["stage"] for r in kept] == ["generate", "ingest", "features"] and "| features |" in out.read_text()
