@@ -285,7 +285,7 @@ def bench(sizes: list[int], root: Path, out_md: Path, out_json: Path, exact_top_
         add(measure("score", {**base, "exact": 0, "reasons": False}), "score (no reasons)")
         add(measure("winback", base))
         add(_end_to_end(size_rows, exact_top_n))
-        for command, what in (("scores", "a look-up: no Prefect"), ("winback", "Prefect's temporary server included")):
+        for command, what in (("scores", "a look-up"), ("winback", "one-shot, without a Prefect server")):
             if commands:
                 add(_command_startup(home, uri, command), f"command: churn {command} ({what})")
         from storage import layout, store

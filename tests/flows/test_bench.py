@@ -13,8 +13,8 @@ def test_bench_smoke_writes_every_stage(tmp_path):
     assert stages == ["generate", "ingest", "features", "features_pandas", "train", "btyd_fit",
                       "score (exact reasons for top 50)", "score (no reasons)", "winback",
                       "end to end (generate + ingest + train + score with reasons + winback)",
-                      "command: churn scores (a look-up: no Prefect)",
-                      "command: churn winback (Prefect's temporary server included)",
+                      "command: churn scores (a look-up)",
+                      "command: churn winback (one-shot, without a Prefect server)",
                       "ingest 2,000 batch into an empty store", "ingest 2,000 batch into the 20,000-event store"]
     by = {r["stage"]: r for r in rows}
     assert by["ingest"]["stored"] == by["generate"]["events"]

@@ -312,3 +312,22 @@ def test_churn_scores_lists_published_days_and_explain_shows_one_customer(traine
     import shutil
 
     shutil.rmtree(trained.scores / "as_of=2024-06-02")
+
+
+def test_churn_winback_without_a_prefect_server_runs_the_function_not_a_flow(trained, monkeypatch, capsys):
+    """Issue #14: a one-shot `churn winback` paid 10-30 s for Prefect's temporary server on a one-second step."""
+    import argparse
+
+    from churn.cli import cmd_winback
+    from churn.settings import defaults
+
+    run_score(trained, as_of=pd.Timestamp("2024-06-01T00:00Z"))
+    monkeypatch.delenv("PREFECT_API_URL", raising=False)
+
+    def no_flow(*a, **k):
+        raise AssertionError("started a Prefect flow")
+
+    monkeypatch.setattr("flows.winback.winback_flow", no_flow)
+    args = argparse.Namespace(as_of="2024-06-01", top=None, contacts=None, pseudonymise=False, json=False)
+    assert cmd_winback(args, defaults(trained.home)) == 0
+    assert "win-back list for 2024-06-01" in capsys.readouterr().out
