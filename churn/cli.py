@@ -692,6 +692,8 @@ def main(argv: list[str] | None = None) -> int:
         # keeps them: there they are the run logs shown in the Prefect UI.
         for logger in ("FLOW_RUNS", "TASK_RUNS"):
             os.environ.setdefault(f"PREFECT_LOGGING_LOGGERS_PREFECT_{logger}_LEVEL", "CRITICAL")
+    else:  # what each run did, in its log in the Prefect UI (the rest of Prefect stays at WARNING)
+        os.environ.setdefault("PREFECT_LOGGING_LOGGERS_PREFECT_FLOW_RUNS_LEVEL", "INFO")
     try:
         settings = load_settings(home=args.home)
         settings.tracking_uri  # noqa: B018 - checks a file-based tracking store stays inside the data folder

@@ -65,10 +65,13 @@ def winback_table(summary: dict) -> list[dict]:
 
 
 def publish(key: str, rows: list[dict], description: str) -> None:
-    """A table artifact on the current flow run (best effort: the run's result does not depend on it)."""
+    """A table artifact on the current flow run, and its description as a line of the run's log (best effort:
+    the run's result does not depend on either)."""
+    from prefect import get_run_logger
     from prefect.artifacts import create_table_artifact
 
     try:
         create_table_artifact(rows, key=key, description=description)
+        get_run_logger().info(description)
     except Exception as e:  # noqa: BLE001 - a display for people; never fails the run it describes
         log.warning("could not create the %s artifact: %s", key, e)

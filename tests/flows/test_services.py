@@ -164,6 +164,11 @@ def test_a_landed_file_is_ingested_scored_and_listed_without_a_manual_step(env, 
     table = json.loads(of_run["ingest-accounting", ingest[0]["id"]]["data"])
     assert table[-1]["file"] == "TOTAL" and table[-1]["rows_in"] == 2
     assert of_run["ingest-accounting", ingest[0]["id"]]["type"] == "table"
+    def run_log():
+        return [e["message"] for e in http("POST", f"{served}/logs/filter",
+                                           {"logs": {"flow_run_id": {"any_": [winback[0]["id"]]}}})]
+    wait_for("the win-back line in the run's log", lambda: any("win-back list for 2024-05-20" in m for m in run_log())
+             or print(run_log()), 30)
     top = json.loads(of_run["winback-top", winback[0]["id"]]["data"])
     first_row = lists[0].read_text().splitlines()[1]
     assert 0 < len(top) <= 20 and first_row.split(",")[1] == top[0]["customer_id"], first_row
