@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import gzip
 import hashlib
 import io as _io
@@ -43,7 +44,10 @@ def bytes_sha256(data: bytes) -> str:
 # The producer protocol: write the file under a name the sweep ignores (hidden, `.orders.csv.tmp`, or
 # `orders.csv.part`), then rename it into place in landing/ (atomic on one file system); optionally put
 # an empty `orders.csv.done` beside it. Files written in place are taken only once they have held still
-# for the settle time (see `read_complete`).
+# for the settle time (see `read_complete`). A marker vouches only for the file as it was when the marker
+# was made (it must be at least as new as the file's last change), and it is used once: removed when its
+# file is ingested, skipped or rejected, so a producer that rewrites `orders.csv` in place is never
+# taken mid-write on the word of yesterday's marker.
 DONE_SUFFIX = ".done"
 
 
@@ -92,10 +96,39 @@ class Landed:
 
     data: bytes | None
     waiting: str | None = None  # e.g. "still being written"
+    signature: tuple[int, int, int] | None = None  # the file's size, mtime and ctime when it was read
+    marker: tuple[int, int] | None = None  # the NAME.done marker beside it then (inode, ctime), fresh or stale
 
 
 def _signature(st: os.stat_result) -> tuple[int, int, int]:
     return st.st_size, st.st_mtime_ns, st.st_ctime_ns
+
+
+def marker_path(path: Path) -> Path:
+    return path.with_name(path.name + DONE_SUFFIX)
+
+
+def _marker(path: Path, st: os.stat_result) -> tuple[bool, tuple[int, int] | None]:
+    """Whether a NAME.done marker vouches for the file as it is now (the marker is at least as new as the
+    file's last change, mtime and ctime), and the marker's identity (None: there is none)."""
+    try:
+        m = marker_path(path).stat()
+    except OSError:
+        return False, None
+    return m.st_ctime_ns >= max(st.st_ctime_ns, st.st_mtime_ns), (m.st_ino, m.st_ctime_ns)
+
+
+def consume_marker(path: Path, landed: Landed) -> None:
+    """Remove the NAME.done marker seen when `path` was read, if it is still that marker: it said "complete"
+    about that content only (a newer marker, made meanwhile for a new delivery, is left alone)."""
+    if landed.marker is None:
+        return
+    try:
+        m = marker_path(path).stat()
+    except OSError:
+        return
+    if (m.st_ino, m.st_ctime_ns) == landed.marker:
+        marker_path(path).unlink(missing_ok=True)
 
 
 def cut_short(path: Path, data: bytes) -> str | None:
@@ -122,7 +155,8 @@ def read_complete(path: Path, settle_seconds: float, wait_seconds: float = 0.0, 
                   clock=time.time, sleep=time.sleep) -> Landed:
     """The file's bytes if it is complete, else why not (it is then left in place for a later sweep).
 
-    Complete: a `NAME.done` marker lies beside it; or its ctime (which every write moves and nobody can
+    Complete: a `NAME.done` marker at least as new as the file's last change lies beside it (an older
+    one is stale: it vouched for an earlier delivery under the same name); or its ctime (which every write moves and nobody can
     set) is `settle_seconds` old, its end is a complete end (`cut_short`) or it has
     held still for `incomplete_seconds` (a writer paused mid-line looks settled); and they did not
     change while it was read. Waits up to `wait_seconds` for a file still being written. A settle time
@@ -134,7 +168,7 @@ def read_complete(path: Path, settle_seconds: float, wait_seconds: float = 0.0, 
         # ctime only: every write moves it, and unlike mtime no one can set it (a copied file's mtime
         # may lie in the future and would keep the file waiting for ever)
         age = clock() - st.st_ctime
-        marked = path.with_name(path.name + DONE_SUFFIX).exists()
+        marked, marker = _marker(path, st)
         if marked or settle_seconds <= 0 or age >= settle_seconds:
             data = path.read_bytes()
             after = path.stat()
@@ -142,15 +176,15 @@ def read_complete(path: Path, settle_seconds: float, wait_seconds: float = 0.0, 
             if _signature(after) != _signature(st) or len(data) != after.st_size:
                 reason = "changed while it was read"
             elif short is None:
-                return Landed(data)
+                return Landed(data, signature=_signature(after), marker=marker)
             else:
-                reason = (f"{short}: still being written? It is taken once a {path.name}{DONE_SUFFIX} marker lies "
-                          f"beside it or it has not changed for {incomplete_seconds:g} s (now {age:.0f} s)")
+                reason = (f"{short}: still being written? It is taken once a {path.name}{DONE_SUFFIX} marker newer "
+                          f"than its last change lies beside it or it has not changed for {incomplete_seconds:g} s (now {age:.0f} s)")
         else:
             reason = f"still being written (changed {age:.1f} s ago; settle time {settle_seconds:g} s)"
         left = deadline - clock()
         if left <= 0:
-            return Landed(None, reason)
+            return Landed(None, reason, marker=marker)
         sleep(min(left, max(0.05, settle_seconds - max(age, 0.0)) if not marked else 0.05))
 
 
@@ -364,16 +398,44 @@ def _fit_name(name: str) -> str:
     return f"{head}~{digest}{keep}"
 
 
-def move_aside(paths: Paths, path: Path, error: str, when: pd.Timestamp) -> Path:
-    """Put an unreadable file in rejected/ with its error; removes it from landing/ if it came from there."""
+def move_aside(paths: Paths, path: Path, error: str, when: pd.Timestamp,
+               read: tuple[int, int, int] | None = None) -> Path | None:
+    """Put an unreadable file in rejected/ with its error; a file of landing/ is moved there (its marker
+    removed), any other file copied. Returns where it went, or None if it was left in landing/ because it
+    changed since it was read (`read`: its size, mtime and ctime then): a writer still at work.
+
+    A landing file is renamed, not copied and deleted: a writer still holding it open then writes on into
+    the file in rejected/, never into an inode no folder names any more (the only copy of a delivery lost).
+    """
     target = paths.rejected / _fit_name(f"{when.strftime('%Y%m%dT%H%M%S')}-{path.name}")
     target.parent.mkdir(parents=True, exist_ok=True)
-    shutil.copy2(path, target.with_name(f".{target.name}.tmp"))
-    os.replace(target.with_name(f".{target.name}.tmp"), target)
+    if path.parent.resolve() == paths.landing.resolve():
+        try:
+            os.rename(path, target)
+            moved = True
+        except OSError as e:
+            if e.errno != errno.EXDEV:
+                raise
+            moved = False  # landing/ on another file system: copied, and deleted only if unchanged
+        if moved:
+            # size and mtime only: the rename itself moves the ctime
+            if read is not None and _signature(target.stat())[:2] != read[:2] and not path.exists():
+                os.rename(target, path)  # changed since it was read: not what was judged; read again later
+                return None
+        else:
+            _copy_into(path, target)
+            if read is not None and _signature(path.stat())[:2] != read[:2]:
+                target.unlink()
+                return None
+            path.unlink()
+        marker_path(path).unlink(missing_ok=True)
+    else:
+        _copy_into(path, target)
     write_json_atomic({"file": str(path), "error": error, "rejected_at": when.isoformat()},
                       target.with_name(target.name + ".error.json"))
-    if path.parent.resolve() == paths.landing.resolve():
-        path.unlink()
-        path.with_name(path.name + DONE_SUFFIX).unlink(missing_ok=True)
     return target
 
+
+def _copy_into(path: Path, target: Path) -> None:
+    shutil.copy2(path, target.with_name(f".{target.name}.tmp"))
+    os.replace(target.with_name(f".{target.name}.tmp"), target)

@@ -231,3 +231,46 @@ def test_a_file_with_a_modification_time_in_the_future_is_taken_once_it_held_sti
     assert ingest_file(cfg, f, now=NOW)["status"] == "waiting"
     time.sleep(0.4)
     assert ingest_file(cfg, f, now=NOW)["stored"] == 1
+
+
+def test_a_stale_done_marker_never_lets_a_file_rewritten_in_place_in_and_a_marker_is_used_once(paths):
+    """A daily `daily.csv` + `daily.csv.done` rewritten in place: the marker of yesterday's delivery (older than
+    the file's last change) does not vouch for today's file, and a marker is consumed once its file is ingested."""
+    paths.landing.mkdir(parents=True)
+    target, marker = paths.landing / "daily.csv", paths.landing / "daily.csv.done"
+    cfg = config(paths, "ingest", settle_seconds=60.0)  # only a valid marker can make the file complete
+    target.write_text(HEADER + "d1,c1,purchase,2024-03-01T10:00:00Z,5\n")
+    marker.touch()
+    assert ingest_file(cfg, target, now=NOW)["status"] == "ingested"
+    assert not marker.exists()  # used: it said "complete" about that content only
+
+    marker.touch()  # a marker left from an earlier delivery (e.g. a producer that never removes it) ...
+    time.sleep(0.05)
+    with open(target, "w") as f:  # ... and the next day's file written in place, paused mid-amount
+        f.write(HEADER + "d2,c2,purchase,2024-03-02T10:00:00Z,5\nd3,c3,purchase,2024-03-02T11:00:00Z,99")
+    r = ingest_file(cfg, target, now=NOW)
+    assert r["status"] == "waiting" and r["stored"] == 0, r
+    with open(target, "a") as f:
+        f.write(".99\n")
+    marker.touch()  # the producer marks the finished file
+    r = ingest_file(cfg, target, now=NOW)
+    assert (r["status"], r["stored"], r["duplicates"]) == ("ingested", 2, 0)
+    assert store.read_events(paths).set_index("event_id").loc["d3", "amount"] == 99.99
+    assert not marker.exists()
+
+
+def test_a_rejected_file_whose_writer_is_still_at_work_never_writes_into_nothing(paths):
+    """A file taken and rejected while its writer still holds it open: what the writer adds afterwards lands in
+    a file someone can find (the one in rejected/), never in an inode that no folder names any more."""
+    paths.landing.mkdir(parents=True)
+    target = paths.landing / "daily.parquet"
+    cfg = config(paths, "ingest", settle_seconds=60.0)
+    with open(target, "wb") as f:
+        f.write(b"PAR1 first row group ...")
+        f.flush()
+        (paths.landing / "daily.parquet.done").touch()  # a marker the producer wrote too early
+        r = ingest_file(cfg, target, now=NOW)
+        assert r["status"] == "rejected", r
+        f.write(b"... the rest of the delivery PAR1")
+    kept = [p for p in [target, *paths.rejected.iterdir()] if p.exists() and not p.name.endswith(".json")]
+    assert any(p.read_bytes().endswith(b"the rest of the delivery PAR1") for p in kept), kept
