@@ -10,6 +10,7 @@ import hashlib
 import re
 import tomllib
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -31,6 +32,22 @@ RENAMED = "renamed_source_columns"
 FOLD_COLUMNS = ("order_id", "event_id")  # what a mapping's [fold] by may name
 TIME_KEY = "_time_as_written"  # the event time read as if in UTC: naive times keep their wall-clock value
 TZ_SUFFIX = re.compile(r"\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?\s*(?:[zZ]|[+-]\d{2}(?::?\d{2})?)$")
+
+
+def column_name(name: str) -> str:
+    """A source column's name as it is matched: the id rule applied to names (NFC, surrounding whitespace
+    trimmed), with control and invisible characters (a zero-width space, a second BOM, a word joiner, ...)
+    dropped, so a name that prints as `event_id` is `event_id`, never a column silently left unused."""
+    import unicodedata
+
+    return _invisible().sub("", unicodedata.normalize("NFC", name)).strip()
+
+
+@lru_cache(maxsize=1)
+def _invisible() -> re.Pattern:
+    from expectations.contract import id_refused_regex
+
+    return re.compile(id_refused_regex())
 
 
 class MappingError(UserError, ValueError):
@@ -128,6 +145,7 @@ def rename_columns(source: pd.DataFrame, rename: dict[str, str]) -> pd.DataFrame
     """The source with its own columns renamed by a mapping's [rename] (absent ones are skipped), so a
     format or the contract finds them under the names it expects."""
     own = source_columns(source)
+    rename = {column_name(old): new for old, new in rename.items()}
     todo = {own[old]: new for old, new in rename.items() if old in own}
     if not todo:
         return source
@@ -189,7 +207,7 @@ def apply_mapping(source: pd.DataFrame, mapping: Mapping | None) -> pd.DataFrame
         if name in mapping.constants:
             out[name] = mapping.constants[name]
             continue
-        src = mapping.columns.get(name, name)
+        src = column_name(mapping.columns.get(name, name))  # matched as the source's names are (as they print)
         col = source[own[src]] if src in own else (
             source[lowered[src.lower()]] if src.lower() in lowered else None)
         if col is None:

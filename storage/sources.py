@@ -17,7 +17,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from ingestion.normalize import RENAMED, ROW_COLUMN, JsonValue
+from ingestion.normalize import RENAMED, ROW_COLUMN, JsonValue, column_name
 from storage.atomic import write_json_atomic
 from storage.layout import PathOutside, Paths, resolve_inside
 
@@ -253,9 +253,12 @@ def read_source(path: Path, data: bytes | None = None) -> SourceRows:
 
 def with_row_numbers(frame: pd.DataFrame, numbers) -> pd.DataFrame:
     """`frame` with the source row numbers in `_row` first; a source column named `_row` becomes `_row (source)`."""
-    if len(set(map(str, frame.columns))) != len(frame.columns):
-        raise UnreadableFile(f"duplicate column names: {[str(c) for c in frame.columns]}")
-    frame = frame.rename(columns={c: str(c) for c in frame.columns})
+    names = [column_name(str(c)) for c in frame.columns]
+    if len(set(names)) != len(names):
+        clash = sorted({n for n in names if names.count(n) > 1})
+        raise UnreadableFile(f"duplicate column names {clash} (names compared as they print: trimmed, invisible "
+                             f"characters dropped): {[str(c) for c in frame.columns]}")
+    frame = frame.set_axis(names, axis=1)
     if ROW_COLUMN in frame.columns:
         kept = f"{ROW_COLUMN} (source)"
         while kept in frame.columns:
@@ -295,9 +298,10 @@ def _csv_with_row_numbers(text: str) -> tuple[pd.DataFrame, list[tuple[int, str,
         header = next(reader)
     except StopIteration:
         return pd.DataFrame(), []
-    header = [h.strip() for h in header]
+    header = [column_name(h) for h in header]
     if len(set(header)) != len(header):
-        raise UnreadableFile(f"duplicate column names in header: {header}")
+        raise UnreadableFile(f"duplicate column names in header (compared as they print: trimmed, invisible "
+                             f"characters dropped): {header}")
     rows, numbers, bad = [], [], []
     lines: list[str] | None = None  # the physical lines, split only once an unclosed quote is met
     base, i = 0, 0  # the physical line the current reader started at; records read so far
@@ -349,13 +353,23 @@ def _jsonl(text: str) -> tuple[pd.DataFrame, list[tuple[int, str, str]]]:
             continue
         try:
             # a number's exact text: 1e20 stays "1e20" (not "1e+20"), -0 stays "-0" (not "0")
-            rec = json.loads(line, parse_float=str, parse_int=str, parse_constant=str)
+            rec = json.loads(line, parse_float=str, parse_int=str, parse_constant=str, object_pairs_hook=_object)
         except json.JSONDecodeError as e:
             bad.append((i, line[:10_000], f"malformed JSON line: {e.msg}"))
+            continue
+        except _DuplicateKey as e:
+            bad.append((i, line[:10_000], f"malformed JSON line: key {e} appears twice (which value is meant?)"))
             continue
         if not isinstance(rec, dict):
             bad.append((i, line[:10_000], "malformed JSON line: not an object"))
             continue
+        named = {column_name(k): v for k, v in rec.items()}
+        if len(named) != len(rec):  # two keys that print the same: as ambiguous as one key twice
+            bad.append((i, line[:10_000], "malformed JSON line: key "
+                        f"{next(n for n in named if sum(column_name(k) == n for k in rec) > 1)!r} appears twice "
+                        "(which value is meant?)"))
+            continue
+        rec = named
         if "\\u" in line and _has_surrogate(rec):  # only an escape can bring one into decoded UTF-8 text
             bad.append((i, line[:10_000], "malformed JSON line: a \\uD800-\\uDFFF escape that is not half of a "
                                           "surrogate pair (not a character; cannot be stored as UTF-8)"))
@@ -365,6 +379,18 @@ def _jsonl(text: str) -> tuple[pd.DataFrame, list[tuple[int, str, str]]]:
         numbers.append(i)
     frame = pd.DataFrame.from_records(records) if records else pd.DataFrame()
     return with_row_numbers(frame, numbers), bad
+
+
+class _DuplicateKey(ValueError):
+    """A JSON object with one key twice: json.loads would silently keep the last value."""
+
+
+def _object(pairs: list[tuple[str, object]]) -> dict:
+    out = dict(pairs)
+    if len(out) != len(pairs):
+        seen: set[str] = set()
+        raise _DuplicateKey(repr(next(k for k, _ in pairs if k in seen or seen.add(k))))
+    return out
 
 
 def _has_surrogate(value) -> bool:

@@ -295,6 +295,28 @@ CASES = [
          (H + "e1,c1,visit,2024-03-02 10:00,\n").encode(), (0, 0, 0, 0), status="rejected",
          error="'Q' is a bad directive", mapping='[time]\nformat = "%Q%Q"\n'),
     *id_cases(),
+    # ---- header names follow the id rule (NFC, trimmed, invisible characters dropped): a source column is
+    # recognised, never silently dropped (its ids replaced by derived ones); two names that print the same clash
+    *[case(f"header name with {what} ({fmt})", f"hdr.{fmt}", content, (2, 2, 0, 0),
+           stored={"e1": {"customer_id": "c1"}, "e2": {"customer_id": "c1"}})
+      for what, header in (("a zero-width space", "\u200bevent_id"), ("a second BOM", "\ufeffevent_id"),
+                           ("NBSP padding", "\u00a0event_id\u00a0"), ("a word joiner", "event\u2060_id"))
+      for fmt, content in (
+          ("csv", (("\ufeff" + header + "," + H.split(",", 1)[1]) + "e1,c1,purchase,2024-03-01T10:00:00Z,5\n"
+                   "e2,c1,purchase,2024-03-01T10:00:00Z,5\n").encode()),
+          ("jsonl", jsonl({**{k: v for k, v in ROW.items() if k != "event_id"}, header: "e1"},
+                          {**{k: v for k, v in ROW.items() if k != "event_id"}, header: "e2"})),
+          ("parquet", parquet({header: ["e1", "e2"], **{k: [v, v] for k, v in ROW.items() if k != "event_id"}})))],
+    case("a JSON key given twice (or two keys that print the same) quarantines that line", "dupkey.jsonl",
+         jsonl('{"event_id": "e1", "customer_id": "x", "customer_id": "c2", "event_type": "visit", '
+               '"event_time": "2024-03-02T10:00:00Z"}',
+               '{"event_id": "e2", "\\u200bevent_id": "e3", "customer_id": "c2", "event_type": "visit", '
+               '"event_time": "2024-03-02T10:00:00Z"}', {**ROW, "event_id": "e4"}), (3, 1, 2, 0),
+         {"malformed JSON line: key 'customer_id' appears twice (which value is meant?)": 1,
+          "malformed JSON line: key 'event_id' appears twice (which value is meant?)": 1}),
+    case("two header names that print the same", "hdr2.csv",
+         ("event_id,\u200bevent_id," + H.split(",", 1)[1] + "e1,e2,c1,visit,2024-03-01T10:00:00Z,\n").encode(),
+         (0, 0, 0, 0), status="rejected", error="duplicate column names"),
 ]
 
 
