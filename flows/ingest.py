@@ -29,7 +29,8 @@ def ingest_file(config: IngestConfig, file: Path, *, now: pd.Timestamp, fmt: str
     file (its content, its mapping) rejects it; only an environment error (disk full, read-only) raises.
     """
     paths, file = layout.Paths(config.home), Path(file)
-    summary: dict = {"file": str(file), "format": fmt, "rows_in": 0, "stored": 0, "quarantined": 0,
+    name = sources.display_name(file)  # printable and storable even when the file name is not UTF-8
+    summary: dict = {"file": name, "format": fmt, "rows_in": 0, "stored": 0, "quarantined": 0,
                      "duplicates": 0, "identical_rows": 0, "reasons": {}}
     try:
         # a named file may take up to the settle time to finish, and then must hold still for it
@@ -40,7 +41,7 @@ def ingest_file(config: IngestConfig, file: Path, *, now: pd.Timestamp, fmt: str
             raise
         return {**summary, "status": "error", "error": f"cannot read file: {e}"}
     if landed.data is None:
-        log.info("left %s for later: %s", file, landed.waiting)
+        log.info("left %s for later: %s", name, landed.waiting)
         return {**summary, "status": "waiting", "error": None, "note": landed.waiting}
     sha = sources.bytes_sha256(landed.data)
     summary["sha256"] = sha
@@ -58,7 +59,7 @@ def ingest_file(config: IngestConfig, file: Path, *, now: pd.Timestamp, fmt: str
                                  max_event_time=now + pd.Timedelta(hours=config.future_tolerance_hours))
         # built before the lock: values the store cannot hold fail here, for this file only, not mid-commit
         events = store.events_table(prepared.events, batch_id)
-        quarantine = accounting.quarantine_table(prepared.quarantine, batch_id, str(file), now)
+        quarantine = accounting.quarantine_table(prepared.quarantine, batch_id, name, now)
     except Exception as e:  # noqa: BLE001 - one bad file must never stop the others
         if sources.needs_a_person(e):
             raise
@@ -94,10 +95,10 @@ def _reject(paths: layout.Paths, file: Path, summary: dict, error: Exception, no
     target = sources.move_aside(paths, file, text, now, landed.signature)
     if target is None:
         note = f"changed since it was read (a writer still at work?), left for a later run; it was: {text}"
-        log.info("left %s for later: %s", file, note)
+        log.info("left %s for later: %s", summary["file"], note)
         return {**summary, "status": "waiting", "error": None, "note": note}
-    log.error("rejected %s: %s (moved to %s)", file, text, target)
-    return {**summary, "status": "rejected", "error": text, "moved_to": str(target)}
+    log.error("rejected %s: %s (moved to %s)", summary["file"], text, sources.display_name(target))
+    return {**summary, "status": "rejected", "error": text, "moved_to": sources.display_name(target)}
 
 
 def volume_drops(paths: layout.Paths, days: list[str]) -> list[dict]:
@@ -137,7 +138,8 @@ def ingest_flow(config: IngestConfig, files: list[str] | None = None, fmt: str =
         refused: list = []
     else:  # the sweep: a file still being written is left for the next one
         scan = sources.landing_scan(paths)
-        targets, refused = scan.files, [accounting.refused_file(str(p), why) for p, why in scan.refused]
+        targets = scan.files
+        refused = [accounting.refused_file(sources.display_name(p), why) for p, why in scan.refused]
     for r in refused:
         log.warning("%s: %s", r["file"], r["error"])
     results = refused + [ingest_file_task(config, str(f), now.isoformat(), fmt, mapping_path, timezone, force,

@@ -29,6 +29,12 @@ class UnreadableFile(Exception):
     """A source file that cannot be read at all; it is moved aside, never retried blindly."""
 
 
+def display_name(path: Path | str) -> str:
+    """A path as text that can be printed, logged and stored as UTF-8: bytes of a name that are not UTF-8
+    (a latin-1 name from an SMB share or a Windows export) shown as \\xNN escapes."""
+    return os.fsencode(path).decode("utf-8", "backslashreplace")
+
+
 def file_sha256(path: Path) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:
@@ -352,33 +358,38 @@ def _jsonl(text: str) -> tuple[pd.DataFrame, list[tuple[int, str, str]]]:
         if not line.strip():
             continue
         try:
-            # a number's exact text: 1e20 stays "1e20" (not "1e+20"), -0 stays "-0" (not "0")
-            rec = json.loads(line, parse_float=str, parse_int=str, parse_constant=str, object_pairs_hook=_object)
-        except json.JSONDecodeError as e:
-            bad.append((i, line[:10_000], f"malformed JSON line: {e.msg}"))
+            rec, why = _json_record(line)
+        except RecursionError:  # one line nested deeper than Python's parser goes: that line, not the file
+            rec, why = None, "malformed JSON line: nested too deeply to read"
+        if why is not None:
+            bad.append((i, line[:10_000], why))
             continue
-        except _DuplicateKey as e:
-            bad.append((i, line[:10_000], f"malformed JSON line: key {e} appears twice (which value is meant?)"))
-            continue
-        if not isinstance(rec, dict):
-            bad.append((i, line[:10_000], "malformed JSON line: not an object"))
-            continue
-        named = {column_name(k): v for k, v in rec.items()}
-        if len(named) != len(rec):  # two keys that print the same: as ambiguous as one key twice
-            bad.append((i, line[:10_000], "malformed JSON line: key "
-                        f"{next(n for n in named if sum(column_name(k) == n for k in rec) > 1)!r} appears twice "
-                        "(which value is meant?)"))
-            continue
-        rec = named
-        if "\\u" in line and _has_surrogate(rec):  # only an escape can bring one into decoded UTF-8 text
-            bad.append((i, line[:10_000], "malformed JSON line: a \\uD800-\\uDFFF escape that is not half of a "
-                                          "surrogate pair (not a character; cannot be stored as UTF-8)"))
-            continue
-        records.append({k: (None if v is None else v if isinstance(v, str) else JsonValue(json.dumps(v)))
-                        for k, v in rec.items()})
+        records.append(rec)
         numbers.append(i)
     frame = pd.DataFrame.from_records(records) if records else pd.DataFrame()
     return with_row_numbers(frame, numbers), bad
+
+
+def _json_record(line: str) -> tuple[dict | None, str | None]:
+    """One JSON line as a record (top-level keys as column names, nested values as their JSON text), or why not."""
+    try:
+        # a number's exact text: 1e20 stays "1e20" (not "1e+20"), -0 stays "-0" (not "0")
+        rec = json.loads(line, parse_float=str, parse_int=str, parse_constant=str, object_pairs_hook=_object)
+    except json.JSONDecodeError as e:
+        return None, f"malformed JSON line: {e.msg}"
+    except _DuplicateKey as e:
+        return None, f"malformed JSON line: key {e} appears twice (which value is meant?)"
+    if not isinstance(rec, dict):
+        return None, "malformed JSON line: not an object"
+    named = {column_name(k): v for k, v in rec.items()}
+    if len(named) != len(rec):  # two keys that print the same: as ambiguous as one key twice
+        twice = next(n for n in named if sum(column_name(k) == n for k in rec) > 1)
+        return None, f"malformed JSON line: key {twice!r} appears twice (which value is meant?)"
+    if "\\u" in line and _has_surrogate(named):  # only an escape can bring one into decoded UTF-8 text
+        return None, ("malformed JSON line: a \\uD800-\\uDFFF escape that is not half of a surrogate pair (not a "
+                      "character; cannot be stored as UTF-8)")
+    return {k: (None if v is None else v if isinstance(v, str) else JsonValue(json.dumps(v)))
+            for k, v in named.items()}, None
 
 
 class _DuplicateKey(ValueError):
@@ -457,7 +468,7 @@ def move_aside(paths: Paths, path: Path, error: str, when: pd.Timestamp,
         marker_path(path).unlink(missing_ok=True)
     else:
         _copy_into(path, target)
-    write_json_atomic({"file": str(path), "error": error, "rejected_at": when.isoformat()},
+    write_json_atomic({"file": display_name(path), "error": error, "rejected_at": when.isoformat()},
                       target.with_name(target.name + ".error.json"))
     return target
 

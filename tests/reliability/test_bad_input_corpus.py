@@ -314,6 +314,12 @@ CASES = [
                '"event_time": "2024-03-02T10:00:00Z"}', {**ROW, "event_id": "e4"}), (3, 1, 2, 0),
          {"malformed JSON line: key 'customer_id' appears twice (which value is meant?)": 1,
           "malformed JSON line: key 'event_id' appears twice (which value is meant?)": 1}),
+    # ---- a problem of one line or of the file's name never rejects the whole file
+    case("a file name that is not UTF-8 (latin-1 bytes, as from SMB or Windows exports)", "caf\udce9.csv",
+         (H + GOOD + "e2,c2,explode,2024-03-01T10:00:00Z,\n").encode(), (2, 1, 1, 0), {f"event_type: {TYPES}": 1}),
+    case("one JSON line nested 100,000 deep is that line quarantined", "deep.jsonl",
+         jsonl('{"event_id": "k1", "x": ' + "[" * 100_000 + "]" * 100_000 + "}", ROW), (2, 1, 1, 0),
+         {"malformed JSON line: nested too deeply to read": 1}),
     case("two header names that print the same", "hdr2.csv",
          ("event_id,\u200bevent_id," + H.split(",", 1)[1] + "e1,e2,c1,visit,2024-03-01T10:00:00Z,\n").encode(),
          (0, 0, 0, 0), status="rejected", error="duplicate column names"),
