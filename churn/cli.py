@@ -62,9 +62,12 @@ def check_ingest(args, settings) -> None:
         raise CommandError(f"{', '.join(folders)}: a folder, not a file; name the files in it (e.g. "
                            f"{folders[0].rstrip('/')}/*.csv), or put them in {layout.Paths(settings.home).landing} "
                            f"and run `churn ingest` without paths")
-    missing = [p for p in args.paths if not Path(p).is_file()]
+    missing = [p for p in args.paths if not Path(p).exists()]
     if missing:
         raise CommandError(f"no such file: {', '.join(missing)}")
+    special = [p for p in args.paths if not Path(p).is_file()]
+    if special:  # a FIFO, a device such as /dev/null, a socket: nothing a delivery is
+        raise CommandError(f"not a regular file: {', '.join(special)}; name the data files to ingest")
     unsupported = [p for p in args.paths if not Path(p).name.lower().removesuffix(".gz").endswith(sources.SOURCE_SUFFIXES)]
     if unsupported:
         raise CommandError(f"unsupported file type: {', '.join(unsupported)}; ingest reads "
@@ -458,7 +461,7 @@ def build_parser() -> argparse.ArgumentParser:
                                    "visit/purchase/return/complaint events to <home>/landing plus the ground truth.")
     g.add_argument("--customers", type=_whole(1), help=f"number of customers (default {_default('generate_customers')})")
     g.add_argument("--days", type=_whole(1), help=f"days simulated (default {_default('generate_days')})")
-    g.add_argument("--seed", type=int, help="random seed (same seed, same bytes)")
+    g.add_argument("--seed", type=_whole(0), help="random seed (same seed, same bytes)")
     g.add_argument("--start", type=_day, help=f"first simulated day, YYYY-MM-DD (default {_default('generate_start')})")
     g.add_argument("--json", action="store_true", help="print the summary as JSON")
     g.set_defaults(func=cmd_generate)

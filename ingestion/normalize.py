@@ -24,6 +24,7 @@ from expectations.contract import (
     reason_inexact_number,
     reason_not_text,
 )
+from expectations.event_types import EVENT_TYPES
 
 # A source frame as read (storage.sources): the reader's row number in ROW_COLUMN; a source column of that
 # name is kept under another name, recorded in frame.attrs[RENAMED] = {column in the frame: the source's name}
@@ -85,10 +86,20 @@ class Mapping:
             bad = set(d.get(section, {})) - set(COLUMN_NAMES)
             if bad:
                 raise MappingError(f"[{section}] names {sorted(bad)}, which are not contract columns {list(COLUMN_NAMES)}")
-        for section in ("columns", "constants"):
-            for k, v in d.get(section, {}).items():
-                if not isinstance(v, (str, int, float)) or isinstance(v, bool) and section == "columns":
-                    raise MappingError(f"[{section}] {k} must be a string, not {type(v).__name__} {v!r}")
+        for k, v in d.get("columns", {}).items():
+            if not isinstance(v, str) or not column_name(v):  # `customer_id = 5` would look for a column "5"
+                raise MappingError(f"[columns] {k} must be a source column name (a non-empty string), "
+                                   f"not {type(v).__name__} {v!r}")
+        for k, v in d.get("constants", {}).items():
+            if not isinstance(v, (str, int, float)) or isinstance(v, bool):
+                raise MappingError(f"[constants] {k} must be a string, not {type(v).__name__} {v!r}")
+        if "event_id" in d.get("constants", {}):
+            raise MappingError("[constants] event_id would make every row one event (all but the first counted as "
+                               "duplicates): map a source column under [columns], or leave event_id out to "
+                               "derive it from each row's content")
+        both = sorted(set(d.get("columns", {})) & set(d.get("constants", {})))
+        if both:
+            raise MappingError(f"{both} both in [columns] and [constants]: say which one is meant")
         for k, v in d.get("values", {}).items():
             if not isinstance(v, dict):
                 raise MappingError(f"[values.{k}] must be a table of source value = contract value, "
@@ -96,6 +107,14 @@ class Mapping:
             for a, b in v.items():
                 if not isinstance(b, (str, int, float)):
                     raise MappingError(f"[values.{k}] {a} must map to a string, not {type(b).__name__} {b!r}")
+        unknown_types = {f"[values.event_type] {a}": b for a, b in d.get("values", {}).get("event_type", {}).items()
+                         if str(b).strip().lower() not in EVENT_TYPES}
+        constant_type = d.get("constants", {}).get("event_type")
+        if constant_type is not None and str(constant_type).strip().lower() not in EVENT_TYPES:
+            unknown_types["[constants] event_type"] = constant_type
+        if unknown_types:  # every such row would be quarantined as an unknown type
+            where, b = next(iter(unknown_types.items()))
+            raise MappingError(f"{where} = {b!r} is not an event type; allowed: {', '.join(EVENT_TYPES)}")
         time = d.get("time", {})
         if set(time) - {"format", "timezone"}:
             raise MappingError(f"unknown [time] keys {sorted(set(time) - {'format', 'timezone'})}; "
@@ -105,6 +124,8 @@ class Mapping:
                 raise MappingError(f"[time] {k} must be a string, not {type(time[k]).__name__} {time[k]!r}")
         if "timezone" in time:
             check_timezone(time["timezone"])
+        if "format" in time:
+            check_time_format(time["format"])
         for k, v in d.get("rename", {}).items():
             if not isinstance(v, str) or not v.strip():
                 raise MappingError(f"[rename] {k} must be a new column name (a string), not {type(v).__name__} {v!r}")
@@ -122,7 +143,20 @@ class Mapping:
 
     @classmethod
     def from_file(cls, path: Path) -> "Mapping":
-        return cls.from_toml(Path(path).read_text(encoding="utf-8"))
+        try:
+            text = Path(path).read_text(encoding="utf-8")
+        except UnicodeDecodeError as e:
+            raise MappingError(f"not UTF-8 text (byte {e.start}): save the mapping as UTF-8") from None
+        return cls.from_toml(text)
+
+
+def check_time_format(fmt: str) -> str:
+    """`fmt` if pandas can parse times with it (a bad directive such as %Q is a MappingError, up front)."""
+    try:
+        pd.to_datetime(pd.Series(["2024-01-01"]), format=fmt, errors="coerce")
+    except ValueError as e:
+        raise MappingError(f"[time] format {fmt!r} cannot be used: {e}") from None
+    return fmt
 
 
 def check_timezone(name: str) -> str:

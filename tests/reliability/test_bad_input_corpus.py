@@ -288,7 +288,7 @@ CASES = [
     case("mapping [time] is not a table", "m4.csv", (H + GOOD).encode(), (0, 0, 0, 0), status="rejected",
          error="[time] must be a table", mapping='time = "UTC"\n'),
     case("mapping maps a contract column to a list", "m5.csv", (H + GOOD).encode(), (0, 0, 0, 0), status="rejected",
-         error="[columns] customer_id must be a string", mapping='[columns]\ncustomer_id = ["a", "b"]\n'),
+         error="[columns] customer_id must be a source column name", mapping='[columns]\ncustomer_id = ["a", "b"]\n'),
     case("mapping with an unknown [time] key", "m6.csv", (H + GOOD).encode(), (0, 0, 0, 0), status="rejected",
          error="unknown [time] keys ['zone']", mapping='[time]\nzone = "UTC"\n'),
     case("mapping with a time format that cannot be applied", "fmt2.csv",
