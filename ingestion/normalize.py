@@ -21,6 +21,7 @@ from expectations.contract import (
     COLUMN_NAMES,
     ID_COLUMNS,
     REQUIRED_SOURCE_COLUMNS,
+    id_space_regex,
     reason_inexact_number,
     reason_not_text,
 )
@@ -460,7 +461,7 @@ def not_text(raw: pd.Series) -> pd.Series:
 
 def _text(raw: pd.Series, identifier: bool = False) -> tuple[pd.Series, pd.Series]:
     """Opaque text: stringified as-is (no numeric parsing), surrounding Unicode whitespace trimmed
-    (identifiers also put in Unicode normal form NFC).
+    (identifiers also put in Unicode normal form NFC, inner runs of Unicode spaces made one space).
 
     Also a mask of numbers that have no exact text: NaN, infinity, fractions and floats beyond 2^53
     (a float customer id of 1e20 has lost its digits long before it got here).
@@ -477,8 +478,8 @@ def _text(raw: pd.Series, identifier: bool = False) -> tuple[pd.Series, pd.Serie
         raw = exact.where(~(obj.map(lambda v: isinstance(v, (float, np.floating)) and np.isnan(v)).astype(bool)),
                           None)
     s = raw.astype("string").str.strip()
-    if identifier:
-        s = s.str.normalize("NFC")
+    if identifier:  # what prints the same is the same id: NFC, and inner runs of any space one U+0020
+        s = s.str.normalize("NFC").str.replace(id_space_regex(), " ", regex=True)
     inexact |= s.str.fullmatch(NON_FINITE_TEXT, case=False).fillna(False).astype(bool)
     return s, inexact
 

@@ -71,7 +71,12 @@ def ids_through(fmt: str, column: str, values: list[str]) -> bytes:
 ID_WHITESPACE = ["\u00a0k1", "k2\u2007", "\u202fk3\u3000", "\u2003k4 \t"]
 ID_FORMAT_OR_CONTROL = ["k\u0085x", "k\u009fx", "k\u200bx", "\ufeffkx", "k\u202ex", "k\u2066x", "k\u00adx",
                         # default-ignorable, rendered as nothing: variation selector, Hangul filler, CGJ, tag
-                        "k\ufe0fx", "k\u3164x", "\uffa0kx", "k\u034fx", "k\U000e0041x"]
+                        "k\ufe0fx", "k\u3164x", "\uffa0kx", "k\u034fx", "k\U000e0041x",
+                        # line and paragraph separators (Zl, Zp): a line break inside an id
+                        "k\u2028x", "k\u2029x"]
+# inside an id, a run of any Unicode space (Zs: space, NBSP, EN SPACE, NARROW NBSP, ideographic space, ...)
+# prints as a space: it is one U+0020
+ID_INNER_SPACES = ["k 5", "k\u00a05", "k\u20025", "k\u202f5", "k  5", "k \u3000 5"]
 
 
 def id_cases() -> list:
@@ -85,6 +90,9 @@ def id_cases() -> list:
             out.append(case(f"{column} unicode whitespace trimmed, Cc/Cf refused ({fmt})", f"uid.{fmt}",
                             ids_through(fmt, column, values), (len(values), len(ID_WHITESPACE), n_bad, 0),
                             {f"{column}: contains control or invisible characters": n_bad}, stored=stored))
+        out.append(case(f"customer_id inner spaces of any kind are one space ({fmt})", f"sp.{fmt}",
+                        ids_through(fmt, "customer_id", ID_INNER_SPACES), (6, 6, 0, 0),
+                        stored={f"e{i}": {"customer_id": "k 5"} for i in range(len(ID_INNER_SPACES))}))
     return out
 
 
