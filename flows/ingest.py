@@ -70,8 +70,15 @@ def ingest_file(config: IngestConfig, file: Path, *, now: pd.Timestamp, fmt: str
         if not force and store.ledger_entry(paths, sha):  # another process finished it meanwhile
             _used(paths, file, landed)
             return skipped
-        known = store.stored_ids_among(paths, prepared.events["event_id"])
-        prepared.events, stored_duplicates = accounting.drop_known(prepared, known)
+        if prepared.folded:  # an invoice's id names the invoice, not its lines: compare what was stored
+            stored = store.stored_events_among(paths, prepared.events["event_id"])
+            known = set(stored["event_id"])
+        else:
+            stored, known = None, store.stored_ids_among(paths, prepared.events["event_id"])
+        before = len(prepared.quarantine)
+        prepared.events, stored_duplicates = accounting.drop_known(prepared, known, stored)
+        if len(prepared.quarantine) != before:  # folded events in conflict with stored ones were added
+            quarantine = accounting.quarantine_table(prepared.quarantine, batch_id, name, now)
         try:
             result = accounting.file_summary(summary, prepared, stored_duplicates, batch_id, now)
         except accounting.AccountingError as e:  # a bug; this file's batch is never published
