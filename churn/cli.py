@@ -68,7 +68,7 @@ def check_ingest(args, settings) -> None:
     special = [p for p in args.paths if not Path(p).is_file()]
     if special:  # a FIFO, a device such as /dev/null, a socket: nothing a delivery is
         raise CommandError(f"not a regular file: {', '.join(special)}; name the data files to ingest")
-    unsupported = [p for p in args.paths if not Path(p).name.lower().removesuffix(".gz").endswith(sources.SOURCE_SUFFIXES)]
+    unsupported = [p for p in args.paths if not sources.is_source_name(p)]
     if unsupported:
         raise CommandError(f"unsupported file type: {', '.join(unsupported)}; ingest reads "
                            f"{', '.join(sources.SOURCE_SUFFIXES)} files, optionally gzip-compressed (.gz)")

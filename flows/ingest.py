@@ -53,7 +53,7 @@ def ingest_file(config: IngestConfig, file: Path, *, now: pd.Timestamp, fmt: str
     try:
         if mapping is not None and not isinstance(mapping, Mapping):
             mapping = Mapping.from_file(Path(mapping))
-        src = sources.read_source(file, landed.data)
+        src = sources.read_source(file, landed.data, landed.content)
         prepared = prepare_batch(src.frame, src.bad_lines, fmt=fmt, mapping=mapping,
                                  timezone=timezone or config.timezone,
                                  max_event_time=now + pd.Timedelta(hours=config.future_tolerance_hours))

@@ -21,7 +21,8 @@ from ingestion.normalize import RENAMED, ROW_COLUMN, JsonValue, column_name
 from storage.atomic import write_json_atomic
 from storage.layout import PathOutside, Paths, resolve_inside
 
-SOURCE_SUFFIXES = (".parquet", ".csv", ".jsonl", ".ndjson", ".json")
+SOURCE_KINDS = {".parquet": "parquet", ".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "jsonl"}
+SOURCE_SUFFIXES = tuple(SOURCE_KINDS)
 MAX_FIELD_BYTES = 256 * 1024 * 1024  # one CSV value; longer ones are quarantined by the contract, not here
 
 
@@ -65,6 +66,18 @@ class LandingScan:
     refused: list[tuple[Path, str]] = field(default_factory=list)
 
 
+def source_kind(path: Path | str) -> str | None:
+    """The format a file's name says it holds ("parquet", "csv", "jsonl"; a .gz suffix allowed), or None if
+    ingest does not read such files. The one suffix test: the sweep, `churn ingest PATH` and the reader use it."""
+    name = Path(path).name.lower().removesuffix(".gz")
+    return next((kind for suffix, kind in SOURCE_KINDS.items() if name.endswith(suffix)), None)
+
+
+def is_source_name(path: Path | str) -> bool:
+    """Whether ingest reads a file of this name (its suffix is one of SOURCE_SUFFIXES, optionally + .gz)."""
+    return source_kind(path) is not None
+
+
 def landing_scan(paths: Paths) -> LandingScan:
     """Files waiting in the landing folder, oldest name first (hidden and temp files ignored).
 
@@ -75,8 +88,7 @@ def landing_scan(paths: Paths) -> LandingScan:
     if not paths.landing.exists():
         return scan
     for p in sorted(paths.landing.iterdir()):
-        name = p.name.lower().removesuffix(".gz")
-        if p.name.startswith(".") or not name.endswith(SOURCE_SUFFIXES):
+        if p.name.startswith(".") or not is_source_name(p):
             continue
         try:
             resolve_inside(paths.landing, p, "landing file")
@@ -104,6 +116,7 @@ class Landed:
     waiting: str | None = None  # e.g. "still being written"
     signature: tuple[int, int, int] | None = None  # the file's size, mtime and ctime when it was read
     marker: tuple[int, int] | None = None  # the NAME.done marker beside it then (inode, ctime), fresh or stale
+    content: bytes | None = None  # a gzip file's decompressed bytes, if the completeness check made them
 
 
 def _signature(st: os.stat_result) -> tuple[int, int, int]:
@@ -137,24 +150,28 @@ def consume_marker(path: Path, landed: Landed) -> None:
         marker_path(path).unlink(missing_ok=True)
 
 
-def cut_short(path: Path, data: bytes) -> str | None:
-    """Why `data` ends like a file whose writer has not finished, or None if its end is a complete end.
+def cut_short(path: Path, data: bytes) -> tuple[str | None, bytes | None]:
+    """Why `data` ends like a file whose writer has not finished (None if its end is a complete end), and
+    the decompressed content of a gzip file (None if not gzip or not decompressible), which `read_source`
+    then takes as it is instead of decompressing the file a second time.
 
     Text (CSV, JSON lines) must end with a line end, a gzip stream with its trailer, a Parquet file
-    with its footer; what a paused writer leaves behind fails these checks.
+    with its footer; what a paused writer leaves behind fails these checks. Never raises for a name
+    ingest cannot read: the reader rejects that file, with its reason.
     """
+    content = None
     if data[:2] == b"\x1f\x8b":
         try:
-            data = gzip.decompress(data)
+            data = content = gzip.decompress(data)
         except EOFError:
-            return "its gzip stream is cut short"
+            return "its gzip stream is cut short", None
         except (OSError, ValueError):
-            return None  # corrupt, not short: read_source says why
+            return None, None  # corrupt, not short: read_source says why
     if not data:
-        return None
-    if source_format(path) == "parquet":
-        return None if data[-4:] == b"PAR1" else "it has no Parquet footer yet"
-    return None if data[-1:] in (b"\n", b"\r") else "its last line has no line end"
+        return None, content
+    if source_kind(path) == "parquet":
+        return (None if data[-4:] == b"PAR1" else "it has no Parquet footer yet"), content
+    return (None if data[-1:] in (b"\n", b"\r") else "its last line has no line end"), content
 
 
 def read_complete(path: Path, settle_seconds: float, wait_seconds: float = 0.0, incomplete_seconds: float = 0.0,
@@ -178,11 +195,12 @@ def read_complete(path: Path, settle_seconds: float, wait_seconds: float = 0.0, 
         if marked or settle_seconds <= 0 or age >= settle_seconds:
             data = path.read_bytes()
             after = path.stat()
-            short = None if marked or settle_seconds <= 0 or age >= incomplete_seconds else cut_short(path, data)
+            short, content = (None, None) if marked or settle_seconds <= 0 or age >= incomplete_seconds else (
+                cut_short(path, data))
             if _signature(after) != _signature(st) or len(data) != after.st_size:
                 reason = "changed while it was read"
             elif short is None:
-                return Landed(data, signature=_signature(after), marker=marker)
+                return Landed(data, signature=_signature(after), marker=marker, content=content)
             else:
                 reason = (f"{short}: still being written? It is taken once a {path.name}{DONE_SUFFIX} marker newer "
                           f"than its last change lies beside it or it has not changed for {incomplete_seconds:g} s (now {age:.0f} s)")
@@ -195,17 +213,16 @@ def read_complete(path: Path, settle_seconds: float, wait_seconds: float = 0.0, 
 
 
 def source_format(path: Path) -> str:
-    name = path.name.lower().removesuffix(".gz")
-    if name.endswith(".parquet"):
-        return "parquet"
-    if name.endswith(".csv"):
-        return "csv"
-    if name.endswith((".jsonl", ".ndjson", ".json")):
-        return "jsonl"
-    raise UnreadableFile(f"unsupported file type {path.suffix!r}: expected .parquet, .csv or .jsonl")
+    """`source_kind`, or UnreadableFile for a file type ingest does not read."""
+    kind = source_kind(path)
+    if kind is None:
+        raise UnreadableFile(f"unsupported file type {path.suffix!r}: expected .parquet, .csv or .jsonl")
+    return kind
 
 
-def _raw_bytes(path: Path, data: bytes | None = None) -> bytes:
+def _raw_bytes(path: Path, data: bytes | None = None, content: bytes | None = None) -> bytes:
+    if content is not None:  # decompressed already (by cut_short)
+        return content
     data = path.read_bytes() if data is None else data
     if data[:2] == b"\x1f\x8b":
         try:
@@ -224,11 +241,11 @@ class SourceRows:
     fmt: str
 
 
-def read_source(path: Path, data: bytes | None = None) -> SourceRows:
-    """Read a landing file (or its bytes, already read). CSV/JSON values stay strings (ids are opaque);
-    row numbers start at 1."""
+def read_source(path: Path, data: bytes | None = None, content: bytes | None = None) -> SourceRows:
+    """Read a landing file (or its bytes, already read; `content`: those bytes decompressed, if a gzip file's
+    were already). CSV/JSON values stay strings (ids are opaque); row numbers start at 1."""
     fmt = source_format(path)
-    data = _raw_bytes(path, data)
+    data = _raw_bytes(path, data, content)
     bad: list[tuple[int, str, str]] = []
     if fmt == "parquet":
         try:

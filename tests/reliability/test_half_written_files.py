@@ -274,3 +274,23 @@ def test_a_rejected_file_whose_writer_is_still_at_work_never_writes_into_nothing
         f.write(b"... the rest of the delivery PAR1")
     kept = [p for p in [target, *paths.rejected.iterdir()] if p.exists() and not p.name.endswith(".json")]
     assert any(p.read_bytes().endswith(b"the rest of the delivery PAR1") for p in kept), kept
+
+
+def test_the_completeness_check_never_raises_for_a_name_and_a_gzip_file_is_decompressed_once(paths, monkeypatch):
+    """`cut_short` runs outside ingest's per-file error handling: a name ingest cannot read is the reader's
+    to reject, never an exception here. A gzip file it had to decompress is not decompressed again."""
+    import gzip
+
+    assert sources.cut_short(paths.home / "orders.txt", b"a,b\n1,2")[0] == "its last line has no line end"
+    assert [sources.is_source_name(n) for n in ("a.csv", "A.CSV.GZ", "b.ndjson", "c.txt", "d.csv.bz2")] == [
+        True, True, True, False, False]
+    paths.landing.mkdir(parents=True)
+    target = paths.landing / "orders.csv.gz"
+    target.write_bytes(gzip.compress((HEADER + row(1)).encode()))
+    calls = []
+    real = gzip.decompress
+    monkeypatch.setattr(gzip, "decompress", lambda data: calls.append(len(data)) or real(data))
+    cfg = config(paths, "ingest", settle_seconds=0.01, incomplete_seconds=3600.0)  # settled: its end is checked
+    time.sleep(0.05)
+    r = ingest_file(cfg, target, now=NOW)
+    assert (r["status"], r["stored"], len(calls)) == ("ingested", 1, 1), (r, calls)
