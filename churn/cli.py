@@ -87,9 +87,9 @@ def check_train(args, settings) -> None:
 
     config = _train_config(args, settings)
     first, last, _ = store.store_time_range(layout.Paths(settings.home))
-    store.require_not_after(first, last, utc(args.as_of) if args.as_of else last)
-    plan_cutoffs(first, utc(args.as_of) if args.as_of else last, config.horizon_days, config.n_train_cutoffs,
-                 config.cutoff_step_days)
+    as_of = utc(args.as_of) if args.as_of else last
+    store.require_not_after(first, last, as_of)
+    plan_cutoffs(first, as_of, config.horizon_days, config.n_train_cutoffs, config.cutoff_step_days)
 
 
 def check_score(args, settings) -> None:
