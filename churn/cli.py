@@ -210,6 +210,8 @@ def cmd_ingest(args, settings) -> int:
                           timezone=args.timezone, force=args.force,
                           allow_outside_files=True)  # the user named these files
     _print(summary, args.json, _print_ingest)
+    if not args.paths:  # a sweep: a file still arriving is left for the next sweep, which is no failure
+        return 1 if summary["files_rejected"] else 0
     for f in summary["files"]:
         if f["status"] == "waiting":
             print(f"error: {f['file']} is still being written ({f.get('note')}); it was left in place: "

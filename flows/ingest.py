@@ -104,7 +104,9 @@ def _reject(paths: layout.Paths, file: Path, summary: dict, error: Exception, no
         note = f"changed since it was read (a writer still at work?), left for a later run; it was: {text}"
         log.info("left %s for later: %s", summary["file"], note)
         return {**summary, "status": "waiting", "error": None, "note": note}
-    log.error("rejected %s: %s (moved to %s)", summary["file"], text, sources.display_name(target))
+    moved = file.parent.resolve() == paths.landing.resolve()  # a file named outside landing/ is copied, kept
+    log.error("rejected %s: %s (%s to %s)", summary["file"], text, "moved" if moved else "copied",
+              sources.display_name(target))
     return {**summary, "status": "rejected", "error": text, "moved_to": sources.display_name(target)}
 
 

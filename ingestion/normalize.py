@@ -408,8 +408,10 @@ def _localize(naive: pd.Series, timezone: str) -> pd.Series:
     return local.dt.tz_convert("UTC")
 
 
-def _parse_numbers(raw: pd.Series) -> tuple[pd.Series, pd.Series]:
-    """float64 values and a mask of values that were present but not finite numbers."""
+def _parse_numbers(raw: pd.Series) -> tuple[pd.Series, pd.Series, pd.Series]:
+    """float64 values, a mask of values that were present but not finite numbers, and a mask of written
+    numbers too small for a float (1e-400 would read as 0: a value that is not what was written)."""
+    underflow = pd.Series(False, index=raw.index)
     if pd.api.types.is_numeric_dtype(raw.dtype) and not pd.api.types.is_bool_dtype(raw.dtype):
         vals = pd.to_numeric(raw, errors="coerce").astype("float64")
         present = raw.notna()
@@ -417,8 +419,12 @@ def _parse_numbers(raw: pd.Series) -> tuple[pd.Series, pd.Series]:
         text = raw.astype("string").str.strip()
         present = text.notna() & (text != "")
         vals = pd.to_numeric(text.where(present), errors="coerce").astype("float64")
+        zero = present & (vals == 0)
+        if zero.any():  # a zero read from a text whose digits before any exponent are not all zeros
+            mantissa = text[zero].str.replace(r"[eE].*$", "", regex=True)
+            underflow[zero] = mantissa.str.contains(r"[1-9]").fillna(False).astype(bool)
     bad = present & ~np.isfinite(vals.fillna(0.0)) | (present & vals.isna())
-    return vals.where(~bad), bad
+    return vals.where(~bad & ~underflow), bad, underflow
 
 
 MAX_EXACT_FLOAT = 2.0 ** 53  # beyond this a float is not an exact whole number any more
@@ -502,8 +508,10 @@ def coerce(candidates: pd.DataFrame, timezone: str, time_format: str | None = No
             # the id does not depend on the time zone it is read in (--force under another one stores nothing)
             out[TIME_KEY] = written
         elif name in ("amount", "discount", "quantity"):
-            vals, bad = _parse_numbers(raw)
+            vals, bad, underflow = _parse_numbers(raw)
             reason[bad & reason.isna()] = f"{name}: not a finite number"
+            reason[underflow & reason.isna()] = (f"{name}: too small to hold (below about 1e-308 a float "
+                                                 "would store 0)")
             out[name] = vals
         else:
             vals, inexact = _text(raw, identifier=name in ID_COLUMNS)

@@ -56,6 +56,7 @@ def bytes_sha256(data: bytes) -> str:
 # file is ingested, skipped or rejected, so a producer that rewrites `orders.csv` in place is never
 # taken mid-write on the word of yesterday's marker.
 DONE_SUFFIX = ".done"
+PRODUCER_SUFFIXES = (DONE_SUFFIX, ".part", ".tmp")  # never deliveries: never read, never reported
 
 
 @dataclass
@@ -88,7 +89,12 @@ def landing_scan(paths: Paths) -> LandingScan:
     if not paths.landing.exists():
         return scan
     for p in sorted(paths.landing.iterdir()):
-        if p.name.startswith(".") or not is_source_name(p):
+        if p.name.startswith(".") or p.name.endswith(PRODUCER_SUFFIXES):
+            continue  # the producer protocol's temp names and markers
+        if not is_source_name(p):  # a delivery in a form ingest does not read: said, never silently ignored
+            kind = "a folder (ingest reads the files directly in landing/)" if p.is_dir() else (
+                f"ingest does not read this file type; it reads {', '.join(SOURCE_SUFFIXES)}, optionally + .gz")
+            scan.refused.append((p, f"refused, left in place: {kind}"))
             continue
         try:
             resolve_inside(paths.landing, p, "landing file")
@@ -100,6 +106,10 @@ def landing_scan(paths: Paths) -> LandingScan:
             continue
         if p.is_file():
             scan.files.append(p)
+        else:
+            what = ("a dangling symlink" if p.is_symlink() and not p.exists() else "a folder" if p.is_dir()
+                    else "a FIFO, socket or device")
+            scan.refused.append((p, f"refused, left in place: not a regular file ({what})"))
     return scan
 
 
@@ -171,6 +181,8 @@ def cut_short(path: Path, data: bytes) -> tuple[str | None, bytes | None]:
         return None, content
     if source_kind(path) == "parquet":
         return (None if data[-4:] == b"PAR1" else "it has no Parquet footer yet"), content
+    if data[:2] in (b"\xff\xfe", b"\xfe\xff") or b"\0" in data[-2:] or data[-4:] == b"PAR1":
+        return None, content  # UTF-16 (its line end is "\n\0") or a Parquet file: not UTF-8, read_source says so
     return (None if data[-1:] in (b"\n", b"\r") else "its last line has no line end"), content
 
 

@@ -217,6 +217,15 @@ CASES = [
          "huge.csv", (H + "e1,c1,purchase,2024-03-01T10:00:00Z,200000000000000\n"
                      "e2,c1,purchase,2024-03-01T10:00:00Z,1e308\ne3,c1,purchase,2024-03-01T10:00:00Z,999999999999\n"
                      ).encode(), (3, 1, 2, 0), {"amount: above 1e+12": 2}, stored={"e3": {"amount": 999999999999.0}}),
+    case("amount too small for a float (1e-400) is never stored as 0", "tiny.csv",
+         (H + "e1,c1,purchase,2024-03-01T10:00:00Z,1e-400\ne2,c1,purchase,2024-03-01T10:00:00Z,0e-400\n"
+          "e3,c1,purchase,2024-03-01T10:00:00Z,0.000\n").encode(), (3, 2, 1, 0),
+         {"amount: too small to hold (below about 1e-308 a float would store 0)": 1},
+         stored={"e2": {"amount": 0.0}, "e3": {"amount": 0.0}}),
+    case("amount too small for a float in JSON", "tiny.jsonl", jsonl('{"event_id": "e1", "customer_id": "c1", '
+                                                                    '"event_type": "purchase", "event_time": '
+                                                                    '"2024-03-01T10:00:00Z", "amount": 1e-400}'),
+         (1, 0, 1, 0), {"amount: too small to hold (below about 1e-308 a float would store 0)": 1}),
     case("amount as a JSON object", "obj.jsonl", jsonl({**ROW, "amount": {"value": 1}}), (1, 0, 1, 0),
          {"amount: not a finite number": 1}),
     # ---- discount, quantity, order_id, channel, category

@@ -294,3 +294,35 @@ def test_the_completeness_check_never_raises_for_a_name_and_a_gzip_file_is_decom
     time.sleep(0.05)
     r = ingest_file(cfg, target, now=NOW)
     assert (r["status"], r["stored"], len(calls)) == ("ingested", 1, 1), (r, calls)
+
+
+@pytest.mark.parametrize("name, content", [
+    ("utf16.csv", (HEADER + row(1)).encode("utf-16")),  # complete; it ends in "\n\0"
+    ("utf16-no-bom.csv", (HEADER + row(1)).encode("utf-16-le")),
+    ("parquet-named.csv", "parquet"),
+], ids=["utf16", "utf16_no_bom", "parquet_named_csv"])
+def test_a_complete_file_that_is_not_utf8_text_is_rejected_not_left_waiting_as_cut_short(paths, name, content):
+    paths.landing.mkdir(parents=True)
+    target = paths.landing / name
+    if content == "parquet":
+        pd.DataFrame({"event_id": ["e1"], "amount": [1.5]}).to_parquet(target)
+    else:
+        target.write_bytes(content)
+    time.sleep(0.05)
+    r = ingest_file(config(paths, "ingest", settle_seconds=0.01, incomplete_seconds=3600.0), target, now=NOW)
+    assert r["status"] != "waiting" and r["stored"] == 0, r
+    # UTF-16 without a BOM decodes as UTF-8 text full of NULs: every row quarantined, each with its reason
+    assert r["status"] == "rejected" and "not UTF-8" in r["error"] or r["quarantined"] == r["rows_in"] > 0, r
+
+
+def test_a_sweep_that_finds_a_file_still_arriving_is_not_a_failure(paths, prefect_harness, monkeypatch, capsys):
+    """`churn ingest` without paths (a cron sweep) reports a file still being written as waiting and exits 0;
+    only a file the user named and that did not finish is exit 1."""
+    from churn.cli import main
+
+    paths.landing.mkdir(parents=True)
+    (paths.landing / "orders.csv").write_text(HEADER + row(1))
+    monkeypatch.setenv("CHURN_LANDING_SETTLE_SECONDS", "600")
+    assert main(["--home", str(paths.home), "ingest"]) == 0
+    out, err = capsys.readouterr()
+    assert "waiting" in out and "still being written" in out and "error:" not in err
