@@ -476,13 +476,14 @@ def move_aside(paths: Paths, path: Path, error: str, when: pd.Timestamp,
     target = paths.rejected / _fit_name(f"{when.strftime('%Y%m%dT%H%M%S')}-{path.name}")
     target.parent.mkdir(parents=True, exist_ok=True)
     if path.parent.resolve() == paths.landing.resolve():
-        try:
-            os.rename(path, target)
-            moved = True
-        except OSError as e:
-            if e.errno != errno.EXDEV:
-                raise
-            moved = False  # landing/ on another file system: copied, and deleted only if unchanged
+        moved = False  # landing/ on another file system, or a symlink (it could dangle in rejected/): copied,
+        if not path.is_symlink():  # and deleted only if unchanged
+            try:
+                os.rename(path, target)
+                moved = True
+            except OSError as e:
+                if e.errno != errno.EXDEV:
+                    raise
         if moved:
             # size and mtime only: the rename itself moves the ctime
             if read is not None and _signature(target.stat())[:2] != read[:2] and not path.exists():

@@ -278,3 +278,17 @@ def test_every_landing_entry_ingest_will_not_read_is_reported_never_silently_ign
                            "subdir"], why
     assert "does not read" in why["orders.txt"] and ".parquet" in why["orders.txt"]
     assert "a folder" in why["subdir"] and "not a regular file" in why["pipe.csv"]
+
+
+def test_a_rejected_symlink_inside_landing_leaves_a_readable_copy_not_a_dangling_link(tmp_path):
+    from flows.ingest import ingest_file
+    from tests.conftest import NOW
+
+    paths = layout.Paths(tmp_path / "home")
+    paths.landing.mkdir(parents=True)
+    (paths.landing / "real.csv").write_bytes(b"\xff\xfe not UTF-8\n")
+    os.symlink("real.csv", paths.landing / "link.csv")  # relative: it would dangle once moved elsewhere
+    r = ingest_file(config(paths, "ingest"), paths.landing / "link.csv", now=NOW)
+    assert r["status"] == "rejected" and not (paths.landing / "link.csv").is_symlink()
+    kept = [p for p in paths.rejected.iterdir() if p.name.endswith("link.csv")]
+    assert len(kept) == 1 and not kept[0].is_symlink() and kept[0].read_bytes() == b"\xff\xfe not UTF-8\n"
