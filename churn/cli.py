@@ -76,10 +76,13 @@ def check_ingest(args, settings) -> None:
         raise CommandError(f"{', '.join(folders)}: a folder, not a file; name the files in it (e.g. "
                            f"{folders[0].rstrip('/')}/*.csv), or put them in {layout.Paths(settings.home).landing} "
                            f"and run `churn ingest` without paths")
-    missing = [p for p in args.paths if not Path(p).is_file()]
+    missing = [p for p in args.paths if not Path(p).exists()]
     if missing:
         raise CommandError(f"no such file: {', '.join(missing)}")
-    unsupported = [p for p in args.paths if not Path(p).name.lower().removesuffix(".gz").endswith(sources.SOURCE_SUFFIXES)]
+    special = [p for p in args.paths if not Path(p).is_file()]
+    if special:  # a FIFO, a device such as /dev/null, a socket: nothing a delivery is
+        raise CommandError(f"not a regular file: {', '.join(special)}; name the data files to ingest")
+    unsupported = [p for p in args.paths if not sources.is_source_name(p)]
     if unsupported:
         raise CommandError(f"unsupported file type: {', '.join(unsupported)}; ingest reads "
                            f"{', '.join(sources.SOURCE_SUFFIXES)} files, optionally gzip-compressed (.gz)")
@@ -98,9 +101,9 @@ def check_train(args, settings) -> None:
 
     config = _train_config(args, settings)
     first, last, _ = store.store_time_range(layout.Paths(settings.home))
-    store.require_not_after(first, last, utc(args.as_of) if args.as_of else last)
-    plan_cutoffs(first, utc(args.as_of) if args.as_of else last, config.horizon_days, config.n_train_cutoffs,
-                 config.cutoff_step_days)
+    as_of = utc(args.as_of) if args.as_of else last
+    store.require_not_after(first, last, as_of)
+    plan_cutoffs(first, as_of, config.horizon_days, config.n_train_cutoffs, config.cutoff_step_days)
 
 
 def check_score(args, settings) -> None:
@@ -224,6 +227,8 @@ def cmd_ingest(args, settings) -> int:
                           timezone=args.timezone, force=args.force,
                           allow_outside_files=True)  # the user named these files
     _print(summary, args.json, _print_ingest)
+    if not args.paths:  # a sweep: a file still arriving is left for the next sweep, which is no failure
+        return 1 if summary["files_rejected"] else 0
     for f in summary["files"]:
         if f["status"] == "waiting":
             print(f"error: {f['file']} is still being written ({f.get('note')}); it was left in place: "
@@ -545,7 +550,7 @@ def build_parser() -> argparse.ArgumentParser:
                                    "visit/purchase/return/complaint events to <home>/landing plus the ground truth.")
     g.add_argument("--customers", type=_whole(1), help=f"number of customers (default {_default('generate_customers')})")
     g.add_argument("--days", type=_whole(1), help=f"days simulated (default {_default('generate_days')})")
-    g.add_argument("--seed", type=int, help="random seed (same seed, same bytes)")
+    g.add_argument("--seed", type=_whole(0), help="random seed (same seed, same bytes)")
     g.add_argument("--start", type=_day, help=f"first simulated day, YYYY-MM-DD (default {_default('generate_start')})")
     g.add_argument("--json", action="store_true", help="print the summary as JSON")
     g.set_defaults(func=cmd_generate)

@@ -15,6 +15,7 @@ DEFAULT_HOME = "churn-data"
 PSEUDONYM_KEY_ENV = "CHURN_PSEUDONYM_KEY"
 CONFIG_ENV = "CHURN_CONFIG"
 MIN_KEY_CHARACTERS = 16
+MAX_WAIT_SECONDS = 7 * 24 * 3600  # the longest settle or incomplete time: beyond it the clock arithmetic overflows
 
 
 class SettingsFileError(UserError):
@@ -132,19 +133,22 @@ class WinbackConfig(BaseModel):
 class Settings(BaseSettings):
     """Everything configurable; flows receive these values as plain parameters."""
 
-    model_config = SettingsConfigDict(env_prefix="CHURN_", extra="forbid")
+    # inf and nan are refused in every float setting (an infinite settle time overflows the clock later)
+    model_config = SettingsConfigDict(env_prefix="CHURN_", extra="forbid", allow_inf_nan=False)
 
     home: Path = Field(default=Path(DEFAULT_HOME), description="data folder; everything is written below it")
     allow_outside_paths: bool = Field(default=False, description="let paths in settings (e.g. a SQLite tracking "
                                       "store) lie outside the data folder; they must then be absolute")
     timezone: str = Field(default="UTC", description="time zone of naive source timestamps")
-    future_tolerance_hours: float = Field(default=24.0, description="events later than now + this are quarantined")
-    landing_settle_seconds: float = Field(default=5.0, ge=0, description="a landing file is taken once its size "
-                                          "and times held still this long (or a NAME.done marker lies beside it)")
-    landing_incomplete_seconds: float = Field(default=300.0, ge=0, description="a landing file whose end is cut "
-                                              "short (a last line without a line end, a gzip stream or Parquet "
-                                              "file without its end) is taken only with a NAME.done marker or "
-                                              "once it held still this long")
+    future_tolerance_hours: float = Field(default=24.0, ge=0, le=366 * 24,
+                                          description="events later than now + this are quarantined")
+    landing_settle_seconds: float = Field(default=5.0, ge=0, le=MAX_WAIT_SECONDS,
+                                          description="a landing file is taken once its size and times held still "
+                                          "this long (or a NAME.done marker lies beside it)")
+    landing_incomplete_seconds: float = Field(default=300.0, ge=0, le=MAX_WAIT_SECONDS,
+                                              description="a landing file whose end is cut short (a last line "
+                                              "without a line end, a gzip stream or Parquet file without its end) is "
+                                              "taken only with a NAME.done marker or once it held still this long")
 
     # features and labels
     horizon_days: int = Field(default=90, ge=1)
@@ -153,7 +157,7 @@ class Settings(BaseSettings):
                                       description="event types that count as 'coming back' for the label")
 
     # training
-    seed: int = 42
+    seed: int = Field(default=42, ge=0, description="random seed of the model and the generator")
     n_train_cutoffs: int = Field(default=4, ge=1)
     cutoff_step_days: int = Field(default=30, ge=1)
     model_name: str = "churn"
@@ -198,11 +202,11 @@ class Settings(BaseSettings):
     winback_cron: str = Field(default="30 6 * * *", description="after the daily scoring; the list of the newest "
                                                                 "published day")
     train_cron: str = Field(default="0 3 * * 1", description="weekly; quarterly is '0 3 1 1,4,7,10 *'")
-    watch_interval_seconds: float = 2.0
+    watch_interval_seconds: float = Field(default=2.0, gt=0, le=3600)
 
     # generator defaults
-    generate_customers: int = 20_000
-    generate_days: int = 730
+    generate_customers: int = Field(default=20_000, ge=1)
+    generate_days: int = Field(default=730, ge=1)
     generate_start: str = "2023-01-01"
 
     @field_validator("timezone", "schedule_timezone")

@@ -41,7 +41,11 @@ MAX_TEXT = 256  # longest id or label kept; a 10 MB "customer id" is bad input, 
 #   JSON numbers keep their source text ("-0" stays "-0", "1e20" stays "1e20");
 # - an id must be text or a number: a JSON object, array or boolean, or a Parquet boolean, binary,
 #   list or struct value is quarantined.
-ID_REFUSED_CATEGORIES = ("Cc", "Cf", "Cs")
+# - a line or paragraph separator (Zl U+2028, Zp U+2029) is a line break inside an id: quarantined too;
+# - inside an id, a run of Unicode spaces (Zs: space, NBSP U+00A0, EN SPACE U+2002, NARROW NBSP U+202F,
+#   ideographic space U+3000, ...) becomes one U+0020 space: "c 1", "c\u00a01" and "c  1" print the same
+#   and are one id.
+ID_REFUSED_CATEGORIES = ("Cc", "Cf", "Cs", "Zl", "Zp")
 # Default_Ignorable_Code_Point (Unicode DerivedCoreProperties.txt) outside the refused categories
 ID_INVISIBLE_RANGES = ((0x034F, 0x034F), (0x115F, 0x1160), (0x17B4, 0x17B5), (0x180B, 0x180F),
                        (0x2060, 0x206F), (0x3164, 0x3164), (0xFE00, 0xFE0F), (0xFFA0, 0xFFA0),
@@ -65,6 +69,13 @@ def id_refused_regex() -> str:
         return f"\\x{cp:02x}" if cp < 0x100 else f"\\u{cp:04x}" if cp < 0x10000 else f"\\U{cp:08x}"
 
     return "[" + "".join(esc(a) if a == b else f"{esc(a)}-{esc(b)}" for a, b in ranges) + "]"
+
+
+@lru_cache(maxsize=1)
+def id_space_regex() -> str:
+    """A regex matching a run of Unicode space separators (category Zs), which an id holds as one U+0020."""
+    spaces = [cp for cp in range(0x110000) if unicodedata.category(chr(cp)) == "Zs"]
+    return "[" + "".join(f"\\u{cp:04x}" for cp in spaces) + "]+"
 
 
 @dataclass(frozen=True)

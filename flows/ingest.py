@@ -29,7 +29,8 @@ def ingest_file(config: IngestConfig, file: Path, *, now: pd.Timestamp, fmt: str
     file (its content, its mapping) rejects it; only an environment error (disk full, read-only) raises.
     """
     paths, file = layout.Paths(config.home), Path(file)
-    summary: dict = {"file": str(file), "format": fmt, "rows_in": 0, "stored": 0, "quarantined": 0,
+    name = sources.display_name(file)  # printable and storable even when the file name is not UTF-8
+    summary: dict = {"file": name, "format": fmt, "rows_in": 0, "stored": 0, "quarantined": 0,
                      "duplicates": 0, "identical_rows": 0, "reasons": {}}
     try:
         # a named file may take up to the settle time to finish, and then must hold still for it
@@ -40,50 +41,73 @@ def ingest_file(config: IngestConfig, file: Path, *, now: pd.Timestamp, fmt: str
             raise
         return {**summary, "status": "error", "error": f"cannot read file: {e}"}
     if landed.data is None:
-        log.info("left %s for later: %s", file, landed.waiting)
+        log.info("left %s for later: %s", name, landed.waiting)
         return {**summary, "status": "waiting", "error": None, "note": landed.waiting}
     sha = sources.bytes_sha256(landed.data)
     summary["sha256"] = sha
     skipped = {**summary, "status": "skipped", "error": None, "note": "same content already ingested"}
     if not force and store.ledger_entry(paths, sha):
+        _used(paths, file, landed)
         return skipped
     batch_id = f"{now.strftime('%Y%m%dT%H%M%S%f')}-{sha[:12]}"
     try:
         if mapping is not None and not isinstance(mapping, Mapping):
             mapping = Mapping.from_file(Path(mapping))
-        src = sources.read_source(file, landed.data)
+        src = sources.read_source(file, landed.data, landed.content)
         prepared = prepare_batch(src.frame, src.bad_lines, fmt=fmt, mapping=mapping,
                                  timezone=timezone or config.timezone,
                                  max_event_time=now + pd.Timedelta(hours=config.future_tolerance_hours))
         # built before the lock: values the store cannot hold fail here, for this file only, not mid-commit
         events = store.events_table(prepared.events, batch_id)
-        quarantine = accounting.quarantine_table(prepared.quarantine, batch_id, str(file), now)
+        quarantine = accounting.quarantine_table(prepared.quarantine, batch_id, name, now)
     except Exception as e:  # noqa: BLE001 - one bad file must never stop the others
         if sources.needs_a_person(e):
             raise
-        return _reject(paths, file, summary, e, now)
+        return _reject(paths, file, summary, e, now, landed)
 
     with store.store_lock(paths):
         store.recover(paths)
         if not force and store.ledger_entry(paths, sha):  # another process finished it meanwhile
+            _used(paths, file, landed)
             return skipped
-        known = store.stored_ids_among(paths, prepared.events["event_id"])
-        prepared.events, stored_duplicates = accounting.drop_known(prepared, known)
+        if prepared.folded:  # an invoice's id names the invoice, not its lines: compare what was stored
+            stored = store.stored_events_among(paths, prepared.events["event_id"])
+            known = set(stored["event_id"])
+        else:
+            stored, known = None, store.stored_ids_among(paths, prepared.events["event_id"])
+        before = len(prepared.quarantine)
+        prepared.events, stored_duplicates = accounting.drop_known(prepared, known, stored)
+        if len(prepared.quarantine) != before:  # folded events in conflict with stored ones were added
+            quarantine = accounting.quarantine_table(prepared.quarantine, batch_id, name, now)
         try:
             result = accounting.file_summary(summary, prepared, stored_duplicates, batch_id, now)
         except accounting.AccountingError as e:  # a bug; this file's batch is never published
-            return _reject(paths, file, summary, e, now)
+            return _reject(paths, file, summary, e, now, landed)
         store.commit_batch(paths, batch_id, store.without_ids(events, known), quarantine, result, sha)
+    _used(paths, file, landed)
     result["volume_drops"] = volume_drops(paths, accounting.batch_days(prepared.events))
     return result
 
 
-def _reject(paths: layout.Paths, file: Path, summary: dict, error: Exception, now: pd.Timestamp) -> dict:
+def _used(paths: layout.Paths, file: Path, landed: sources.Landed) -> None:
+    """A landing file's NAME.done marker is used up once its content is stored (or known to be)."""
+    if file.parent.resolve() == paths.landing.resolve():
+        sources.consume_marker(file, landed)
+
+
+def _reject(paths: layout.Paths, file: Path, summary: dict, error: Exception, now: pd.Timestamp,
+            landed: sources.Landed) -> dict:
     expected = isinstance(error, (sources.UnreadableFile, MappingError))
     text = str(error) if expected else f"could not be prepared ({type(error).__name__}: {error})"
-    target = sources.move_aside(paths, file, text, now)
-    log.error("rejected %s: %s (moved to %s)", file, text, target)
-    return {**summary, "status": "rejected", "error": text, "moved_to": str(target)}
+    target = sources.move_aside(paths, file, text, now, landed.signature)
+    if target is None:
+        note = f"changed since it was read (a writer still at work?), left for a later run; it was: {text}"
+        log.info("left %s for later: %s", summary["file"], note)
+        return {**summary, "status": "waiting", "error": None, "note": note}
+    moved = file.parent.resolve() == paths.landing.resolve()  # a file named outside landing/ is copied, kept
+    log.error("rejected %s: %s (%s to %s)", summary["file"], text, "moved" if moved else "copied",
+              sources.display_name(target))
+    return {**summary, "status": "rejected", "error": text, "moved_to": sources.display_name(target)}
 
 
 def volume_drops(paths: layout.Paths, days: list[str]) -> list[dict]:
@@ -123,7 +147,8 @@ def ingest_flow(config: IngestConfig, files: list[str] | None = None, fmt: str =
         refused: list = []
     else:  # the sweep: a file still being written is left for the next one
         scan = sources.landing_scan(paths)
-        targets, refused = scan.files, [accounting.refused_file(str(p), why) for p, why in scan.refused]
+        targets = scan.files
+        refused = [accounting.refused_file(sources.display_name(p), why) for p, why in scan.refused]
     for r in refused:
         log.warning("%s: %s", r["file"], r["error"])
     results = list(refused)

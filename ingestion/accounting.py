@@ -40,13 +40,64 @@ def quarantine_table(q: pd.DataFrame, batch_id: str, source: str, now: pd.Timest
     }, schema=QUARANTINE_SCHEMA)
 
 
-def drop_known(prepared: PreparedBatch, known_ids: set[str]) -> tuple[pd.DataFrame, int]:
-    """The batch's events without those already stored, and the source rows the dropped ones stood for."""
+REASON_FOLDED_CONFLICT = ("invoice or order already stored from another file with other lines (its lines belong "
+                          "in one file)")
+
+
+def drop_known(prepared: PreparedBatch, known_ids: set[str],
+               stored: pd.DataFrame | None = None) -> tuple[pd.DataFrame, int]:
+    """The batch's events without those already stored, and the source rows the dropped ones stood for.
+
+    For folded events (`prepared.folded`: an invoice or order made of several lines), `stored` holds the
+    stored events with those ids: one stored with other values (a partial delivery stored earlier) is no
+    duplicate of these lines; it is added to `prepared.quarantine` with REASON_FOLDED_CONFLICT (its lines
+    counted as quarantined, never silently as duplicates), and the stored event is left as it is.
+    """
     ev = prepared.events
     if ev.empty or not known_ids:
         return ev, 0
     hit = ev["event_id"].isin(known_ids)
+    if prepared.folded and stored is not None:
+        conflict = hit & ~_same_as_stored(ev, stored)
+        if conflict.any():
+            prepared.quarantine = pd.concat([prepared.quarantine, _conflicts(ev[conflict], stored)],
+                                            ignore_index=True).sort_values("_row", kind="stable")
+            hit &= ~conflict
+            ev = ev[~conflict]
+            hit = hit[~conflict]
     return ev[~hit].reset_index(drop=True), int(ev.loc[hit, "_rows"].sum())
+
+
+def _same_as_stored(events: pd.DataFrame, stored: pd.DataFrame) -> pd.Series:
+    """Per event, whether an event with its id is stored with the same value in every contract column."""
+    from expectations.contract import COLUMN_NAMES
+
+    other = stored.drop_duplicates("event_id").set_index("event_id").reindex(events["event_id"])
+    same = pd.Series(True, index=events.index)
+    for c in COLUMN_NAMES:
+        if c == "event_id":
+            continue
+        a, b = events[c].reset_index(drop=True), other[c].reset_index(drop=True)
+        equal = (a.isna() & b.isna()) | (a.astype(object) == b.astype(object)).fillna(False).astype(bool)
+        same &= equal.to_numpy()
+    return same
+
+
+def _conflicts(events: pd.DataFrame, stored: pd.DataFrame) -> pd.DataFrame:
+    import json
+
+    from expectations.contract import COLUMN_NAMES
+
+    def values(row) -> dict:
+        return {c: (None if pd.isna(row[c]) else str(row[c])) for c in COLUMN_NAMES}
+
+    by_id = stored.drop_duplicates("event_id").set_index("event_id", drop=False)
+    originals = [json.dumps({"this file": {**values(r), "lines": int(r["_rows"])},
+                             "stored": values(by_id.loc[r["event_id"]])}, ensure_ascii=False)
+                 for _, r in events.iterrows()]
+    return pd.DataFrame({"_row": events["_row"].to_numpy(), "_rows": events["_rows"].to_numpy(),
+                         "reason": REASON_FOLDED_CONFLICT, "reasons": REASON_FOLDED_CONFLICT,
+                         "original": originals})
 
 
 def adds_up(counts: dict) -> bool:

@@ -42,6 +42,9 @@ class PreparedBatch:
     # they get the same derived id and are stored as one event (so a replayed file stores nothing twice),
     # but they may be real repeat purchases, so they are counted apart from duplicates, never silently
     identical_rows: int = 0
+    # events folded from several source lines (an invoice, an order): their id names the order, not its lines,
+    # so one already stored is a duplicate only if it was stored with the same values (see accounting.drop_known)
+    folded: bool = False
 
 
 def _originals(source: pd.DataFrame, rows: pd.Series) -> list[str]:
@@ -129,4 +132,5 @@ def prepare_batch(source: pd.DataFrame, bad_lines: list[tuple[int, str, str]], *
     quarantine = (pd.concat(parts, ignore_index=True) if parts
                   else pd.DataFrame(columns=["_row", "_rows", "reason", "reasons", "original"]))
     return PreparedBatch(good, quarantine.sort_values("_row", kind="stable").reset_index(drop=True),
-                         duplicates, rows_in, gx_summary, identical_rows)
+                         duplicates, rows_in, gx_summary, identical_rows,
+                         folded=fmt == "online-retail" or bool(mapping is not None and mapping.fold_by))

@@ -10,6 +10,7 @@ import hashlib
 import re
 import tomllib
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -20,9 +21,11 @@ from expectations.contract import (
     COLUMN_NAMES,
     ID_COLUMNS,
     REQUIRED_SOURCE_COLUMNS,
+    id_space_regex,
     reason_inexact_number,
     reason_not_text,
 )
+from expectations.event_types import EVENT_TYPES
 
 # A source frame as read (storage.sources): the reader's row number in ROW_COLUMN; a source column of that
 # name is kept under another name, recorded in frame.attrs[RENAMED] = {column in the frame: the source's name}
@@ -31,6 +34,22 @@ RENAMED = "renamed_source_columns"
 FOLD_COLUMNS = ("order_id", "event_id")  # what a mapping's [fold] by may name
 TIME_KEY = "_time_as_written"  # the event time read as if in UTC: naive times keep their wall-clock value
 TZ_SUFFIX = re.compile(r"\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?\s*(?:[zZ]|[+-]\d{2}(?::?\d{2})?)$")
+
+
+def column_name(name: str) -> str:
+    """A source column's name as it is matched: the id rule applied to names (NFC, surrounding whitespace
+    trimmed), with control and invisible characters (a zero-width space, a second BOM, a word joiner, ...)
+    dropped, so a name that prints as `event_id` is `event_id`, never a column silently left unused."""
+    import unicodedata
+
+    return _invisible().sub("", unicodedata.normalize("NFC", name)).strip()
+
+
+@lru_cache(maxsize=1)
+def _invisible() -> re.Pattern:
+    from expectations.contract import id_refused_regex
+
+    return re.compile(id_refused_regex())
 
 
 class MappingError(UserError, ValueError):
@@ -68,10 +87,20 @@ class Mapping:
             bad = set(d.get(section, {})) - set(COLUMN_NAMES)
             if bad:
                 raise MappingError(f"[{section}] names {sorted(bad)}, which are not contract columns {list(COLUMN_NAMES)}")
-        for section in ("columns", "constants"):
-            for k, v in d.get(section, {}).items():
-                if not isinstance(v, (str, int, float)) or isinstance(v, bool) and section == "columns":
-                    raise MappingError(f"[{section}] {k} must be a string, not {type(v).__name__} {v!r}")
+        for k, v in d.get("columns", {}).items():
+            if not isinstance(v, str) or not column_name(v):  # `customer_id = 5` would look for a column "5"
+                raise MappingError(f"[columns] {k} must be a source column name (a non-empty string), "
+                                   f"not {type(v).__name__} {v!r}")
+        for k, v in d.get("constants", {}).items():
+            if not isinstance(v, (str, int, float)) or isinstance(v, bool):
+                raise MappingError(f"[constants] {k} must be a string, not {type(v).__name__} {v!r}")
+        if "event_id" in d.get("constants", {}):
+            raise MappingError("[constants] event_id would make every row one event (all but the first counted as "
+                               "duplicates): map a source column under [columns], or leave event_id out to "
+                               "derive it from each row's content")
+        both = sorted(set(d.get("columns", {})) & set(d.get("constants", {})))
+        if both:
+            raise MappingError(f"{both} both in [columns] and [constants]: say which one is meant")
         for k, v in d.get("values", {}).items():
             if not isinstance(v, dict):
                 raise MappingError(f"[values.{k}] must be a table of source value = contract value, "
@@ -79,6 +108,14 @@ class Mapping:
             for a, b in v.items():
                 if not isinstance(b, (str, int, float)):
                     raise MappingError(f"[values.{k}] {a} must map to a string, not {type(b).__name__} {b!r}")
+        unknown_types = {f"[values.event_type] {a}": b for a, b in d.get("values", {}).get("event_type", {}).items()
+                         if str(b).strip().lower() not in EVENT_TYPES}
+        constant_type = d.get("constants", {}).get("event_type")
+        if constant_type is not None and str(constant_type).strip().lower() not in EVENT_TYPES:
+            unknown_types["[constants] event_type"] = constant_type
+        if unknown_types:  # every such row would be quarantined as an unknown type
+            where, b = next(iter(unknown_types.items()))
+            raise MappingError(f"{where} = {b!r} is not an event type; allowed: {', '.join(EVENT_TYPES)}")
         time = d.get("time", {})
         if set(time) - {"format", "timezone"}:
             raise MappingError(f"unknown [time] keys {sorted(set(time) - {'format', 'timezone'})}; "
@@ -88,6 +125,8 @@ class Mapping:
                 raise MappingError(f"[time] {k} must be a string, not {type(time[k]).__name__} {time[k]!r}")
         if "timezone" in time:
             check_timezone(time["timezone"])
+        if "format" in time:
+            check_time_format(time["format"])
         for k, v in d.get("rename", {}).items():
             if not isinstance(v, str) or not v.strip():
                 raise MappingError(f"[rename] {k} must be a new column name (a string), not {type(v).__name__} {v!r}")
@@ -105,7 +144,20 @@ class Mapping:
 
     @classmethod
     def from_file(cls, path: Path) -> "Mapping":
-        return cls.from_toml(Path(path).read_text(encoding="utf-8"))
+        try:
+            text = Path(path).read_text(encoding="utf-8")
+        except UnicodeDecodeError as e:
+            raise MappingError(f"not UTF-8 text (byte {e.start}): save the mapping as UTF-8") from None
+        return cls.from_toml(text)
+
+
+def check_time_format(fmt: str) -> str:
+    """`fmt` if pandas can parse times with it (a bad directive such as %Q is a MappingError, up front)."""
+    try:
+        pd.to_datetime(pd.Series(["2024-01-01"]), format=fmt, errors="coerce")
+    except ValueError as e:
+        raise MappingError(f"[time] format {fmt!r} cannot be used: {e}") from None
+    return fmt
 
 
 def check_timezone(name: str) -> str:
@@ -128,6 +180,7 @@ def rename_columns(source: pd.DataFrame, rename: dict[str, str]) -> pd.DataFrame
     """The source with its own columns renamed by a mapping's [rename] (absent ones are skipped), so a
     format or the contract finds them under the names it expects."""
     own = source_columns(source)
+    rename = {column_name(old): new for old, new in rename.items()}
     todo = {own[old]: new for old, new in rename.items() if old in own}
     if not todo:
         return source
@@ -189,7 +242,7 @@ def apply_mapping(source: pd.DataFrame, mapping: Mapping | None) -> pd.DataFrame
         if name in mapping.constants:
             out[name] = mapping.constants[name]
             continue
-        src = mapping.columns.get(name, name)
+        src = column_name(mapping.columns.get(name, name))  # matched as the source's names are (as they print)
         col = source[own[src]] if src in own else (
             source[lowered[src.lower()]] if src.lower() in lowered else None)
         if col is None:
@@ -355,8 +408,10 @@ def _localize(naive: pd.Series, timezone: str) -> pd.Series:
     return local.dt.tz_convert("UTC")
 
 
-def _parse_numbers(raw: pd.Series) -> tuple[pd.Series, pd.Series]:
-    """float64 values and a mask of values that were present but not finite numbers."""
+def _parse_numbers(raw: pd.Series) -> tuple[pd.Series, pd.Series, pd.Series]:
+    """float64 values, a mask of values that were present but not finite numbers, and a mask of written
+    numbers too small for a float (1e-400 would read as 0: a value that is not what was written)."""
+    underflow = pd.Series(False, index=raw.index)
     if pd.api.types.is_numeric_dtype(raw.dtype) and not pd.api.types.is_bool_dtype(raw.dtype):
         vals = pd.to_numeric(raw, errors="coerce").astype("float64")
         present = raw.notna()
@@ -364,8 +419,12 @@ def _parse_numbers(raw: pd.Series) -> tuple[pd.Series, pd.Series]:
         text = raw.astype("string").str.strip()
         present = text.notna() & (text != "")
         vals = pd.to_numeric(text.where(present), errors="coerce").astype("float64")
+        zero = present & (vals == 0)
+        if zero.any():  # a zero read from a text whose digits before any exponent are not all zeros
+            mantissa = text[zero].str.replace(r"[eE].*$", "", regex=True)
+            underflow[zero] = mantissa.str.contains(r"[1-9]").fillna(False).astype(bool)
     bad = present & ~np.isfinite(vals.fillna(0.0)) | (present & vals.isna())
-    return vals.where(~bad), bad
+    return vals.where(~bad & ~underflow), bad, underflow
 
 
 MAX_EXACT_FLOAT = 2.0 ** 53  # beyond this a float is not an exact whole number any more
@@ -408,7 +467,7 @@ def not_text(raw: pd.Series) -> pd.Series:
 
 def _text(raw: pd.Series, identifier: bool = False) -> tuple[pd.Series, pd.Series]:
     """Opaque text: stringified as-is (no numeric parsing), surrounding Unicode whitespace trimmed
-    (identifiers also put in Unicode normal form NFC).
+    (identifiers also put in Unicode normal form NFC, inner runs of Unicode spaces made one space).
 
     Also a mask of numbers that have no exact text: NaN, infinity, fractions and floats beyond 2^53
     (a float customer id of 1e20 has lost its digits long before it got here).
@@ -425,8 +484,8 @@ def _text(raw: pd.Series, identifier: bool = False) -> tuple[pd.Series, pd.Serie
         raw = exact.where(~(obj.map(lambda v: isinstance(v, (float, np.floating)) and np.isnan(v)).astype(bool)),
                           None)
     s = raw.astype("string").str.strip()
-    if identifier:
-        s = s.str.normalize("NFC")
+    if identifier:  # what prints the same is the same id: NFC, and inner runs of any space one U+0020
+        s = s.str.normalize("NFC").str.replace(id_space_regex(), " ", regex=True)
     inexact |= s.str.fullmatch(NON_FINITE_TEXT, case=False).fillna(False).astype(bool)
     return s, inexact
 
@@ -449,8 +508,10 @@ def coerce(candidates: pd.DataFrame, timezone: str, time_format: str | None = No
             # the id does not depend on the time zone it is read in (--force under another one stores nothing)
             out[TIME_KEY] = written
         elif name in ("amount", "discount", "quantity"):
-            vals, bad = _parse_numbers(raw)
+            vals, bad, underflow = _parse_numbers(raw)
             reason[bad & reason.isna()] = f"{name}: not a finite number"
+            reason[underflow & reason.isna()] = (f"{name}: too small to hold (below about 1e-308 a float "
+                                                 "would store 0)")
             out[name] = vals
         else:
             vals, inexact = _text(raw, identifier=name in ID_COLUMNS)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import gzip
 import hashlib
 import io as _io
@@ -16,16 +17,23 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from ingestion.normalize import RENAMED, ROW_COLUMN, JsonValue
+from ingestion.normalize import RENAMED, ROW_COLUMN, JsonValue, column_name
 from storage.atomic import write_json_atomic
 from storage.layout import PathOutside, Paths, resolve_inside
 
-SOURCE_SUFFIXES = (".parquet", ".csv", ".jsonl", ".ndjson", ".json")
+SOURCE_KINDS = {".parquet": "parquet", ".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "jsonl"}
+SOURCE_SUFFIXES = tuple(SOURCE_KINDS)
 MAX_FIELD_BYTES = 256 * 1024 * 1024  # one CSV value; longer ones are quarantined by the contract, not here
 
 
 class UnreadableFile(Exception):
     """A source file that cannot be read at all; it is moved aside, never retried blindly."""
+
+
+def display_name(path: Path | str) -> str:
+    """A path as text that can be printed, logged and stored as UTF-8: bytes of a name that are not UTF-8
+    (a latin-1 name from an SMB share or a Windows export) shown as \\xNN escapes."""
+    return os.fsencode(path).decode("utf-8", "backslashreplace")
 
 
 def file_sha256(path: Path) -> str:
@@ -43,8 +51,12 @@ def bytes_sha256(data: bytes) -> str:
 # The producer protocol: write the file under a name the sweep ignores (hidden, `.orders.csv.tmp`, or
 # `orders.csv.part`), then rename it into place in landing/ (atomic on one file system); optionally put
 # an empty `orders.csv.done` beside it. Files written in place are taken only once they have held still
-# for the settle time (see `read_complete`).
+# for the settle time (see `read_complete`). A marker vouches only for the file as it was when the marker
+# was made (it must be at least as new as the file's last change), and it is used once: removed when its
+# file is ingested, skipped or rejected, so a producer that rewrites `orders.csv` in place is never
+# taken mid-write on the word of yesterday's marker.
 DONE_SUFFIX = ".done"
+PRODUCER_SUFFIXES = (DONE_SUFFIX, ".part", ".tmp")  # never deliveries: never read, never reported
 
 
 @dataclass
@@ -53,6 +65,18 @@ class LandingScan:
 
     files: list[Path] = field(default_factory=list)
     refused: list[tuple[Path, str]] = field(default_factory=list)
+
+
+def source_kind(path: Path | str) -> str | None:
+    """The format a file's name says it holds ("parquet", "csv", "jsonl"; a .gz suffix allowed), or None if
+    ingest does not read such files. The one suffix test: the sweep, `churn ingest PATH` and the reader use it."""
+    name = Path(path).name.lower().removesuffix(".gz")
+    return next((kind for suffix, kind in SOURCE_KINDS.items() if name.endswith(suffix)), None)
+
+
+def is_source_name(path: Path | str) -> bool:
+    """Whether ingest reads a file of this name (its suffix is one of SOURCE_SUFFIXES, optionally + .gz)."""
+    return source_kind(path) is not None
 
 
 def landing_scan(paths: Paths) -> LandingScan:
@@ -65,8 +89,12 @@ def landing_scan(paths: Paths) -> LandingScan:
     if not paths.landing.exists():
         return scan
     for p in sorted(paths.landing.iterdir()):
-        name = p.name.lower().removesuffix(".gz")
-        if p.name.startswith(".") or not name.endswith(SOURCE_SUFFIXES):
+        if p.name.startswith(".") or p.name.endswith(PRODUCER_SUFFIXES):
+            continue  # the producer protocol's temp names and markers
+        if not is_source_name(p):  # a delivery in a form ingest does not read: said, never silently ignored
+            kind = "a folder (ingest reads the files directly in landing/)" if p.is_dir() else (
+                f"ingest does not read this file type; it reads {', '.join(SOURCE_SUFFIXES)}, optionally + .gz")
+            scan.refused.append((p, f"refused, left in place: {kind}"))
             continue
         try:
             resolve_inside(paths.landing, p, "landing file")
@@ -78,6 +106,10 @@ def landing_scan(paths: Paths) -> LandingScan:
             continue
         if p.is_file():
             scan.files.append(p)
+        else:
+            what = ("a dangling symlink" if p.is_symlink() and not p.exists() else "a folder" if p.is_dir()
+                    else "a FIFO, socket or device")
+            scan.refused.append((p, f"refused, left in place: not a regular file ({what})"))
     return scan
 
 
@@ -92,37 +124,74 @@ class Landed:
 
     data: bytes | None
     waiting: str | None = None  # e.g. "still being written"
+    signature: tuple[int, int, int] | None = None  # the file's size, mtime and ctime when it was read
+    marker: tuple[int, int] | None = None  # the NAME.done marker beside it then (inode, ctime), fresh or stale
+    content: bytes | None = None  # a gzip file's decompressed bytes, if the completeness check made them
 
 
 def _signature(st: os.stat_result) -> tuple[int, int, int]:
     return st.st_size, st.st_mtime_ns, st.st_ctime_ns
 
 
-def cut_short(path: Path, data: bytes) -> str | None:
-    """Why `data` ends like a file whose writer has not finished, or None if its end is a complete end.
+def marker_path(path: Path) -> Path:
+    return path.with_name(path.name + DONE_SUFFIX)
+
+
+def _marker(path: Path, st: os.stat_result) -> tuple[bool, tuple[int, int] | None]:
+    """Whether a NAME.done marker vouches for the file as it is now (the marker is at least as new as the
+    file's last change, mtime and ctime), and the marker's identity (None: there is none)."""
+    try:
+        m = marker_path(path).stat()
+    except OSError:
+        return False, None
+    return m.st_ctime_ns >= max(st.st_ctime_ns, st.st_mtime_ns), (m.st_ino, m.st_ctime_ns)
+
+
+def consume_marker(path: Path, landed: Landed) -> None:
+    """Remove the NAME.done marker seen when `path` was read, if it is still that marker: it said "complete"
+    about that content only (a newer marker, made meanwhile for a new delivery, is left alone)."""
+    if landed.marker is None:
+        return
+    try:
+        m = marker_path(path).stat()
+    except OSError:
+        return
+    if (m.st_ino, m.st_ctime_ns) == landed.marker:
+        marker_path(path).unlink(missing_ok=True)
+
+
+def cut_short(path: Path, data: bytes) -> tuple[str | None, bytes | None]:
+    """Why `data` ends like a file whose writer has not finished (None if its end is a complete end), and
+    the decompressed content of a gzip file (None if not gzip or not decompressible), which `read_source`
+    then takes as it is instead of decompressing the file a second time.
 
     Text (CSV, JSON lines) must end with a line end, a gzip stream with its trailer, a Parquet file
-    with its footer; what a paused writer leaves behind fails these checks.
+    with its footer; what a paused writer leaves behind fails these checks. Never raises for a name
+    ingest cannot read: the reader rejects that file, with its reason.
     """
+    content = None
     if data[:2] == b"\x1f\x8b":
         try:
-            data = gzip.decompress(data)
+            data = content = gzip.decompress(data)
         except EOFError:
-            return "its gzip stream is cut short"
+            return "its gzip stream is cut short", None
         except (OSError, ValueError):
-            return None  # corrupt, not short: read_source says why
+            return None, None  # corrupt, not short: read_source says why
     if not data:
-        return None
-    if source_format(path) == "parquet":
-        return None if data[-4:] == b"PAR1" else "it has no Parquet footer yet"
-    return None if data[-1:] in (b"\n", b"\r") else "its last line has no line end"
+        return None, content
+    if source_kind(path) == "parquet":
+        return (None if data[-4:] == b"PAR1" else "it has no Parquet footer yet"), content
+    if data[:2] in (b"\xff\xfe", b"\xfe\xff") or b"\0" in data[-2:] or data[-4:] == b"PAR1":
+        return None, content  # UTF-16 (its line end is "\n\0") or a Parquet file: not UTF-8, read_source says so
+    return (None if data[-1:] in (b"\n", b"\r") else "its last line has no line end"), content
 
 
 def read_complete(path: Path, settle_seconds: float, wait_seconds: float = 0.0, incomplete_seconds: float = 0.0,
                   clock=time.time, sleep=time.sleep) -> Landed:
     """The file's bytes if it is complete, else why not (it is then left in place for a later sweep).
 
-    Complete: a `NAME.done` marker lies beside it; or its ctime (which every write moves and nobody can
+    Complete: a `NAME.done` marker at least as new as the file's last change lies beside it (an older
+    one is stale: it vouched for an earlier delivery under the same name); or its ctime (which every write moves and nobody can
     set) is `settle_seconds` old, its end is a complete end (`cut_short`) or it has
     held still for `incomplete_seconds` (a writer paused mid-line looks settled); and they did not
     change while it was read. Waits up to `wait_seconds` for a file still being written. A settle time
@@ -134,38 +203,38 @@ def read_complete(path: Path, settle_seconds: float, wait_seconds: float = 0.0, 
         # ctime only: every write moves it, and unlike mtime no one can set it (a copied file's mtime
         # may lie in the future and would keep the file waiting for ever)
         age = clock() - st.st_ctime
-        marked = path.with_name(path.name + DONE_SUFFIX).exists()
+        marked, marker = _marker(path, st)
         if marked or settle_seconds <= 0 or age >= settle_seconds:
             data = path.read_bytes()
             after = path.stat()
-            short = None if marked or settle_seconds <= 0 or age >= incomplete_seconds else cut_short(path, data)
+            short, content = (None, None) if marked or settle_seconds <= 0 or age >= incomplete_seconds else (
+                cut_short(path, data))
             if _signature(after) != _signature(st) or len(data) != after.st_size:
                 reason = "changed while it was read"
             elif short is None:
-                return Landed(data)
+                return Landed(data, signature=_signature(after), marker=marker, content=content)
             else:
-                reason = (f"{short}: still being written? It is taken once a {path.name}{DONE_SUFFIX} marker lies "
-                          f"beside it or it has not changed for {incomplete_seconds:g} s (now {age:.0f} s)")
+                reason = (f"{short}: still being written? It is taken once a {path.name}{DONE_SUFFIX} marker newer "
+                          f"than its last change lies beside it or it has not changed for {incomplete_seconds:g} s (now {age:.0f} s)")
         else:
             reason = f"still being written (changed {age:.1f} s ago; settle time {settle_seconds:g} s)"
         left = deadline - clock()
         if left <= 0:
-            return Landed(None, reason)
+            return Landed(None, reason, marker=marker)
         sleep(min(left, max(0.05, settle_seconds - max(age, 0.0)) if not marked else 0.05))
 
 
 def source_format(path: Path) -> str:
-    name = path.name.lower().removesuffix(".gz")
-    if name.endswith(".parquet"):
-        return "parquet"
-    if name.endswith(".csv"):
-        return "csv"
-    if name.endswith((".jsonl", ".ndjson", ".json")):
-        return "jsonl"
-    raise UnreadableFile(f"unsupported file type {path.suffix!r}: expected .parquet, .csv or .jsonl")
+    """`source_kind`, or UnreadableFile for a file type ingest does not read."""
+    kind = source_kind(path)
+    if kind is None:
+        raise UnreadableFile(f"unsupported file type {path.suffix!r}: expected .parquet, .csv or .jsonl")
+    return kind
 
 
-def _raw_bytes(path: Path, data: bytes | None = None) -> bytes:
+def _raw_bytes(path: Path, data: bytes | None = None, content: bytes | None = None) -> bytes:
+    if content is not None:  # decompressed already (by cut_short)
+        return content
     data = path.read_bytes() if data is None else data
     if data[:2] == b"\x1f\x8b":
         try:
@@ -184,11 +253,11 @@ class SourceRows:
     fmt: str
 
 
-def read_source(path: Path, data: bytes | None = None) -> SourceRows:
-    """Read a landing file (or its bytes, already read). CSV/JSON values stay strings (ids are opaque);
-    row numbers start at 1."""
+def read_source(path: Path, data: bytes | None = None, content: bytes | None = None) -> SourceRows:
+    """Read a landing file (or its bytes, already read; `content`: those bytes decompressed, if a gzip file's
+    were already). CSV/JSON values stay strings (ids are opaque); row numbers start at 1."""
     fmt = source_format(path)
-    data = _raw_bytes(path, data)
+    data = _raw_bytes(path, data, content)
     bad: list[tuple[int, str, str]] = []
     if fmt == "parquet":
         try:
@@ -219,9 +288,12 @@ def read_source(path: Path, data: bytes | None = None) -> SourceRows:
 
 def with_row_numbers(frame: pd.DataFrame, numbers) -> pd.DataFrame:
     """`frame` with the source row numbers in `_row` first; a source column named `_row` becomes `_row (source)`."""
-    if len(set(map(str, frame.columns))) != len(frame.columns):
-        raise UnreadableFile(f"duplicate column names: {[str(c) for c in frame.columns]}")
-    frame = frame.rename(columns={c: str(c) for c in frame.columns})
+    names = [column_name(str(c)) for c in frame.columns]
+    if len(set(names)) != len(names):
+        clash = sorted({n for n in names if names.count(n) > 1})
+        raise UnreadableFile(f"duplicate column names {clash} (names compared as they print: trimmed, invisible "
+                             f"characters dropped): {[str(c) for c in frame.columns]}")
+    frame = frame.set_axis(names, axis=1)
     if ROW_COLUMN in frame.columns:
         kept = f"{ROW_COLUMN} (source)"
         while kept in frame.columns:
@@ -261,9 +333,10 @@ def _csv_with_row_numbers(text: str) -> tuple[pd.DataFrame, list[tuple[int, str,
         header = next(reader)
     except StopIteration:
         return pd.DataFrame(), []
-    header = [h.strip() for h in header]
+    header = [column_name(h) for h in header]
     if len(set(header)) != len(header):
-        raise UnreadableFile(f"duplicate column names in header: {header}")
+        raise UnreadableFile(f"duplicate column names in header (compared as they print: trimmed, invisible "
+                             f"characters dropped): {header}")
     rows, numbers, bad = [], [], []
     lines: list[str] | None = None  # the physical lines, split only once an unclosed quote is met
     base, i = 0, 0  # the physical line the current reader started at; records read so far
@@ -314,23 +387,50 @@ def _jsonl(text: str) -> tuple[pd.DataFrame, list[tuple[int, str, str]]]:
         if not line.strip():
             continue
         try:
-            # a number's exact text: 1e20 stays "1e20" (not "1e+20"), -0 stays "-0" (not "0")
-            rec = json.loads(line, parse_float=str, parse_int=str, parse_constant=str)
-        except json.JSONDecodeError as e:
-            bad.append((i, line[:10_000], f"malformed JSON line: {e.msg}"))
+            rec, why = _json_record(line)
+        except RecursionError:  # one line nested deeper than Python's parser goes: that line, not the file
+            rec, why = None, "malformed JSON line: nested too deeply to read"
+        if why is not None:
+            bad.append((i, line[:10_000], why))
             continue
-        if not isinstance(rec, dict):
-            bad.append((i, line[:10_000], "malformed JSON line: not an object"))
-            continue
-        if "\\u" in line and _has_surrogate(rec):  # only an escape can bring one into decoded UTF-8 text
-            bad.append((i, line[:10_000], "malformed JSON line: a \\uD800-\\uDFFF escape that is not half of a "
-                                          "surrogate pair (not a character; cannot be stored as UTF-8)"))
-            continue
-        records.append({k: (None if v is None else v if isinstance(v, str) else JsonValue(json.dumps(v)))
-                        for k, v in rec.items()})
+        records.append(rec)
         numbers.append(i)
     frame = pd.DataFrame.from_records(records) if records else pd.DataFrame()
     return with_row_numbers(frame, numbers), bad
+
+
+def _json_record(line: str) -> tuple[dict | None, str | None]:
+    """One JSON line as a record (top-level keys as column names, nested values as their JSON text), or why not."""
+    try:
+        # a number's exact text: 1e20 stays "1e20" (not "1e+20"), -0 stays "-0" (not "0")
+        rec = json.loads(line, parse_float=str, parse_int=str, parse_constant=str, object_pairs_hook=_object)
+    except json.JSONDecodeError as e:
+        return None, f"malformed JSON line: {e.msg}"
+    except _DuplicateKey as e:
+        return None, f"malformed JSON line: key {e} appears twice (which value is meant?)"
+    if not isinstance(rec, dict):
+        return None, "malformed JSON line: not an object"
+    named = {column_name(k): v for k, v in rec.items()}
+    if len(named) != len(rec):  # two keys that print the same: as ambiguous as one key twice
+        twice = next(n for n in named if sum(column_name(k) == n for k in rec) > 1)
+        return None, f"malformed JSON line: key {twice!r} appears twice (which value is meant?)"
+    if "\\u" in line and _has_surrogate(named):  # only an escape can bring one into decoded UTF-8 text
+        return None, ("malformed JSON line: a \\uD800-\\uDFFF escape that is not half of a surrogate pair (not a "
+                      "character; cannot be stored as UTF-8)")
+    return {k: (None if v is None else v if isinstance(v, str) else JsonValue(json.dumps(v)))
+            for k, v in named.items()}, None
+
+
+class _DuplicateKey(ValueError):
+    """A JSON object with one key twice: json.loads would silently keep the last value."""
+
+
+def _object(pairs: list[tuple[str, object]]) -> dict:
+    out = dict(pairs)
+    if len(out) != len(pairs):
+        seen: set[str] = set()
+        raise _DuplicateKey(repr(next(k for k, _ in pairs if k in seen or seen.add(k))))
+    return out
 
 
 def _has_surrogate(value) -> bool:
@@ -364,16 +464,45 @@ def _fit_name(name: str) -> str:
     return f"{head}~{digest}{keep}"
 
 
-def move_aside(paths: Paths, path: Path, error: str, when: pd.Timestamp) -> Path:
-    """Put an unreadable file in rejected/ with its error; removes it from landing/ if it came from there."""
+def move_aside(paths: Paths, path: Path, error: str, when: pd.Timestamp,
+               read: tuple[int, int, int] | None = None) -> Path | None:
+    """Put an unreadable file in rejected/ with its error; a file of landing/ is moved there (its marker
+    removed), any other file copied. Returns where it went, or None if it was left in landing/ because it
+    changed since it was read (`read`: its size, mtime and ctime then): a writer still at work.
+
+    A landing file is renamed, not copied and deleted: a writer still holding it open then writes on into
+    the file in rejected/, never into an inode no folder names any more (the only copy of a delivery lost).
+    """
     target = paths.rejected / _fit_name(f"{when.strftime('%Y%m%dT%H%M%S')}-{path.name}")
     target.parent.mkdir(parents=True, exist_ok=True)
-    shutil.copy2(path, target.with_name(f".{target.name}.tmp"))
-    os.replace(target.with_name(f".{target.name}.tmp"), target)
-    write_json_atomic({"file": str(path), "error": error, "rejected_at": when.isoformat()},
-                      target.with_name(target.name + ".error.json"))
     if path.parent.resolve() == paths.landing.resolve():
-        path.unlink()
-        path.with_name(path.name + DONE_SUFFIX).unlink(missing_ok=True)
+        moved = False  # landing/ on another file system, or a symlink (it could dangle in rejected/): copied,
+        if not path.is_symlink():  # and deleted only if unchanged
+            try:
+                os.rename(path, target)
+                moved = True
+            except OSError as e:
+                if e.errno != errno.EXDEV:
+                    raise
+        if moved:
+            # size and mtime only: the rename itself moves the ctime
+            if read is not None and _signature(target.stat())[:2] != read[:2] and not path.exists():
+                os.rename(target, path)  # changed since it was read: not what was judged; read again later
+                return None
+        else:
+            _copy_into(path, target)
+            if read is not None and _signature(path.stat())[:2] != read[:2]:
+                target.unlink()
+                return None
+            path.unlink()
+        marker_path(path).unlink(missing_ok=True)
+    else:
+        _copy_into(path, target)
+    write_json_atomic({"file": display_name(path), "error": error, "rejected_at": when.isoformat()},
+                      target.with_name(target.name + ".error.json"))
     return target
 
+
+def _copy_into(path: Path, target: Path) -> None:
+    shutil.copy2(path, target.with_name(f".{target.name}.tmp"))
+    os.replace(target.with_name(f".{target.name}.tmp"), target)

@@ -134,6 +134,22 @@ def stored_ids_among(paths: Paths, candidate_ids) -> set[str]:
 
 
 
+def stored_events_among(paths: Paths, candidate_ids) -> pd.DataFrame:
+    """The stored events (contract columns) whose ids are among the candidates, in any month (call under the
+    store lock): for events folded from several lines, whose stored values decide duplicate or conflict."""
+    files = event_files(paths)
+    if not files or len(candidate_ids) == 0:
+        return EVENT_SCHEMA.empty_table().to_pandas()
+    con = connect(paths)
+    try:
+        con.register("candidates", pa.table({"event_id": pa.array([str(i) for i in candidate_ids], pa.string())}))
+        table = con.sql(f"SELECT {', '.join(f's.{c}' for c in EVENT_SCHEMA.names)} FROM read_parquet(?) s "
+                        "JOIN candidates c USING (event_id)", params=[[str(f) for f in files]]).to_arrow_table()
+    finally:
+        con.close()
+    return table.cast(EVENT_SCHEMA).to_pandas()
+
+
 class EmptyStore(UserError, FileNotFoundError):
     """The event store holds no events yet."""
 

@@ -298,3 +298,34 @@ def test_a_fold_mapping_of_the_wrong_shape_is_refused():
                          ('[rename]\nx = 3\n', "[rename] x must be a new column name")):
         with pytest.raises(MappingError, match=re.escape(needle)):
             Mapping.from_toml(text)
+
+
+RETAIL = ("Invoice,StockCode,Description,Quantity,InvoiceDate,Price,Customer ID,Country\n"
+          "489434,85048,LED CUSHION,12,2009-12-01 07:45:00,6.95,13085,United Kingdom\n"
+          "489434,79323P,PINK CHERRY LIGHTS,12,2009-12-01 07:45:00,6.75,13085,United Kingdom\n"
+          "489434,POST,POSTAGE,1,2009-12-01 07:45:00,18.00,13085,United Kingdom\n"
+          "489435,22350,CAT BOWL,12,2009-12-01 07:46:00,2.55,13085,United Kingdom\n")
+
+
+def test_an_invoice_already_stored_from_a_partial_delivery_is_never_called_a_duplicate_of_other_lines(paths):
+    """Invoice 489434 stored from a delivery cut after its first line; the complete file's lines for it are
+    not duplicates of anything stored: they are quarantined with that reason, never counted as "duplicates".
+    The same invoice read again with the same lines (the same sheet as Parquet) is a duplicate."""
+    lines = RETAIL.splitlines(keepends=True)
+    part = write(paths, "part1.csv", "".join(lines[:2]))
+    r = ingest(paths, part, fmt="online-retail", timezone="Europe/London")
+    assert (r["stored"], r["quarantined"], r["duplicates"]) == (1, 0, 0)
+    full = write(paths, "full.csv", RETAIL)
+    r = ingest(paths, full, fmt="online-retail", timezone="Europe/London")
+    assert (r["rows_in"], r["stored"], r["quarantined"], r["duplicates"]) == (4, 1, 3, 0), r
+    reason = "invoice or order already stored from another file with other lines (its lines belong in one file)"
+    assert r["reasons"] == {reason: 3}
+    q = store.read_quarantine(paths)
+    assert q.loc[q["reason"] == reason, "source_rows"].sum() == 3 and "83.4" in q["original"].iloc[0]
+    events = store.read_events(paths).set_index("order_id")
+    assert events.loc["489434", "amount"] == 83.4  # what was stored stays; the report says it is partial
+
+    again = paths.landing / "full.parquet"  # the same lines in another file: same invoices, true duplicates
+    pd.read_csv(paths.landing / "full.csv", dtype=str).to_parquet(again, index=False)
+    r = ingest(paths, again, fmt="online-retail", timezone="Europe/London")
+    assert (r["rows_in"], r["stored"], r["quarantined"], r["duplicates"]) == (4, 0, 3, 1), r

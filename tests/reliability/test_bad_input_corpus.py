@@ -71,7 +71,12 @@ def ids_through(fmt: str, column: str, values: list[str]) -> bytes:
 ID_WHITESPACE = ["\u00a0k1", "k2\u2007", "\u202fk3\u3000", "\u2003k4 \t"]
 ID_FORMAT_OR_CONTROL = ["k\u0085x", "k\u009fx", "k\u200bx", "\ufeffkx", "k\u202ex", "k\u2066x", "k\u00adx",
                         # default-ignorable, rendered as nothing: variation selector, Hangul filler, CGJ, tag
-                        "k\ufe0fx", "k\u3164x", "\uffa0kx", "k\u034fx", "k\U000e0041x"]
+                        "k\ufe0fx", "k\u3164x", "\uffa0kx", "k\u034fx", "k\U000e0041x",
+                        # line and paragraph separators (Zl, Zp): a line break inside an id
+                        "k\u2028x", "k\u2029x"]
+# inside an id, a run of any Unicode space (Zs: space, NBSP, EN SPACE, NARROW NBSP, ideographic space, ...)
+# prints as a space: it is one U+0020
+ID_INNER_SPACES = ["k 5", "k\u00a05", "k\u20025", "k\u202f5", "k  5", "k \u3000 5"]
 
 
 def id_cases() -> list:
@@ -85,6 +90,9 @@ def id_cases() -> list:
             out.append(case(f"{column} unicode whitespace trimmed, Cc/Cf refused ({fmt})", f"uid.{fmt}",
                             ids_through(fmt, column, values), (len(values), len(ID_WHITESPACE), n_bad, 0),
                             {f"{column}: contains control or invisible characters": n_bad}, stored=stored))
+        out.append(case(f"customer_id inner spaces of any kind are one space ({fmt})", f"sp.{fmt}",
+                        ids_through(fmt, "customer_id", ID_INNER_SPACES), (6, 6, 0, 0),
+                        stored={f"e{i}": {"customer_id": "k 5"} for i in range(len(ID_INNER_SPACES))}))
     return out
 
 
@@ -209,6 +217,15 @@ CASES = [
          "huge.csv", (H + "e1,c1,purchase,2024-03-01T10:00:00Z,200000000000000\n"
                      "e2,c1,purchase,2024-03-01T10:00:00Z,1e308\ne3,c1,purchase,2024-03-01T10:00:00Z,999999999999\n"
                      ).encode(), (3, 1, 2, 0), {"amount: above 1e+12": 2}, stored={"e3": {"amount": 999999999999.0}}),
+    case("amount too small for a float (1e-400) is never stored as 0", "tiny.csv",
+         (H + "e1,c1,purchase,2024-03-01T10:00:00Z,1e-400\ne2,c1,purchase,2024-03-01T10:00:00Z,0e-400\n"
+          "e3,c1,purchase,2024-03-01T10:00:00Z,0.000\n").encode(), (3, 2, 1, 0),
+         {"amount: too small to hold (below about 1e-308 a float would store 0)": 1},
+         stored={"e2": {"amount": 0.0}, "e3": {"amount": 0.0}}),
+    case("amount too small for a float in JSON", "tiny.jsonl", jsonl('{"event_id": "e1", "customer_id": "c1", '
+                                                                    '"event_type": "purchase", "event_time": '
+                                                                    '"2024-03-01T10:00:00Z", "amount": 1e-400}'),
+         (1, 0, 1, 0), {"amount: too small to hold (below about 1e-308 a float would store 0)": 1}),
     case("amount as a JSON object", "obj.jsonl", jsonl({**ROW, "amount": {"value": 1}}), (1, 0, 1, 0),
          {"amount: not a finite number": 1}),
     # ---- discount, quantity, order_id, channel, category
@@ -288,13 +305,41 @@ CASES = [
     case("mapping [time] is not a table", "m4.csv", (H + GOOD).encode(), (0, 0, 0, 0), status="rejected",
          error="[time] must be a table", mapping='time = "UTC"\n'),
     case("mapping maps a contract column to a list", "m5.csv", (H + GOOD).encode(), (0, 0, 0, 0), status="rejected",
-         error="[columns] customer_id must be a string", mapping='[columns]\ncustomer_id = ["a", "b"]\n'),
+         error="[columns] customer_id must be a source column name", mapping='[columns]\ncustomer_id = ["a", "b"]\n'),
     case("mapping with an unknown [time] key", "m6.csv", (H + GOOD).encode(), (0, 0, 0, 0), status="rejected",
          error="unknown [time] keys ['zone']", mapping='[time]\nzone = "UTC"\n'),
     case("mapping with a time format that cannot be applied", "fmt2.csv",
          (H + "e1,c1,visit,2024-03-02 10:00,\n").encode(), (0, 0, 0, 0), status="rejected",
          error="'Q' is a bad directive", mapping='[time]\nformat = "%Q%Q"\n'),
     *id_cases(),
+    # ---- header names follow the id rule (NFC, trimmed, invisible characters dropped): a source column is
+    # recognised, never silently dropped (its ids replaced by derived ones); two names that print the same clash
+    *[case(f"header name with {what} ({fmt})", f"hdr.{fmt}", content, (2, 2, 0, 0),
+           stored={"e1": {"customer_id": "c1"}, "e2": {"customer_id": "c1"}})
+      for what, header in (("a zero-width space", "\u200bevent_id"), ("a second BOM", "\ufeffevent_id"),
+                           ("NBSP padding", "\u00a0event_id\u00a0"), ("a word joiner", "event\u2060_id"))
+      for fmt, content in (
+          ("csv", (("\ufeff" + header + "," + H.split(",", 1)[1]) + "e1,c1,purchase,2024-03-01T10:00:00Z,5\n"
+                   "e2,c1,purchase,2024-03-01T10:00:00Z,5\n").encode()),
+          ("jsonl", jsonl({**{k: v for k, v in ROW.items() if k != "event_id"}, header: "e1"},
+                          {**{k: v for k, v in ROW.items() if k != "event_id"}, header: "e2"})),
+          ("parquet", parquet({header: ["e1", "e2"], **{k: [v, v] for k, v in ROW.items() if k != "event_id"}})))],
+    case("a JSON key given twice (or two keys that print the same) quarantines that line", "dupkey.jsonl",
+         jsonl('{"event_id": "e1", "customer_id": "x", "customer_id": "c2", "event_type": "visit", '
+               '"event_time": "2024-03-02T10:00:00Z"}',
+               '{"event_id": "e2", "\\u200bevent_id": "e3", "customer_id": "c2", "event_type": "visit", '
+               '"event_time": "2024-03-02T10:00:00Z"}', {**ROW, "event_id": "e4"}), (3, 1, 2, 0),
+         {"malformed JSON line: key 'customer_id' appears twice (which value is meant?)": 1,
+          "malformed JSON line: key 'event_id' appears twice (which value is meant?)": 1}),
+    # ---- a problem of one line or of the file's name never rejects the whole file
+    case("a file name that is not UTF-8 (latin-1 bytes, as from SMB or Windows exports)", "caf\udce9.csv",
+         (H + GOOD + "e2,c2,explode,2024-03-01T10:00:00Z,\n").encode(), (2, 1, 1, 0), {f"event_type: {TYPES}": 1}),
+    case("one JSON line nested 100,000 deep is that line quarantined", "deep.jsonl",
+         jsonl('{"event_id": "k1", "x": ' + "[" * 100_000 + "]" * 100_000 + "}", ROW), (2, 1, 1, 0),
+         {"malformed JSON line: nested too deeply to read": 1}),
+    case("two header names that print the same", "hdr2.csv",
+         ("event_id,\u200bevent_id," + H.split(",", 1)[1] + "e1,e2,c1,visit,2024-03-01T10:00:00Z,\n").encode(),
+         (0, 0, 0, 0), status="rejected", error="duplicate column names"),
 ]
 
 

@@ -116,7 +116,17 @@ def test_a_wrong_setting_is_one_line_naming_it_before_anything_runs(cli, tmp_pat
     ('timezone = "Nowhere/Town"\n', ["setting timezone:", "unknown time zone 'Nowhere/Town'"]),
     (b'timezone = "\xff"\n', ["is not UTF-8 text", "save it as UTF-8"]),
     ("[model]\nlearning_rate = -0.1\n", ["setting model:", "learning_rate: must be a number at least"]),
-], ids=["syntax_error", "unknown_key", "bad_value", "not_utf8", "model_table"])
+    ("landing_settle_seconds = inf\n", ["setting landing_settle_seconds:", "finite"]),
+    ("landing_incomplete_seconds = nan\n", ["setting landing_incomplete_seconds:", "finite"]),
+    ("landing_settle_seconds = 1e300\n", ["setting landing_settle_seconds:", "less than or equal to"]),
+    ("future_tolerance_hours = -5\n", ["setting future_tolerance_hours:", "greater than or equal to 0"]),
+    ("seed = -1\n", ["setting seed:", "greater than or equal to 0"]),
+    ("watch_interval_seconds = 0\n", ["setting watch_interval_seconds:", "greater than 0"]),
+    ("generate_customers = -3\n", ["setting generate_customers:", "greater than or equal to 1"]),
+    ("drift_psi_threshold = inf\n", ["setting drift_psi_threshold:", "finite"]),
+], ids=["syntax_error", "unknown_key", "bad_value", "not_utf8", "model_table", "settle_inf", "incomplete_nan",
+        "settle_huge", "future_tolerance_negative", "seed_negative", "watch_interval_zero",
+        "generate_customers_negative", "drift_threshold_inf"])
 def test_a_wrong_settings_file_is_one_line(cli, tmp_path, toml, needles):
     Path("churn.toml").write_bytes(toml if isinstance(toml, bytes) else toml.encode())
     home = tmp_path / "home"
@@ -140,6 +150,7 @@ FLAG_CASES = [
     (["ingest", "--timezone", "Europe/Lndon"], ["--timezone", "unknown time zone", "IANA"]),
     (["generate", "--customers", "0"], ["--customers", "at least 1"]),
     (["generate", "--start", "01/02/2023"], ["--start", "not a date"]),
+    (["generate", "--seed", "-1"], ["--seed", "at least 0"]),
     (["demo", "--customers", "-1"], ["--customers", "at least 1"]),
     (["bench", "--exact-top-n", "-1", "--sizes", "0"], ["--exact-top-n", "at least 0"]),  # never a real bench
     (["services", "restart"], ["invalid choice: 'restart'"]),
@@ -211,7 +222,43 @@ def _landing_empty(home):
     (home / "landing").mkdir(parents=True)
 
 
+def _mapping(text: str | bytes):
+    """A setup: a good CSV and the mapping file `text` in the home folder."""
+    def setup(home):
+        home.mkdir(parents=True)
+        (home / "ok.csv").write_text("event_id,customer_id,event_type,event_time\ne1,c1,visit,2024-03-01T10:00:00Z\n")
+        (home / "m.toml").write_bytes(text if isinstance(text, bytes) else text.encode())
+    return setup
+
+
+def _fifo(home):
+    home.mkdir(parents=True)
+    os.mkfifo(home / "pipe.csv")
+
+
+MAPPING_ARGS = ["ingest", "--mapping", "{home}/m.toml", "{home}/ok.csv"]
+
 MISSING_INPUTS = {
+    "ingest_mapping_not_utf8": (MAPPING_ARGS, _mapping(b"[columns]\ncustomer_id = \"\xff\xfe\"\n"),
+                                ["mapping", "m.toml", "not UTF-8"], {}),
+    "ingest_mapping_bad_time_directive": (MAPPING_ARGS, _mapping('[time]\nformat = "%Q %d"\n'),
+                                          ["mapping", "[time] format", "'Q' is a bad directive"], {}),
+    "ingest_mapping_column_not_a_string": (MAPPING_ARGS, _mapping("[columns]\ncustomer_id = 5\n"),
+                                           ["mapping", "[columns] customer_id must be a source column name"], {}),
+    "ingest_mapping_column_empty": (MAPPING_ARGS, _mapping('[columns]\ncustomer_id = " "\n'),
+                                    ["mapping", "[columns] customer_id must be a source column name"], {}),
+    "ingest_mapping_constant_event_id": (MAPPING_ARGS, _mapping('[constants]\nevent_id = "batch-2024-03"\n'),
+                                         ["mapping", "[constants] event_id", "one event"], {}),
+    "ingest_mapping_column_and_constant": (MAPPING_ARGS,
+                                           _mapping('[columns]\nchannel = "c"\n[constants]\nchannel = "web"\n'),
+                                           ["mapping", "both in [columns] and [constants]", "channel"], {}),
+    "ingest_mapping_unknown_event_type_value": (MAPPING_ARGS, _mapping('[values.event_type]\nKAUF = "buy"\n'),
+                                                ["mapping", "[values.event_type]", "'buy'", "purchase"], {}),
+    "ingest_mapping_unknown_event_type_constant": (MAPPING_ARGS, _mapping('[constants]\nevent_type = "shopping"\n'),
+                                                   ["mapping", "[constants] event_type", "'shopping'", "purchase"],
+                                                   {}),
+    "ingest_a_fifo": (["ingest", "{home}/pipe.csv"], _fifo, ["not a regular file", "pipe.csv"], {}),
+    "ingest_dev_null": (["ingest", "/dev/null"], _no_store, ["not a regular file", "/dev/null"], {}),
     # command line, setup, what the error line must say, environment ("champion": the registry has one)
     "train_no_store": (["train"], _no_store, ["event store", "is empty", "churn generate"], {}),
     "train_as_of_before_data": (["train", "--as-of", "2023-01-01"], _store,

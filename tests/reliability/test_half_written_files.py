@@ -231,3 +231,98 @@ def test_a_file_with_a_modification_time_in_the_future_is_taken_once_it_held_sti
     assert ingest_file(cfg, f, now=NOW)["status"] == "waiting"
     time.sleep(0.4)
     assert ingest_file(cfg, f, now=NOW)["stored"] == 1
+
+
+def test_a_stale_done_marker_never_lets_a_file_rewritten_in_place_in_and_a_marker_is_used_once(paths):
+    """A daily `daily.csv` + `daily.csv.done` rewritten in place: the marker of yesterday's delivery (older than
+    the file's last change) does not vouch for today's file, and a marker is consumed once its file is ingested."""
+    paths.landing.mkdir(parents=True)
+    target, marker = paths.landing / "daily.csv", paths.landing / "daily.csv.done"
+    cfg = config(paths, "ingest", settle_seconds=60.0)  # only a valid marker can make the file complete
+    target.write_text(HEADER + "d1,c1,purchase,2024-03-01T10:00:00Z,5\n")
+    marker.touch()
+    assert ingest_file(cfg, target, now=NOW)["status"] == "ingested"
+    assert not marker.exists()  # used: it said "complete" about that content only
+
+    marker.touch()  # a marker left from an earlier delivery (e.g. a producer that never removes it) ...
+    time.sleep(0.05)
+    with open(target, "w") as f:  # ... and the next day's file written in place, paused mid-amount
+        f.write(HEADER + "d2,c2,purchase,2024-03-02T10:00:00Z,5\nd3,c3,purchase,2024-03-02T11:00:00Z,99")
+    r = ingest_file(cfg, target, now=NOW)
+    assert r["status"] == "waiting" and r["stored"] == 0, r
+    with open(target, "a") as f:
+        f.write(".99\n")
+    marker.touch()  # the producer marks the finished file
+    r = ingest_file(cfg, target, now=NOW)
+    assert (r["status"], r["stored"], r["duplicates"]) == ("ingested", 2, 0)
+    assert store.read_events(paths).set_index("event_id").loc["d3", "amount"] == 99.99
+    assert not marker.exists()
+
+
+def test_a_rejected_file_whose_writer_is_still_at_work_never_writes_into_nothing(paths):
+    """A file taken and rejected while its writer still holds it open: what the writer adds afterwards lands in
+    a file someone can find (the one in rejected/), never in an inode that no folder names any more."""
+    paths.landing.mkdir(parents=True)
+    target = paths.landing / "daily.parquet"
+    cfg = config(paths, "ingest", settle_seconds=60.0)
+    with open(target, "wb") as f:
+        f.write(b"PAR1 first row group ...")
+        f.flush()
+        (paths.landing / "daily.parquet.done").touch()  # a marker the producer wrote too early
+        r = ingest_file(cfg, target, now=NOW)
+        assert r["status"] == "rejected", r
+        f.write(b"... the rest of the delivery PAR1")
+    kept = [p for p in [target, *paths.rejected.iterdir()] if p.exists() and not p.name.endswith(".json")]
+    assert any(p.read_bytes().endswith(b"the rest of the delivery PAR1") for p in kept), kept
+
+
+def test_the_completeness_check_never_raises_for_a_name_and_a_gzip_file_is_decompressed_once(paths, monkeypatch):
+    """`cut_short` runs outside ingest's per-file error handling: a name ingest cannot read is the reader's
+    to reject, never an exception here. A gzip file it had to decompress is not decompressed again."""
+    import gzip
+
+    assert sources.cut_short(paths.home / "orders.txt", b"a,b\n1,2")[0] == "its last line has no line end"
+    assert [sources.is_source_name(n) for n in ("a.csv", "A.CSV.GZ", "b.ndjson", "c.txt", "d.csv.bz2")] == [
+        True, True, True, False, False]
+    paths.landing.mkdir(parents=True)
+    target = paths.landing / "orders.csv.gz"
+    target.write_bytes(gzip.compress((HEADER + row(1)).encode()))
+    calls = []
+    real = gzip.decompress
+    monkeypatch.setattr(gzip, "decompress", lambda data: calls.append(len(data)) or real(data))
+    cfg = config(paths, "ingest", settle_seconds=0.01, incomplete_seconds=3600.0)  # settled: its end is checked
+    time.sleep(0.05)
+    r = ingest_file(cfg, target, now=NOW)
+    assert (r["status"], r["stored"], len(calls)) == ("ingested", 1, 1), (r, calls)
+
+
+@pytest.mark.parametrize("name, content", [
+    ("utf16.csv", (HEADER + row(1)).encode("utf-16")),  # complete; it ends in "\n\0"
+    ("utf16-no-bom.csv", (HEADER + row(1)).encode("utf-16-le")),
+    ("parquet-named.csv", "parquet"),
+], ids=["utf16", "utf16_no_bom", "parquet_named_csv"])
+def test_a_complete_file_that_is_not_utf8_text_is_rejected_not_left_waiting_as_cut_short(paths, name, content):
+    paths.landing.mkdir(parents=True)
+    target = paths.landing / name
+    if content == "parquet":
+        pd.DataFrame({"event_id": ["e1"], "amount": [1.5]}).to_parquet(target)
+    else:
+        target.write_bytes(content)
+    time.sleep(0.05)
+    r = ingest_file(config(paths, "ingest", settle_seconds=0.01, incomplete_seconds=3600.0), target, now=NOW)
+    assert r["status"] != "waiting" and r["stored"] == 0, r
+    # UTF-16 without a BOM decodes as UTF-8 text full of NULs: every row quarantined, each with its reason
+    assert r["status"] == "rejected" and "not UTF-8" in r["error"] or r["quarantined"] == r["rows_in"] > 0, r
+
+
+def test_a_sweep_that_finds_a_file_still_arriving_is_not_a_failure(paths, prefect_harness, monkeypatch, capsys):
+    """`churn ingest` without paths (a cron sweep) reports a file still being written as waiting and exits 0;
+    only a file the user named and that did not finish is exit 1."""
+    from churn.cli import main
+
+    paths.landing.mkdir(parents=True)
+    (paths.landing / "orders.csv").write_text(HEADER + row(1))
+    monkeypatch.setenv("CHURN_LANDING_SETTLE_SECONDS", "600")
+    assert main(["--home", str(paths.home), "ingest"]) == 0
+    out, err = capsys.readouterr()
+    assert "waiting" in out and "still being written" in out and "error:" not in err

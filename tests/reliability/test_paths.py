@@ -216,7 +216,9 @@ def test_a_symlink_in_landing_that_leads_outside_is_reported_and_left_alone(tmp_
     (home / "landing" / "ok.csv").write_text("customer_id,event_type,event_time\nc1,visit,2024-01-01T00:00:00Z\n")
 
     scan = sources.landing_scan(layout.Paths(home))
-    assert [p.name for p in scan.files] == ["ok.csv"] and [p.name for p, _ in scan.refused] == ["innocent.csv"]
+    # the sub-folder is reported too (ingest reads only the files directly in landing/), and never entered
+    assert [p.name for p in scan.files] == ["ok.csv"] and [p.name for p, _ in scan.refused] == ["innocent.csv",
+                                                                                               "sub"]
     s = ingest_flow(config(layout.Paths(home), "ingest"))  # (a bare Path's .home is Path.home)
     by_name = {f["file"].rsplit("/", 1)[-1]: f for f in s["files"]}
     assert by_name["innocent.csv"]["status"] == "refused" and "secret.csv" in by_name["innocent.csv"]["error"]
@@ -252,3 +254,41 @@ def test_a_symlink_loop_or_a_long_name_in_landing_never_stops_the_sweep(tmp_path
     assert by_name[long_name]["status"] == "rejected" and not (landing / long_name).exists()
     kept = [p.name for p in (home / "rejected").iterdir()]
     assert len(kept) == 2 and all(len(n.encode()) <= 255 for n in kept) and any(n.endswith(".csv") for n in kept)
+
+
+def test_every_landing_entry_ingest_will_not_read_is_reported_never_silently_ignored(tmp_path):
+    """A delivery in a form ingest does not read (orders.txt, .bz2, a sub-folder, a FIFO, a folder named like a
+    file, a dangling symlink) is reported as refused with why; the producer's temp names and markers are not."""
+    from storage import sources
+
+    landing = tmp_path / "home" / "landing"
+    landing.mkdir(parents=True)
+    for name in ("orders.txt", "orders.tsv", "orders.csv.bz2", "ok.csv", "ok.csv.done", ".hidden.csv",
+                 "x.csv.part", "x.csv.tmp"):
+        (landing / name).write_text("customer_id,event_type,event_time\n")
+    (landing / "subdir").mkdir()
+    (landing / "subdir" / "inner.csv").write_text("customer_id,event_type,event_time\n")
+    (landing / "dir.csv").mkdir()
+    os.mkfifo(landing / "pipe.csv")
+    os.symlink(landing / "gone.csv", landing / "dangling.csv")
+    scan = sources.landing_scan(layout.Paths(tmp_path / "home"))
+    assert [p.name for p in scan.files] == ["ok.csv"]
+    why = {p.name: w for p, w in scan.refused}
+    assert sorted(why) == ["dangling.csv", "dir.csv", "orders.csv.bz2", "orders.tsv", "orders.txt", "pipe.csv",
+                           "subdir"], why
+    assert "does not read" in why["orders.txt"] and ".parquet" in why["orders.txt"]
+    assert "a folder" in why["subdir"] and "not a regular file" in why["pipe.csv"]
+
+
+def test_a_rejected_symlink_inside_landing_leaves_a_readable_copy_not_a_dangling_link(tmp_path):
+    from flows.ingest import ingest_file
+    from tests.conftest import NOW
+
+    paths = layout.Paths(tmp_path / "home")
+    paths.landing.mkdir(parents=True)
+    (paths.landing / "real.csv").write_bytes(b"\xff\xfe not UTF-8\n")
+    os.symlink("real.csv", paths.landing / "link.csv")  # relative: it would dangle once moved elsewhere
+    r = ingest_file(config(paths, "ingest"), paths.landing / "link.csv", now=NOW)
+    assert r["status"] == "rejected" and not (paths.landing / "link.csv").is_symlink()
+    kept = [p for p in paths.rejected.iterdir() if p.name.endswith("link.csv")]
+    assert len(kept) == 1 and not kept[0].is_symlink() and kept[0].read_bytes() == b"\xff\xfe not UTF-8\n"
