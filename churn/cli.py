@@ -309,12 +309,15 @@ def _print_winback(r: dict, limit: int = 10) -> None:
     rows = r["rows"]
     print(f"win-back list for {r['as_of']}: {r['customers']:,} customers, value at risk {r['currency']} "
           f"{r['value_at_risk']:,.2f}")
+    if r.get("list_id"):
+        print(f"  hold-out: {r['control']:,} more customers kept out of the CSV as the control group (list "
+              f"{r['list_id']}; value at risk {r['currency']} {r['control_value_at_risk']:,.2f})")
     print(f"  selection: {r['selection']}")
     print("  actions: " + (", ".join(f"{k} {v:,}" for k, v in r["by_action"].items()) or "none"))
     print(f"  {r['csv']}\n  {r['parquet']}")
     print(f"{'#':>3} {'customer':<12} {'risk':>4} {'at risk':>9}  {'action':<16} first reason")
     for row in rows[:limit]:
-        print(f"{row['winback_rank']:>3} {row['customer_id']:<12} {row['risk_score']:>4} "
+        print(f"{row['contact_rank']:>3} {row['customer_id']:<12} {row['risk_score']:>4} "
               f"{row['value_at_risk']:>9.2f}  {row['action_category']:<16} {row['reason_1_text'] or ''}")
 
 
@@ -384,8 +387,8 @@ def cmd_explain(args, settings) -> int:
     paths = layout.Paths(settings.home)
     policy = settings.winback_config().policy()
     row, day, n = catalog.customer_scores(paths, args.customer, args.as_of)
-    rank, written = catalog.listed_rank(paths, policy.list_name, day, args.customer)
-    e = explain_customer(row, policy, rank, written)
+    entry, written = catalog.list_entry(paths, policy.list_name, day, args.customer)
+    e = explain_customer(row, policy, entry, written)
     if args.json:
         print(json.dumps(e, indent=2))
         return 0

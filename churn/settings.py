@@ -120,6 +120,7 @@ class WinbackConfig(BaseModel):
     max_inactive_days: int
     actions: dict[str, str]
     currency: str
+    control_share: float
 
     def policy(self):
         """The pure selection policy of this configuration (actions: the defaults, overridden by settings)."""
@@ -127,7 +128,7 @@ class WinbackConfig(BaseModel):
 
         return WinbackPolicy(top_n=self.top_n, cooldown_days=self.cooldown_days,
                              max_inactive_days=self.max_inactive_days, actions={**DEFAULT_ACTIONS, **self.actions},
-                             currency=self.currency)
+                             currency=self.currency, control_share=self.control_share)
 
 
 class Settings(BaseSettings):
@@ -187,6 +188,9 @@ class Settings(BaseSettings):
                               description="on drift: 'warn' (publish, flag loudly) or 'refuse' (publish nothing)")
     winback_cooldown_days: int = Field(default=30, ge=0, description="skip customers contacted this recently")
     winback_max_inactive_days: int = Field(default=180, ge=1, description="skip customers gone longer than this")
+    winback_control_share: float = Field(default=0.10, ge=0.0, le=0.5,
+                                         description="share of each list held out as a control group (never "
+                                                     "contacted, never in the CSV); 0: no hold-out")
     winback_actions: dict[str, str] = Field(default_factory=dict,
                                             description="reason category -> action; overrides the defaults")
     model: dict[str, Any] = Field(default_factory=dict,
@@ -297,6 +301,7 @@ class Settings(BaseSettings):
         return WinbackConfig(**{
             "home": self.home, "top_n": None, "cooldown_days": self.winback_cooldown_days,
             "max_inactive_days": self.winback_max_inactive_days, "actions": self.winback_actions,
+            "control_share": self.winback_control_share,
             "currency": self.currency, **overrides})
 
     @property

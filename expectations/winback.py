@@ -24,8 +24,8 @@ def _reason_columns(k: int) -> tuple[Column, ...]:
     )
 
 
-WINBACK_COLUMNS: tuple[Column, ...] = (
-    Column("winback_rank", pa.int64(), "1 = contact first (highest value at risk)", required=True, min_value=1.0,
+SELECTION_COLUMNS: tuple[Column, ...] = (
+    Column("winback_rank", pa.int64(), "rank in the whole list, target and control (highest value at risk first)", required=True, min_value=1.0,
            unique=True, kind="number"),
     Column("customer_id", pa.string(), "opaque customer id (a keyed hash with --pseudonymise)", required=True,
            unique=True),
@@ -51,15 +51,27 @@ WINBACK_COLUMNS: tuple[Column, ...] = (
     Column("suggested_action", pa.string(), "what the campaign should do", required=True),
     Column("model_version", pa.string(), "registered model version that scored the customer", required=True),
 )
+GROUPS = ("target", "control")  # contacted by the campaign / held out, to measure what the campaign changed
+# the hold-out (version 3): added at the end, after the selection's columns
+GROUP_COLUMNS: tuple[Column, ...] = (
+    Column("list_id", pa.string(), "the list's id: its scored day and selection (also in the campaign ledger)",
+           required=True),
+    Column("group", pa.string(), "target (in the CSV, to contact) or control (held out: never contacted, never "
+           "in the CSV)", required=True, allowed=GROUPS),
+    Column("contact_rank", pa.int64(), "1 = contact first, among the target group (the CSV's Rank); empty for "
+           "control", min_value=1.0, kind="number"),
+)
 
+WINBACK_COLUMNS: tuple[Column, ...] = (*SELECTION_COLUMNS, *GROUP_COLUMNS)
+SELECTION_COLUMN_NAMES: list[str] = [c.name for c in SELECTION_COLUMNS]
 WINBACK_COLUMN_NAMES: list[str] = [c.name for c in WINBACK_COLUMNS]
 WINBACK_SCHEMA = pa.schema([pa.field(c.name, c.arrow_type, nullable=not c.required) for c in WINBACK_COLUMNS],
-                           metadata={"contract": "churn.winback", "version": "2"})
+                           metadata={"contract": "churn.winback", "version": "3"})
 
 # the CSV a campaign manager opens: (header, Parquet column, decimals: None = text, 0 = whole number, 2 = cents);
 # "{currency}" in a header is filled in with the list's currency
 CAMPAIGN_SHEET: tuple[tuple[str, str, int | None], ...] = (
-    ("Rank", "winback_rank", 0),
+    ("Rank", "contact_rank", 0),
     ("Customer ID", "customer_id", None),
     ("Risk score (0-100)", "risk_score", 0),
     ("Risk tier", "risk_tier", None),

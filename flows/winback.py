@@ -5,12 +5,21 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
+import pandas as pd
 from prefect import flow, task
 
 from churn.settings import WinbackConfig, pseudonym_key
 from expectations.winback import WINBACK_SCHEMA
 from flows import artifacts
-from models.winback import campaign_sheet, pseudonymise, select_winback, winback_summary
+from models.winback import (
+    campaign_sheet,
+    hold_out,
+    ledger_record,
+    list_id,
+    pseudonymise,
+    select_winback,
+    winback_summary,
+)
 from storage import catalog, layout, tracking
 
 log = logging.getLogger("churn.winback")
@@ -24,15 +33,21 @@ def winback(config: WinbackConfig, as_of_date: str | None, contacts_file: Path |
     contacts = catalog.read_contacts(contacts_file) if contacts_file else None
     policy = config.policy()
     selection = select_winback(scores, policy, contacts)
-    chosen = selection.chosen
+    key = list_id(day, policy.list_name)  # the same for the pseudonymised copy: the same customers held out
+    chosen = hold_out(selection.chosen, key, policy.control_share)  # drawn on the real ids
+    selection = selection._replace(chosen=chosen)
     name = policy.list_name
     if pseudonymised:
         chosen["customer_id"] = pseudonymise(chosen["customer_id"], pseudonym_key())
         name += "-pseudonymised"  # beside the list with real ids, never in its place
     summary = winback_summary(selection, day, policy.currency)
-    log.info("win-back list %s for %s: %s", name, day, summary["selection"])
+    log.info("win-back list %s for %s: %s; %d held out as control", name, day, summary["selection"],
+             summary["control"])
     pq_path, csv_path = catalog.write_winback(paths, name, chosen, campaign_sheet(chosen, policy.currency),
                                               WINBACK_SCHEMA, day)
+    catalog.record_list(paths, ledger_record(summary, policy, chosen, name, {
+        "pseudonymised": pseudonymised, "contact_history": str(contacts_file) if contacts_file else None,
+        "parquet": str(pq_path), "csv": str(csv_path), "written_at": pd.Timestamp.now(tz="UTC").isoformat()}))
     return {**summary, "parquet": str(pq_path), "csv": str(csv_path)}
 
 

@@ -10,7 +10,7 @@ import pandas as pd
 
 from churn.errors import UserError
 from expectations.scores import N_REASONS, RISK_TIERS
-from expectations.winback import CAMPAIGN_SHEET, REASON_CATEGORIES, WINBACK_COLUMN_NAMES
+from expectations.winback import CAMPAIGN_SHEET, GROUPS, REASON_CATEGORIES, SELECTION_COLUMN_NAMES
 from models.reasons import REASON_CATEGORY
 
 
@@ -55,6 +55,7 @@ class WinbackPolicy:
     max_inactive_days: int  # skip customers gone longer than this: no campaign reaches them
     actions: dict[str, str]  # reason category -> action (DEFAULT_ACTIONS, overridden by settings)
     currency: str  # ISO 4217 code of the amounts
+    control_share: float = 0.10  # held out of the campaign as a control group (0: no hold-out)
 
     @property
     def selection(self) -> str:
@@ -154,7 +155,53 @@ def winback_rows(pool: pd.DataFrame, policy: WinbackPolicy) -> pd.DataFrame:
         "suggested_action": action.to_numpy(),
         "model_version": pool["model_version"].to_numpy(),
     })
-    return out[WINBACK_COLUMN_NAMES]
+    return out[SELECTION_COLUMN_NAMES]
+
+
+def list_id(day: str, list_name: str) -> str:
+    """A list's id: the scored day and the selection. Writing the day's list again keeps its id, and so every
+    customer's group (the hold-out is drawn from the id)."""
+    return f"{list_name}-{day}"
+
+
+def _draw(list_key: str, customer_ids: pd.Series) -> np.ndarray:
+    """A uniform number in [0, 1) per customer, from a keyed hash of (list id, customer id): the same on every
+    machine and run, independent across lists."""
+    import hashlib
+
+    key = list_key.encode()[:64]
+    return np.fromiter((int.from_bytes(hashlib.blake2b(str(c).encode(), key=key, digest_size=8).digest(), "big")
+                        / 2.0**64 for c in customer_ids), dtype="float64", count=len(customer_ids))
+
+
+def hold_out(chosen: pd.DataFrame, key: str, share: float) -> pd.DataFrame:
+    """The list with its hold-out: within each stratum (risk tier x action category), customers in the order of
+    a keyed random draw; the first round(share x stratum size) are `control` (never contacted, never in the
+    CSV), the others `target`, ranked for contact (`contact_rank`) in the list's order. Deterministic from the
+    list id and the customer ids; stratified, so target and control are alike in risk and in reason."""
+    out = chosen.copy()
+    draw = pd.Series(_draw(key, out["customer_id"]), index=out.index)
+    order = draw.groupby([out["risk_tier"], out["action_category"]], sort=False).rank(method="first")
+    size = out.groupby(["risk_tier", "action_category"], sort=False)["customer_id"].transform("size")
+    control = order <= np.floor(share * size + 0.5)
+    out["list_id"] = key
+    out["group"] = np.where(control, GROUPS[1], GROUPS[0])
+    target = ~control
+    out["contact_rank"] = pd.array([pd.NA] * len(out), dtype="Int64")
+    out.loc[target, "contact_rank"] = np.arange(1, int(target.sum()) + 1)
+    return out
+
+
+def ledger_record(summary: dict, policy: WinbackPolicy, listed: pd.DataFrame, file_stem: str, written: dict) -> dict:
+    """The campaign ledger's record of one written list: id, day, selection settings, sizes of the target and
+    control groups with their value at risk, the model versions behind it, and `written` (files, when)."""
+    return {"list_id": summary["list_id"], "file_stem": file_stem, "as_of": summary["as_of"],
+            "selection": policy.selection, "target": summary["customers"], "control": summary["control"],
+            "control_share": policy.control_share, "cooldown_days": policy.cooldown_days,
+            "max_inactive_days": policy.max_inactive_days, "top_n": policy.top_n,
+            "model_versions": sorted({str(v) for v in listed["model_version"]}),
+            "value_at_risk": summary["value_at_risk"], "control_value_at_risk": summary["control_value_at_risk"],
+            "currency": policy.currency, **written}
 
 
 def selection_line(steps: list[Step]) -> str:
@@ -164,8 +211,10 @@ def selection_line(steps: list[Step]) -> str:
 
 
 def campaign_sheet(chosen: pd.DataFrame, currency: str) -> pd.DataFrame:
-    """The CSV a campaign manager opens: human headers in reading order, numbers rounded (still numbers),
-    formula prefixes neutralised."""
+    """The CSV a campaign manager opens: the target group only (a control customer is never in it), human
+    headers in reading order, numbers rounded (still numbers), formula prefixes neutralised."""
+    if "group" in chosen:
+        chosen = chosen[chosen["group"] == GROUPS[0]]
     out = {}
     for header, column, decimals in CAMPAIGN_SHEET:
         v = chosen[column]
@@ -179,9 +228,14 @@ def campaign_sheet(chosen: pd.DataFrame, currency: str) -> pd.DataFrame:
 
 def winback_summary(selection: Selection, day: str, currency: str, head: int = 20) -> dict:
     """What a win-back run reports: size, value at risk, each selection step, customers per action, the top rows."""
-    chosen = selection.chosen
-    return {"as_of": day, "customers": len(chosen), "value_at_risk": float(chosen["value_at_risk"].sum()),
-            "currency": currency,
+    listed = selection.chosen
+    grouped = "group" in listed
+    chosen = listed[listed["group"] == GROUPS[0]] if grouped else listed
+    control = listed[listed["group"] == GROUPS[1]] if grouped else listed.iloc[:0]
+    return {"as_of": day, "list_id": listed["list_id"].iloc[0] if grouped and len(listed) else None,
+            "customers": len(chosen), "control": len(control),
+            "value_at_risk": float(chosen["value_at_risk"].sum()),
+            "control_value_at_risk": float(control["value_at_risk"].sum()), "currency": currency,
             "selection": selection_line(selection.steps),
             "steps": [{"step": s.step, "label": s.label, "customers": s.customers} for s in selection.steps],
             "by_action": {str(k): int(v) for k, v in chosen["action_category"].value_counts().items()},
@@ -210,15 +264,17 @@ def pseudonymise(ids: pd.Series, key: bytes) -> pd.Series:
     return ids.astype(str).map(lambda v: "p_" + hmac.new(key, v.encode(), hashlib.sha256).hexdigest()[:24])
 
 
-def explain_customer(row: pd.DataFrame, policy: WinbackPolicy, listed_rank: int | None,
-                     list_written: bool) -> dict:
+def explain_customer(row: pd.DataFrame, policy: WinbackPolicy, entry: dict | None, list_written: bool) -> dict:
     """One scored customer (a one-row scores frame) as `churn explain` shows it: score, tier, rank, value, the
     three reasons with their categories, the action they call for, and whether (or why not) the customer is on
     the day's win-back list."""
     r = row.iloc[0]
     listed = winback_rows(row, policy).iloc[0]
-    if listed_rank is not None:
-        on_list = f"on the day's win-back list at rank {listed_rank}"
+    if entry is not None and entry["group"] == GROUPS[1]:
+        on_list = (f"held out of the day's win-back list as control (list {entry['list_id']}): not to be contacted, "
+                   f"so the campaign's effect can be measured")
+    elif entry is not None:
+        on_list = f"on the day's win-back list at rank {entry['contact_rank']}"
     elif r["risk_tier"] != RISK_TIERS[0]:
         on_list = f"not on the win-back list: {r['risk_tier']} tier (the list takes the {RISK_TIERS[0]} tier)"
     elif r["days_since_last_event"] > policy.max_inactive_days:

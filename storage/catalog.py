@@ -161,6 +161,32 @@ def write_winback(paths: Paths, name: str, frame: pd.DataFrame, csv_frame: pd.Da
     return folder / pq_name, folder / csv_name
 
 
+def record_list(paths: Paths, record: dict) -> None:
+    """Append one written list to the campaign ledger (`campaigns/lists.jsonl`, one JSON record per line, under
+    the win-back lock, flushed to disk): its id, settings, sizes, model and day. Writing a day's list again
+    appends a new record; the newest record of a list id describes the files on disk."""
+    paths.campaign_ledger.parent.mkdir(parents=True, exist_ok=True)
+    line = (json.dumps(record, sort_keys=True, default=str) + "\n").encode("utf-8")
+    with file_lock(paths.winback_lock_file):
+        with open(paths.campaign_ledger, "ab") as f:
+            f.write(line)
+            f.flush()
+            os.fsync(f.fileno())
+
+
+def read_ledger(paths: Paths) -> list[dict]:
+    """Every record of the campaign ledger, oldest first (a torn last line, from a crash mid-append, is skipped)."""
+    if not paths.campaign_ledger.exists():
+        return []
+    out = []
+    for line in paths.campaign_ledger.read_text(encoding="utf-8").splitlines():
+        try:
+            out.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue
+    return out
+
+
 def check_contacts(path: Path) -> None:
     """ContactsError unless `path` is a readable contact history with customer_id and contacted_at
     (reads only the Parquet schema or the CSV header)."""
@@ -233,14 +259,21 @@ def customer_scores(paths: Paths, customer_id: str, as_of_date: str | None) -> t
     return table.to_pandas(), day, data.count_rows()
 
 
-def listed_rank(paths: Paths, list_name: str, day: str, customer_id: str) -> tuple[int | None, bool]:
-    """The customer's rank on a day's win-back list (None if not on it), and whether that list was written."""
+def list_entry(paths: Paths, list_name: str, day: str, customer_id: str) -> tuple[dict | None, bool]:
+    """The customer's row of a day's win-back list (list_id, group, contact_rank; None if not on it), and whether
+    that list was written. A list written before the hold-out (contract version 2) reads as all target."""
     f = paths.winback / f"as_of={day}" / f"{list_name}.parquet"
     if not f.is_file():
         return None, False
-    t = pq.read_table(f, columns=["customer_id", "winback_rank"]).to_pandas()
-    hit = t.loc[t["customer_id"] == customer_id, "winback_rank"]
-    return (int(hit.iloc[0]) if len(hit) else None), True
+    t = pq.read_table(f).to_pandas()
+    hit = t[t["customer_id"] == customer_id]
+    if hit.empty:
+        return None, True
+    row = hit.iloc[0]
+    if "group" not in t:
+        return {"list_id": None, "group": "target", "contact_rank": int(row["winback_rank"])}, True
+    rank = row["contact_rank"]
+    return {"list_id": row["list_id"], "group": row["group"], "contact_rank": None if pd.isna(rank) else int(rank)}, True
 
 
 def date_of(day: str):

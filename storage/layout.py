@@ -85,6 +85,8 @@ class Paths:
     def scores_latest(self) -> Path: return self.scores / LATEST_POINTER
     @property
     def winback_lock_file(self) -> Path: return self.home / "state" / "winback.lock"
+    @property
+    def campaign_ledger(self) -> Path: return self.home / "campaigns" / "lists.jsonl"
 
 
 # Names readers of a hive folder skip (pyarrow, pandas and Spark leave out names starting with "_" or "."; a

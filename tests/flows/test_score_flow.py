@@ -88,7 +88,7 @@ def test_winback_list_is_consistent_with_the_scores(trained, tmp_path):
     r = winback(config(trained, "winback", max_inactive_days=180), "2024-06-01", contacts)
     w = pd.read_parquet(r["parquet"])
     s = scores.set_index("customer_id")
-    assert len(w) == r["customers"] > 0
+    assert len(w) == r["customers"] + r["control"] and r["customers"] > 0 and r["control"] > 0
     assert top_high["customer_id"] not in set(w["customer_id"])
     assert (s.loc[w["customer_id"], "risk_tier"] == "high").all()
     assert (s.loc[w["customer_id"], "days_since_last_event"] <= 180).all()
@@ -105,8 +105,17 @@ def test_winback_list_is_consistent_with_the_scores(trained, tmp_path):
     csv = pd.read_csv(r["csv"], dtype={"Customer ID": str})
     assert list(csv.columns) == ["Rank", "Customer ID", "Risk score (0-100)", "Risk tier", "Value at risk (GBP)",
                                  "Days since last purchase", "Suggested action", "Reason 1", "Reason 2", "Reason 3"]
-    assert csv["Customer ID"].tolist() == w["customer_id"].tolist()
-    assert csv["Value at risk (GBP)"].tolist() == w["value_at_risk"].round(2).tolist()
+    # the CSV is the target group only (never a control customer), ranked 1.. for contact
+    target = w[w["group"] == "target"]
+    assert csv["Customer ID"].tolist() == target["customer_id"].tolist()
+    assert not set(csv["Customer ID"]) & set(w.loc[w["group"] == "control", "customer_id"])
+    assert csv["Rank"].tolist() == list(range(1, len(target) + 1)) == target["contact_rank"].tolist()
+    assert csv["Value at risk (GBP)"].tolist() == target["value_at_risk"].round(2).tolist()
+    # the campaign ledger records the list: id, sizes, settings, model
+    ledger = catalog.read_ledger(trained)
+    assert ledger[-1]["list_id"] == "winback-2024-06-01" == w["list_id"].iloc[0]
+    assert (ledger[-1]["target"], ledger[-1]["control"]) == (len(target), r["control"])
+    assert ledger[-1]["control_share"] == 0.1 and ledger[-1]["contact_history"] == str(contacts)
     assert csv["Risk score (0-100)"].between(0, 100).all() and csv["Reason 1"].notna().all()
     # a complaint among any of the three reasons gets the service call, whatever comes first
     complained = w[["reason_1_category", "reason_2_category", "reason_3_category"]].eq("complaints").any(axis=1)
@@ -137,7 +146,7 @@ def test_a_top_n_list_is_written_beside_the_days_full_list_and_never_replaces_it
     assert top["csv"].endswith("winback-top10.csv") and top["parquet"].endswith("winback-top10.parquet")
     assert full["csv"].endswith("/winback.csv") and len(pd.read_parquet(top["parquet"])) == 10
     pd.testing.assert_frame_equal(pd.read_parquet(full["parquet"]), before)  # the full list is still there
-    assert len(pd.read_csv(full["csv"])) == len(before) > 10
+    assert len(pd.read_csv(full["csv"])) == (before["group"] == "target").sum() > 10
     again = winback(config(trained, "winback"), "2024-06-01")  # and re-writing the full list keeps the top 10
     assert again["parquet"] == full["parquet"] and len(pd.read_parquet(top["parquet"])) == 10
     folder = trained.home / "winback" / "as_of=2024-06-01"
@@ -152,7 +161,7 @@ def test_score_and_winback_flows_run_under_prefect(trained):
     r = score_flow(config(trained, "score", exact_reasons_top_n=50), as_of="2024-07-01")
     assert r["exact_reasons"] == 50 and r["as_of"] == "2024-07-01"
     w = winback_flow(config(trained, "winback", top_n=25), as_of="2024-07-01")
-    assert w["customers"] == 25
+    assert w["customers"] + w["control"] == 25 and w["customers"] >= 20  # the top 25, with its hold-out
     from mlflow import MlflowClient
 
     run = MlflowClient(tracking_uri=uri(trained)).get_run(r["run_id"])

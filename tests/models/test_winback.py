@@ -10,6 +10,7 @@ from models.winback import (
     WinbackPolicy,
     campaign_sheet,
     choose_action,
+    hold_out,
     select_winback,
     selection_line,
     spreadsheet_safe,
@@ -45,7 +46,8 @@ def scores():
 
 def test_high_tier_ranked_by_value_at_risk_without_the_long_gone():
     w = select_winback(scores(), policy()).chosen
-    assert pa.Table.from_pandas(w, schema=WINBACK_SCHEMA, preserve_index=False).num_rows == 4  # the contract holds
+    listed = hold_out(w, "winback-2024-06-01", 0.1)
+    assert pa.Table.from_pandas(listed, schema=WINBACK_SCHEMA, preserve_index=False).num_rows == 4  # the contract
     assert w["customer_id"].tolist() == ["b", "c", "a", "f"]  # d is gone 390 days; e is low tier
     assert w["winback_rank"].tolist() == [1, 2, 3, 4]
     assert w["risk_score"].tolist() == [80, 75, 95, 71]
@@ -114,7 +116,7 @@ def test_actions_are_configurable():
 
 
 def test_the_campaign_sheet_has_human_headers_rounded_numbers_and_all_three_reasons():
-    sheet = campaign_sheet(select_winback(scores(), policy()).chosen, "EUR")
+    sheet = campaign_sheet(hold_out(select_winback(scores(), policy()).chosen, "winback-2024-06-01", 0.0), "EUR")
     assert list(sheet.columns) == ["Rank", "Customer ID", "Risk score (0-100)", "Risk tier", "Value at risk (EUR)",
                                    "Days since last purchase", "Suggested action", "Reason 1", "Reason 2",
                                    "Reason 3"]
@@ -135,3 +137,48 @@ def test_csv_cells_that_a_spreadsheet_would_run_are_neutralised(prefix):
     safe = spreadsheet_safe(f)
     assert safe["customer_id"].tolist() == ["'" + prefix + "HYPERLINK(\"http://x\")", "ok"]
     assert safe["value"].tolist() == [-1.5, 2.0]  # numbers stay numbers
+
+
+def big_list(n=2000, seed=0):
+    """A ranked list of n customers over three tiers' worth of strata (tier x action category)."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    return pd.DataFrame({"customer_id": [f"C{i:06d}" for i in range(n)],
+                         "risk_tier": rng.choice(["high", "medium"], n, p=[0.7, 0.3]),
+                         "action_category": rng.choice(["complaints", "overdue", "spend_falling", "other"], n,
+                                                       p=[0.05, 0.6, 0.25, 0.1]),
+                         "value_at_risk": np.sort(rng.gamma(2, 50, n))[::-1]})
+
+
+def test_the_hold_out_is_stratified_deterministic_and_never_reaches_the_csv():
+    """Issue #15: a random control share, stratified by tier and reason category, deterministic from the list id
+    and customer id; control customers are in the Parquet, never in the CSV for the campaign tool."""
+    import numpy as np
+
+    w = big_list()
+    a = hold_out(w, "winback-2024-06-01", 0.1)
+    strata = a.groupby(["risk_tier", "action_category"])
+    for _, g in strata:
+        assert (g["group"] == "control").sum() == np.floor(0.1 * len(g) + 0.5)
+    assert set(a["group"]) == {"target", "control"} and (a["list_id"] == "winback-2024-06-01").all()
+    # the same list id draws the same groups whatever the row order; another list id draws others
+    again = hold_out(w.sample(frac=1, random_state=3), "winback-2024-06-01", 0.1).set_index("customer_id")
+    assert again.loc[a["customer_id"], "group"].tolist() == a["group"].tolist()
+    other = hold_out(w, "winback-2024-06-08", 0.1)
+    overlap = ((a["group"] == "control") & (other["group"] == "control")).sum()
+    assert overlap < 0.5 * (a["group"] == "control").sum()
+    # target customers are ranked for contact 1..T in the list's order; control has no contact rank
+    target = a[a["group"] == "target"]
+    assert target["contact_rank"].tolist() == list(range(1, len(target) + 1))
+    assert a.loc[a["group"] == "control", "contact_rank"].isna().all()
+    # the CSV takes the target group only
+    full = pd.DataFrame({"winback_rank": range(1, len(w) + 1), "risk_score": 80, "value_at_risk": w["value_at_risk"],
+                         "days_since_last_purchase": 10.0, "suggested_action": "x", "reason_1_text": "r",
+                         "reason_2_text": None, "reason_3_text": None}).join(a[["customer_id", "risk_tier",
+                                                                                  "group", "contact_rank"]])
+    sheet = campaign_sheet(full, "GBP")
+    assert set(sheet["Customer ID"]) == set(target["customer_id"]) and sheet["Rank"].tolist() == list(
+        range(1, len(target) + 1))
+    # no hold-out when the share is 0
+    assert (hold_out(w, "winback-2024-06-01", 0.0)["group"] == "target").all()

@@ -80,6 +80,11 @@ def test_sigkill_during_scoring_leaves_no_partial_file_and_a_rerun_completes(tra
     assert not all(outcomes), "every kill came after publishing: the kill points missed the run"
 
 
+def targets(parquet) -> int:
+    """Rows of a win-back Parquet file in the target group (the rows its CSV holds)."""
+    return int((pq.read_table(parquet, columns=["group"]).column(0).to_pandas() == "target").sum())
+
+
 def test_sigkill_during_the_winback_export_never_mixes_two_runs_files(trained, tmp_path):
     from flows.winback import winback
 
@@ -93,7 +98,7 @@ def test_sigkill_during_the_winback_export_never_mixes_two_runs_files(trained, t
     shutil.copytree(base, ref_home)
     duration, _ = helpers.run_child(CTX, _winback, ref_home, None)
     (folder,) = (ref_home / "winback").glob("as_of=*")
-    full = len(pq.read_table(folder / "winback.parquet"))
+    full = targets(folder / "winback.parquet")
     assert full > earlier
     seen = set()
     for i, fraction in enumerate(FRACTIONS):
@@ -103,17 +108,17 @@ def test_sigkill_during_the_winback_export_never_mixes_two_runs_files(trained, t
         folders = list((home / "winback").glob("as_of=*"))
         assert len(folders) <= 1
         if folders:  # the old pair or the new pair, both files whole, never one of each
-            n_parquet = len(pq.read_table(folders[0] / "winback.parquet"))
+            n_parquet = targets(folders[0] / "winback.parquet")  # the CSV holds the target group
             n_csv = len(pd.read_csv(folders[0] / "winback.csv"))
             assert n_parquet == n_csv and n_parquet in (earlier, full)
             # the other selection's list is untouched, whichever folder is visible
-            assert len(pq.read_table(folders[0] / "winback-top5.parquet")) == 5
+            assert len(pq.read_table(folders[0] / "winback-top5.parquet")) == 5  # target and control
             seen.add(n_parquet)
         else:
             seen.add(-1)
         _winback(str(home), str(home.parent / "ready-rerun"))
         (folder,) = (home / "winback").glob("as_of=*")
-        assert len(pq.read_table(folder / "winback.parquet")) == len(pd.read_csv(folder / "winback.csv")) == full
-        assert len(pd.read_csv(folder / "winback-top5.csv")) == 5
+        assert targets(folder / "winback.parquet") == len(pd.read_csv(folder / "winback.csv")) == full
+        assert len(pd.read_csv(folder / "winback-top5.csv")) == targets(folder / "winback-top5.parquet")
         assert not list((home / "winback").glob(".as_of=*")), "a re-run clears what the crash left behind"
     assert earlier in seen, "every kill came after publishing: the kill points missed the run"
