@@ -28,7 +28,8 @@ def test_an_experiment_is_kept_only_if_it_helps_on_every_data_set_and_the_refit_
         "b": {"reference": _run(0.80, 0.70, 0.20), "all-monthly": _run(0.82, 0.72, 0.18),
               "all-weekly": _run(0.83, 0.73, 0.17), "refit": _run(0.8, 0.7, 0.2, {"roc_auc": up, "pr_auc": down})},
     }
-    assert decisions(results) == {"all-monthly": "kept", "all-weekly": "dropped", "refit": "dropped"}
+    assert decisions(results) == {"all-monthly": "kept", "all-weekly": "dropped", "refit": "dropped",
+                                  "btyd-features": "dropped (2 data set(s) unmeasured)"}
     results["b"]["refit"] = {"unmeasured": "not enough history", "scorers": {}}
     assert decisions(results)["refit"] == "kept (1 data set(s) unmeasured)"
     text = markdown(results, (DataSet("a", "Set A", (), 90), DataSet("b", "Set B", (), 90)), "scripts/quality-tables")
