@@ -21,7 +21,7 @@ def _run(auc, pr, brier, versus=None):
 
 def test_an_experiment_is_kept_only_if_it_helps_on_every_data_set_and_the_refit_only_if_it_does_not_hurt():
     up = {"diff": 0.01, "low": -0.01, "high": 0.02, "baseline": "evaluated"}
-    down = {**up, "diff": -0.001}
+    down = {**up, "diff": -0.01, "low": -0.02, "high": -0.001}  # worse beyond noise
     results = {
         "a": {"reference": _run(0.80, 0.70, 0.20), "all-monthly": _run(0.81, 0.71, 0.19),
               "all-weekly": _run(0.81, 0.71, 0.21), "refit": _run(0.8, 0.7, 0.2, {"roc_auc": up, "pr_auc": up})},
@@ -30,6 +30,9 @@ def test_an_experiment_is_kept_only_if_it_helps_on_every_data_set_and_the_refit_
     }
     assert decisions(results) == {"all-monthly": "kept", "all-weekly": "dropped", "refit": "dropped",
                                   "btyd-features": "dropped (2 data set(s) unmeasured)"}
+    noise = {**up, "diff": -0.0005, "low": -0.001, "high": 0.0002}  # slightly lower, within noise: does not hurt
+    results["b"]["refit"] = _run(0.8, 0.7, 0.2, {"roc_auc": noise, "pr_auc": up})
+    assert decisions(results)["refit"] == "kept"
     results["b"]["refit"] = {"unmeasured": "not enough history", "scorers": {}}
     assert decisions(results)["refit"] == "kept (1 data set(s) unmeasured)"
     text = markdown(results, (DataSet("a", "Set A", (), 90), DataSet("b", "Set B", (), 90)), "scripts/quality-tables")
