@@ -44,6 +44,7 @@ class Experiment:
     overrides: dict = field(default_factory=dict)  # settings against the reference row
     backtest_refit: bool = False
     btyd_features: bool = False
+    blend: bool = False
 
 
 REFERENCE = {"n_train_cutoffs": 4, "cutoff_step_days": 30, "refit": False}  # the settings before issue #13 part 2
@@ -58,6 +59,8 @@ EXPERIMENTS = (
                {}, backtest_refit=True),
     Experiment("btyd-features", "the point-in-time BG/NBD outputs (P(alive), expected purchases in the horizon; "
                "fitted at each cutoff on that cutoff's history only) as two more model inputs", {}, btyd_features=True),
+    Experiment("blend", "a blended challenger: the mean of the model's and logistic RFM's P(churn) (weights fixed "
+               "in advance, not fitted on the validation snapshot)", {}, blend=True),
 )
 
 
@@ -99,6 +102,8 @@ def run_experiment(ds: DataSet, ex: Experiment, home: Path, resamples: int) -> d
     if not ex.backtest_refit:
         plan, info = build_snapshots(config, as_of)
         result = train_with_btyd_features(config, info) if ex.btyd_features else train(config, info)[0]
+        if ex.blend:
+            result = blended(result, config.bootstrap())
         out = {"validation_cutoff": info["validation_cutoff"], "train_cutoffs": len(plan.train),
                "train_rows": result.sizes["train_rows"] + result.sizes["early_stopping_rows"],
                "scorers": {"model": result.metrics, **result.baselines}, "versus": result.versus_baseline,
@@ -109,6 +114,19 @@ def run_experiment(ds: DataSet, ex: Experiment, home: Path, resamples: int) -> d
     out["scorers"] = {k: {c: v[c] for c in (*COLUMNS, "base_rate", "n")} for k, v in out["scorers"].items()
                       if k in SCORERS}
     return out
+
+
+def blended(result, bootstrap):
+    """The training result with the model's predictions replaced by the mean of the model's and logistic RFM's, its
+    metrics and its intervals against the best baseline recomputed."""
+    import dataclasses
+
+    from models.evaluate import metrics
+    from models.train import versus_best_baseline
+
+    preds = result.predictions.assign(model=(result.predictions["model"] + result.predictions["logistic_rfm"]) / 2)
+    return dataclasses.replace(result, predictions=preds, metrics=metrics(preds["y"], preds["model"]),
+                               versus_baseline=versus_best_baseline(preds, result.baselines, bootstrap))
 
 
 def train_with_btyd_features(config, info: dict):
@@ -248,6 +266,7 @@ def markdown(results: dict, sets: tuple[DataSet, ...], command: str) -> str:
             for i, name in enumerate(names):
                 s = r["scorers"][name]
                 label = ("refit" if name == "model" else "not refitted") if ex.backtest_refit else SCORERS[name]
+                label = "blend (model + logistic RFM) / 2" if ex.blend and name == "model" else label
                 vs = (_interval(r["versus"].get("roc_auc")), _interval(r["versus"].get("pr_auc"))) if i == 0 else ("", "")
                 lines.append(f"| {ex.name if i == 0 else ''} | {size if i == 0 else ''} | {label} | {s['roc_auc']:.4f} | "
                              f"{s['pr_auc']:.4f} | {s['brier']:.4f} | {s['calibration_error']:.3f} | {vs[0]} | {vs[1]} |")

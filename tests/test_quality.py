@@ -29,7 +29,8 @@ def test_an_experiment_is_kept_only_if_it_helps_on_every_data_set_and_the_refit_
               "all-weekly": _run(0.83, 0.73, 0.17), "refit": _run(0.8, 0.7, 0.2, {"roc_auc": up, "pr_auc": down})},
     }
     assert decisions(results) == {"all-monthly": "kept", "all-weekly": "dropped", "refit": "dropped",
-                                  "btyd-features": "dropped (2 data set(s) unmeasured)"}
+                                  "btyd-features": "dropped (2 data set(s) unmeasured)",
+                                  "blend": "dropped (2 data set(s) unmeasured)"}
     noise = {**up, "diff": -0.0005, "low": -0.001, "high": 0.0002}  # slightly lower, within noise: does not hurt
     results["b"]["refit"] = _run(0.8, 0.7, 0.2, {"roc_auc": noise, "pr_auc": up})
     assert decisions(results)["refit"] == "kept"
@@ -48,3 +49,24 @@ def test_the_readme_block_is_replaced_between_its_markers_only():
     assert replace_between_markers(text, "new\n") == f"intro\n{BEGIN}\nnew\n{END}\noutro\n"
     with pytest.raises(ValueError, match="exactly one"):
         replace_between_markers("no markers", "new\n")
+
+
+def test_the_blend_is_the_mean_of_the_model_and_logistic_rfm_scored_like_the_model():
+    import numpy as np
+    import pandas as pd
+
+    from churn.quality import blended
+    from models.evaluate import metrics
+    from models.promotion import Bootstrap
+    from models.train import TrainingResult
+
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 2, 200)
+    preds = pd.DataFrame({"customer_id": range(200), "y": y, "model": rng.uniform(size=200),
+                          "logistic_rfm": np.clip(y * 0.5 + rng.uniform(size=200) * 0.5, 0, 1)})
+    baselines = {"logistic_rfm": metrics(y, preds["logistic_rfm"])}
+    r = blended(TrainingResult(model=None, metrics={}, baselines=baselines, predictions=preds), Bootstrap(100, 0.9, 1))
+    mean = (preds["model"] + preds["logistic_rfm"]) / 2
+    assert r.metrics == metrics(y, mean) and r.predictions["model"].equals(mean)
+    assert r.versus_baseline["roc_auc"]["baseline"] == "logistic_rfm"
+    assert r.versus_baseline["roc_auc"]["diff"] == pytest.approx(r.metrics["roc_auc"] - baselines["logistic_rfm"]["roc_auc"])
