@@ -54,7 +54,8 @@ def history_note(plan: CutoffPlan, data_start: pd.Timestamp, lookback_days: int)
     days = (plan.train[0] - pd.Timestamp(data_start).tz_convert("UTC")) // pd.Timedelta(days=1)
     if days >= lookback_days:
         return None
-    return (f"short history: the first training cutoff ({plan.train[0].date()}) sees {days} days of events, the "
-            f"validation cutoff {(plan.validation - pd.Timestamp(data_start).tz_convert('UTC')) // pd.Timedelta(days=1)}"
-            f"; features over longer windows (up to {lookback_days} days) count only what the store holds; "
-            f"{len(plan.train)} training cutoff(s)")
+    start = pd.Timestamp(data_start).tz_convert("UTC")
+    return (f"short history: the first training cutoff ({plan.train[0].date()}) sees {days} days of events and the "
+            f"validation cutoff {(plan.validation - start) // pd.Timedelta(days=1)} days; features over longer "
+            f"windows (up to {lookback_days} days) count only what the store holds; {len(plan.train)} training "
+            f"cutoff(s)")
