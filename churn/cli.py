@@ -103,7 +103,8 @@ def check_train(args, settings) -> None:
     first, last, _ = store.store_time_range(layout.Paths(settings.home))
     as_of = utc(args.as_of) if args.as_of else last
     store.require_not_after(first, last, as_of)
-    plan_cutoffs(first, as_of, config.horizon_days, config.n_train_cutoffs, config.cutoff_step_days)
+    plan_cutoffs(first, as_of, config.horizon_days, config.n_train_cutoffs, config.cutoff_step_days,
+                 config.min_history_days)
 
 
 def check_score(args, settings) -> None:
@@ -244,12 +245,17 @@ def _print_train(r: dict) -> None:
     print(f"trained on cutoffs {r['train_cutoffs']} ({r['train_rows']:,} rows + {r['early_stopping_rows']:,} "
           f"for early stopping); validated at {r['validation_cutoff']} ({r['validation_rows']:,} customers, "
           f"churn rate {r['metrics']['base_rate']:.1%})")
+    if r.get("history_note"):
+        print(f"note: {r['history_note']}")
     print(f"{'scorer':<18}" + "".join(f"{c:>{len(c) + 2}}" for c in cols))
     for name, m in {"model (xgboost)": r["metrics"], **r["baselines"]}.items():
         print(f"{name:<18}" + "".join(f"{m[c]:>{len(c) + 2}.4f}" for c in cols))
     for metric, v in r.get("versus_baseline", {}).items():
         print(f"model - best baseline ({v['baseline']}) {metric}: {v['diff']:+.4f} "
               f"[{v['low']:+.4f}, {v['high']:+.4f}] ({v['confidence']:.0%} paired bootstrap, {v['n_resamples']:,} resamples)")
+    if r.get("registered_model") == "refit":
+        print("the registered model is this model refitted on the training and validation snapshots with the same "
+              "tree count (the metrics above are from before the refit)")
     print(f"registered {r['experiment']} model version {r['model_version']} as '{r['alias']}': {r['promotion_reason']}")
     if r.get("champion_note"):
         print(f"note: {r['champion_note']}")

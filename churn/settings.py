@@ -67,9 +67,11 @@ class TrainConfig(BaseModel):
     activity_types: tuple[str, ...]
     n_train_cutoffs: int
     cutoff_step_days: int
+    min_history_days: int
     seed: int
     model_params: dict[str, Any] = {}  # XGBoost hyperparameters over models/churn_model.DEFAULT_PARAMS
     features: tuple[str, ...]  # the feature set the model learns from
+    refit: bool
     btyd_baselines: bool
     btyd_sample_customers: int
     bootstrap_resamples: int
@@ -159,8 +161,15 @@ class Settings(BaseSettings):
 
     # training
     seed: int = Field(default=42, ge=0, description="random seed of the model and the generator")
-    n_train_cutoffs: int = Field(default=4, ge=1)
-    cutoff_step_days: int = Field(default=30, ge=1)
+    n_train_cutoffs: int = Field(default=4, ge=0, description="stacked training snapshots, the latest first "
+                                 "(0: as many as the history allows)")
+    cutoff_step_days: int = Field(default=30, ge=1, description="days between training cutoffs")
+    min_history_days: int | None = Field(default=None, ge=0, description="days of events before the first training "
+                                         "cutoff (default: the horizon, so the shortest log that trains is three "
+                                         "horizons long)")
+    refit: bool = Field(default=True, description="after the honest evaluation, register the model refitted on the "
+                        "training snapshots plus the validation snapshot with the tree count chosen before (the run's "
+                        "metrics stay those of the evaluated model)")
     model_name: str = "churn"
     experiment_name: str = "churn"
     mlflow_tracking_uri: str | None = Field(default=None, description="default: SQLite under <home>/mlflow")
@@ -278,15 +287,19 @@ class Settings(BaseSettings):
     def train_config(self, model: dict[str, Any] | None = None, **overrides: Any) -> TrainConfig:
         """`model`: `churn train --set` values over the `[model]` settings."""
         params, features = model_parts({**self.model, **(model or {})})
-        return TrainConfig(**{"model_params": params, "features": tuple(features),
+        values = {"model_params": params, "features": tuple(features),
             "home": self.home, "tracking_uri": self.tracking_uri, "model_name": self.model_name,
             "experiment": self.experiment_name, "horizon_days": self.horizon_days,
             "serving_horizon_days": self.horizon_days, "lookback_days": self.lookback_days,
             "activity_types": tuple(self.activity_types), "n_train_cutoffs": self.n_train_cutoffs,
-            "cutoff_step_days": self.cutoff_step_days, "seed": self.seed, "btyd_baselines": self.btyd_baselines,
+            "cutoff_step_days": self.cutoff_step_days, "seed": self.seed, "refit": self.refit,
+            "btyd_baselines": self.btyd_baselines,
             "btyd_sample_customers": self.btyd_sample_customers, "bootstrap_resamples": self.bootstrap_resamples,
-            "bootstrap_confidence": self.bootstrap_confidence,
-            **overrides})
+            "bootstrap_confidence": self.bootstrap_confidence, "min_history_days": self.min_history_days,
+            **overrides}
+        if values["min_history_days"] is None:  # follows the horizon, after any override of the horizon
+            values["min_history_days"] = values["horizon_days"]
+        return TrainConfig(**values)
 
     def score_config(self, **overrides: Any) -> ScoreConfig:
         return ScoreConfig(**{

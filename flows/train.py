@@ -14,8 +14,8 @@ from features.snapshots import split_by_plan, stacked_snapshots
 from flows import artifacts, events
 from models.evaluate import covering
 from models.promotion import ChampionScore, Verdict, champion_interval, champion_score, horizon_decision, should_promote
-from models.snapshots import CutoffPlan, plan_cutoffs
-from models.train import TrainingResult, train_and_evaluate
+from models.snapshots import CutoffPlan, history_note, plan_cutoffs
+from models.train import TrainingResult, refit_on_all_labelled, train_and_evaluate
 from storage import catalog, layout, store, tracking
 
 log = logging.getLogger("churn.train")
@@ -27,7 +27,8 @@ def build_snapshots(config: TrainConfig, as_of: pd.Timestamp | None) -> tuple[Cu
     first, last, n_events = store.store_time_range(paths)
     as_of = utc(as_of) if as_of is not None else last
     store.require_not_after(first, last, as_of)
-    plan = plan_cutoffs(first, as_of, config.horizon_days, config.n_train_cutoffs, config.cutoff_step_days)
+    plan = plan_cutoffs(first, as_of, config.horizon_days, config.n_train_cutoffs, config.cutoff_step_days,
+                        config.min_history_days)
     log.info("building labelled snapshots from %s events (%s..%s): %d training cutoffs, validation %s, "
              "%d-day horizon", f"{n_events:,}", first.date(), last.date(), len(plan.train), plan.validation.date(),
              config.horizon_days)
@@ -40,12 +41,14 @@ def build_snapshots(config: TrainConfig, as_of: pd.Timestamp | None) -> tuple[Cu
     path = catalog.write_snapshots(paths, split_by_plan(frame, plan), as_of, config.horizon_days)
     log.info("snapshots: %s rows", f"{len(frame):,}")
     info = {"path": str(path), "as_of": as_of.isoformat(), "data_start": first.isoformat(),
-            "data_end": last.isoformat(), "n_events": n_events, **plan.as_params()}
+            "data_end": last.isoformat(), "n_events": n_events, **plan.as_params(),
+            "history_note": history_note(plan, first, config.lookback_days)}
     return plan, info
 
 
 def train(config: TrainConfig, info: dict) -> tuple[TrainingResult, pd.DataFrame]:
-    """Fit the model and the baselines on the stored snapshots; the oracle joins where ground truth covers them."""
+    """Fit the model and the baselines on the stored snapshots (the oracle joins where ground truth covers them);
+    with `config.refit`, also the model to register, refitted on all labelled snapshots."""
     paths = layout.Paths(config.home)
     frame = catalog.read_snapshots(Path(info["path"]))
     train, validation = frame[frame["split"] == "train"], frame[frame["split"] == "validation"]
@@ -64,12 +67,15 @@ def train(config: TrainConfig, info: dict) -> tuple[TrainingResult, pd.DataFrame
                                 model_params=config.model_params,
                                 horizon_days=config.horizon_days, btyd=config.btyd_baselines,
                                 btyd_sample=config.btyd_sample_customers, bootstrap=config.bootstrap(), oracle=oracle)
+    if config.refit:  # the metrics stay the evaluated model's: the refit has seen the validation labels
+        result.refit = refit_on_all_labelled(result.model, train, validation)
     return result, frame
 
 
 def judge(config: TrainConfig, result: TrainingResult, validation: pd.DataFrame) -> Verdict:
-    """The current champion scored on our validation snapshot, and the promotion rule applied to the paired
-    bootstrap interval of candidate minus champion (called again under the promotion lock if the champion changed)."""
+    """The current champion (as it was evaluated, before any refit) scored on our validation snapshot, and the
+    promotion rule applied to the paired bootstrap interval of candidate minus champion (called again under the
+    promotion lock if the champion changed)."""
     current = tracking.champion_version(config.model_name)
     champion = ChampionScore(None)
     if current is not None:
@@ -79,7 +85,7 @@ def judge(config: TrainConfig, result: TrainingResult, validation: pd.DataFrame)
             return Verdict(current.version, ChampionScore(None, f"champion v{current.version} predicts another "
                                                                 f"horizon"), other)
         try:
-            model = tracking.load_version(config.model_name, current.version)
+            model = tracking.load_evaluated(config.model_name, current.version)
             champion = champion_score(model, current.version, validation)
         except tracking.ChampionUnreadable as e:  # replaced by the new model, and the run says why
             champion = ChampionScore(None, f"champion v{current.version} could not be evaluated: {e}")
@@ -130,5 +136,5 @@ def train_flow(config: TrainConfig, as_of: str | None = None) -> dict:
 
 def summary_json(result: dict) -> str:
     keys = ("run_id", "model_version", "alias", "promotion_reason", "champion_interval", "metrics", "baselines",
-            "versus_baseline")
+            "versus_baseline", "registered_model")
     return json.dumps({k: result[k] for k in keys}, indent=2)

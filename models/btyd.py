@@ -99,6 +99,24 @@ class BGNBD(_BTYD):
         return _point(p)
 
 
+    def point_in_time_features(self, X: pd.DataFrame) -> pd.DataFrame:
+        """P(alive) at the cutoff and expected purchases within the horizon per row, indexed like X (empty for
+        customers who never bought): what the fitted model knows, as inputs for another model."""
+        out = pd.DataFrame({f: np.nan for f in BTYD_FEATURES}, index=X.index)
+        bought = X[FREQUENCY].notna().to_numpy()
+        if bought.any():
+            data = _library_frame(X[bought])
+            with _quiet():
+                out.loc[bought, BTYD_FEATURES[0]] = _point(self.model_.expected_probability_alive(data=data))
+                out.loc[bought, BTYD_FEATURES[1]] = _point(
+                    self.model_.expected_purchases(data=data, future_t=self.horizon_days))
+        return out
+
+
+# the point-in-time BG/NBD outputs, as feature columns
+BTYD_FEATURES = ("btyd_p_alive", "btyd_expected_purchases_horizon")
+
+
 class ParetoNBD(_BTYD):
     """Pareto/NBD (Schmittlein, Morrison & Colombo 1987): drop-out at any time, exponential lifetimes."""
 
@@ -133,3 +151,16 @@ class _quiet:
             logging.getLogger(name).setLevel(level)
         self._warnings.__exit__(*exc)
         return False
+
+
+def with_point_in_time_features(frame: pd.DataFrame, horizon_days: int, sample_customers: int | None,
+                                seed: int) -> pd.DataFrame:
+    """Stacked snapshots with the BTYD_FEATURES columns: at each cutoff a BG/NBD fitted on that cutoff's own purchase
+    histories only (no labels, nothing after the cutoff), applied to the customers of that cutoff."""
+    parts = []
+    for _, rows in frame.groupby("cutoff", sort=True):
+        history = rows.set_index("customer_id")
+        fitted = BGNBD(horizon_days, 1.0, sample_customers=sample_customers, seed=seed).fit(history)
+        values = fitted.point_in_time_features(history)
+        parts.append(rows.assign(**{c: values[c].to_numpy() for c in BTYD_FEATURES}))
+    return pd.concat(parts).loc[frame.index]

@@ -95,6 +95,20 @@ class ChurnModel:
         self.model_.load_model(bytearray(kept.save_raw("ubj")))
         return self
 
+    def refit(self, X: pd.DataFrame, y: pd.Series) -> "ChurnModel":
+        """A new model fitted on (X, y) with this fitted model's tree count (best iteration + 1), no early stopping:
+        for learning from all labelled history once the tree count has been chosen on a hold-out."""
+        from xgboost import XGBClassifier
+
+        out = ChurnModel(self.features, seed=self.seed, n_jobs=self.n_jobs, **self.params)
+        params = {k: v for k, v in self.params.items() if k != "early_stopping_rounds"}
+        out.model_ = XGBClassifier(objective="binary:logistic", eval_metric="logloss", random_state=self.seed,
+                                   n_jobs=self.n_jobs, **{**params, "n_estimators": self.best_iteration_ + 1})
+        out.model_.fit(self._x(X), np.asarray(y), verbose=False)
+        out.best_iteration_ = self.best_iteration_
+        out.refit_rows_ = len(X)
+        return out
+
     def _x(self, X: pd.DataFrame) -> pd.DataFrame:
         missing = [f for f in self.features if f not in X.columns]
         if missing:

@@ -32,8 +32,16 @@ class TrainingResult:
     sizes: dict[str, int] = field(default_factory=dict)
     # metric -> {"baseline": name, "diff", "low", "high"}: model minus the best baseline on that metric
     versus_baseline: dict[str, dict] = field(default_factory=dict)
+    # the evaluated model refitted on the training and validation snapshots with its tree count (None: not refitted)
+    refit: ChurnModel | None = None
+
+    @property
+    def registered(self) -> ChurnModel:
+        """The model to register: the refit when there is one, else the evaluated model."""
+        return self.refit if self.refit is not None else self.model
 
 
+MAX_TRAIN_ROWS = 1_000_000  # training rows above this are sampled by customer (time and memory)
 ADVICE = "use a longer history, another horizon or another as-of"
 
 
@@ -65,7 +73,7 @@ def cap_rows(frame: pd.DataFrame, max_rows: int | None) -> pd.DataFrame:
 def train_and_evaluate(train: pd.DataFrame, validation: pd.DataFrame, features: list[str], *, seed: int,
                        horizon_days: int, btyd: bool, bootstrap: Bootstrap | None, btyd_sample: int | None = None,
                        oracle: pd.Series | None = None, model_params: dict | None = None,
-                       max_train_rows: int | None = 1_000_000) -> TrainingResult:
+                       max_train_rows: int | None = MAX_TRAIN_ROWS) -> TrainingResult:
     """`train`/`validation`: feature rows with a `churned` label column and a `customer_id` column.
 
     The model early-stops on a customer-level hold-out of the training snapshots (never on the
@@ -108,6 +116,14 @@ def train_and_evaluate(train: pd.DataFrame, validation: pd.DataFrame, features: 
     return TrainingResult(model=model, metrics=model_metrics, baselines=scored, predictions=preds,
                           sizes={"train_rows": int((~es).sum()), "early_stopping_rows": int(es.sum()),
                                  "validation_rows": len(validation)}, versus_baseline=versus)
+
+
+def refit_on_all_labelled(model: ChurnModel, train: pd.DataFrame, validation: pd.DataFrame,
+                          max_train_rows: int | None = MAX_TRAIN_ROWS) -> ChurnModel:
+    """`model` refitted on the training snapshots (early-stopping hold-out included) plus the validation snapshot,
+    the latest fully labelled one, with the tree count its early stopping chose (nothing is chosen on this data)."""
+    stacked = cap_rows(pd.concat([train, validation], ignore_index=True), max_train_rows)
+    return model.refit(stacked[model.features], stacked["churned"])
 
 
 def versus_best_baseline(preds: pd.DataFrame, baselines: dict[str, dict[str, float]],

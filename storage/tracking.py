@@ -301,6 +301,29 @@ def load_version(model_name: str, version: str):
         raise ChampionUnreadable(f"the champion model {model_name} v{version} cannot be loaded: {e}") from e
 
 
+EVALUATED_MODEL_TAG = "evaluated_model_uri"
+
+
+def load_evaluated(model_name: str, version: str):
+    """The model of one registered version as it was evaluated: for a refit, the model before the refit (the one
+    the run's metrics are of, logged beside it), else the registered model itself. The promotion gate scores
+    this one: a refit has seen the labels of its own validation snapshot, which a later run's may overlap."""
+    import mlflow.xgboost
+    from mlflow import MlflowClient
+
+    try:
+        with reachable(mlflow.get_tracking_uri(), f"loading {model_name} v{version}"):
+            run_id = MlflowClient().get_model_version(model_name, str(version)).run_id
+            uri = MlflowClient().get_run(run_id).data.tags.get(EVALUATED_MODEL_TAG) if run_id else None
+            if uri:
+                return mlflow.xgboost.load_model(uri)
+    except TrackingUnavailable:
+        raise
+    except Exception as e:  # noqa: BLE001 - re-raised with the model named
+        raise ChampionUnreadable(f"the champion model {model_name} v{version} cannot be loaded: {e}") from e
+    return load_version(model_name, version)
+
+
 def retry_transient(task, task_run, state) -> bool:
     """Prefect retry condition: retry network and file hiccups (e.g. the tracking server restarting),
     never data, contract or model errors, which would fail the same way again."""
@@ -464,8 +487,20 @@ def _log_training_run(result, frame, info, config, champion) -> tuple[str, str, 
     data_range = f"{info['data_start'][:10]}..{info['data_end'][:10]}"
     with mlflow.start_run(run_name=training_run_name(info["as_of"], config.horizon_days, result.model.params)) as run:
         mlflow.set_tags({"code_version": code_version(), "data_range": data_range, "primary_metric": PRIMARY_METRIC})
+        if info.get("history_note"):
+            mlflow.set_tag("history_note", info["history_note"])
+        registered = result.registered
+        if result.refit is not None:
+            mlflow.set_tags({"registered_model": "refit", "registered_model_note": (
+                f"the registered model is the evaluated model refitted on the training snapshots plus the validation "
+                f"snapshot ({result.refit.refit_rows_:,} rows) with its {result.model.best_iteration_ + 1} trees; the "
+                f"val_* metrics, the baselines' and the intervals are the evaluated model's, before the refit")})
+            mlflow.log_param("refit_rows", result.refit.refit_rows_)
+        else:
+            mlflow.set_tag("registered_model", "evaluated")
         mlflow.log_params({
             "horizon_days": config.horizon_days, "lookback_days": config.lookback_days, "seed": config.seed,
+            "cutoff_step_days": config.cutoff_step_days, "min_history_days": config.min_history_days,
             "train_cutoffs": info["train_cutoffs"], "validation_cutoff": info["validation_cutoff"],
             "as_of": info["as_of"], "data_start": info["data_start"], "data_end": info["data_end"],
             "features": ",".join(result.model.features), "n_features": len(result.model.features),
@@ -489,19 +524,26 @@ def _log_training_run(result, frame, info, config, champion) -> tuple[str, str, 
                          "versus_baseline": result.versus_baseline}, "metrics.json")
         mlflow.log_dict({k: {"meaning": v[0], "unit": v[1]} for k, v in FEATURES.items()}, "features.json")
         # what the features and scores looked like at training time, for drift checks when scoring
-        reference = validation[result.model.features].assign(churn_probability=result.predictions["model"].to_numpy())
+        # (the registered model's scores: a refit scores the validation customers in-sample, as it will score)
+        reference = validation[registered.features].assign(
+            churn_probability=registered.churn_probability(validation[registered.features]).to_numpy())
         history = (utc(info["validation_cutoff"]) - utc(info["data_start"])) / pd.Timedelta(days=1)
         mlflow.log_dict(reference_bins(reference, history_days=history, relative=GROWS_WITH_HISTORY), DRIFT_REFERENCE)
-        X_example = validation[result.model.features].head(5).astype("float64")
-        signature = infer_signature(X_example, result.model.churn_probability(X_example).to_numpy())
+        X_example = validation[registered.features].head(5).astype("float64")
+        signature = infer_signature(X_example, registered.churn_probability(X_example).to_numpy())
         info_model = mlflow.xgboost.log_model(
-            result.model.model_, name="model", signature=signature, input_example=None,
+            registered.model_, name="model", signature=signature, input_example=None,
             pip_requirements=_pip_requirements(), registered_model_name=config.model_name, model_format="ubj")
         version = str(info_model.registered_model_version)
+        if result.refit is not None:  # the gate of later runs scores this one (see load_evaluated)
+            evaluated = mlflow.xgboost.log_model(result.model.model_, name="evaluated_model", signature=signature,
+                                                 input_example=None, pip_requirements=_pip_requirements(),
+                                                 model_format="ubj")
+            mlflow.set_tag(EVALUATED_MODEL_TAG, evaluated.model_uri)
         run_id = run.info.run_id
         label = (f"{config.model_name} v{version} - validation snapshot {info['validation_cutoff'][:10]} - "
                  f"{config.horizon_days}-day horizon")
-        for fname, fig in plots.training_figures(result.predictions, result.model.feature_importance(), label).items():
+        for fname, fig in plots.training_figures(result.predictions, registered.feature_importance(), label).items():
             mlflow.log_figure(fig, f"plots/{fname}")
             plots.plt.close(fig)
         # what the registry shows beside the version: its horizon (scoring reads it), data and metrics
@@ -511,7 +553,7 @@ def _log_training_run(result, frame, info, config, champion) -> tuple[str, str, 
         for k, v in version_tags.items():
             mlflow.MlflowClient().set_model_version_tag(config.model_name, version, k, str(v))
     return run_id, version, {"experiment": config.experiment, "tracking_uri": config.tracking_uri, **info,
-                             **result.sizes}
+                             **result.sizes, "registered_model": "refit" if result.refit is not None else "evaluated"}
 
 
 def load_drift_reference(run_id: str) -> dict | None:

@@ -55,6 +55,17 @@ def test_train_flow_logs_registers_and_promotes_only_a_better_model(store, prefe
     assert {"recency_rule_90d_roc_auc", "oracle_roc_auc", "bg_nbd_roc_auc", "pareto_nbd_pr_auc",
             "vs_best_baseline_roc_auc_low", "vs_best_baseline_pr_auc_high"} <= set(run.data.metrics)
     assert run.data.tags["best_baseline_roc_auc"] == first["versus_baseline"]["roc_auc"]["baseline"]
+    # the registered model is the refit on all labelled snapshots; the metrics and the gate are the evaluated model's
+    assert first["registered_model"] == "refit" and run.data.tags["registered_model"] == "refit"
+    assert "before the refit" in run.data.tags["registered_model_note"]
+    assert int(run.data.params["refit_rows"]) > int(run.data.params["train_rows"])
+    import mlflow.xgboost
+
+    mlflow.set_tracking_uri(uri)
+    registered = mlflow.xgboost.load_model("models:/churn/1")
+    evaluated = mlflow.xgboost.load_model(run.data.tags["evaluated_model_uri"])
+    assert registered.get_booster().num_boosted_rounds() == evaluated.get_booster().num_boosted_rounds()
+    assert registered.get_booster().save_raw("json") != evaluated.get_booster().save_raw("json")
     second_run = client.get_run(second["run_id"])
     assert second_run.data.metrics["vs_champion_roc_auc_low"] <= 0 and "champion_interval" in second_run.data.tags
     artifacts = {a.path for a in client.list_artifacts(first["run_id"], "plots")}

@@ -6,7 +6,7 @@ import pytest
 from pandas.testing import assert_frame_equal
 
 from features.purchase_history import HISTORY_NAMES, purchase_history
-from models.btyd import BGNBD, ParetoNBD, fit_sample
+from models.btyd import BGNBD, BTYD_FEATURES, ParetoNBD, fit_sample, with_point_in_time_features
 
 AS_OF = pd.Timestamp("2024-07-01T00:00:00Z")
 
@@ -126,3 +126,27 @@ def test_pymc_marketing_is_imported_only_by_a_fit():
             f"print(sorted({{m.split('.')[0] for m in sys.modules}} & set({heavy!r})))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_point_in_time_features_are_p_alive_and_expected_purchases_empty_for_never_buyers(fitted):
+    _, _, X, models = fitted
+    f = models[BGNBD].point_in_time_features(X)
+    assert list(f.columns) == list(BTYD_FEATURES) and f.index.equals(X.index)
+    never = X["repeat_purchase_days"].isna()
+    assert f[never].isna().all().all() and f[~never].notna().all().all()
+    assert f["btyd_p_alive"].dropna().between(0, 1).all()
+    # P(some purchase) <= expected purchases (Markov): the two outputs agree with the churn probability
+    p_buy = 1 - models[BGNBD].churn_probability(X)[~never]
+    assert (p_buy <= f.loc[~never, "btyd_expected_purchases_horizon"] + 1e-9).all()
+
+
+def test_stacked_snapshots_get_the_features_of_a_fit_on_their_own_cutoff_only(fitted):
+    events, customers, X, _ = fitted
+    later = AS_OF + pd.Timedelta(days=60)
+    frame = pd.concat([X.reset_index().assign(cutoff=AS_OF),
+                       purchase_history(events, later, customers).reset_index().assign(cutoff=later)],
+                      ignore_index=True)
+    out = with_point_in_time_features(frame, 90, None, 0)
+    first = out[out["cutoff"] == AS_OF].set_index("customer_id")[list(BTYD_FEATURES)]
+    assert_frame_equal(first, BGNBD(90, 1.0).fit(X).point_in_time_features(X), check_names=False)
+    assert out.index.equals(frame.index)

@@ -8,13 +8,13 @@ from models.baselines import RFM_COLUMNS, LogisticRFM, RecencyRule
 from models.evaluate import metrics, top_k_mask
 from models.promotion import Bootstrap
 from models.snapshots import plan_cutoffs
-from models.train import train_and_evaluate
+from models.train import refit_on_all_labelled, train_and_evaluate
 from simulator.generate import SimulationConfig, simulate
 from simulator.oracle import no_purchase_probability
 
 
 def test_cutoffs_keep_every_training_label_window_before_validation():
-    plan = plan_cutoffs(pd.Timestamp("2023-01-01", tz="UTC"), pd.Timestamp("2024-12-31T18:00Z"), 90, 4, 30)
+    plan = plan_cutoffs(pd.Timestamp("2023-01-01", tz="UTC"), pd.Timestamp("2024-12-31T18:00Z"), 90, 4, 30, 90)
     assert plan.validation == pd.Timestamp("2024-10-02", tz="UTC")
     assert len(plan.train) == 4 and list(plan.train) == sorted(plan.train)
     assert all(c + pd.Timedelta(days=90) <= plan.validation for c in plan.train)
@@ -23,7 +23,29 @@ def test_cutoffs_keep_every_training_label_window_before_validation():
 
 def test_too_little_history_is_a_clear_error():
     with pytest.raises(ValueError, match="not enough history"):
-        plan_cutoffs(pd.Timestamp("2024-06-01", tz="UTC"), pd.Timestamp("2024-12-01", tz="UTC"), 90, 4, 30)
+        plan_cutoffs(pd.Timestamp("2024-06-01", tz="UTC"), pd.Timestamp("2024-12-01", tz="UTC"), 90, 4, 30, 90)
+
+
+def test_zero_training_cutoffs_means_as_many_as_the_history_allows():
+    start, as_of = pd.Timestamp("2024-01-01T09:30Z"), pd.Timestamp("2024-12-31T18:00Z")
+    plan = plan_cutoffs(start, as_of, 90, 0, 7, 30)
+    earliest = pd.Timestamp("2024-01-31", tz="UTC")  # the start's midnight after it, + 30 days
+    assert plan.train[-1] == plan.validation - pd.Timedelta(days=90) and plan.train[0] >= earliest
+    assert plan.train[0] - pd.Timedelta(days=7) < earliest  # one step earlier would be too early
+    assert all(b - a == pd.Timedelta(days=7) for a, b in zip(plan.train, plan.train[1:]))
+    assert plan_cutoffs(start, as_of, 90, 5, 7, 30).train == plan.train[-5:]  # a positive count is a maximum
+
+
+def test_a_four_month_log_with_a_30_day_horizon_plans_cutoffs_and_its_default_follows_the_horizon(tmp_path):
+    from churn.settings import defaults
+
+    cfg = defaults(tmp_path).train_config(horizon_days=30)
+    assert cfg.min_history_days == 30 and defaults(tmp_path).train_config().min_history_days == 90
+    assert defaults(tmp_path, min_history_days=10).train_config(horizon_days=30).min_history_days == 10
+    plan = plan_cutoffs(pd.Timestamp("2024-01-01", tz="UTC"), pd.Timestamp("2024-04-30", tz="UTC"), 30,
+                        cfg.n_train_cutoffs, cfg.cutoff_step_days, cfg.min_history_days)
+    assert [c.date().isoformat() for c in plan.train] == ["2024-01-31", "2024-03-01"]
+    assert plan.validation == pd.Timestamp("2024-03-31", tz="UTC")
 
 
 def test_metrics_on_a_hand_checked_ranking():
@@ -51,7 +73,7 @@ def sim():
     cfg = SimulationConfig(customers=5000, days=700, seed=11, chunk_customers=5000)
     events, truth = next(iter(simulate(cfg)))
     end = events["event_time"].max()
-    plan = plan_cutoffs(events["event_time"].min(), end, 90, 3, 30)
+    plan = plan_cutoffs(events["event_time"].min(), end, 90, 3, 30, 90)
     frame = stacked_snapshots(events, [*plan.train, plan.validation], 90, 365)
     train, val = frame[frame["cutoff"] != plan.validation], frame[frame["cutoff"] == plan.validation]
     return train, val, no_purchase_probability(truth, plan.validation, 90)
@@ -126,3 +148,23 @@ def test_curve_legends_carry_the_areas_and_the_importance_plot_shows_every_used_
     assert all((np.log10(w) - np.log10(lo)) / span > 0.1 for w in widths.values())  # each bar >10 % of the axis
     assert "unused: returns" in ax.get_title()
     plots.plt.close(fig)
+
+
+def test_a_short_generated_history_trains_and_says_it_is_short():
+    """120 days of events, a 30-day horizon: a model, its baselines and a note on what the history leaves out."""
+    from models.snapshots import history_note
+
+    events, _ = next(iter(simulate(SimulationConfig(customers=1500, days=120, seed=3, chunk_customers=1500))))
+    start, end = events["event_time"].min(), events["event_time"].max()
+    plan = plan_cutoffs(start, end, 30, 0, 7, 30)
+    assert len(plan.train) >= 4
+    frame = stacked_snapshots(events, [*plan.train, plan.validation], 30, 365)
+    train, val = frame[frame["cutoff"] != plan.validation], frame[frame["cutoff"] == plan.validation]
+    r = train_and_evaluate(train, val, FEATURE_NAMES, seed=1, horizon_days=30, btyd=False, bootstrap=None)
+    assert r.metrics["roc_auc"] > r.baselines["recency_rule_30d"]["roc_auc"] - 0.02 and r.metrics["roc_auc"] > 0.7
+    refit = refit_on_all_labelled(r.model, train, val)  # all labelled rows, the tree count chosen before
+    assert refit.model_.get_booster().num_boosted_rounds() == r.model.best_iteration_ + 1
+    assert refit.refit_rows_ == len(train) + len(val) and refit.features == r.model.features
+    assert not np.allclose(refit.churn_probability(val).to_numpy(), r.model.churn_probability(val).to_numpy())
+    note = history_note(plan, start, 365)
+    assert note.startswith("short history") and f"{len(plan.train)} training cutoff(s)" in note

@@ -1,0 +1,320 @@
+"""The README's quality tables: every experiment of issue #13 on the generated data and the two real logs.
+
+`scripts/quality-tables` runs it: each data set is ingested into its own folder under `--work` (kept and
+reused on the next run), every experiment trains there with its settings (the same functions as `churn
+train`, without MLflow), and the Markdown between `<!-- quality:begin -->` and `<!-- quality:end -->` in
+the README is replaced by the tables. Every experiment is evaluated on the same validation snapshot of a
+data set (the validation cutoff depends only on as-of and horizon), so the rows of a table compare.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import re
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+BEGIN, END = "<!-- quality:begin -->", "<!-- quality:end -->"
+SHARED_DATA = Path("/work/shared/data")
+SCORERS = {"model": "model (XGBoost)", "logistic_rfm": "logistic RFM", "bg_nbd": "BG/NBD",
+           "pareto_nbd": "Pareto/NBD", "oracle": "oracle", "evaluated": "not refitted"}
+COLUMNS = ("roc_auc", "pr_auc", "brier", "calibration_error")
+
+log = logging.getLogger("churn.quality")
+
+
+@dataclass(frozen=True)
+class DataSet:
+    name: str
+    title: str
+    ingest: tuple[tuple[str, ...], ...]  # churn sub-commands (without --home) that fill the data folder
+    horizon_days: int
+    as_of: str | None = None
+
+
+@dataclass(frozen=True)
+class Experiment:
+    name: str
+    meaning: str
+    overrides: dict = field(default_factory=dict)  # settings against the reference row
+    backtest_refit: bool = False
+    btyd_features: bool = False
+    blend: bool = False
+
+
+REFERENCE = {"n_train_cutoffs": 4, "cutoff_step_days": 30, "refit": False}  # the settings before issue #13 part 2
+
+EXPERIMENTS = (
+    Experiment("reference", "4 training cutoffs 30 days apart (the settings before this round)", {}),
+    Experiment("all-monthly", "every training cutoff the history allows, 30 days apart", {"n_train_cutoffs": 0}),
+    Experiment("all-weekly", "every training cutoff the history allows, 7 days apart",
+               {"n_train_cutoffs": 0, "cutoff_step_days": 7}),
+    Experiment("refit", "refit on training + validation snapshots with the chosen tree count; backtest: trained "
+               "one horizon earlier, evaluated on this validation snapshot, against the same model not refitted",
+               {}, backtest_refit=True),
+    Experiment("btyd-features", "the point-in-time BG/NBD outputs (P(alive), expected purchases in the horizon; "
+               "fitted at each cutoff on that cutoff's history only) as two more model inputs", {}, btyd_features=True),
+    Experiment("blend", "a blended challenger: the mean of the model's and logistic RFM's P(churn) (weights fixed "
+               "in advance, not fitted on the validation snapshot)", {}, blend=True),
+)
+
+
+def datasets(data: Path) -> tuple[DataSet, ...]:
+    retail = str(data / "online_retail_II_2009_2010.parquet")
+    journey = str(data / "complete_journey_transactions_2017.parquet")
+    mapping = str(Path(__file__).resolve().parent.parent / "examples" / "complete-journey.mapping.toml")
+    return (
+        DataSet("demo", "Generated (`churn generate` defaults: 20,000 customers, 730 days, seed 42), 90-day horizon",
+                (("generate",), ("ingest",)), 90),
+        DataSet("online-retail", "UCI Online Retail 2009-2010, 90-day horizon",
+                (("ingest", "--format", "online-retail", "--timezone", "Europe/London", retail),), 90),
+        DataSet("complete-journey", "Complete Journey grocery year (2017), 90-day horizon",
+                (("ingest", "--mapping", mapping, journey),), 90),
+        DataSet("complete-journey-4m", "Complete Journey, first four months only (as of 2017-05-01), 30-day horizon",
+                (("ingest", "--mapping", mapping, journey),), 30, "2017-05-01"),
+    )
+
+
+def ingest(ds: DataSet, home: Path, churn: str) -> None:
+    """Fill `home` once (a `.quality-ready` marker says it is complete)."""
+    marker = home / ".quality-ready"
+    if marker.exists():
+        return
+    for args in ds.ingest:
+        subprocess.run([churn, *args, "--home", str(home)], check=True, stdout=subprocess.DEVNULL, cwd=home.parent)
+    marker.write_text("ok\n")
+
+
+def run_experiment(ds: DataSet, ex: Experiment, home: Path, resamples: int) -> dict:
+    """The scorers' metrics on the data set's validation snapshot under the experiment's settings."""
+    from churn.settings import defaults, utc
+    from flows.train import build_snapshots, train
+
+    config = defaults(home, **{**REFERENCE, **ex.overrides, "bootstrap_resamples": resamples}).train_config(
+        horizon_days=ds.horizon_days)
+    as_of = utc(ds.as_of) if ds.as_of else None
+    started = time.monotonic()
+    if not ex.backtest_refit:
+        plan, info = build_snapshots(config, as_of)
+        result = train_with_btyd_features(config, info) if ex.btyd_features else train(config, info)[0]
+        if ex.blend:
+            result = blended(result, config.bootstrap())
+        out = {"validation_cutoff": info["validation_cutoff"], "train_cutoffs": len(plan.train),
+               "train_rows": result.sizes["train_rows"] + result.sizes["early_stopping_rows"],
+               "scorers": {"model": result.metrics, **result.baselines}, "versus": result.versus_baseline,
+               "trees": result.model.best_iteration_ + 1}
+    else:
+        out = backtest_refit(config, as_of)
+    out["seconds"] = round(time.monotonic() - started, 1)
+    out["scorers"] = {k: {c: v[c] for c in (*COLUMNS, "base_rate", "n")} for k, v in out["scorers"].items()
+                      if k in SCORERS}
+    return out
+
+
+def blended(result, bootstrap):
+    """The training result with the model's predictions replaced by the mean of the model's and logistic RFM's, its
+    metrics and its intervals against the best baseline recomputed."""
+    import dataclasses
+
+    from models.evaluate import metrics
+    from models.train import versus_best_baseline
+
+    preds = result.predictions.assign(model=(result.predictions["model"] + result.predictions["logistic_rfm"]) / 2)
+    return dataclasses.replace(result, predictions=preds, metrics=metrics(preds["y"], preds["model"]),
+                               versus_baseline=versus_best_baseline(preds, result.baselines, bootstrap))
+
+
+def train_with_btyd_features(config, info: dict):
+    """`flows.train.train` with the point-in-time BTYD outputs added to every snapshot and to the model's inputs."""
+    import pandas as pd
+
+    from features.customer import FEATURE_NAMES
+    from models.btyd import BTYD_FEATURES, with_point_in_time_features
+    from models.evaluate import covering
+    from models.train import train_and_evaluate
+    from storage import catalog, layout
+
+    frame = catalog.read_snapshots(Path(info["path"]))
+    frame = with_point_in_time_features(frame, config.horizon_days, config.btyd_sample_customers, config.seed)
+    train, validation = frame[frame["split"] == "train"], frame[frame["split"] == "validation"]
+    oracle, truth = None, catalog.read_truth(layout.Paths(config.home))
+    if truth is not None:
+        from simulator.oracle import no_purchase_probability
+
+        cutoff = pd.Timestamp(info["validation_cutoff"], tz="UTC")
+        oracle = covering(no_purchase_probability(truth, cutoff, config.horizon_days), validation["customer_id"])
+    return train_and_evaluate(train, validation, [*FEATURE_NAMES, *BTYD_FEATURES], seed=config.seed,
+                              horizon_days=config.horizon_days, btyd=config.btyd_baselines,
+                              btyd_sample=config.btyd_sample_customers, bootstrap=config.bootstrap(), oracle=oracle)
+
+
+def backtest_refit(config, as_of) -> dict:
+    """Plan and train one horizon earlier; score the evaluated model and its refit on this run's validation snapshot
+    (labels after everything either has seen), with the paired bootstrap of refit minus evaluated."""
+    import pandas as pd
+
+    from features.customer import FEATURE_NAMES
+    from features.snapshots import labelled_snapshot
+    from flows.train import build_snapshots, train
+    from models.evaluate import metrics
+    from models.snapshots import NotEnoughHistory
+    from storage import layout, store
+
+    paths = layout.Paths(config.home)
+    first, last, _ = store.store_time_range(paths)
+    as_of = as_of if as_of is not None else last
+    h = pd.Timedelta(days=config.horizon_days)
+    config = config.model_copy(update={"refit": True, "btyd_baselines": False})  # only the model is compared here
+    try:
+        plan, info = build_snapshots(config, as_of - h)
+    except NotEnoughHistory as e:
+        return {"unmeasured": str(e), "scorers": {}}
+    result, _ = train(config, info)
+    validation_cutoff = (as_of - h).floor("D")
+    con = store.connect(paths)
+    try:
+        test = labelled_snapshot(store.events_relation(con, paths), validation_cutoff, config.horizon_days,
+                                 config.lookback_days, config.activity_types)
+    finally:
+        con.close()
+    y = test["churned"].to_numpy()
+    p_eval = result.model.churn_probability(test[FEATURE_NAMES]).to_numpy()
+    p_refit = result.refit.churn_probability(test[FEATURE_NAMES]).to_numpy()
+    diff = config.bootstrap().difference(y, p_refit, p_eval, ("roc_auc", "pr_auc"))
+    return {"validation_cutoff": validation_cutoff.date().isoformat(), "train_cutoffs": len(plan.train) + 1,
+            "train_rows": result.refit.refit_rows_, "trees": result.model.best_iteration_ + 1,
+            "scorers": {"model": metrics(y, p_refit), "evaluated": metrics(y, p_eval)},
+            "versus": {m: {"baseline": "evaluated", **iv.as_dict()} for m, iv in diff.items()}}
+
+
+# ---------------------------------------------------------------- Markdown
+
+def _interval(v: dict | None) -> str:
+    if not v:
+        return ""
+    name = SCORERS.get(v["baseline"], v["baseline"])
+    return f"{v['diff']:+.4f} [{v['low']:+.4f}, {v['high']:+.4f}] vs {name}"
+
+
+RULES = ("A settings change is kept when, on every data set, the model's ROC-AUC and PR-AUC are above the reference "
+         "row's and its Brier score below. The refit is asked only not to hurt: it is kept unless, on some data set, "
+         "the interval of refit minus not refitted lies wholly below 0 in ROC-AUC or PR-AUC, or its Brier score is "
+         "higher.")
+
+
+def decisions(results: dict) -> dict[str, str]:
+    """Per experiment, by RULES: "kept" or "dropped" (and how many data sets could not be measured)."""
+    out = {}
+    for ex in EXPERIMENTS:
+        if ex.name == "reference":
+            continue
+        verdicts = []
+        for ds_results in results.values():
+            r = ds_results.get(ex.name)
+            if not r or not r["scorers"]:
+                verdicts.append(None)
+                continue
+            m = r["scorers"]["model"]
+            if ex.backtest_refit:
+                verdicts.append(all(r["versus"][k]["high"] >= 0 for k in ("roc_auc", "pr_auc"))
+                                and m["brier"] <= r["scorers"]["evaluated"]["brier"])
+            else:
+                ref = ds_results["reference"]["scorers"]["model"]
+                verdicts.append(m["roc_auc"] > ref["roc_auc"] and m["pr_auc"] > ref["pr_auc"]
+                                and m["brier"] < ref["brier"])
+        measured = [v for v in verdicts if v is not None]
+        out[ex.name] = ("kept" if measured and all(measured) else "dropped") + (
+            f" ({len(verdicts) - len(measured)} data set(s) unmeasured)" if len(measured) < len(verdicts) else "")
+    return out
+
+
+def markdown(results: dict, sets: tuple[DataSet, ...], command: str) -> str:
+    lines = [f"Generated by `{command}` (do not edit by hand). Every row of a table is scored on the same validation "
+             "snapshot of its data set; 95 % paired bootstrap intervals. The decisions were taken by looking at "
+             "these validation snapshots, so the kept rows are not untouched estimates. " + RULES + " Columns: "
+             "training cutoffs (for the refit: its training cutoffs plus the validation cutoff it was refitted with), "
+             "training rows, trees.", ""]
+    verdict = decisions(results)
+    lines += ["| experiment | what changes | decision |", "|---|---|---|"]
+    lines += [f"| {ex.name} | {ex.meaning} | {verdict.get(ex.name, 'reference')} |" for ex in EXPERIMENTS]
+    lines.append("")
+    for ds in sets:
+        rs = results.get(ds.name, {})
+        ref = rs.get("reference", {})
+        if not ref.get("scorers"):
+            continue
+        m = ref["scorers"]["model"]
+        lines += [f"**{ds.title}**: validation at {ref['validation_cutoff']}, {int(m['n']):,} customers, churn rate "
+                  f"{m['base_rate']:.1%}.", "",
+                  "| experiment | cutoffs, rows, trees | scorer | ROC-AUC | PR-AUC | Brier | calibration error "
+                  "| model - best baseline, ROC-AUC | model - best baseline, PR-AUC |",
+                  "|---|---|---|---|---|---|---|---|---|"]
+        for ex in EXPERIMENTS:
+            r = rs.get(ex.name)
+            if r is None:
+                continue
+            if not r["scorers"]:
+                lines.append(f"| {ex.name} | unmeasured: {r.get('unmeasured', '')} | | | | | | | |")
+                continue
+            size = f"{r['train_cutoffs']}, {r['train_rows']:,}, {r['trees']}"
+            names = ["model", "evaluated"] if ex.backtest_refit else [k for k in SCORERS if k in r["scorers"]]
+            for i, name in enumerate(names):
+                s = r["scorers"][name]
+                label = ("refit" if name == "model" else "not refitted") if ex.backtest_refit else SCORERS[name]
+                label = "blend (model + logistic RFM) / 2" if ex.blend and name == "model" else label
+                vs = (_interval(r["versus"].get("roc_auc")), _interval(r["versus"].get("pr_auc"))) if i == 0 else ("", "")
+                lines.append(f"| {ex.name if i == 0 else ''} | {size if i == 0 else ''} | {label} | {s['roc_auc']:.4f} | "
+                             f"{s['pr_auc']:.4f} | {s['brier']:.4f} | {s['calibration_error']:.3f} | {vs[0]} | {vs[1]} |")
+        lines.append("")
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def replace_between_markers(text: str, body: str) -> str:
+    """`text` with everything between the quality markers replaced by `body` (the markers must be there once)."""
+    pattern = re.compile(re.escape(BEGIN) + r".*?" + re.escape(END), re.S)
+    if len(pattern.findall(text)) != 1:
+        raise ValueError(f"the README needs exactly one {BEGIN} ... {END} block")
+    return pattern.sub(lambda _: f"{BEGIN}\n{body}{END}", text)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="scripts/quality-tables", description=__doc__.splitlines()[0])
+    p.add_argument("--work", default="quality-data", help="data folders, one per data set (kept and reused)")
+    p.add_argument("--data", default=str(SHARED_DATA), help="folder holding the two real data files")
+    p.add_argument("--readme", default=str(Path(__file__).resolve().parent.parent / "README.md"))
+    p.add_argument("--only", nargs="*", help="data set names (default: all)")
+    p.add_argument("--experiments", nargs="*", help="experiment names (default: all)")
+    p.add_argument("--resamples", type=int, default=1000)
+    p.add_argument("--render-only", action="store_true", help="rewrite the README from the results kept in --work")
+    args = p.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    work = Path(args.work).resolve()
+    work.mkdir(parents=True, exist_ok=True)
+    churn = str(Path(sys.executable).with_name("churn"))
+    sets = datasets(Path(args.data))
+    cache = work / "results.json"
+    results = json.loads(cache.read_text()) if cache.exists() else {}
+    for ds in sets:
+        if args.render_only or (args.only and ds.name not in args.only):
+            continue
+        home = work / ds.name.removesuffix("-4m")  # the four-month run reads the full year's store up to its as-of
+        ingest(ds, home, churn)
+        for ex in EXPERIMENTS:
+            if args.experiments and ex.name not in args.experiments:
+                continue
+            log.info("%s: %s", ds.name, ex.name)
+            results.setdefault(ds.name, {})[ex.name] = run_experiment(ds, ex, home, args.resamples)
+            cache.write_text(json.dumps(results, indent=1))
+    readme = Path(args.readme)
+    readme.write_text(replace_between_markers(readme.read_text(), markdown(results, sets, "scripts/quality-tables")))
+    log.info("wrote the quality tables into %s", readme)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

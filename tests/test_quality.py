@@ -1,0 +1,72 @@
+"""The quality-tables generator: decisions, Markdown and the README block it replaces (no data needed)."""
+
+import pytest
+
+from churn.quality import BEGIN, END, EXPERIMENTS, DataSet, decisions, markdown, replace_between_markers
+
+
+def _scorers(auc, pr, brier):
+    m = {"roc_auc": auc, "pr_auc": pr, "brier": brier, "calibration_error": 0.02, "base_rate": 0.4, "n": 1000.0}
+    return {"model": m, "logistic_rfm": {**m, "roc_auc": auc - 0.05}}
+
+
+def _run(auc, pr, brier, versus=None):
+    scorers = _scorers(auc, pr, brier)
+    if versus:  # the refit backtest: the refit ("model") against the same model not refitted
+        scorers = {"model": scorers["model"], "evaluated": scorers["logistic_rfm"]}
+    return {"validation_cutoff": "2024-10-01", "train_cutoffs": 4, "train_rows": 5000, "trees": 100,
+            "scorers": scorers,
+            "versus": versus or {"roc_auc": {"baseline": "logistic_rfm", "diff": 0.05, "low": 0.03, "high": 0.07}}}
+
+
+def test_an_experiment_is_kept_only_if_it_helps_on_every_data_set_and_the_refit_only_if_it_does_not_hurt():
+    up = {"diff": 0.01, "low": -0.01, "high": 0.02, "baseline": "evaluated"}
+    down = {**up, "diff": -0.01, "low": -0.02, "high": -0.001}  # worse beyond noise
+    results = {
+        "a": {"reference": _run(0.80, 0.70, 0.20), "all-monthly": _run(0.81, 0.71, 0.19),
+              "all-weekly": _run(0.81, 0.71, 0.21), "refit": _run(0.8, 0.7, 0.2, {"roc_auc": up, "pr_auc": up})},
+        "b": {"reference": _run(0.80, 0.70, 0.20), "all-monthly": _run(0.82, 0.72, 0.18),
+              "all-weekly": _run(0.83, 0.73, 0.17), "refit": _run(0.8, 0.7, 0.2, {"roc_auc": up, "pr_auc": down})},
+    }
+    assert decisions(results) == {"all-monthly": "kept", "all-weekly": "dropped", "refit": "dropped",
+                                  "btyd-features": "dropped (2 data set(s) unmeasured)",
+                                  "blend": "dropped (2 data set(s) unmeasured)"}
+    noise = {**up, "diff": -0.0005, "low": -0.001, "high": 0.0002}  # slightly lower, within noise: does not hurt
+    results["b"]["refit"] = _run(0.8, 0.7, 0.2, {"roc_auc": noise, "pr_auc": up})
+    assert decisions(results)["refit"] == "kept"
+    results["b"]["refit"] = {"unmeasured": "not enough history", "scorers": {}}
+    assert decisions(results)["refit"] == "kept (1 data set(s) unmeasured)"
+    text = markdown(results, (DataSet("a", "Set A", (), 90), DataSet("b", "Set B", (), 90)), "scripts/quality-tables")
+    assert "**Set A**: validation at 2024-10-01, 1,000 customers, churn rate 40.0%." in text
+    assert "| reference | 4, 5,000, 100 | model (XGBoost) | 0.8000 | 0.7000 | 0.2000 | 0.020 | " \
+           "+0.0500 [+0.0300, +0.0700] vs logistic RFM |" in text
+    assert "| refit | unmeasured: not enough history |" in text
+    assert [ex.name for ex in EXPERIMENTS][0] == "reference"
+
+
+def test_the_readme_block_is_replaced_between_its_markers_only():
+    text = f"intro\n{BEGIN}\nold table\n{END}\noutro\n"
+    assert replace_between_markers(text, "new\n") == f"intro\n{BEGIN}\nnew\n{END}\noutro\n"
+    with pytest.raises(ValueError, match="exactly one"):
+        replace_between_markers("no markers", "new\n")
+
+
+def test_the_blend_is_the_mean_of_the_model_and_logistic_rfm_scored_like_the_model():
+    import numpy as np
+    import pandas as pd
+
+    from churn.quality import blended
+    from models.evaluate import metrics
+    from models.promotion import Bootstrap
+    from models.train import TrainingResult
+
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 2, 200)
+    preds = pd.DataFrame({"customer_id": range(200), "y": y, "model": rng.uniform(size=200),
+                          "logistic_rfm": np.clip(y * 0.5 + rng.uniform(size=200) * 0.5, 0, 1)})
+    baselines = {"logistic_rfm": metrics(y, preds["logistic_rfm"])}
+    r = blended(TrainingResult(model=None, metrics={}, baselines=baselines, predictions=preds), Bootstrap(100, 0.9, 1))
+    mean = (preds["model"] + preds["logistic_rfm"]) / 2
+    assert r.metrics == metrics(y, mean) and r.predictions["model"].equals(mean)
+    assert r.versus_baseline["roc_auc"]["baseline"] == "logistic_rfm"
+    assert r.versus_baseline["roc_auc"]["diff"] == pytest.approx(r.metrics["roc_auc"] - baselines["logistic_rfm"]["roc_auc"])
