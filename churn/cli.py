@@ -352,14 +352,14 @@ def cmd_runs(args, settings) -> int:
     if not rows:
         print(f"no training runs in {settings.tracking_uri} yet: run `churn train`")
         return 0
-    print(f"{'started (UTC)':<20} {'run':<34} {'horizon':>7} {'as of':<10} {'ROC-AUC':>7} {'PR-AUC':>7} "
+    print(f"{'started (UTC)':<20} {'run':<40} {'horizon':>7} {'as of':<10} {'ROC-AUC':>7} {'PR-AUC':>7} "
           f"{'best baseline':>26}  version")
     for r in rows:
         base = (f"{r['best_baseline']} {r['best_baseline_roc_auc']:.4f}" if r["best_baseline"] else "")
         ver = f"v{r['version']}" + (f" ({', '.join(r['aliases'])})" if r["aliases"] else "") if r["version"] else "-"
         auc = f"{r['roc_auc']:.4f}" if r["roc_auc"] is not None else "-"
         pr = f"{r['pr_auc']:.4f}" if r["pr_auc"] is not None else "-"
-        print(f"{r['started'] or '':<20} {(r['run_name'] or '')[:34]:<34} {str(r['horizon_days'] or '-'):>7} "
+        print(f"{r['started'] or '':<20} {(r['run_name'] or ''):<40} {str(r['horizon_days'] or '-'):>7} "
               f"{r['as_of']:<10} {auc:>7} {pr:>7} {base:>26}  {ver}")
     return 0
 

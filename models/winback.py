@@ -274,7 +274,7 @@ def explain_customer(row: pd.DataFrame, policy: WinbackPolicy, entry: dict | Non
         on_list = (f"held out of the day's win-back list as control (list {entry['list_id']}): not to be contacted, "
                    f"so the campaign's effect can be measured")
     elif entry is not None:
-        on_list = f"on the day's win-back list at rank {entry['contact_rank']}"
+        on_list = f"on the day's win-back list at rank {entry['contact_rank']:,}"
     elif r["risk_tier"] != RISK_TIERS[0]:
         on_list = f"not on the win-back list: {r['risk_tier']} tier (the list takes the {RISK_TIERS[0]} tier)"
     elif r["days_since_last_event"] > policy.max_inactive_days:

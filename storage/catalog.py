@@ -152,7 +152,9 @@ def write_winback(paths: Paths, name: str, frame: pd.DataFrame, csv_frame: pd.Da
                 if other.is_file() and other.name not in (pq_name, csv_name):
                     os.link(other, staged / other.name)
         write_parquet_atomic(pa.Table.from_pandas(frame, schema=schema, preserve_index=False), staged / pq_name)
-        write_bytes_atomic(staged / csv_name, csv_frame.to_csv(index=False, lineterminator="\n").encode("utf-8"))
+        # amounts with their cents (465.60, not 465.6); whole-number columns are integers and stay so
+        write_bytes_atomic(staged / csv_name, csv_frame.to_csv(index=False, lineterminator="\n",
+                                                               float_format="%.2f").encode("utf-8"))
         if folder.exists():
             os.rename(folder, old)
         os.rename(staged, folder)

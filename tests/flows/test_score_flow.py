@@ -2,6 +2,7 @@
 
 import json
 import shutil
+from pathlib import Path
 
 import duckdb
 import pandas as pd
@@ -111,6 +112,10 @@ def test_winback_list_is_consistent_with_the_scores(trained, tmp_path):
     assert not set(csv["Customer ID"]) & set(w.loc[w["group"] == "control", "customer_id"])
     assert csv["Rank"].tolist() == list(range(1, len(target) + 1)) == target["contact_rank"].tolist()
     assert csv["Value at risk (GBP)"].tolist() == target["value_at_risk"].round(2).tolist()
+    import re
+
+    cells = [line.split(",")[4] for line in Path(r["csv"]).read_text().splitlines()[1:]]
+    assert all(re.fullmatch(r"\d+\.\d\d", c) for c in cells), cells[:5]  # amounts with their cents
     # the campaign ledger records the list: id, sizes, settings, model
     ledger = catalog.read_ledger(trained)
     assert ledger[-1]["list_id"] == "winback-2024-06-01" == w["list_id"].iloc[0]
