@@ -50,7 +50,8 @@ def score(config: ScoreConfig, as_of: pd.Timestamp | None, now: pd.Timestamp) ->
         first, as_of, _ = store.store_time_range(paths)
     else:
         first, _, _ = store.require_covered(paths, as_of)
-    log.info("building features as of %s (customers active in the last %d days)", as_of, config.lookback_days)
+    log.info("building features as of %s (customers active in the last %d days)",
+             pd.Timestamp(as_of).strftime("%Y-%m-%d %H:%M:%S UTC"), config.lookback_days)
     con = store.connect(paths)
     try:
         feats = customer_features(store.events_relation(con, paths), as_of, config.lookback_days)
@@ -61,8 +62,10 @@ def score(config: ScoreConfig, as_of: pd.Timestamp | None, now: pd.Timestamp) ->
         raise NothingToScore(f"no customer was active in the {config.lookback_days} days before {as_of.date()}: "
                              f"nothing to score (the store holds events from {first.date()} to {last.date()})")
     meta = {"model_name": config.model_name, "model_version": mv.version, "run_id": mv.run_id}
-    log.info("scoring %s customers with %s v%s, exact reasons for the top %s by value at risk", f"{len(feats):,}",
-             config.model_name, mv.version, f"{config.exact_reasons_top_n:,}")
+    log.info("scoring %s customers with %s v%s (%d-day horizon), exact reasons for %s", f"{len(feats):,}",
+             config.model_name, mv.version, config.horizon_days,
+             "all of them" if config.exact_reasons_top_n >= len(feats)
+             else f"the top {config.exact_reasons_top_n:,} by value at risk")
     scores = score_customers(model, feats, as_of, config.policy(), meta, scored_at=now)
     log.info("checking drift and the scores contract, then publishing")
 
