@@ -73,7 +73,7 @@ class WinbackPolicy:
 class Step:
     """One step of the selection and how many customers are left after it."""
 
-    step: str  # scored | tier | inactive | cooldown | top
+    step: str  # scored | tier | inactive | value | cooldown | top
     label: str  # what is left, in words: "in the high tier", "after the 180-day inactivity limit"
     customers: int
 
@@ -109,6 +109,9 @@ def select_winback(scores: pd.DataFrame, policy: WinbackPolicy, contacts: pd.Dat
         steps.append(Step("tier", f"in the {policy.selection}", len(s)))
     s = s[s["days_since_last_event"] <= policy.max_inactive_days]
     steps.append(Step("inactive", f"after the {policy.max_inactive_days}-day inactivity limit", len(s)))
+    # nothing to win back: no spend in the last year (never bought, or bought over a year ago), so no value at risk
+    s = s[s["value_at_risk"] > 0]
+    steps.append(Step("value", "with value at risk above 0", len(s)))
     label = f"after the {policy.cooldown_days}-day cooldown"
     if contacts is not None and len(contacts) and as_of is not None:
         try:

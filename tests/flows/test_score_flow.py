@@ -95,12 +95,13 @@ def test_winback_list_is_consistent_with_the_scores(trained, tmp_path):
     assert (s.loc[w["customer_id"], "days_since_last_event"] <= 180).all()
     assert w["value_at_risk"].tolist() == s.loc[w["customer_id"], "value_at_risk"].tolist()
     assert w["value_at_risk"].is_monotonic_decreasing
-    eligible = s[(s["risk_tier"] == "high") & (s["days_since_last_event"] <= 180)]
+    reachable = s[(s["risk_tier"] == "high") & (s["days_since_last_event"] <= 180)]
+    eligible = reachable[reachable["value_at_risk"] > 0]
     assert len(w) == len(eligible) - 1
     # every step of the selection is reported with its count
     assert [(x["step"], x["customers"]) for x in r["steps"]] == [
-        ("scored", len(s)), ("tier", (s["risk_tier"] == "high").sum()), ("inactive", len(eligible)),
-        ("cooldown", len(w))]
+        ("scored", len(s)), ("tier", (s["risk_tier"] == "high").sum()), ("inactive", len(reachable)),
+        ("value", len(eligible)), ("cooldown", len(w))]
     assert r["selection"].startswith(f"{len(s):,} scored -> ") and r["selection"].endswith(
         f"-> {len(w):,} after the 30-day cooldown")
     csv = pd.read_csv(r["csv"], dtype={"Customer ID": str})

@@ -98,12 +98,22 @@ def test_every_selection_step_is_counted_so_nobody_is_dropped_silently():
     contacts = pd.DataFrame({"customer_id": ["b"], "contacted_at": ["2024-05-20T10:00:00Z"]})
     sel = select_winback(scores(), policy(), contacts)
     assert [(s.step, s.customers) for s in sel.steps] == [("scored", 6), ("tier", 5), ("inactive", 4),
-                                                          ("cooldown", 3)]
+                                                          ("value", 4), ("cooldown", 3)]
     assert selection_line(sel.steps) == ("6 scored -> 5 in the high tier -> 4 after the 180-day inactivity limit -> "
-                                         "3 after the 30-day cooldown")
+                                         "4 with value at risk above 0 -> 3 after the 30-day cooldown")
     top = select_winback(scores(), policy(top_n=2))
-    assert selection_line(top.steps) == ("6 scored -> 5 after the 180-day inactivity limit -> 5 after the 30-day "
-                                         "cooldown (no contact history given) -> 2 kept: the top 2 by value at risk")
+    assert selection_line(top.steps) == ("6 scored -> 5 after the 180-day inactivity limit -> 5 with value at risk "
+                                         "above 0 -> 5 after the 30-day cooldown (no contact history given) -> 2 kept: "
+                                         "the top 2 by value at risk")
+
+
+def test_customers_with_nothing_at_risk_are_not_on_the_list():
+    """New-user pass: 12 % of the demo list had value at risk 0 (never bought, or no purchase for over a year)."""
+    s = scores()
+    s.loc[s["customer_id"] == "c", "value_at_risk"] = 0.0
+    sel = select_winback(s, policy())
+    assert "c" not in set(sel.chosen["customer_id"]) and (sel.chosen["value_at_risk"] > 0).all()
+    assert [(x.step, x.customers) for x in sel.steps][2:4] == [("inactive", 4), ("value", 3)]
 
 
 def test_each_selection_has_its_own_file_name():
