@@ -394,7 +394,17 @@ def _parse_times(raw: pd.Series, timezone: str, fmt: str | None) -> tuple[pd.Ser
                                                        errors="coerce").astype("datetime64[us, UTC]")
     naive = text.notna() & ~has_tz
     if naive.any():
-        parsed = pd.to_datetime(text[naive], format=fmt or "ISO8601", errors="coerce")
+        try:
+            parsed = pd.to_datetime(text[naive], format=fmt or "ISO8601", errors="coerce")
+        except ValueError:  # offsets the suffix test does not see (compact 20240110T100000Z) beside naive times
+            each = pd.Series([pd.to_datetime(t, format=fmt or "ISO8601", errors="coerce") for t in text[naive]],
+                             index=text[naive].index, dtype=object)
+            aware = each.map(lambda t: t is not pd.NaT and t.tzinfo is not None).astype(bool)
+            idx = aware[aware].index
+            out[idx] = written[idx] = pd.to_datetime(each[aware].tolist(), utc=True).astype("datetime64[us, UTC]")
+            naive = naive & ~naive.index.isin(idx)
+            parsed = pd.to_datetime(each[~aware].tolist(), errors="coerce")
+            parsed = pd.Series(parsed, index=each[~aware].index)
         if isinstance(parsed.dtype, pd.DatetimeTZDtype):  # a format with %z
             out[naive] = written[naive] = parsed.dt.tz_convert("UTC").astype("datetime64[us, UTC]")
         else:

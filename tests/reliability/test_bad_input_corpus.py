@@ -184,6 +184,13 @@ CASES = [
                  "e2": {"event_time": pd.Timestamp("2024-03-01T04:30Z")},
                  "e3": {"event_time": pd.Timestamp("2024-03-01T18:00Z")},
                  "e4": {"event_time": pd.Timestamp("2024-03-01T10:00Z")}}),
+    case("compact ISO times with an offset beside naive times", "compact.csv",
+         (H + "e1,c1,visit,20240301T100000Z,\ne2,c1,visit,2024-03-01,\ne3,c1,visit,20240301T100000+0200,\n"
+          "e4,c1,visit,2024-03-01 09:00:00,\n").encode(), (4, 4, 0, 0),
+         stored={"e1": {"event_time": pd.Timestamp("2024-03-01T10:00Z")},
+                 "e2": {"event_time": pd.Timestamp("2024-03-01T00:00Z")},
+                 "e3": {"event_time": pd.Timestamp("2024-03-01T08:00Z")},
+                 "e4": {"event_time": pd.Timestamp("2024-03-01T09:00Z")}}),
     case("daylight-saving gap and repeated hour (Europe/London)", "dst.csv",
          (H + "e1,c1,visit,2024-03-31 01:30:00,\ne2,c1,visit,2024-10-27 01:30:00,\n").encode(), (2, 2, 0, 0),
          stored={"e1": {"event_time": pd.Timestamp("2024-03-31T01:00Z")},
