@@ -393,7 +393,7 @@ def cmd_explain(args, settings) -> int:
     paths = layout.Paths(settings.home)
     policy = settings.winback_config().policy()
     row, day, n = catalog.customer_scores(paths, args.customer, args.as_of)
-    entry, written = catalog.list_entry(paths, policy.list_name, day, args.customer)
+    entry, written = catalog.list_entry(paths, policy.list_name, day, str(row["customer_id"].iloc[0]))
     e = explain_customer(row, policy, entry, written)
     if args.json:
         print(json.dumps(e, indent=2))

@@ -475,6 +475,12 @@ def not_text(raw: pd.Series) -> pd.Series:
                    ).astype(bool)
 
 
+def as_identifiers(values: pd.Series) -> pd.Series:
+    """Ids from anywhere else (a contact history, a command line) read by the rule ingest stores ids by: trimmed,
+    NFC, inner runs of Unicode spaces one space; so what matched a stored id at ingest matches it here."""
+    return _text(values.astype(object), identifier=True)[0]
+
+
 def _text(raw: pd.Series, identifier: bool = False) -> tuple[pd.Series, pd.Series]:
     """Opaque text: stringified as-is (no numeric parsing), surrounding Unicode whitespace trimmed
     (identifiers also put in Unicode normal form NFC, inner runs of Unicode spaces made one space).

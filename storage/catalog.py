@@ -208,10 +208,15 @@ def check_contacts(path: Path) -> None:
 
 def read_contacts(path: Path) -> pd.DataFrame:
     """A contact-history file (CSV or Parquet) with customer_id and contacted_at."""
+    from ingestion.normalize import as_identifiers
+
     check_contacts(path)
     if path.suffix.lower() == ".parquet":
-        return pq.read_table(path).to_pandas()
-    return pd.read_csv(path, dtype=str, keep_default_na=False)
+        frame = pq.read_table(path).to_pandas()
+    else:
+        frame = pd.read_csv(path, dtype=str, keep_default_na=False)
+    # the ids by the rule ingest stored them by (" C0000406 " is C0000406), so the cooldown finds them
+    return frame.assign(customer_id=as_identifiers(frame["customer_id"]))
 
 
 
@@ -249,8 +254,14 @@ def customer_scores(paths: Paths, customer_id: str, as_of_date: str | None) -> t
     import pyarrow.dataset as ds
 
     from expectations.scores import PARTITION_FIELD
+    from ingestion.normalize import as_identifiers
 
     day = require_scores(paths, as_of_date)
+    try:
+        customer_id.encode("utf-8")
+    except UnicodeEncodeError:
+        raise UnknownCustomer(f"customer id {customer_id!r} is not UTF-8 text: no stored id is") from None
+    customer_id = str(as_identifiers(pd.Series([customer_id])).iloc[0])
     data = ds.dataset(scores_path(paths, day), format="parquet")
     table = data.to_table(filter=pc.field("customer_id") == customer_id)
     if table.num_rows == 0:

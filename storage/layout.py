@@ -111,9 +111,20 @@ def scores_success_path(paths: Paths, as_of_date: str) -> Path:
 
 
 def scored_days(paths: Paths) -> list[str]:
-    """The days whose scores are complete (the file and then its _SUCCESS record written), oldest first."""
+    """The days whose scores are complete (the file and then its _SUCCESS record written, a record that reads
+    and names its day: a damaged marker makes the day incomplete, never a crash), oldest first."""
     return sorted(p.parent.name.removeprefix("as_of=") for p in paths.scores.glob(f"as_of=*/{SUCCESS_MARKER}")
-                  if p.with_name("scores.parquet").is_file())
+                  if p.with_name("scores.parquet").is_file() and _names_its_day(p))
+
+
+def _names_its_day(marker: Path) -> bool:
+    import json
+
+    try:
+        record = json.loads(marker.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return isinstance(record, dict) and record.get("as_of") == marker.parent.name.removeprefix("as_of=")
 
 
 def require_scores(paths: Paths, as_of_date: str | None = None) -> str:
@@ -128,7 +139,7 @@ def require_scores(paths: Paths, as_of_date: str | None = None) -> str:
         day = started[-1] if started else None
     shown = ", ".join(days[-10:]) + (f" (and {len(days) - 10} earlier)" if len(days) > 10 else "")
     if day is not None and scores_path(paths, day).exists():
-        raise NoScores(f"the scores for {day} under {paths.scores} are not complete (no {SUCCESS_MARKER}: their "
+        raise NoScores(f"the scores for {day} under {paths.scores} are not complete (no readable {SUCCESS_MARKER}: their "
                        f"write was interrupted, or they predate schema version 2): run `churn score --as-of {day}`"
                        + (f"; complete days: {shown}" if days else ""))
     if not days:

@@ -85,7 +85,8 @@ def test_winback_list_is_consistent_with_the_scores(trained, tmp_path):
     scores, _ = catalog.read_scores(trained, "2024-06-01")
     contacts = tmp_path / "contacts.csv"
     top_high = scores[scores["risk_tier"] == "high"].sort_values("value_at_risk").iloc[-1]
-    contacts.write_text(f"customer_id,contacted_at\n{top_high['customer_id']},2024-05-25T10:00:00Z\n")
+    # padded as a CRM export might: read by the rule ingest stores ids by, so the cooldown still finds it
+    contacts.write_text(f"customer_id,contacted_at\n  {top_high['customer_id']}\u00a0,2024-05-25T10:00:00Z\n")
     r = winback(config(trained, "winback", max_inactive_days=180), "2024-06-01", contacts)
     w = pd.read_parquet(r["parquet"])
     s = scores.set_index("customer_id")
@@ -322,6 +323,19 @@ def test_churn_scores_lists_published_days_and_explain_shows_one_customer(traine
     assert "not on the win-back list: low tier" in text and "suggested action" in text
     with pytest.raises(UserError, match="'nobody' has no score on 2024-06-01"):
         cmd_explain(argparse.Namespace(customer="nobody", as_of="2024-06-01", json=False), settings)
+    with pytest.raises(UserError, match="is not UTF-8 text"):  # a byte that is not UTF-8 on the command line
+        cmd_explain(argparse.Namespace(customer="C\udcff", as_of="2024-06-01", json=False), settings)
+    padded = f"  {low['customer_id']} "  # ids are looked up by the rule ingest stored them by
+    assert cmd_explain(argparse.Namespace(customer=padded, as_of="2024-06-01", json=True), settings) == 0
+    assert json.loads(capsys.readouterr().out)["customer_id"] == low["customer_id"]
+    # a damaged _SUCCESS record makes its day incomplete: listed as such, refused by explain, never a crash
+    marker = trained.scores / "as_of=2024-06-02" / "_SUCCESS"
+    for damage in ("{not json", "{}"):
+        marker.write_text(damage)
+        assert cmd_scores(argparse.Namespace(json=True), settings) == 0
+        assert {d["as_of"]: d for d in json.loads(capsys.readouterr().out)}["2024-06-02"]["complete"] is False
+        with pytest.raises(UserError, match="not complete"):
+            cmd_explain(argparse.Namespace(customer="x", as_of="2024-06-02", json=False), settings)
     with pytest.raises(UserError, match="not complete"):
         cmd_explain(argparse.Namespace(customer="x", as_of="2024-06-02", json=False), settings)
     import shutil

@@ -3,6 +3,7 @@ or Prefect starts; errors that need a person are never retried."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -73,7 +74,7 @@ def fake_scores(home: Path, day: str, complete: bool = True) -> None:
     f.parent.mkdir(parents=True)
     f.write_bytes(b"PAR1")
     if complete:
-        f.with_name("_SUCCESS").write_text("{}")
+        f.with_name("_SUCCESS").write_text(json.dumps({"as_of": day}))  # a record naming its day
 
 
 def tree(folder: Path) -> list[str]:
@@ -284,7 +285,7 @@ MISSING_INPUTS = {
     "winback_day_without_scores": (["winback", "--as-of", "2024-05-02"], _scores,
                                    ["no scores for 2024-05-02", "scored days: 2024-05-01, 2024-05-08"], {}),
     "winback_day_with_interrupted_scores": (["winback", "--as-of", "2024-05-15"], _scores_one_interrupted,
-                                            ["scores for 2024-05-15", "not complete", "no _SUCCESS",
+                                            ["scores for 2024-05-15", "not complete", "no readable _SUCCESS",
                                              "churn score --as-of 2024-05-15", "complete days: 2024-05-01, 2024-05-08"],
                                             {}),
     "winback_only_interrupted_scores": (["winback"], _only_interrupted_scores,
