@@ -105,6 +105,21 @@ def prepare_batch(source: pd.DataFrame, bad_lines: list[tuple[int, str, str]], *
         q = _quarantine_frame(typed.loc[bad_parse, "_row"], typed.loc[bad_parse, "_rows"], parse_reason[bad_parse])
         q["original"] = _originals(source, q["_row"])
         parts.append(q)
+    if mapping is not None and mapping.fold_by and bad_parse.any():
+        # an order is stored whole or not at all: a quarantined line takes the rest of its order with it (a
+        # folded event from the remaining lines would be stored short, and a corrected delivery then refused)
+        by = mapping.fold_by
+        key = typed[by].astype("string")
+        broken = key[bad_parse].dropna()
+        first_bad = typed.loc[broken.index, "_row"].groupby(broken.to_numpy()).min()
+        with_broken = ~bad_parse & key.isin(set(broken))
+        if with_broken.any():
+            why = key[with_broken].map(lambda k: f"{by}: another line of this {by} (row {first_bad[k]}) was "
+                                                 f"quarantined; an {by} is stored only whole")
+            q = _quarantine_frame(typed.loc[with_broken, "_row"], typed.loc[with_broken, "_rows"], why)
+            q["original"] = _originals(source, q["_row"])
+            parts.append(q)
+            bad_parse = bad_parse | with_broken
     typed = typed[~bad_parse].copy()
     if mapping is not None and mapping.fold_by and len(typed):
         folded, fold_reason = fold_lines(typed, mapping.fold_by)

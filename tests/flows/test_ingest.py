@@ -329,3 +329,33 @@ def test_an_invoice_already_stored_from_a_partial_delivery_is_never_called_a_dup
     pd.read_csv(paths.landing / "full.csv", dtype=str).to_parquet(again, index=False)
     r = ingest(paths, again, fmt="online-retail", timezone="Europe/London")
     assert (r["rows_in"], r["stored"], r["quarantined"], r["duplicates"]) == (4, 0, 3, 1), r
+
+
+def test_an_order_with_a_quarantined_line_is_quarantined_whole_and_its_corrected_delivery_is_stored(paths):
+    """Adversarial round 4: a line of `1e400` was quarantined alone and the order stored short from the other
+    lines; the corrected full order was then refused as "already stored with other lines"."""
+    m = write(paths, "../fold.toml", """
+[columns]
+customer_id = "household"
+order_id = "basket"
+event_time = "ts"
+amount = "sales"
+[constants]
+event_type = "purchase"
+[fold]
+by = "order_id"
+""")
+    bad = write(paths, "day1.csv", "household,basket,ts,sales\n"
+                "h1,b1,2024-03-01 10:00:00,2.00\n"
+                "h1,b1,2024-03-01 10:00:01,1e400\n"      # not a finite amount: the whole basket waits
+                "h2,b2,2024-03-01 11:00:00,4.00\n")
+    r = ingest(paths, bad, mapping=m)
+    assert (r["rows_in"], r["stored"], r["quarantined"]) == (3, 1, 2), r
+    assert any(k.startswith("order_id: another line of this order_id (row 2) was quarantined") for k in r["reasons"]), r["reasons"]
+    assert sorted(store.read_events(paths)["order_id"]) == ["b2"]
+    fixed = write(paths, "day1-fixed.csv", "household,basket,ts,sales\n"
+                  "h1,b1,2024-03-01 10:00:00,2.00\n"
+                  "h1,b1,2024-03-01 10:00:01,5.00\n")
+    r = ingest(paths, fixed, mapping=m)
+    assert (r["stored"], r["quarantined"]) == (2, 0), r
+    assert store.read_events(paths).set_index("order_id").loc["b1", "amount"] == 7.0
