@@ -99,7 +99,8 @@ def test_models_of_different_horizons_are_never_compared_and_scores_carry_the_mo
     from flows.train import train_flow
 
     uri = f"sqlite:///{store.mlflow / 'mlflow.db'}"
-    quick = {"tracking_uri": uri, "n_train_cutoffs": 2, "btyd_baselines": False}
+    quick = {"tracking_uri": uri, "n_train_cutoffs": 2, "btyd_baselines": False, "refit": False,
+             "bootstrap_resamples": 200}
     first = train_flow(config(store, "train", **quick))
     assert first["alias"] == "champion"
     # `churn train --horizon-days 60` with horizon_days = 90 in the settings: an experiment
@@ -135,7 +136,7 @@ def test_model_settings_choose_hyperparameters_and_the_feature_set_and_the_champ
     chosen = ["days_since_last_purchase", "purchases_90d", "spend_365d", "complaints_90d"]
     settings = defaults(store.home, model={"max_depth": 2, "features": chosen})
     cfg = settings.train_config(model={"learning_rate": "0.2"}, tracking_uri=uri, n_train_cutoffs=2,
-                                btyd_baselines=False)
+                                btyd_baselines=False, refit=False, bootstrap_resamples=200)
     assert cfg.model_params == {"max_depth": 2, "learning_rate": 0.2} and list(cfg.features) == chosen
     r = train_flow(cfg)
     run = MlflowClient(tracking_uri=uri).get_run(r["run_id"])
