@@ -377,7 +377,7 @@ def cmd_scores(args, settings) -> int:
     print(f"{'as of':<10} {'customers':>10} {'high':>8} {'medium':>8} {'low':>8}  {'model':<10} {'scored at (UTC)':<19}")
     for d in days:
         if not d["complete"]:
-            print(f"{d['as_of']:<10} {'incomplete: no _SUCCESS (write interrupted or running)':>57}")
+            print(f"{d['as_of']:<10} {'incomplete: no readable _SUCCESS (write interrupted or running)':>66}")
             continue
         t = d["tiers"]
         print(f"{d['as_of']:<10} {d['rows']:>10,} {t['high']:>8,} {t['medium']:>8,} {t['low']:>8,}  "
@@ -635,7 +635,7 @@ def build_parser() -> argparse.ArgumentParser:
                         description="Show one customer's score on a published day (default: the latest): risk score "
                                     "0-100, tier and rank, value at risk, the three reasons, the action they call "
                                     "for, and whether (or why not) the customer is on that day's win-back list.")
-    ex.add_argument("customer", help="the customer id, exactly as in the scores")
+    ex.add_argument("customer", help="the customer id (read as ingest reads ids: trimmed, NFC)")
     ex.add_argument("--as-of", type=_day, help="the scored date, YYYY-MM-DD (default: the latest scored)")
     ex.add_argument("--json", action="store_true", help="print the explanation as JSON")
     ex.set_defaults(func=cmd_explain)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 
 import numpy as np
 import pandas as pd
@@ -56,17 +57,27 @@ def model_overrides(raw: dict, known_features: list[str]) -> tuple[dict, list[st
             raise ValueError(f"unknown model setting {key!r}" + (f" (did you mean {close[0]!r}?)" if close else "")
                              + f"; allowed: {', '.join([*TUNABLE, FEATURES_KEY])}")
         kind, low = TUNABLE[key]
-        try:
-            number = kind(float(value)) if kind is float or str(value).strip().lstrip("-").isdigit() else None
-        except (TypeError, ValueError):
-            number = None
-        if number is None or isinstance(value, bool) or not math.isfinite(number) or number < low or \
-                (key in AT_MOST_ONE and number > 1):
+        number = _number(value, kind)
+        if number is None or not math.isfinite(number) or number < low or (key in AT_MOST_ONE and number > 1):
             bound = f"between {low:g} and 1" if key in AT_MOST_ONE else f"at least {low:g}"
             raise ValueError(f"{key}: must be {'a whole number' if kind is int else 'a number'} {bound}, "
                              f"got {value!r}")
         params[key] = number
     return params, features
+
+
+def _number(value, kind: type) -> float | int | None:
+    """`value` (a TOML number, or the text of `--set`) as `kind`; None for a boolean, or text that is not one
+    (a whole number is digits with an optional minus sign: "4.5" and "1e3" are not)."""
+    if isinstance(value, bool):
+        return None
+    text = str(value).strip()
+    if kind is int:
+        return int(text) if re.fullmatch(r"-?\d+", text) else None
+    try:
+        return float(text)
+    except ValueError:
+        return None
 
 
 class ChurnModel:

@@ -216,8 +216,7 @@ def selection_line(steps: list[Step]) -> str:
 def campaign_sheet(chosen: pd.DataFrame, currency: str) -> pd.DataFrame:
     """The CSV a campaign manager opens: the target group only (a control customer is never in it), human
     headers in reading order, numbers rounded (still numbers), formula prefixes neutralised."""
-    if "group" in chosen:
-        chosen = chosen[chosen["group"] == GROUPS[0]]
+    chosen = chosen[chosen["group"] == GROUPS[0]]
     out = {}
     for header, column, decimals in CAMPAIGN_SHEET:
         v = chosen[column]
@@ -230,12 +229,11 @@ def campaign_sheet(chosen: pd.DataFrame, currency: str) -> pd.DataFrame:
 
 
 def winback_summary(selection: Selection, day: str, currency: str, head: int = 20) -> dict:
-    """What a win-back run reports: size, value at risk, each selection step, customers per action, the top rows."""
+    """What a win-back run reports for a held-out list (see hold_out): size and value at risk of the target and
+    control groups, each selection step, customers per action, the top target rows."""
     listed = selection.chosen
-    grouped = "group" in listed
-    chosen = listed[listed["group"] == GROUPS[0]] if grouped else listed
-    control = listed[listed["group"] == GROUPS[1]] if grouped else listed.iloc[:0]
-    return {"as_of": day, "list_id": listed["list_id"].iloc[0] if grouped and len(listed) else None,
+    chosen, control = (listed[listed["group"] == g] for g in GROUPS)
+    return {"as_of": day, "list_id": listed["list_id"].iloc[0] if len(listed) else None,
             "customers": len(chosen), "control": len(control),
             "value_at_risk": float(chosen["value_at_risk"].sum()),
             "control_value_at_risk": float(control["value_at_risk"].sum()), "currency": currency,

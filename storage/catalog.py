@@ -21,6 +21,7 @@ from storage.layout import (  # noqa: F401 - re-exported
     scored_days,
     scores_path,
     scores_success_path,
+    success_records,
 )
 
 # ---------------------------------------------------------------- generated data
@@ -100,11 +101,11 @@ def write_scores(paths: Paths, frame: pd.DataFrame, schema: pa.Schema, as_of_dat
 
 def _point_latest(paths: Paths) -> None:
     """`_latest.json` := the record of the newest complete day (removed when no day is complete)."""
-    days = scored_days(paths)
-    if not days:
+    records = success_records(paths)
+    if not records:
         paths.scores_latest.unlink(missing_ok=True)
         return
-    record = json.loads(scores_success_path(paths, days[-1]).read_text())
+    record = records[max(records)]
     if not paths.scores_latest.exists() or json.loads(paths.scores_latest.read_text()) != record:
         write_json_atomic(record, paths.scores_latest)
 
@@ -117,14 +118,17 @@ def latest_scores_date(paths: Paths) -> str | None:
 def read_scores(paths: Paths, as_of_date: str | None = None) -> tuple[pd.DataFrame, str]:
     """A complete day's scores (default: the latest), with the folder key `as_of` as a date column, as a reader
     of the hive folder gets it."""
+    day = require_scores(paths, as_of_date)
+    return _with_day(pq.read_table(scores_path(paths, day)), day).to_pandas(), day
+
+
+def _with_day(table: pa.Table, day: str) -> pa.Table:
+    """A scores table with the folder key `as_of` appended as a date column, as a reader of the hive folder gets it."""
     from datetime import date
 
     from expectations.scores import PARTITION_FIELD
 
-    day = require_scores(paths, as_of_date)
-    table = pq.read_table(scores_path(paths, day))
-    table = table.append_column(PARTITION_FIELD, pa.array([date.fromisoformat(day)] * table.num_rows, pa.date32()))
-    return table.to_pandas(), day
+    return table.append_column(PARTITION_FIELD, pa.array([date.fromisoformat(day)] * table.num_rows, pa.date32()))
 
 
 def write_winback(paths: Paths, name: str, frame: pd.DataFrame, csv_frame: pd.DataFrame, schema: pa.Schema,
@@ -219,8 +223,6 @@ def read_contacts(path: Path) -> pd.DataFrame:
     return frame.assign(customer_id=as_identifiers(frame["customer_id"]))
 
 
-
-
 # ---------------------------------------------------------------- look-ups for `churn scores` and `churn explain`
 
 def published_scores(paths: Paths) -> list[dict]:
@@ -228,15 +230,15 @@ def published_scores(paths: Paths) -> list[dict]:
     days with a file but no record are listed as incomplete (their write was interrupted, or is running)."""
     from expectations.scores import RISK_TIERS
 
-    complete = set(scored_days(paths))
-    latest = complete and max(complete)
+    complete = success_records(paths)
+    latest = max(complete, default=None)
     out = []
     for f in sorted(paths.scores.glob("as_of=*/scores.parquet")):
         day = f.parent.name.removeprefix("as_of=")
-        if day not in complete:
+        record = complete.get(day)
+        if record is None:
             out.append({"as_of": day, "complete": False, "path": f.relative_to(paths.scores).as_posix()})
             continue
-        record = json.loads(scores_success_path(paths, day).read_text())
         tiers = pq.read_table(f, columns=["risk_tier"]).column(0).to_pandas().value_counts()
         out.append({**record, "complete": True, "latest": day == latest,
                     "tiers": {t: int(tiers.get(t, 0)) for t in RISK_TIERS}})
@@ -253,7 +255,6 @@ def customer_scores(paths: Paths, customer_id: str, as_of_date: str | None) -> t
     import pyarrow.compute as pc
     import pyarrow.dataset as ds
 
-    from expectations.scores import PARTITION_FIELD
     from ingestion.normalize import as_identifiers
 
     day = require_scores(paths, as_of_date)
@@ -267,9 +268,8 @@ def customer_scores(paths: Paths, customer_id: str, as_of_date: str | None) -> t
     if table.num_rows == 0:
         raise UnknownCustomer(f"customer {customer_id!r} has no score on {day} ({data.count_rows():,} customers "
                               f"scored: those with an event in the lookback before that day); ids are matched "
-                              f"exactly, as in the scores file")
-    table = table.append_column(PARTITION_FIELD, pa.array([date_of(day)] * table.num_rows, pa.date32()))
-    return table.to_pandas(), day, data.count_rows()
+                              f"as ingest stores them (trimmed, NFC, inner spaces one space)")
+    return _with_day(table, day).to_pandas(), day, data.count_rows()
 
 
 def list_entry(paths: Paths, list_name: str, day: str, customer_id: str) -> tuple[dict | None, bool]:
@@ -287,9 +287,3 @@ def list_entry(paths: Paths, list_name: str, day: str, customer_id: str) -> tupl
         return {"list_id": None, "group": "target", "contact_rank": int(row["winback_rank"])}, True
     rank = row["contact_rank"]
     return {"list_id": row["list_id"], "group": row["group"], "contact_rank": None if pd.isna(rank) else int(rank)}, True
-
-
-def date_of(day: str):
-    from datetime import date
-
-    return date.fromisoformat(day)

@@ -110,21 +110,26 @@ def scores_success_path(paths: Paths, as_of_date: str) -> Path:
     return paths.scores / f"as_of={as_of_date}" / SUCCESS_MARKER
 
 
-def scored_days(paths: Paths) -> list[str]:
-    """The days whose scores are complete (the file and then its _SUCCESS record written, a record that reads
-    and names its day: a damaged marker makes the day incomplete, never a crash), oldest first."""
-    return sorted(p.parent.name.removeprefix("as_of=") for p in paths.scores.glob(f"as_of=*/{SUCCESS_MARKER}")
-                  if p.with_name("scores.parquet").is_file() and _names_its_day(p))
-
-
-def _names_its_day(marker: Path) -> bool:
+def success_records(paths: Paths) -> dict[str, dict]:
+    """The complete days, oldest first, each with its _SUCCESS record: the file and then its record written, a
+    record that reads and names its day (a damaged marker makes the day incomplete, never a crash)."""
     import json
 
-    try:
-        record = json.loads(marker.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return False
-    return isinstance(record, dict) and record.get("as_of") == marker.parent.name.removeprefix("as_of=")
+    out = {}
+    for marker in sorted(paths.scores.glob(f"as_of=*/{SUCCESS_MARKER}")):
+        day = marker.parent.name.removeprefix("as_of=")
+        try:
+            record = json.loads(marker.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        if isinstance(record, dict) and record.get("as_of") == day and marker.with_name("scores.parquet").is_file():
+            out[day] = record
+    return out
+
+
+def scored_days(paths: Paths) -> list[str]:
+    """The days whose scores are complete (see success_records), oldest first."""
+    return list(success_records(paths))
 
 
 def require_scores(paths: Paths, as_of_date: str | None = None) -> str:

@@ -435,9 +435,10 @@ def promote(model_name: str, tracking_uri: str, version: str, run_id: str, verdi
                 client.log_metric(run_id, f"champion_{PRIMARY_METRIC}_same_snapshot", verdict.champion.metric)
         for k, v in tags.items():
             client.set_tag(run_id, k, v)
-        for k, v in {"alias_given": alias, "promotion_reason": verdict.decision.reason,
-                     **({"champion_interval": str(interval)} if interval is not None else {})}.items():
-            client.set_model_version_tag(model_name, version, k, v)
+        # the version says the same as its run: the alias it was given (the alias itself may move later), and why
+        for k in ("alias", "promotion_reason", "champion_interval"):
+            if k in tags:
+                client.set_model_version_tag(model_name, version, "alias_given" if k == "alias" else k, tags[k])
         client.update_model_version(model_name, version, description=f"{alias}: {verdict.decision.reason}")
         client.set_registered_model_alias(model_name, alias, version)  # last: never a half-registered champion
     return verdict, recheck
@@ -550,8 +551,9 @@ def _log_training_run(result, frame, info, config, champion) -> tuple[str, str, 
         version_tags = {"horizon_days": config.horizon_days, "lookback_days": config.lookback_days,
                         "as_of": info["as_of"][:10], "data_range": data_range,
                         **{f"val_{k}": f"{v:.4f}" for k, v in result.metrics.items()}}
+        client = mlflow.MlflowClient()
         for k, v in version_tags.items():
-            mlflow.MlflowClient().set_model_version_tag(config.model_name, version, k, str(v))
+            client.set_model_version_tag(config.model_name, version, k, str(v))
     return run_id, version, {"experiment": config.experiment, "tracking_uri": config.tracking_uri, **info,
                              **result.sizes, "registered_model": "refit" if result.refit is not None else "evaluated"}
 

@@ -252,21 +252,16 @@ def test_a_mapping_renames_columns_in_front_of_a_format(paths):
     assert r["status"] == "rejected" and "Invoice (or InvoiceNo)" in r["error"] and "[rename]" in r["error"]
 
 
+def fold_mapping(paths, more_columns: str = ""):
+    """A grocery line-item mapping: household, basket, ts and sales columns (and `more_columns`), folded by basket."""
+    return write(paths, "../fold.toml", '[columns]\ncustomer_id = "household"\norder_id = "basket"\nevent_time = "ts"\n'
+                 'amount = "sales"\n' + more_columns + '[constants]\nevent_type = "purchase"\n[fold]\nby = "order_id"\n')
+
+
 def test_a_mapping_folds_line_items_into_one_purchase_per_basket_with_accounting_by_line(paths):
     """A grocery export: one row per product line. Lines of a basket become one purchase; every line is
     still accounted for (stored lines = lines folded into stored purchases)."""
-    m = write(paths, "../fold.toml", """
-[columns]
-customer_id = "household"
-order_id = "basket"
-event_time = "ts"
-amount = "sales"
-quantity = "qty"
-[constants]
-event_type = "purchase"
-[fold]
-by = "order_id"
-""")
+    m = fold_mapping(paths, 'quantity = "qty"\n')
     f = write(paths, "lines.csv", "household,basket,ts,sales,qty\n"
               "h1,b1,2024-03-01 10:00:05,2.50,1\n"
               "h1,b1,2024-03-01 10:00:01,1.25,2\n"      # the basket's time is its earliest line
@@ -334,17 +329,7 @@ def test_an_invoice_already_stored_from_a_partial_delivery_is_never_called_a_dup
 def test_an_order_with_a_quarantined_line_is_quarantined_whole_and_its_corrected_delivery_is_stored(paths):
     """Adversarial round 4: a line of `1e400` was quarantined alone and the order stored short from the other
     lines; the corrected full order was then refused as "already stored with other lines"."""
-    m = write(paths, "../fold.toml", """
-[columns]
-customer_id = "household"
-order_id = "basket"
-event_time = "ts"
-amount = "sales"
-[constants]
-event_type = "purchase"
-[fold]
-by = "order_id"
-""")
+    m = fold_mapping(paths)
     bad = write(paths, "day1.csv", "household,basket,ts,sales\n"
                 "h1,b1,2024-03-01 10:00:00,2.00\n"
                 "h1,b1,2024-03-01 10:00:01,1e400\n"      # not a finite amount: the whole basket waits
