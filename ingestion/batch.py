@@ -115,7 +115,7 @@ def prepare_batch(source: pd.DataFrame, bad_lines: list[tuple[int, str, str]], *
         with_broken = ~bad_parse & key.isin(set(broken))
         if with_broken.any():
             why = key[with_broken].map(lambda k: f"{by}: another line of this {by} (row {first_bad[k]}) was "
-                                                 f"quarantined; an {by} is stored only whole")
+                                                 f"quarantined, and an {by} is stored only whole")
             q = _quarantine_frame(typed.loc[with_broken, "_row"], typed.loc[with_broken, "_rows"], why)
             q["original"] = _originals(source, q["_row"])
             parts.append(q)

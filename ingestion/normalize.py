@@ -283,6 +283,15 @@ class AdapterResult:
     duplicate_rows: int
 
 
+# per-line data errors of an invoice line (each voids its whole invoice, see online_retail_events)
+RETAIL_NO_CUSTOMER = "customer_id: missing"
+RETAIL_QTY_NAN = "quantity: not a number"
+RETAIL_PRICE_NAN = "amount: price is not a number"
+RETAIL_QTY_NEG = "quantity: negative on a sale invoice"
+RETAIL_QTY_POS = "quantity: positive on a cancellation invoice"
+RETAIL_LINE_ERRORS = (RETAIL_NO_CUSTOMER, RETAIL_QTY_NAN, RETAIL_PRICE_NAN, RETAIL_QTY_NEG, RETAIL_QTY_POS)
+
+
 def online_retail_events(source: pd.DataFrame) -> AdapterResult:
     """UCI Online Retail invoice lines -> one purchase per invoice, one return per cancellation ("C...") invoice.
 
@@ -313,16 +322,26 @@ def online_retail_events(source: pd.DataFrame) -> AdapterResult:
         m = mask.fillna(False).to_numpy() & reason.isna().to_numpy() & ~dup
         reason[m] = text
 
-    flag(df["_cust"].isna() | (df["_cust"] == ""), "customer_id: missing")
+    flag(df["_cust"].isna() | (df["_cust"] == ""), RETAIL_NO_CUSTOMER)
     flag(df["_inv"].isna() | (df["_inv"] == ""), "order_id: missing invoice number")
     flag(df["_code"].str.match(RETAIL_TEST_CODE), "test line, not a sale")
-    flag(df["_qty"].isna(), "quantity: not a number")
-    flag(df["_price"].isna(), "amount: price is not a number")
+    flag(df["_qty"].isna(), RETAIL_QTY_NAN)
+    flag(df["_price"].isna(), RETAIL_PRICE_NAN)
     flag(df["_price"] < 0, "amount: negative price (bad-debt adjustment)")
-    flag(~cancel & (df["_qty"] < 0), "quantity: negative on a sale invoice")
-    flag(cancel & (df["_qty"] > 0), "quantity: positive on a cancellation invoice")
+    flag(~cancel & (df["_qty"] < 0), RETAIL_QTY_NEG)
+    flag(cancel & (df["_qty"] > 0), RETAIL_QTY_POS)
     ncust = df[reason.isna() & ~dup].groupby("_inv")["_cust"].nunique()
     flag(df["_inv"].isin(ncust[ncust > 1].index), "invoice has lines of several customers")
+    # an invoice is stored whole or not at all: a line with a data error takes the rest of its invoice with it
+    # (the invoice would be stored short, and the corrected delivery refused). Lines that are not a sale (test
+    # lines, bad-debt adjustments) are left out deliberately and do not void their invoice.
+    broken = reason.isin(RETAIL_LINE_ERRORS).to_numpy() & ~dup & df["_inv"].notna().to_numpy()
+    if broken.any():
+        first_bad = df.loc[broken, "_row"].groupby(df.loc[broken, "_inv"].to_numpy()).min()
+        rest = reason.isna().to_numpy() & ~dup & df["_inv"].isin(first_bad.index).to_numpy()
+        reason[rest] = df.loc[rest, "_inv"].map(
+            lambda k: f"order_id: another line of this invoice (row {first_bad[k]}) was quarantined, and an invoice "
+                      f"is stored only whole").to_numpy()
 
     keep = df[reason.isna().to_numpy() & ~dup].copy()
     value = keep["_qty"] * keep["_price"]
