@@ -505,15 +505,20 @@ class Parser(argparse.ArgumentParser):
         self.exit(2, f"error: {self.prog}: {message} (see `{self.prog} --help`)\n")
 
 
-def _whole(minimum: int):
-    """An argparse type: a whole number of at least `minimum`."""
+def _whole(minimum: int, setting: str | None = None):
+    """An argparse type: a whole number of at least `minimum` (and at most the bound of `setting`, if any)."""
+    from churn.settings import upper_bound
+
+    most = upper_bound(setting) if setting else None
+
     def parse(text: str) -> int:
         try:
             n = int(text)
         except ValueError:
             n = None
-        if n is None or n < minimum:
-            raise argparse.ArgumentTypeError(f"must be a whole number of at least {minimum}, got {text!r}")
+        if n is None or n < minimum or (most is not None and n > most):
+            bound = f"between {minimum} and {most}" if most is not None else f"of at least {minimum}"
+            raise argparse.ArgumentTypeError(f"must be a whole number {bound}, got {text!r}")
         return n
     return parse
 
@@ -557,9 +562,9 @@ def build_parser() -> argparse.ArgumentParser:
     g = sub.add_parser("generate", help="simulate customers and write events to the landing folder",
                        description="Simulate customers (hidden rates, decline before churn, seasonality) and write "
                                    "visit/purchase/return/complaint events to <home>/landing plus the ground truth.")
-    g.add_argument("--customers", type=_whole(1), help=f"number of customers (default {_default('generate_customers')})")
-    g.add_argument("--days", type=_whole(1), help=f"days simulated (default {_default('generate_days')})")
-    g.add_argument("--seed", type=_whole(0), help="random seed (same seed, same bytes)")
+    g.add_argument("--customers", type=_whole(1, "generate_customers"), help=f"number of customers (default {_default('generate_customers')})")
+    g.add_argument("--days", type=_whole(1, "generate_days"), help=f"days simulated (default {_default('generate_days')})")
+    g.add_argument("--seed", type=_whole(0, "seed"), help="random seed (same seed, same bytes)")
     g.add_argument("--start", type=_day, help=f"first simulated day, YYYY-MM-DD (default {_default('generate_start')})")
     g.add_argument("--json", action="store_true", help="print the summary as JSON")
     g.set_defaults(func=cmd_generate)
@@ -583,7 +588,7 @@ def build_parser() -> argparse.ArgumentParser:
                                    "cutoff next to baselines, log everything to MLflow and register the model "
                                    "('champion' if it beats the current one on the same snapshot, else 'challenger').")
     t.add_argument("--as-of", type=_instant, help="train with data up to this date (default: the latest event)")
-    t.add_argument("--horizon-days", type=_whole(1), help=f"churn = no purchase within this many days (default {_default('horizon_days')})")
+    t.add_argument("--horizon-days", type=_whole(1, "horizon_days"), help=f"churn = no purchase within this many days (default {_default('horizon_days')})")
     t.add_argument("--set", action="append", metavar="KEY=VALUE",
                    help="a model setting for this run over [model] in churn.toml, e.g. --set max_depth=4 or "
                         "--set features=days_since_last_purchase,purchases_90d (repeatable)")

@@ -33,13 +33,77 @@ def config_file() -> str:
 
 def check_timezone(name: str) -> str:
     """`name` if it is an IANA time zone this machine knows, else ValueError saying what is allowed."""
-    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
-
-    try:
-        ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError):
-        raise ValueError(f"unknown time zone {name!r}: use an IANA name such as 'UTC' or 'Europe/London'") from None
+    if name not in _iana_names():  # also refuses the machine-dependent 'localtime' and 'posixrules'
+        raise ValueError(f"unknown time zone {name!r}: use an IANA name such as 'UTC' or 'Europe/London'")
     return name
+
+
+KNOWN_TIMEZONES: frozenset[str] | None = None  # IANA names this machine knows, read once
+
+
+def _iana_names() -> frozenset[str]:
+    global KNOWN_TIMEZONES
+    if KNOWN_TIMEZONES is None:
+        from zoneinfo import available_timezones
+
+        # not zones but machine-dependent links or placeholders found in some zoneinfo folders
+        KNOWN_TIMEZONES = frozenset(available_timezones()) - {"localtime", "posixrules", "Factory"}
+    return KNOWN_TIMEZONES
+
+
+NOT_MONEY = {"XTS", "XXX", "XAU", "XAG", "XPD", "XPT", "XBA", "XBB", "XBC", "XBD", "XDR", "XSU", "XUA"}
+
+
+def check_currency(code: str) -> str:
+    """`code` if it is an ISO 4217 currency (not a test code, a metal or a unit of account), else ValueError."""
+    import pycountry
+
+    if code in NOT_MONEY or pycountry.currencies.get(alpha_3=code) is None:
+        raise ValueError(f"{code!r} is not an ISO 4217 currency code: use three capital letters such as 'GBP', "
+                         f"'EUR' or 'USD'")
+    return code
+
+
+def _described(annotation: Any) -> str:
+    """What a setting's type looks like in TOML, for an error message."""
+    text = str(annotation)
+    for kind, words in (("dict", "a table"), ("list", 'a list of texts such as ["purchase"]'), ("bool", "true or false"),
+                        ("int", "a whole number (no quotes, no decimal point)"), ("float", "a number"),
+                        ("Path", "a path in quotes"), ("str", "text in quotes")):
+        if kind in text:
+            return words
+    return text
+
+
+class StrictTomlSource(TomlConfigSettingsSource):
+    """churn.toml, read strictly: `seed = true`, `horizon_days = "90"` or `1.0`, `n_train_cutoffs = 1e3` are errors,
+    not silently converted (environment variables are text and stay converted)."""
+
+    def __init__(self, settings_cls, toml_file):
+        super().__init__(settings_cls, toml_file=toml_file)
+        from pydantic import TypeAdapter, ValidationError
+
+        for key, value in self.toml_data.items():
+            field = settings_cls.model_fields.get(key)
+            if field is None:
+                continue  # an unknown key: reported by the settings themselves (extra="forbid")
+            annotation = field.annotation
+            if "Path" in str(annotation):
+                ok = isinstance(value, str)
+            else:
+                try:
+                    TypeAdapter(annotation, config=ConfigDict(strict=True)).validate_python(value)
+                    ok = True
+                except ValidationError:
+                    ok = False
+            if key == "model" and ok and "features" in value:
+                ok = isinstance(value["features"], list)
+                key, annotation, value = "model.features", list[str], value["features"]
+            if not ok:
+                import json
+
+                raise SettingsFileError(f"settings file {Path(toml_file).resolve()}: setting {key}: must be "
+                                        f"{_described(annotation)}, got {json.dumps(value, default=str)}")
 
 
 class IngestConfig(BaseModel):
@@ -154,17 +218,17 @@ class Settings(BaseSettings):
                                               "taken only with a NAME.done marker or once it held still this long")
 
     # features and labels
-    horizon_days: int = Field(default=90, ge=1)
-    lookback_days: int = Field(default=365, ge=30, description="customers inactive longer than this are out of scope")
+    horizon_days: int = Field(default=90, ge=1, le=3650)
+    lookback_days: int = Field(default=365, ge=30, le=36500, description="customers inactive longer than this are out of scope")
     activity_types: list[str] = Field(default_factory=lambda: ["purchase"],
                                       description="event types that count as 'coming back' for the label")
 
     # training
-    seed: int = Field(default=42, ge=0, description="random seed of the model and the generator")
-    n_train_cutoffs: int = Field(default=4, ge=0, description="stacked training snapshots, the latest first "
+    seed: int = Field(default=42, ge=0, le=2**31 - 1, description="random seed of the model and the generator")
+    n_train_cutoffs: int = Field(default=4, ge=0, le=1000, description="stacked training snapshots, the latest first "
                                  "(0: as many as the history allows)")
-    cutoff_step_days: int = Field(default=30, ge=1, description="days between training cutoffs")
-    min_history_days: int | None = Field(default=None, ge=0, description="days of events before the first training "
+    cutoff_step_days: int = Field(default=30, ge=1, le=3650, description="days between training cutoffs")
+    min_history_days: int | None = Field(default=None, ge=0, le=36500, description="days of events before the first training "
                                          "cutoff (default: the horizon, so the shortest log that trains is three "
                                          "horizons long)")
     refit: bool = Field(default=True, description="after the honest evaluation, register the model refitted on the "
@@ -175,10 +239,10 @@ class Settings(BaseSettings):
     mlflow_tracking_uri: str | None = Field(default=None, description="default: SQLite under <home>/mlflow")
     btyd_baselines: bool = Field(default=True, description="also fit the BG/NBD and Pareto/NBD baselines "
                                  "(pymc-marketing, MAP) in every training run")
-    btyd_sample_customers: int = Field(default=20_000, ge=100, description="fit the BTYD models' population "
+    btyd_sample_customers: int = Field(default=20_000, ge=100, le=100_000_000, description="fit the BTYD models' population "
                                        "parameters on a seeded random sample of this many buyers (all customers "
                                        "are predicted)")
-    bootstrap_resamples: int = Field(default=1000, ge=100, description="paired bootstrap resamples for the champion "
+    bootstrap_resamples: int = Field(default=1000, ge=100, le=100_000, description="paired bootstrap resamples for the champion "
                                      "gate and the model-vs-baseline intervals")
     bootstrap_confidence: float = Field(default=0.95, gt=0, lt=1, description="confidence of those intervals; a "
                                         "challenger is promoted only if the lower bound is above 0")
@@ -195,8 +259,8 @@ class Settings(BaseSettings):
     drift_psi_threshold: float = Field(default=0.25, gt=0, description="PSI above which a feature or the score drifted")
     drift_action: str = Field(default="warn", pattern="^(warn|refuse)$",
                               description="on drift: 'warn' (publish, flag loudly) or 'refuse' (publish nothing)")
-    winback_cooldown_days: int = Field(default=30, ge=0, description="skip customers contacted this recently")
-    winback_max_inactive_days: int = Field(default=180, ge=1, description="skip customers gone longer than this")
+    winback_cooldown_days: int = Field(default=30, ge=0, le=36500, description="skip customers contacted this recently")
+    winback_max_inactive_days: int = Field(default=180, ge=1, le=36500, description="skip customers gone longer than this")
     winback_control_share: float = Field(default=0.10, ge=0.0, le=0.5,
                                          description="share of each list held out as a control group (never "
                                                      "contacted, never in the CSV); 0: no hold-out")
@@ -218,8 +282,8 @@ class Settings(BaseSettings):
     watch_interval_seconds: float = Field(default=2.0, gt=0, le=3600)
 
     # generator defaults
-    generate_customers: int = Field(default=20_000, ge=1)
-    generate_days: int = Field(default=730, ge=1)
+    generate_customers: int = Field(default=20_000, ge=1, le=1_000_000_000)
+    generate_days: int = Field(default=730, ge=1, le=36500)
     generate_start: str = "2023-01-01"
 
     @field_validator("timezone", "schedule_timezone")
@@ -230,10 +294,7 @@ class Settings(BaseSettings):
     @field_validator("currency")
     @classmethod
     def _currency_code(cls, value: str) -> str:
-        if not (len(value) == 3 and value.isascii() and value.isalpha() and value.isupper()):
-            raise ValueError(f"{value!r} is not an ISO 4217 currency code: use three capital letters such as "
-                             f"'GBP', 'EUR' or 'USD'")
-        return value
+        return check_currency(value)
 
     @field_validator("activity_types")
     @classmethod
@@ -245,7 +306,7 @@ class Settings(BaseSettings):
             # an unknown type matches no event: every customer would be labelled churned
             raise ValueError((f"not event types: {unknown}" if unknown else "needs at least one event type")
                              + f"; allowed: {list(EVENT_TYPES)}")
-        return value
+        return list(dict.fromkeys(value))  # a type given twice counts once
 
     @field_validator("model")
     @classmethod
@@ -276,7 +337,7 @@ class Settings(BaseSettings):
     @classmethod
     def settings_customise_sources(cls, settings_cls, init_settings, env_settings, dotenv_settings,
                                    file_secret_settings) -> tuple[PydanticBaseSettingsSource, ...]:
-        return (init_settings, env_settings, TomlConfigSettingsSource(settings_cls, toml_file=config_file()))
+        return (init_settings, env_settings, StrictTomlSource(settings_cls, toml_file=config_file()))
 
     def ingest_config(self, **overrides: Any) -> IngestConfig:
         return IngestConfig(**{"home": self.home, "timezone": self.timezone,
@@ -358,6 +419,11 @@ def model_parts(model: dict[str, Any]) -> tuple[dict, list[str]]:
     from models.churn_model import model_overrides
 
     return model_overrides(model, FEATURE_NAMES)
+
+
+def upper_bound(name: str) -> int | None:
+    """The largest value a whole-number setting allows (declared once, on the field), for CLI flags."""
+    return next((m.le for m in Settings.model_fields[name].metadata if getattr(m, "le", None) is not None), None)
 
 
 def utc(value):

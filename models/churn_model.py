@@ -28,12 +28,13 @@ DEFAULT_PARAMS = {
 
 # What a data scientist may set in `[model]` of churn.toml or with `churn train --set key=value`: XGBoost
 # hyperparameters (type, lowest value allowed) and `features`, the feature set (a subset of features/customer.py).
-TUNABLE: dict[str, tuple[type, float]] = {
-    "n_estimators": (int, 1), "learning_rate": (float, 1e-6), "max_depth": (int, 1), "min_child_weight": (float, 0),
-    "subsample": (float, 1e-6), "colsample_bytree": (float, 1e-6), "reg_lambda": (float, 0), "reg_alpha": (float, 0),
-    "gamma": (float, 0), "max_bin": (int, 2), "early_stopping_rounds": (int, 1),
+INF = math.inf
+TUNABLE: dict[str, tuple[type, float, float]] = {  # (type, least, most)
+    "n_estimators": (int, 1, 100_000), "learning_rate": (float, 1e-6, 1), "max_depth": (int, 1, 64),
+    "min_child_weight": (float, 0, INF), "subsample": (float, 1e-6, 1), "colsample_bytree": (float, 1e-6, 1),
+    "reg_lambda": (float, 0, INF), "reg_alpha": (float, 0, INF), "gamma": (float, 0, INF), "max_bin": (int, 2, 65_536),
+    "early_stopping_rounds": (int, 1, 100_000),
 }
-AT_MOST_ONE = ("subsample", "colsample_bytree")
 FEATURES_KEY = "features"
 
 
@@ -56,10 +57,10 @@ def model_overrides(raw: dict, known_features: list[str]) -> tuple[dict, list[st
             close = difflib.get_close_matches(key, [*TUNABLE, FEATURES_KEY], n=1)
             raise ValueError(f"unknown model setting {key!r}" + (f" (did you mean {close[0]!r}?)" if close else "")
                              + f"; allowed: {', '.join([*TUNABLE, FEATURES_KEY])}")
-        kind, low = TUNABLE[key]
+        kind, low, high = TUNABLE[key]
         number = _number(value, kind)
-        if number is None or not math.isfinite(number) or number < low or (key in AT_MOST_ONE and number > 1):
-            bound = f"between {low:g} and 1" if key in AT_MOST_ONE else f"at least {low:g}"
+        if number is None or not math.isfinite(number) or not low <= number <= high:
+            bound = f"between {low:g} and {high:g}" if math.isfinite(high) else f"at least {low:g}"
             raise ValueError(f"{key}: must be {'a whole number' if kind is int else 'a number'} {bound}, "
                              f"got {value!r}")
         params[key] = number

@@ -57,6 +57,16 @@ def test_the_settings_example_names_real_settings_with_their_defaults():
     assert {"btyd_baselines", "btyd_sample_customers", "bootstrap_resamples", "bootstrap_confidence"} <= set(example)
 
 
+def test_the_settings_example_loads_as_a_settings_file(tmp_path, monkeypatch):
+    """The README's churn.toml, read the way a user's file is read (strict types: no silent conversions)."""
+    from churn.settings import load_settings
+
+    f = tmp_path / "churn.toml"
+    f.write_text(README.split("```toml\n# churn.toml\n", 1)[1].split("```", 1)[0])
+    monkeypatch.setenv("CHURN_CONFIG", str(f))
+    assert load_settings(home=str(tmp_path)).horizon_days == 90
+
+
 def test_every_winback_column_is_documented():
     documented = documented_columns("| column | type | meaning |", after="**The Parquet file**")
     for col in WINBACK_COLUMN_NAMES:

@@ -116,7 +116,7 @@ def test_a_wrong_setting_is_one_line_naming_it_before_anything_runs(cli, tmp_pat
     ("tier_hihg = 0.8\n", ["unknown setting 'tier_hihg'", "did you mean 'tier_high'"]),
     ('timezone = "Nowhere/Town"\n', ["setting timezone:", "unknown time zone 'Nowhere/Town'"]),
     (b'timezone = "\xff"\n', ["is not UTF-8 text", "save it as UTF-8"]),
-    ("[model]\nlearning_rate = -0.1\n", ["setting model:", "learning_rate: must be a number at least"]),
+    ("[model]\nlearning_rate = -0.1\n", ["setting model:", "learning_rate: must be a number between 1e-06 and 1"]),
     ("landing_settle_seconds = inf\n", ["setting landing_settle_seconds:", "finite"]),
     ("landing_incomplete_seconds = nan\n", ["setting landing_incomplete_seconds:", "finite"]),
     ("landing_settle_seconds = 1e300\n", ["setting landing_settle_seconds:", "less than or equal to"]),
@@ -125,9 +125,23 @@ def test_a_wrong_setting_is_one_line_naming_it_before_anything_runs(cli, tmp_pat
     ("watch_interval_seconds = 0\n", ["setting watch_interval_seconds:", "greater than 0"]),
     ("generate_customers = -3\n", ["setting generate_customers:", "greater than or equal to 1"]),
     ("drift_psi_threshold = inf\n", ["setting drift_psi_threshold:", "finite"]),
+    # types are read strictly from the file: nothing is silently converted (round 4)
+    ("seed = true\n", ["setting seed:", "must be a whole number", "got true"]),
+    ('horizon_days = "90"\n', ["setting horizon_days:", "must be a whole number", 'got "90"']),
+    ("horizon_days = 1.0\n", ["setting horizon_days:", "no decimal point", "got 1.0"]),
+    ("n_train_cutoffs = 1e3\n", ["setting n_train_cutoffs:", "must be a whole number", "got 1000.0"]),
+    ("horizon_days = 100000\n", ["setting horizon_days:", "less than or equal to 3650"]),
+    ('currency = "XYZ"\n', ["setting currency:", "'XYZ' is not an ISO 4217 currency code"]),
+    ('currency = "XTS"\n', ["setting currency:", "'XTS' is not an ISO 4217 currency code"]),
+    ('timezone = "localtime"\n', ["setting timezone:", "unknown time zone 'localtime'"]),
+    ('timezone = "posixrules"\n', ["setting timezone:", "unknown time zone 'posixrules'"]),
+    ('activity_types = "purchase"\n', ["setting activity_types:", "a list of texts"]),
+    ('[model]\nfeatures = "recency_days"\n', ["setting model.features:", "a list of texts", 'got "recency_days"']),
 ], ids=["syntax_error", "unknown_key", "bad_value", "not_utf8", "model_table", "settle_inf", "incomplete_nan",
         "settle_huge", "future_tolerance_negative", "seed_negative", "watch_interval_zero",
-        "generate_customers_negative", "drift_threshold_inf"])
+        "generate_customers_negative", "drift_threshold_inf", "seed_bool", "horizon_text", "horizon_float",
+        "cutoffs_exponent", "horizon_huge", "currency_unknown", "currency_test_code", "timezone_localtime",
+        "timezone_posixrules", "activity_types_text", "model_features_text"])
 def test_a_wrong_settings_file_is_one_line(cli, tmp_path, toml, needles):
     Path("churn.toml").write_bytes(toml if isinstance(toml, bytes) else toml.encode())
     home = tmp_path / "home"
@@ -135,23 +149,34 @@ def test_a_wrong_settings_file_is_one_line(cli, tmp_path, toml, needles):
     assert not home.exists()
 
 
+def test_an_event_type_given_twice_counts_once_and_environment_text_is_still_read(monkeypatch):
+    from churn.settings import Settings
+
+    monkeypatch.setenv("CHURN_HORIZON_DAYS", "60")  # environment variables are text: converted, not refused
+    s = Settings(home="x", activity_types=["purchase", "visit", "purchase"])
+    assert s.activity_types == ["purchase", "visit"] and s.horizon_days == 60
+
+
 FLAG_CASES = [
     (["winback", "--top", "0"], ["--top", "at least 1"]),
     (["winback", "--top", "-5"], ["--top", "at least 1", "'-5'"]),
-    (["train", "--horizon-days", "-30"], ["--horizon-days", "at least 1"]),
-    (["train", "--horizon-days", "0"], ["--horizon-days", "at least 1"]),
+    (["train", "--horizon-days", "-30"], ["--horizon-days", "between 1 and 3650"]),
+    (["train", "--horizon-days", "100000"], ["--horizon-days", "between 1 and 3650", "'100000'"]),
+    (["train", "--horizon-days", "0"], ["--horizon-days", "between 1 and"]),
     (["train", "--as-of", "last tuesday"], ["--as-of", "not a date"]),
     (["train", "--set", "max_depht=4"], ["--set", "unknown model setting 'max_depht'", "did you mean 'max_depth'"]),
-    (["train", "--set", "max_depth=4.5"], ["--set", "max_depth: must be a whole number at least 1", "'4.5'"]),
+    (["train", "--set", "max_depth=4.5"], ["--set", "max_depth: must be a whole number between 1 and 64", "'4.5'"]),
     (["train", "--set", "subsample=1.5"], ["--set", "subsample", "between", "and 1"]),
+    (["train", "--set", "n_estimators=10000000000000"], ["--set", "n_estimators: must be a whole number between 1 and 100000"]),
     (["train", "--set", "max_depth"], ["--set 'max_depth'", "expected KEY=VALUE"]),
     (["train", "--set", "features=recency"], ["--set", "features: ['recency'] not among the features"]),
     (["score", "--as-of", "2024-13-01"], ["--as-of", "not a date"]),
     (["winback", "--as-of", "2024-02-30"], ["--as-of", "not a date", "YYYY-MM-DD"]),
     (["ingest", "--timezone", "Europe/Lndon"], ["--timezone", "unknown time zone", "IANA"]),
-    (["generate", "--customers", "0"], ["--customers", "at least 1"]),
+    (["generate", "--customers", "0"], ["--customers", "between 1 and"]),
     (["generate", "--start", "01/02/2023"], ["--start", "not a date"]),
-    (["generate", "--seed", "-1"], ["--seed", "at least 0"]),
+    (["generate", "--seed", "-1"], ["--seed", "between 0 and"]),
+    (["generate", "--seed", "4294967296"], ["--seed", "between 0 and 2147483647"]),
     (["demo", "--customers", "-1"], ["--customers", "at least 1"]),
     (["bench", "--exact-top-n", "-1", "--sizes", "0"], ["--exact-top-n", "at least 0"]),  # never a real bench
     (["services", "restart"], ["invalid choice: 'restart'"]),
