@@ -151,6 +151,10 @@ def _point_at(tracking_uri: str):
 
     logging.getLogger("mlflow").setLevel(logging.ERROR)
     logging.getLogger("alembic").setLevel(logging.WARNING)
+    if not log.isEnabledFor(logging.INFO):  # --quiet: also MLflow's own prints ("Created version '3' of model ...")
+        from mlflow.utils.logging_utils import disable_logging
+
+        disable_logging()
     mlflow.set_tracking_uri(tracking_uri)
     mlflow.set_registry_uri(tracking_uri)
     return mlflow
