@@ -456,6 +456,19 @@ def _parse_numbers(raw: pd.Series) -> tuple[pd.Series, pd.Series, pd.Series]:
     return vals.where(~bad & ~underflow), bad, underflow
 
 
+NUMBER_DRESS = r"\d.*[,%$£€¥']|[,%$£€¥'].*\d"  # a number written with separators, a currency sign or a percent
+DRESSED_NUMBER = ("not a plain number (thousands separators, decimal commas, currency signs and % are not read: "
+                  "write 1234.50 or 0.25)")
+
+
+def _dressed(raw: pd.Series, bad: pd.Series) -> pd.Series:
+    """Of the `bad` values, those that are a number dressed for people ("1,234.50", "12,50", "$5", "50%")."""
+    if not bad.any() or pd.api.types.is_numeric_dtype(raw.dtype):
+        return pd.Series(False, index=raw.index)
+    text = raw.astype("string").str.strip()
+    return bad & text.str.contains(NUMBER_DRESS, regex=True).fillna(False).astype(bool)
+
+
 MAX_EXACT_FLOAT = 2.0 ** 53  # beyond this a float is not an exact whole number any more
 NON_FINITE_TEXT = r"[+-]?(?:nan|inf|infinity)"
 
@@ -544,6 +557,8 @@ def coerce(candidates: pd.DataFrame, timezone: str, time_format: str | None = No
             out[TIME_KEY] = written
         elif name in ("amount", "discount", "quantity"):
             vals, bad, underflow = _parse_numbers(raw)
+            dressed = _dressed(raw, bad)
+            reason[dressed & reason.isna()] = f"{name}: {DRESSED_NUMBER}"
             reason[bad & reason.isna()] = f"{name}: not a finite number"
             reason[underflow & reason.isna()] = (f"{name}: too small to hold (below about 1e-308 a float "
                                                  "would store 0)")

@@ -4,6 +4,7 @@ import pandas as pd
 import pytest
 
 from ingestion.batch import prepare_batch
+from ingestion.normalize import DRESSED_NUMBER
 from tests.conftest import NOW
 
 GOOD = {"customer_id": "00017", "event_type": "purchase", "event_time": "2024-03-01T10:00:00Z", "amount": "12.50"}
@@ -29,7 +30,7 @@ def one(**override):
     ({"amount": None}, "amount: missing for purchase/return"),
     ({"event_type": "visit"}, "amount: must be empty for visit/complaint"),
     ({"amount": "-0.01"}, "amount: below 0"),
-    ({"amount": "12,50"}, "amount: not a finite number"),
+    ({"amount": "12,50"}, f"amount: {DRESSED_NUMBER}"),
     ({"amount": "inf"}, "amount: not a finite number"),
     ({"amount": "NaN"}, "amount: not a finite number"),
     ({"discount": "1.5"}, "discount: above 1"),

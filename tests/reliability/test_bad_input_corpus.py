@@ -17,6 +17,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from flows.ingest import ingest_file
+from ingestion.normalize import DRESSED_NUMBER
 from storage import store
 from tests.conftest import NOW, config
 
@@ -214,7 +215,7 @@ CASES = [
     case("amount with a thousands separator or currency sign", "fmt.csv",
          (H + 'e1,c1,purchase,2024-03-01T10:00:00Z,"1,234.50"\ne2,c1,purchase,2024-03-01T10:00:00Z,$5\n'
           'e3,c1,purchase,2024-03-01T10:00:00Z,1e3\n').encode(), (3, 1, 2, 0),
-         {"amount: not a finite number": 2}, stored={"e3": {"amount": 1000.0}}),
+         {f"amount: {DRESSED_NUMBER}": 2}, stored={"e3": {"amount": 1000.0}}),
     case("amount missing on a purchase, present on a visit, negative", "amt.csv",
          (H + "e1,c1,purchase,2024-03-01T10:00:00Z,\ne2,c1,visit,2024-03-01T10:00:00Z,4\n"
           "e3,c1,return,2024-03-01T10:00:00Z,-1\n").encode(), (3, 0, 3, 0),
@@ -240,7 +241,7 @@ CASES = [
          (H.strip() + ",discount,quantity\n" + "e1,c1,purchase,2024-03-01T10:00:00Z,1,1.5,1\n"
           "e2,c1,purchase,2024-03-01T10:00:00Z,1,50%,1\ne3,c1,purchase,2024-03-01T10:00:00Z,1,0.1,-3\n"
           "e4,c1,purchase,2024-03-01T10:00:00Z,1,0.1,two\ne5,c1,purchase,2024-03-01T10:00:00Z,1,0.25,2\n").encode(),
-         (5, 1, 4, 0), {"discount: above 1": 1, "discount: not a finite number": 1, "quantity: below 0": 1,
+         (5, 1, 4, 0), {"discount: above 1": 1, f"discount: {DRESSED_NUMBER}": 1, "quantity: below 0": 1,
                         "quantity: not a finite number": 1}, stored={"e5": {"discount": 0.25, "quantity": 2.0}}),
     case("order_id, channel, category: control characters and 10 KB labels", "labels.jsonl",
          jsonl({**ROW, "order_id": "o\x1b1"}, {**ROW, "event_id": "e2", "channel": "w" * 10_000},
