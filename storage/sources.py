@@ -177,8 +177,8 @@ def cut_short(path: Path, data: bytes) -> tuple[str | None, bytes | None]:
             return "its gzip stream is cut short", None
         except (OSError, ValueError):
             return None, None  # corrupt, not short: read_source says why
-    if not data:
-        return None, content
+    if not data or data == b"\xef\xbb\xbf":
+        return None, content  # empty, or a byte-order mark and nothing else: read as empty, like a zero-byte file
     if source_kind(path) == "parquet":
         return (None if data[-4:] == b"PAR1" else "it has no Parquet footer yet"), content
     if data[:2] in (b"\xff\xfe", b"\xfe\xff") or b"\0" in data[-2:] or data[-4:] == b"PAR1":

@@ -282,6 +282,9 @@ def test_the_completeness_check_never_raises_for_a_name_and_a_gzip_file_is_decom
     import gzip
 
     assert sources.cut_short(paths.home / "orders.txt", b"a,b\n1,2")[0] == "its last line has no line end"
+    # a zero-byte file and a file of only a byte-order mark are both empty, not writers paused mid-line
+    assert sources.cut_short(paths.home / "a.csv", b"")[0] is None
+    assert sources.cut_short(paths.home / "a.csv", b"\xef\xbb\xbf")[0] is None
     assert [sources.is_source_name(n) for n in ("a.csv", "A.CSV.GZ", "b.ndjson", "c.txt", "d.csv.bz2")] == [
         True, True, True, False, False]
     paths.landing.mkdir(parents=True)
