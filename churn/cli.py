@@ -343,6 +343,7 @@ def cmd_winback(args, settings) -> int:
 
 
 def cmd_runs(args, settings) -> int:
+    logging.getLogger("churn").info("reading the training runs from MLflow (%s)", settings.tracking_uri)
     from storage import tracking
 
     rows = tracking.recent_runs(settings.tracking_uri, settings.experiment_name, settings.model_name, args.last)

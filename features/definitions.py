@@ -174,7 +174,7 @@ def _own_change(what: str, none: str) -> Sentence:
     return text
 
 
-# aggregates the features are computed from# aggregates the features are computed from that are not features themselves
+# aggregates the features are computed from that are not features themselves
 INTERMEDIATES: tuple[Aggregate, ...] = (
     Aggregate("visits_prev_90d", _count(_within(180, "visit", 90))),
     Aggregate("purchases_prev_90d", _count(_within(180, "purchase", 90))),

@@ -259,9 +259,12 @@ def test_drift_beyond_the_threshold_refuses_to_publish_when_configured(broken_re
     assert warned["drift"]["drifted"] and (broken_registry.home / "scores" / f"as_of={day}" / "scores.parquet").exists()
 
 
-def test_churn_runs_lists_the_training_run_with_its_metrics_baseline_and_alias(trained, capsys):
+def test_churn_runs_lists_the_training_run_with_its_metrics_baseline_and_alias(trained, capsys, caplog):
     import argparse
     import json
+    import logging
+
+    caplog.set_level(logging.INFO, logger="churn")
 
     from churn.cli import cmd_runs
     from churn.settings import defaults
@@ -269,6 +272,7 @@ def test_churn_runs_lists_the_training_run_with_its_metrics_baseline_and_alias(t
     settings = defaults(trained.home)
     assert cmd_runs(argparse.Namespace(last=5, json=True), settings) == 0
     rows = json.loads(capsys.readouterr().out)
+    assert "reading the training runs from MLflow" in caplog.text  # a progress line before MLflow's slow import
     champion = [r for r in rows if "champion" in r["aliases"]]
     assert len(champion) == 1 and champion[0]["status"] == "FINISHED"
     r = champion[0]
