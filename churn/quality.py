@@ -22,7 +22,8 @@ from pathlib import Path
 BEGIN, END = "<!-- quality:begin -->", "<!-- quality:end -->"
 SHARED_DATA = Path("/work/shared/data")
 SCORERS = {"model": "model (XGBoost)", "logistic_rfm": "logistic RFM", "bg_nbd": "BG/NBD",
-           "pareto_nbd": "Pareto/NBD", "oracle": "oracle", "evaluated": "not refitted"}
+           "pareto_nbd": "Pareto/NBD", "oracle_events": "oracle, events only", "oracle": "oracle, knows the state",
+           "evaluated": "not refitted"}
 COLUMNS = ("roc_auc", "pr_auc", "brier", "calibration_error")
 
 log = logging.getLogger("churn.quality")
@@ -45,6 +46,9 @@ class Experiment:
     backtest_refit: bool = False
     btyd_features: bool = False
     blend: bool = False
+    stack: bool = False
+    tune: bool = False
+    rate_features: bool = False
 
 
 REFERENCE = {"n_train_cutoffs": 4, "cutoff_step_days": 30, "refit": False}  # the settings before issue #13 part 2
@@ -61,6 +65,15 @@ EXPERIMENTS = (
                "fitted at each cutoff on that cutoff's history only) as two more model inputs", {}, btyd_features=True),
     Experiment("blend", "a blended challenger: the mean of the model's and logistic RFM's P(churn) (weights fixed "
                "in advance, not fitted on the validation snapshot)", {}, blend=True),
+    Experiment("stack", "a stacked challenger: a logistic regression on the logits of the model's and logistic RFM's "
+               "P(churn), fitted on the early-stopping hold-out customers of the training snapshots (both models "
+               "fitted without them; never the validation snapshot)", {}, stack=True),
+    Experiment("tuned", "XGBoost depth and minimum child weight chosen by time-ordered validation on the training "
+               "cutoffs (fit on the older ones, log loss on the latest; 8 settings), then trained as usual", {},
+               tune=True),
+    Experiment("rate-features", "four more inputs, each a recent count or a time since the last event against the "
+               "customer's own yearly rate (visits and events missed at their own pace, visits in 30 days and "
+               "purchases in 90 days as a share of their own yearly pace)", {}, rate_features=True),
 )
 
 
@@ -101,10 +114,21 @@ def run_experiment(ds: DataSet, ex: Experiment, home: Path, resamples: int) -> d
     started = time.monotonic()
     if not ex.backtest_refit:
         plan, info = build_snapshots(config, as_of)
-        result = train_with_btyd_features(config, info) if ex.btyd_features else train(config, info)[0]
+        if ex.tune:
+            config = config.model_copy(update={"model_params": {**config.model_params, **tuned_params(config, info)}})
+        result = (train_with_btyd_features(config, info) if ex.btyd_features else
+                  train_with_rate_features(config, info) if ex.rate_features else train(config, info)[0])
         if ex.blend:
             result = blended(result, config.bootstrap())
-        out = {"validation_cutoff": info["validation_cutoff"], "train_cutoffs": len(plan.train),
+        if ex.stack:
+            result = stacked(result, config, info)
+        preds = result.predictions
+        if "oracle_events" in preds:  # how far from what a model seeing only events could reach at best
+            iv = config.bootstrap().difference(preds["y"].to_numpy(), preds["model"].to_numpy(),
+                                               preds["oracle_events"].to_numpy(), ("roc_auc",))["roc_auc"]
+            versus_oracle = {"baseline": "oracle_events", **iv.as_dict()}
+        out = {"versus_oracle_events": versus_oracle if "oracle_events" in preds else None,
+               "validation_cutoff": info["validation_cutoff"], "train_cutoffs": len(plan.train),
                "train_rows": result.sizes["train_rows"] + result.sizes["early_stopping_rows"],
                "scorers": {"model": result.metrics, **result.baselines}, "versus": result.versus_baseline,
                "trees": result.model.best_iteration_ + 1}
@@ -129,28 +153,134 @@ def blended(result, bootstrap):
                                versus_baseline=versus_best_baseline(preds, result.baselines, bootstrap))
 
 
-def train_with_btyd_features(config, info: dict):
-    """`flows.train.train` with the point-in-time BTYD outputs added to every snapshot and to the model's inputs."""
+def _logit(p):
+    import numpy as np
+
+    p = np.clip(np.asarray(p, dtype=float), 1e-6, 1 - 1e-6)
+    return np.log(p / (1 - p))
+
+
+def stacked(result, config, info: dict):
+    """The training result with the model's predictions replaced by a logistic stack of the model's and logistic
+    RFM's logits, fitted on the early-stopping hold-out of the training snapshots (which neither model saw)."""
+    import dataclasses
+
+    import numpy as np
+    from sklearn.linear_model import LogisticRegression
+
+    from models.baselines import LogisticRFM
+    from models.churn_model import early_stopping_mask
+    from models.evaluate import metrics
+    from models.train import cap_rows, versus_best_baseline
+    from storage import catalog
+
+    frame = catalog.read_snapshots(Path(info["path"]))
+    train = cap_rows(frame[frame["split"] == "train"], 1_000_000)
+    es = early_stopping_mask(__import__("pandas").Index(train["customer_id"]))
+    held = train[es]
+    lr = LogisticRFM(config.seed).fit(train[~es], train.loc[~es, "churned"])
+    Z = np.column_stack([_logit(result.model.churn_probability(held[result.model.features])),
+                         _logit(lr.churn_probability(held))])
+    stack = LogisticRegression(C=1.0).fit(Z, held["churned"].to_numpy())
+    log.info("stack weights: model %.3f, logistic RFM %.3f, intercept %.3f", *stack.coef_[0], stack.intercept_[0])
+    preds = result.predictions
+    Zv = np.column_stack([_logit(preds["model"]), _logit(preds["logistic_rfm"])])
+    preds = preds.assign(model=stack.predict_proba(Zv)[:, 1])
+    return dataclasses.replace(result, predictions=preds, metrics=metrics(preds["y"], preds["model"]),
+                               versus_baseline=versus_best_baseline(preds, result.baselines, config.bootstrap()))
+
+
+TUNING_GRID = tuple({"max_depth": d, "min_child_weight": w} for d in (2, 3, 4, 6) for w in (5.0, 50.0))
+
+
+def tuned_params(config, info: dict) -> dict:
+    """The grid point with the lowest log loss on the latest training cutoff, each fitted on the older training
+    cutoffs (a customer-level split when there is one training cutoff); never the validation snapshot."""
+    import pandas as pd
+    from sklearn.metrics import log_loss
+
+    from models.churn_model import ChurnModel, early_stopping_mask
+    from storage import catalog
+
+    frame = catalog.read_snapshots(Path(info["path"]))
+    train = frame[frame["split"] == "train"]
+    cutoffs = sorted(train["cutoff"].unique())
+    if len(cutoffs) >= 2:
+        inner, check = train[train["cutoff"] < cutoffs[-1]], train[train["cutoff"] == cutoffs[-1]]
+    else:
+        held = early_stopping_mask(pd.Index(train["customer_id"]), share=0.3)
+        inner, check = train[~held], train[held]
+    es = early_stopping_mask(pd.Index(inner["customer_id"]))
+    features = list(config.features)
+    losses = []
+    for params in TUNING_GRID:
+        m = ChurnModel(features, seed=config.seed, **{**config.model_params, **params}).fit(
+            inner.loc[~es, features], inner.loc[~es, "churned"], inner.loc[es, features], inner.loc[es, "churned"])
+        losses.append(log_loss(check["churned"].to_numpy(), m.churn_probability(check[features]).to_numpy()))
+        log.info("tuning %s: log loss %.5f (%d trees)", params, losses[-1], m.best_iteration_ + 1)
+    best = TUNING_GRID[min(range(len(losses)), key=losses.__getitem__)]
+    log.info("tuning chose %s", best)
+    return dict(best)
+
+
+RATE_FEATURES = ("visits_missed", "events_missed", "visit_pace_30d", "purchase_pace_90d")
+
+
+def with_rate_features(frame):
+    """The snapshot rows with RATE_FEATURES: counts against the customer's own pace over the last year (or their
+    tenure if shorter)."""
+    import numpy as np
+
+    years = frame["tenure_days"].clip(lower=30, upper=365) / 365.0
+    visit_rate = frame["visits_365d"] / (365.0 * years)  # per day
+    events = frame[["visits_365d", "purchases_365d", "returns_365d", "complaints_365d"]].sum(axis=1)
+    event_rate = events / (365.0 * years)
+    return frame.assign(
+        visits_missed=frame["days_since_last_visit"] * visit_rate,
+        events_missed=frame["days_since_last_event"] * event_rate,
+        visit_pace_30d=np.where(visit_rate > 0, frame["visits_30d"] / (30.0 * visit_rate), np.nan),
+        purchase_pace_90d=np.where(frame["purchases_365d"] > 0,
+                                   frame["purchases_90d"] / (90.0 * frame["purchases_365d"] / (365.0 * years)), np.nan))
+
+
+def train_with_rate_features(config, info: dict):
+    """`flows.train.train` with RATE_FEATURES added to every snapshot and to the model's inputs."""
+    from features.customer import FEATURE_NAMES
+    from models.train import train_and_evaluate
+    from storage import catalog
+
+    frame = with_rate_features(catalog.read_snapshots(Path(info["path"])))
+    train, validation = frame[frame["split"] == "train"], frame[frame["split"] == "validation"]
+    return train_and_evaluate(train, validation, [*FEATURE_NAMES, *RATE_FEATURES], seed=config.seed,
+                              horizon_days=config.horizon_days, btyd=config.btyd_baselines,
+                              btyd_sample=config.btyd_sample_customers, bootstrap=config.bootstrap(),
+                              oracles=_oracles(config, info, validation))
+
+
+def _oracles(config, info: dict, validation) -> dict:
     import pandas as pd
 
+    from flows.train import generated_data_oracles
+    from storage import layout
+
+    return generated_data_oracles(layout.Paths(config.home), pd.Timestamp(info["validation_cutoff"], tz="UTC"),
+                                  config.horizon_days, validation["customer_id"], info["n_events"])
+
+
+def train_with_btyd_features(config, info: dict):
+    """`flows.train.train` with the point-in-time BTYD outputs added to every snapshot and to the model's inputs."""
     from features.customer import FEATURE_NAMES
     from models.btyd import BTYD_FEATURES, with_point_in_time_features
-    from models.evaluate import covering
     from models.train import train_and_evaluate
-    from storage import catalog, layout
+    from storage import catalog
 
     frame = catalog.read_snapshots(Path(info["path"]))
     frame = with_point_in_time_features(frame, config.horizon_days, config.btyd_sample_customers, config.seed)
     train, validation = frame[frame["split"] == "train"], frame[frame["split"] == "validation"]
-    oracle, truth = None, catalog.read_truth(layout.Paths(config.home))
-    if truth is not None:
-        from simulator.oracle import no_purchase_probability
-
-        cutoff = pd.Timestamp(info["validation_cutoff"], tz="UTC")
-        oracle = covering(no_purchase_probability(truth, cutoff, config.horizon_days), validation["customer_id"])
     return train_and_evaluate(train, validation, [*FEATURE_NAMES, *BTYD_FEATURES], seed=config.seed,
                               horizon_days=config.horizon_days, btyd=config.btyd_baselines,
-                              btyd_sample=config.btyd_sample_customers, bootstrap=config.bootstrap(), oracle=oracle)
+                              btyd_sample=config.btyd_sample_customers, bootstrap=config.bootstrap(),
+                              oracles=_oracles(config, info, validation))
 
 
 def backtest_refit(config, as_of) -> dict:
@@ -271,6 +401,10 @@ def markdown(results: dict, sets: tuple[DataSet, ...], command: str) -> str:
                 lines.append(f"| {ex.name if i == 0 else ''} | {size if i == 0 else ''} | {label} | {s['roc_auc']:.4f} | "
                              f"{s['pr_auc']:.4f} | {s['brier']:.4f} | {s['calibration_error']:.3f} | {vs[0]} | {vs[1]} |")
         lines.append("")
+        gap = ref.get("versus_oracle_events")
+        if gap:
+            lines += [f"Reference model minus the events-only oracle, ROC-AUC: {gap['diff']:+.4f} [{gap['low']:+.4f}, "
+                      f"{gap['high']:+.4f}] (the oracle that knows the state is not reachable from events).", ""]
     return "\n".join(lines).rstrip() + "\n"
 
 

@@ -52,24 +52,43 @@ def train(config: TrainConfig, info: dict) -> tuple[TrainingResult, pd.DataFrame
     paths = layout.Paths(config.home)
     frame = catalog.read_snapshots(Path(info["path"]))
     train, validation = frame[frame["split"] == "train"], frame[frame["split"] == "validation"]
-    oracle = None
-    truth = catalog.read_truth(paths)
-    if truth is not None:
-        from simulator.oracle import no_purchase_probability
-
-        cutoff = pd.Timestamp(info["validation_cutoff"], tz="UTC")
-        oracle = covering(no_purchase_probability(truth, cutoff, config.horizon_days), validation["customer_id"])
-        if oracle is None:
-            log.warning("ground truth does not cover the validation customers: oracle not reported")
+    oracles = generated_data_oracles(paths, pd.Timestamp(info["validation_cutoff"], tz="UTC"), config.horizon_days,
+                                     validation["customer_id"], info["n_events"])
     log.info("training XGBoost on %s rows and the baselines; validating on %s customers", f"{len(train):,}",
              f"{len(validation):,}")
     result = train_and_evaluate(train, validation, list(config.features), seed=config.seed,
                                 model_params=config.model_params,
                                 horizon_days=config.horizon_days, btyd=config.btyd_baselines,
-                                btyd_sample=config.btyd_sample_customers, bootstrap=config.bootstrap(), oracle=oracle)
+                                btyd_sample=config.btyd_sample_customers, bootstrap=config.bootstrap(), oracles=oracles)
     if config.refit:  # the metrics stay the evaluated model's: the refit has seen the validation labels
         result.refit = refit_on_all_labelled(result.model, train, validation)
     return result, frame
+
+
+ORACLE_EVENTS_MAX_EVENTS = 20_000_000  # the events-only oracle reads every customer-day: skipped on larger stores
+
+
+def generated_data_oracles(paths: layout.Paths, cutoff: pd.Timestamp, horizon_days: int, customer_ids: pd.Series,
+                           n_events: int) -> dict[str, pd.Series]:
+    """On generated data (ground truth stored), the two bounds of simulator/oracle.py for the validation customers:
+    `oracle` (knows the hidden state) and `oracle_events` (the same parameters, the state inferred from the events)."""
+    truth = catalog.read_truth(paths)
+    if truth is None:
+        return {}
+    from simulator.oracle import events_only_probability, no_purchase_probability
+
+    oracle = covering(no_purchase_probability(truth, cutoff, horizon_days), customer_ids)
+    if oracle is None:
+        log.warning("ground truth does not cover the validation customers: oracles not reported")
+        return {}
+    out = {"oracle": oracle}
+    if n_events <= ORACLE_EVENTS_MAX_EVENTS:
+        days = store.customer_days(paths, pd.Timestamp(truth["sim_start"].iloc[0]), cutoff)
+        out["oracle_events"] = events_only_probability(truth, days, cutoff, horizon_days)
+    else:
+        log.info("events-only oracle skipped: %s events (it is computed up to %s)", f"{n_events:,}",
+                 f"{ORACLE_EVENTS_MAX_EVENTS:,}")
+    return out
 
 
 def judge(config: TrainConfig, result: TrainingResult, validation: pd.DataFrame) -> Verdict:

@@ -17,8 +17,10 @@ from models.promotion import Bootstrap
 
 log = logging.getLogger("churn.train")  # progress lines only; nothing else leaves these functions
 
-# the model is compared with the best baseline (not the oracle) on these metrics, with a bootstrap interval
+# the model is compared with the best baseline (not the oracles) on these metrics, with a bootstrap interval
 VERSUS_BASELINE_METRICS = ("roc_auc", "pr_auc")
+# the bounds of generated data (simulator/oracle.py): scored beside the baselines, never a baseline
+ORACLES = ("oracle", "oracle_events")
 
 
 @dataclass
@@ -72,7 +74,7 @@ def cap_rows(frame: pd.DataFrame, max_rows: int | None) -> pd.DataFrame:
 
 def train_and_evaluate(train: pd.DataFrame, validation: pd.DataFrame, features: list[str], *, seed: int,
                        horizon_days: int, btyd: bool, bootstrap: Bootstrap | None, btyd_sample: int | None = None,
-                       oracle: pd.Series | None = None, model_params: dict | None = None,
+                       oracles: dict[str, pd.Series] | None = None, model_params: dict | None = None,
                        max_train_rows: int | None = MAX_TRAIN_ROWS) -> TrainingResult:
     """`train`/`validation`: feature rows with a `churned` label column and a `customer_id` column.
 
@@ -105,8 +107,8 @@ def train_and_evaluate(train: pd.DataFrame, validation: pd.DataFrame, features: 
         for name, cls in (("bg_nbd", BGNBD), ("pareto_nbd", ParetoNBD)):
             fitted = cls(horizon_days, rate, sample_customers=btyd_sample, seed=seed).fit(history)
             preds[name] = fitted.churn_probability(history).to_numpy()
-    if oracle is not None:
-        preds["oracle"] = oracle.reindex(validation["customer_id"]).to_numpy()
+    for name, oracle in (oracles or {}).items():  # generated data: the bounds, by name (ORACLES)
+        preds[name] = oracle.reindex(validation["customer_id"]).to_numpy()
     scorers = [c for c in preds.columns if c not in ("customer_id", "y")]
     scored = {name: metrics(yv[preds[name].notna().to_numpy()], preds[name].dropna().to_numpy()) for name in scorers}
     model_metrics = scored.pop("model")
@@ -128,10 +130,10 @@ def refit_on_all_labelled(model: ChurnModel, train: pd.DataFrame, validation: pd
 
 def versus_best_baseline(preds: pd.DataFrame, baselines: dict[str, dict[str, float]],
                          bootstrap: Bootstrap) -> dict[str, dict]:
-    """Per metric: the best baseline (never the oracle) and model minus it, with its paired bootstrap interval."""
+    """Per metric: the best baseline (never an oracle) and model minus it, with its paired bootstrap interval."""
     out = {}
     for m in VERSUS_BASELINE_METRICS:
-        name = max((b for b in baselines if b != "oracle"), key=lambda b: baselines[b][m])
+        name = max((b for b in baselines if b not in ORACLES), key=lambda b: baselines[b][m])
         iv = bootstrap.difference(preds["y"].to_numpy(), preds["model"].to_numpy(), preds[name].to_numpy(), (m,))[m]
         out[m] = {"baseline": name, **iv.as_dict(), "confidence": iv.confidence, "n_resamples": iv.n_resamples}
     return out

@@ -27,6 +27,7 @@ DECLINE_PURCHASE_FACTOR = 0.35
 DECLINE_VISIT_FACTOR = 0.45
 DECLINE_COMPLAINT_FACTOR = 8.0
 DECLINE_SPEND_FACTOR = 0.8
+SPEND_SIGMA = 0.5  # sd of log(amount) around the customer's spend_mu
 DECLINE_RETURN_FACTOR = 2.0
 CATEGORIES = np.array(["home", "garden", "kitchen", "toys", "gifts"])
 CHANNELS = np.array(["web", "store", "app"])
@@ -139,7 +140,7 @@ def chunk_events(cfg: SimulationConfig, chunk: int, params: pd.DataFrame) -> pd.
     cust_p = ev.loc[is_p, "cust"].to_numpy()
     decl_p = ev.loc[is_p, "declining"].to_numpy()
     mu = params["spend_mu"].to_numpy()[cust_p] + np.where(decl_p, np.log(DECLINE_SPEND_FACTOR), 0.0)
-    amount = np.round(np.exp(rng.normal(mu, 0.5)), 2)
+    amount = np.round(np.exp(rng.normal(mu, SPEND_SIGMA)), 2)
     discounted = rng.random(k) < params["discount_affinity"].to_numpy()[cust_p]
     discount = np.where(discounted, rng.choice([0.1, 0.15, 0.2, 0.3], k), 0.0)
     quantity = 1.0 + rng.poisson(2.0, k)

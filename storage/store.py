@@ -334,3 +334,25 @@ def daily_counts(paths: Paths, first_day: str, last_day: str) -> pd.Series:
         con.close()
     index = pd.to_datetime(df["day"] * 86_400, unit="s").dt.strftime("%Y-%m-%d")
     return pd.Series(df["n"].to_numpy(dtype="int64"), index=index.to_numpy()).sort_index()
+
+
+def customer_days(paths: Paths, origin: pd.Timestamp, before: pd.Timestamp) -> pd.DataFrame:
+    """Per customer and day (whole days since `origin`) with events before `before`: purchases, visits, complaints,
+    and the sum of log(amount) over the purchases (what the simulator's events-only oracle reads)."""
+    files = event_files(paths)
+    if not files:
+        require_events(paths)
+    lo, hi = origin.value // 1000, before.value // 1000
+    con = connect(paths)
+    try:
+        return con.execute(
+            "SELECT customer_id, CAST((epoch_us(event_time) - ?) // 86400000000 AS INTEGER) AS day, "
+            "count(*) FILTER (WHERE event_type = 'purchase') AS purchases, "
+            "count(*) FILTER (WHERE event_type = 'visit') AS visits, "
+            "count(*) FILTER (WHERE event_type = 'complaint') AS complaints, "
+            "coalesce(sum(ln(amount)) FILTER (WHERE event_type = 'purchase' AND amount > 0), 0) AS log_amount "
+            "FROM read_parquet(?) WHERE epoch_us(event_time) >= ? AND epoch_us(event_time) < ? "
+            "AND event_type IN ('purchase', 'visit', 'complaint') GROUP BY ALL ORDER BY day",
+            [lo, [str(f) for f in files], lo, hi]).df()
+    finally:
+        con.close()

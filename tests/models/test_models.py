@@ -82,7 +82,7 @@ def sim():
 def test_model_beats_the_recency_rule_and_comes_close_to_the_oracle(sim):
     train, val, oracle = sim
     r = train_and_evaluate(train, val, FEATURE_NAMES, seed=1, horizon_days=90, btyd=False,
-                           bootstrap=Bootstrap(200, 0.95, 1), oracle=oracle)
+                           bootstrap=Bootstrap(200, 0.95, 1), oracles={"oracle": oracle})
     auc = r.metrics["roc_auc"]
     assert auc >= r.baselines["recency_rule_90d"]["roc_auc"] + 0.03
     assert auc >= r.baselines["oracle"]["roc_auc"] - 0.05

@@ -5,7 +5,7 @@ import pandas as pd
 
 from churn.generate import generate
 from simulator.generate import SimulationConfig, simulate
-from simulator.oracle import no_purchase_probability
+from simulator.oracle import events_only_probability, no_purchase_probability
 from storage import layout
 
 
@@ -57,3 +57,36 @@ def test_oracle_matches_the_simulated_outcome_frequencies():
     pred = p.groupby(bins).mean()
     assert np.abs(obs - pred).max() < 0.06
     assert abs(churned.mean() - p.mean()) < 0.02
+
+
+def customer_days(ev: pd.DataFrame, start: pd.Timestamp, before: pd.Timestamp) -> pd.DataFrame:
+    """The pandas twin of storage.store.customer_days (the store's SQL is checked in the train flow test)."""
+    ev = ev[(ev["event_time"] < before) & ev["event_type"].isin(["purchase", "visit", "complaint"])]
+    day = ((ev["event_time"] - start) // pd.Timedelta(days=1)).rename("day")
+    kind = pd.get_dummies(ev["event_type"]).reindex(columns=["purchase", "visit", "complaint"], fill_value=False)
+    frame = pd.DataFrame({"customer_id": ev["customer_id"], "day": day, "purchases": kind["purchase"].astype(int),
+                          "visits": kind["visit"].astype(int), "complaints": kind["complaint"].astype(int),
+                          "log_amount": np.where(kind["purchase"], np.log(ev["amount"].where(ev["amount"] > 0, 1)), 0)})
+    return frame.groupby(["customer_id", "day"], as_index=False).sum().sort_values("day", kind="stable")
+
+
+def test_the_events_only_oracle_is_calibrated_and_between_the_state_oracle_and_guessing():
+    """It knows each customer's hidden rates but infers the state from the events only: calibrated like the oracle,
+    less sharp than the oracle that knows the state, far sharper than the base rate."""
+    from sklearn.metrics import roc_auc_score
+
+    cfg = SimulationConfig(customers=6000, days=500, seed=3, chunk_customers=2000)
+    evs, truths = zip(*simulate(cfg))
+    ev, truth = pd.concat(evs), pd.concat(truths)
+    as_of = cfg.start_ts + pd.Timedelta(days=380)
+    p = events_only_probability(truth, customer_days(ev, cfg.start_ts, as_of), as_of, 90)
+    state = no_purchase_probability(truth, as_of, 90)
+    assert p.index.equals(state.index) and p.between(0, 1).all()
+    window = ev[(ev["event_type"] == "purchase") & (ev["event_time"] > as_of)
+                & (ev["event_time"] <= as_of + pd.Timedelta(days=90))]
+    churned = ~p.index.isin(window["customer_id"].unique())
+    bins = pd.qcut(p.rank(method="first"), 10, labels=False)
+    assert np.abs(pd.Series(churned, index=p.index).groupby(bins).mean() - p.groupby(bins).mean()).max() < 0.06
+    assert abs(churned.mean() - p.mean()) < 0.02
+    auc, auc_state = roc_auc_score(churned, p), roc_auc_score(churned, state)
+    assert 0.85 < auc < auc_state - 0.003, (auc, auc_state)
