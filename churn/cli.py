@@ -93,6 +93,30 @@ def check_ingest(args, settings) -> None:
                            f"run `churn generate`")
 
 
+def check_contacts_ingest(args, settings) -> None:
+    """The named contact files exist and are of a type ingest reads; a sweep has files to read."""
+    from storage import layout, sources
+
+    folders = [p for p in args.paths if Path(p).is_dir()]
+    if folders:
+        raise CommandError(f"{', '.join(folders)}: a folder, not a file; name the contact files in it, or put them "
+                           f"in {layout.Paths(settings.home).landing_contacts} and run `churn contacts ingest`")
+    missing = [p for p in args.paths if not Path(p).exists()]
+    if missing:
+        raise CommandError(f"no such file: {', '.join(missing)}")
+    special = [p for p in args.paths if not Path(p).is_file()]
+    if special:
+        raise CommandError(f"not a regular file: {', '.join(special)}; name the contact files to ingest")
+    unsupported = [p for p in args.paths if not sources.is_source_name(p)]
+    if unsupported:
+        raise CommandError(f"unsupported file type: {', '.join(unsupported)}; contacts ingest reads "
+                           f"{', '.join(sources.SOURCE_SUFFIXES)} files, optionally gzip-compressed (.gz)")
+    paths = layout.Paths(settings.home)
+    if not args.paths and not sources.landing_scan(paths, paths.landing_contacts).files:
+        raise CommandError(f"nothing to ingest: no files given and no contact files in {paths.landing_contacts}"
+                           f"{'' if paths.landing_contacts.is_dir() else ' (the folder does not exist)'}")
+
+
 def check_train(args, settings) -> None:
     """The cutoffs the train flow will plan (EmptyStore, NotEnoughHistory); without importing Prefect."""
     from churn.settings import utc
@@ -235,6 +259,25 @@ def cmd_ingest(args, settings) -> int:
             print(f"error: {f['file']} is still being written ({f.get('note')}); it was left in place: "
                   "run again once its writer has finished", file=sys.stderr)
     return 1 if summary["files_rejected"] or summary["files_waiting"] else 0
+
+
+def cmd_contacts(args, settings) -> int:
+    config = settings.ingest_config()
+    files = [str(Path(p).resolve()) for p in args.paths] or None
+    if os.environ.get("PREFECT_API_URL"):  # a server is running: the run is recorded there, with its artifact
+        from flows.contacts import contacts_flow
+
+        summary = contacts_flow(config, files=files, force=args.force)
+    else:  # a short local step: not worth Prefect's temporary server (the same function runs)
+        from flows.contacts import ingest_contacts
+
+        summary = ingest_contacts(config, files, args.force)
+    _print(summary, args.json, _print_ingest)
+    for f in summary["files"]:
+        if f["status"] == "waiting" and args.paths:
+            print(f"error: {f['file']} is still being written ({f.get('note')}); it was left in place: "
+                  "run again once its writer has finished", file=sys.stderr)
+    return 1 if summary["files_rejected"] or (args.paths and summary["files_waiting"]) else 0
 
 
 def _print_train(r: dict) -> None:
@@ -578,6 +621,19 @@ def build_parser() -> argparse.ArgumentParser:
     i.add_argument("--json", action="store_true", help="print the summary as JSON")
     i.set_defaults(func=cmd_ingest, check=check_ingest)
 
+    co = sub.add_parser("contacts", help="record who the CRM contacted: validate and store contact exports",
+                        description="`churn contacts ingest [PATH ...]`: read CRM contact exports (Parquet, CSV, "
+                                    "JSON Lines; columns customer_id, contacted_at, action, optional list_id, "
+                                    "channel), the given files or every new file in <home>/landing/contacts. Valid "
+                                    "rows are stored once under <home>/contacts; bad rows are quarantined with a "
+                                    "reason under <home>/quarantine/contacts; rows in = stored + quarantined + "
+                                    "duplicates. The win-back cooldown reads the stored contacts.")
+    co.add_argument("action", choices=["ingest"], help="what to do (ingest)")
+    co.add_argument("paths", nargs="*", help="contact files (default: new files in <home>/landing/contacts)")
+    co.add_argument("--force", action="store_true", help="re-read files whose content was already ingested")
+    co.add_argument("--json", action="store_true", help="print the summary as JSON")
+    co.set_defaults(func=cmd_contacts, check=check_contacts_ingest)
+
     t = sub.add_parser("train", help="train and evaluate the churn model; track it in MLflow",
                        description="Build labelled snapshots at several cutoffs, train XGBoost, evaluate it on a later "
                                    "cutoff next to baselines, log everything to MLflow and register the model "
@@ -609,7 +665,8 @@ def build_parser() -> argparse.ArgumentParser:
     w.add_argument("--as-of", type=_day, help="the scored date, YYYY-MM-DD (default: the latest scored)")
     w.add_argument("--top", type=_whole(1), help="take the top N by value at risk instead of the high tier (written as "
                    "winback-topN.csv/.parquet, beside the day's full list)")
-    w.add_argument("--contacts", help="contact history (CSV/Parquet with customer_id, contacted_at)")
+    w.add_argument("--contacts", help="an extra contact history (CSV/Parquet with customer_id, contacted_at), beside "
+                   "the contacts stored by `churn contacts ingest`")
     w.add_argument("--pseudonymise", action="store_true",
                    help="replace customer ids by a keyed hash (key from $CHURN_PSEUDONYM_KEY); written as "
                         "NAME-pseudonymised.csv/.parquet, beside the list with real ids")

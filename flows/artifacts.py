@@ -8,6 +8,7 @@ import logging
 log = logging.getLogger("churn.flows")
 
 INGEST_KEY, TRAIN_KEY, SCORE_KEY, WINBACK_KEY = "ingest-accounting", "training-metrics", "scores-tiers", "winback-top"
+CONTACTS_KEY, EVALUATE_KEY = "contacts-accounting", "monitoring-realised"
 WINBACK_ROWS = 20
 
 
