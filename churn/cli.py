@@ -385,6 +385,49 @@ def cmd_winback(args, settings) -> int:
     return 0
 
 
+def _print_evaluate(r: dict) -> None:
+    days = r["days"]
+    print(f"{len(days)} scored day(s); events stored up to {r['last_event'][:10]}; MLflow experiment "
+          f"'{r['experiment']}' (one run per scored day)")
+    print(f"{'as of':<10} {'model':<7} {'horizon':>7} {'customers':>9}  {'status':<8} {'est. AUC':>8} {'ROC-AUC':>7} "
+          f"{'train AUC':>9} {'PR-AUC':>6} {'Brier':>6} {'lift@10%':>8}  note")
+    for e in days:
+        m = (e["realised"] or {}).get("metrics", {})
+        d = e.get("degradation") or {}
+
+        def f(v, w, digits=4):
+            return f"{v:>{w}.{digits}f}" if v is not None else f"{'-':>{w}}"
+
+        note = ("DEGRADED" if d.get("degraded") else f"horizon ends {e['horizon_ends'][:10]}" if e["realised"] is None
+                else "")
+        note += f" ({e['logged']})" if e.get("logged") != "already logged" else ""
+        print(f"{e['as_of']:<10} {'v' + str(e['model_version']):<7} {e['horizon_days']:>7} {e['customers']:>9,}  "
+              f"{e['status']:<8} {f(e['estimate']['roc_auc'], 8)} {f(m.get('roc_auc'), 7)} "
+              f"{f(e['training_roc_auc'], 9)} {f(m.get('pr_auc'), 6, 3)} {f(m.get('brier'), 6, 3)} "
+              f"{f(m.get('lift_top10'), 8, 2)}  {note}".rstrip())
+    for d in r["degraded"]:
+        print(f"WARNING: {d['model_name']} v{d['model_version']} degraded on {d['as_of']}: "
+              f"{d['degradation']['message']} (churn.model.degraded emitted)")
+    print("tables per day (calibration, lift by decile and by tier): `churn evaluate --json`")
+
+
+def cmd_evaluate(args, settings) -> int:
+    from flows.evaluate import evaluate_flow
+
+    r = evaluate_flow(settings.evaluate_config())
+    _print(r, args.json, _print_evaluate)
+    return 0
+
+
+def check_evaluate(args, settings) -> None:
+    from storage import layout
+
+    layout.require_scores(layout.Paths(settings.home))  # paths only: no pandas yet
+    from storage import store
+
+    store.require_events(layout.Paths(settings.home))
+
+
 def cmd_runs(args, settings) -> int:
     from storage import tracking
 
@@ -492,7 +535,7 @@ def cmd_services(args, settings) -> int:
 def cmd_serve(args, settings) -> int:
     from churn.serve import serve
 
-    print(f"serving churn-ingest, churn-score, churn-winback, churn-train on {os.environ['PREFECT_API_URL']}; watching "
+    print(f"serving churn-ingest, churn-score, churn-winback, churn-train, churn-evaluate on {os.environ['PREFECT_API_URL']}; watching "
           f"{settings.home / 'landing'} (Ctrl-C to stop)", flush=True)
     serve(settings)
     return 0
@@ -673,6 +716,17 @@ def build_parser() -> argparse.ArgumentParser:
     w.add_argument("--json", action="store_true", help="print the summary and the top rows as JSON")
     w.set_defaults(func=cmd_winback, check=check_winback)
 
+    ev = sub.add_parser("evaluate", help="realised (or estimated) quality of every scored day, logged to MLflow",
+                        description="For every published scored day whose horizon has passed (as of + horizon at or "
+                                    "before the last stored event), compute who really churned (the training labels' "
+                                    "definition) and the realised ROC-AUC, PR-AUC, Brier, calibration and lift by "
+                                    "decile and tier; for days still open, an estimate from the calibrated scores. "
+                                    "One run per scored day in the MLflow experiment 'churn-monitoring' (never "
+                                    "logged twice); churn.model.degraded when the realised ROC-AUC is more than "
+                                    "degradation_margin below the model's validation ROC-AUC.")
+    ev.add_argument("--json", action="store_true", help="print every day with its tables as JSON")
+    ev.set_defaults(func=cmd_evaluate, check=check_evaluate)
+
     ru = sub.add_parser("runs", help="the latest training runs: metrics beside the best baseline, version, alias",
                         description="List the latest training runs of the MLflow experiment, newest first: "
                                     "validation ROC-AUC and PR-AUC beside the best baseline of the same run, and "
@@ -793,7 +847,7 @@ def main(argv: list[str] | None = None) -> int:
         return 4
 
 
-RUNS_FLOWS = ("ingest", "train", "score", "demo")  # each starts Prefect (a server, or a temporary one)
+RUNS_FLOWS = ("ingest", "train", "score", "evaluate", "demo")  # each starts Prefect (a server, or a temporary one)
 LOOK_ONLY = ("scores", "explain")  # commands that read published files only: they create nothing, start nothing
 
 

@@ -21,17 +21,6 @@ def uri(paths):
     return f"sqlite:///{paths.mlflow / 'mlflow.db'}"
 
 
-@pytest.fixture(scope="module")
-def trained(small_store, tmp_path_factory, prefect_harness):
-    from flows.train import train_flow
-
-    home = tmp_path_factory.mktemp("scored") / "home"
-    shutil.copytree(small_store.home, home)
-    paths = layout.Paths(home)
-    train_flow(config(paths, "train", n_train_cutoffs=2))
-    return paths
-
-
 def run_score(paths, as_of=None, **policy):
     from flows.score import score
 
