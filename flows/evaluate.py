@@ -119,7 +119,7 @@ def day_line(e: dict) -> str:
     if e["realised"] is None:
         return f"horizon open until {e['horizon_ends'][:10]}; estimated ROC-AUC {est:.4f}"
     auc = e["realised"]["metrics"].get("roc_auc")
-    return (f"realised ROC-AUC {auc:.4f} (estimated {est:.4f}); {e['degradation']['message']}" if auc is not None
+    return (f"{e['degradation']['message']}; estimated from the scores alone: {est:.4f}" if auc is not None
             else f"realised: {e['realised'].get('note')}")
 
 
