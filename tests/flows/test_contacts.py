@@ -82,3 +82,11 @@ def test_an_unusable_file_is_rejected_with_its_error_and_the_others_are_ingested
     # the event sweep passes over landing/contacts/ (neither read as events nor reported as refused)
     scan = sources.landing_scan(paths)
     assert scan.files == [] and scan.refused == []
+
+
+def test_the_contacts_flow_runs_under_prefect(paths, tmp_path, prefect_harness):
+    from flows.contacts import contacts_flow
+
+    f = write(tmp_path, "crm.csv", EXPORT)
+    r = contacts_flow(config(paths, "ingest"), files=[str(f)])
+    assert (r["rows_in"], r["stored"], r["quarantined"], r["duplicates"], r["files_ingested"]) == (8, 2, 5, 1, 1)
