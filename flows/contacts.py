@@ -71,17 +71,9 @@ def ingest_contacts_file(config: IngestConfig, file: Path, *, now: pd.Timestamp,
         except accounting.AccountingError as e:  # a bug; this file's batch is never published
             return _reject(paths, file, summary, e, now, landed)
         result["contacts_stored"] = result.pop("events_stored")
-        keep = table.filter(pa_not_in(table, known)) if known else table
-        contacts.commit_batch(paths, batch_id, keep, quarantine, result, sha)
+        contacts.commit_batch(paths, batch_id, contacts.without_ids(table, known), quarantine, result, sha)
     _used(paths, file, landed)
     return result
-
-
-def pa_not_in(table, ids: set[str]):
-    import pyarrow as pa
-    import pyarrow.compute as pc
-
-    return pc.invert(pc.is_in(table["contact_id"], value_set=pa.array(sorted(ids), pa.string())))
 
 
 def _used(paths: layout.Paths, file: Path, landed: sources.Landed) -> None:

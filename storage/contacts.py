@@ -75,6 +75,15 @@ def contacts_table(contacts: pd.DataFrame, batch_id: str) -> pa.Table:
     return table.append_column("ingest_batch", pa.array([batch_id] * table.num_rows, pa.string()))
 
 
+def without_ids(contacts: pa.Table, ids: set[str]) -> pa.Table:
+    """The contacts whose contact_id is not among `ids` (those already stored)."""
+    if not ids:
+        return contacts
+    import pyarrow.compute as pc
+
+    return contacts.filter(pc.invert(pc.is_in(contacts["contact_id"], value_set=pa.array(sorted(ids), pa.string()))))
+
+
 def commit_batch(paths: Paths, batch_id: str, contacts: pa.Table, quarantine: pa.Table, ledger: dict,
                  ledger_sha: str) -> None:
     """Publish a contact batch atomically: its contacts file, its quarantine file and its ledger record, or none
