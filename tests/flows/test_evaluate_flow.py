@@ -47,7 +47,8 @@ def monitoring_runs(paths):
     return {r.data.tags["as_of"]: r for r in client.search_runs([exp.experiment_id])}
 
 
-def test_realised_metrics_for_a_passed_horizon_an_estimate_for_an_open_one_logged_once(monitored, emitted):
+def test_realised_metrics_for_a_passed_horizon_an_estimate_for_an_open_one_logged_once(monitored, emitted, capsys):
+    from churn.cli import _print_evaluate
     from features.customer import churn_labels
     from flows.evaluate import evaluate_flow
     from models.evaluate import metrics
@@ -88,6 +89,12 @@ def test_realised_metrics_for_a_passed_horizon_an_estimate_for_an_open_one_logge
     assert {k: v.info.run_id for k, v in monitoring_runs(monitored).items()} == {
         k: v.info.run_id for k, v in runs.items()}
     assert again["days"][0]["realised"]["metrics"]["roc_auc"] == pytest.approx(m["roc_auc"])
+    capsys.readouterr()
+    _print_evaluate(again)  # the short table of `churn evaluate`
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith("2 scored day(s); events stored up to 2024-08-2")
+    assert lines[2].startswith("2024-03-01 v") and "realised" in lines[2] and f"{m['roc_auc']:.4f}" in lines[2]
+    assert lines[3].startswith("2024-07-01 v") and lines[3].endswith("horizon ends 2024-09-29")
 
 
 def test_a_model_below_its_training_estimate_is_announced_once_and_an_open_day_is_realised_later(
