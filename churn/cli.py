@@ -93,6 +93,30 @@ def check_ingest(args, settings) -> None:
                            f"run `churn generate`")
 
 
+def check_contacts_ingest(args, settings) -> None:
+    """The named contact files exist and are of a type ingest reads; a sweep has files to read."""
+    from storage import layout, sources
+
+    folders = [p for p in args.paths if Path(p).is_dir()]
+    if folders:
+        raise CommandError(f"{', '.join(folders)}: a folder, not a file; name the contact files in it, or put them "
+                           f"in {layout.Paths(settings.home).landing_contacts} and run `churn contacts ingest`")
+    missing = [p for p in args.paths if not Path(p).exists()]
+    if missing:
+        raise CommandError(f"no such file: {', '.join(missing)}")
+    special = [p for p in args.paths if not Path(p).is_file()]
+    if special:
+        raise CommandError(f"not a regular file: {', '.join(special)}; name the contact files to ingest")
+    unsupported = [p for p in args.paths if not sources.is_source_name(p)]
+    if unsupported:
+        raise CommandError(f"unsupported file type: {', '.join(unsupported)}; contacts ingest reads "
+                           f"{', '.join(sources.SOURCE_SUFFIXES)} files, optionally gzip-compressed (.gz)")
+    paths = layout.Paths(settings.home)
+    if not args.paths and not sources.landing_scan(paths, paths.landing_contacts).files:
+        raise CommandError(f"nothing to ingest: no files given and no contact files in {paths.landing_contacts}"
+                           f"{'' if paths.landing_contacts.is_dir() else ' (the folder does not exist)'}")
+
+
 def check_train(args, settings) -> None:
     """The cutoffs the train flow will plan (EmptyStore, NotEnoughHistory); without importing Prefect."""
     from churn.settings import utc
@@ -237,6 +261,25 @@ def cmd_ingest(args, settings) -> int:
     return 1 if summary["files_rejected"] or summary["files_waiting"] else 0
 
 
+def cmd_contacts(args, settings) -> int:
+    config = settings.ingest_config()
+    files = [str(Path(p).resolve()) for p in args.paths] or None
+    if os.environ.get("PREFECT_API_URL"):  # a server is running: the run is recorded there, with its artifact
+        from flows.contacts import contacts_flow
+
+        summary = contacts_flow(config, files=files, force=args.force)
+    else:  # a short local step: not worth Prefect's temporary server (the same function runs)
+        from flows.contacts import ingest_contacts
+
+        summary = ingest_contacts(config, files, args.force)
+    _print(summary, args.json, _print_ingest)
+    for f in summary["files"]:
+        if f["status"] == "waiting" and args.paths:
+            print(f"error: {f['file']} is still being written ({f.get('note')}); it was left in place: "
+                  "run again once its writer has finished", file=sys.stderr)
+    return 1 if summary["files_rejected"] or (args.paths and summary["files_waiting"]) else 0
+
+
 def _print_train(r: dict) -> None:
     from models.evaluate import TOP_FRACTIONS
 
@@ -340,6 +383,49 @@ def cmd_winback(args, settings) -> int:
         r = winback(config, args.as_of, Path(contacts) if contacts else None, args.pseudonymise)
     _print(r, args.json, _print_winback)
     return 0
+
+
+def _print_evaluate(r: dict) -> None:
+    days = r["days"]
+    print(f"{len(days)} scored day(s); events stored up to {r['last_event'][:10]}; MLflow experiment "
+          f"'{r['experiment']}' (one run per scored day)")
+    print(f"{'as of':<10} {'model':<7} {'horizon':>7} {'customers':>9}  {'status':<8} {'est. AUC':>8} {'ROC-AUC':>7} "
+          f"{'train AUC':>9} {'PR-AUC':>6} {'Brier':>6} {'lift@10%':>8}  note")
+    for e in days:
+        m = (e["realised"] or {}).get("metrics", {})
+        d = e.get("degradation") or {}
+
+        def f(v, w, digits=4):
+            return f"{v:>{w}.{digits}f}" if v is not None else f"{'-':>{w}}"
+
+        note = ("DEGRADED" if d.get("degraded") else f"horizon ends {e['horizon_ends'][:10]}" if e["realised"] is None
+                else "")
+        note += f" ({e['logged']})" if e.get("logged") != "already logged" else ""
+        print(f"{e['as_of']:<10} {'v' + str(e['model_version']):<7} {e['horizon_days']:>7} {e['customers']:>9,}  "
+              f"{e['status']:<8} {f(e['estimate']['roc_auc'], 8)} {f(m.get('roc_auc'), 7)} "
+              f"{f(e['training_roc_auc'], 9)} {f(m.get('pr_auc'), 6, 3)} {f(m.get('brier'), 6, 3)} "
+              f"{f(m.get('lift_top10'), 8, 2)}  {note}".rstrip())
+    for d in r["degraded"]:
+        print(f"WARNING: {d['model_name']} v{d['model_version']} degraded on {d['as_of']}: "
+              f"{d['degradation']['message']} (churn.model.degraded emitted)")
+    print("tables per day (calibration, lift by decile and by tier): `churn evaluate --json`")
+
+
+def cmd_evaluate(args, settings) -> int:
+    from flows.evaluate import evaluate_flow
+
+    r = evaluate_flow(settings.evaluate_config())
+    _print(r, args.json, _print_evaluate)
+    return 0
+
+
+def check_evaluate(args, settings) -> None:
+    from storage import layout
+
+    layout.require_scores(layout.Paths(settings.home))  # paths only: no pandas yet
+    from storage import store
+
+    store.require_events(layout.Paths(settings.home))
 
 
 def cmd_runs(args, settings) -> int:
@@ -450,7 +536,7 @@ def cmd_services(args, settings) -> int:
 def cmd_serve(args, settings) -> int:
     from churn.serve import serve
 
-    print(f"serving churn-ingest, churn-score, churn-winback, churn-train on {os.environ['PREFECT_API_URL']}; watching "
+    print(f"serving churn-ingest, churn-score, churn-winback, churn-train, churn-evaluate on {os.environ['PREFECT_API_URL']}; watching "
           f"{settings.home / 'landing'} (Ctrl-C to stop)", flush=True)
     serve(settings)
     return 0
@@ -584,6 +670,19 @@ def build_parser() -> argparse.ArgumentParser:
     i.add_argument("--json", action="store_true", help="print the summary as JSON")
     i.set_defaults(func=cmd_ingest, check=check_ingest)
 
+    co = sub.add_parser("contacts", help="record who the CRM contacted: validate and store contact exports",
+                        description="`churn contacts ingest [PATH ...]`: read CRM contact exports (Parquet, CSV, "
+                                    "JSON Lines; columns customer_id, contacted_at, action, optional list_id, "
+                                    "channel), the given files or every new file in <home>/landing/contacts. Valid "
+                                    "rows are stored once under <home>/contacts; bad rows are quarantined with a "
+                                    "reason under <home>/quarantine/contacts; rows in = stored + quarantined + "
+                                    "duplicates. The win-back cooldown reads the stored contacts.")
+    co.add_argument("action", choices=["ingest"], help="what to do (ingest)")
+    co.add_argument("paths", nargs="*", help="contact files (default: new files in <home>/landing/contacts)")
+    co.add_argument("--force", action="store_true", help="re-read files whose content was already ingested")
+    co.add_argument("--json", action="store_true", help="print the summary as JSON")
+    co.set_defaults(func=cmd_contacts, check=check_contacts_ingest)
+
     t = sub.add_parser("train", help="train and evaluate the churn model; track it in MLflow",
                        description="Build labelled snapshots at several cutoffs, train XGBoost, evaluate it on a later "
                                    "cutoff next to baselines, log everything to MLflow and register the model "
@@ -615,12 +714,24 @@ def build_parser() -> argparse.ArgumentParser:
     w.add_argument("--as-of", type=_day, help="the scored date, YYYY-MM-DD (default: the latest scored)")
     w.add_argument("--top", type=_whole(1), help="take the top N by value at risk instead of the high tier (written as "
                    "winback-topN.csv/.parquet, beside the day's full list)")
-    w.add_argument("--contacts", help="contact history (CSV/Parquet with customer_id, contacted_at)")
+    w.add_argument("--contacts", help="an extra contact history (CSV/Parquet with customer_id, contacted_at), beside "
+                   "the contacts stored by `churn contacts ingest`")
     w.add_argument("--pseudonymise", action="store_true",
                    help="replace customer ids by a keyed hash (key from $CHURN_PSEUDONYM_KEY); written as "
                         "NAME-pseudonymised.csv/.parquet, beside the list with real ids")
     w.add_argument("--json", action="store_true", help="print the summary and the top rows as JSON")
     w.set_defaults(func=cmd_winback, check=check_winback)
+
+    ev = sub.add_parser("evaluate", help="realised (or estimated) quality of every scored day, logged to MLflow",
+                        description="For every published scored day whose horizon has passed (as of + horizon at or "
+                                    "before the last stored event), compute who really churned (the training labels' "
+                                    "definition) and the realised ROC-AUC, PR-AUC, Brier, calibration and lift by "
+                                    "decile and tier; for days still open, an estimate from the calibrated scores. "
+                                    "One run per scored day in the MLflow experiment 'churn-monitoring' (never "
+                                    "logged twice); churn.model.degraded when the realised ROC-AUC is more than "
+                                    "degradation_margin below the model's validation ROC-AUC.")
+    ev.add_argument("--json", action="store_true", help="print every day with its tables as JSON")
+    ev.set_defaults(func=cmd_evaluate, check=check_evaluate)
 
     ru = sub.add_parser("runs", help="the latest training runs: metrics beside the best baseline, version, alias",
                         description="List the latest training runs of the MLflow experiment, newest first: "
@@ -742,7 +853,7 @@ def main(argv: list[str] | None = None) -> int:
         return 4
 
 
-RUNS_FLOWS = ("ingest", "train", "score", "demo")  # each starts Prefect (a server, or a temporary one)
+RUNS_FLOWS = ("ingest", "train", "score", "evaluate", "demo")  # each starts Prefect (a server, or a temporary one)
 LOOK_ONLY = ("scores", "explain")  # commands that read published files only: they create nothing, start nothing
 
 

@@ -73,7 +73,7 @@ def retire(deployment_names: list[str]) -> None:
                 client.delete_automation(a.id)
 
 
-CRON_SETTINGS = ("ingest_sweep_cron", "score_cron", "winback_cron", "train_cron")
+CRON_SETTINGS = ("ingest_sweep_cron", "score_cron", "winback_cron", "train_cron", "evaluate_cron")
 
 
 class ScheduleError(UserError, ValueError):

@@ -197,6 +197,18 @@ class WinbackConfig(BaseModel):
                              currency=self.currency, control_share=self.control_share)
 
 
+class EvaluateConfig(BaseModel):
+    """What the evaluate (monitoring) flow needs from the settings."""
+
+    model_config = ConfigDict(frozen=True)
+    home: Path
+    tracking_uri: str
+    model_name: str
+    experiment: str  # the monitoring experiment, one run per scored day
+    activity_types: tuple[str, ...]  # what counts as coming back: the training labels' definition
+    degradation_margin: float
+
+
 class Settings(BaseSettings):
     """Everything configurable; flows receive these values as plain parameters."""
 
@@ -269,6 +281,12 @@ class Settings(BaseSettings):
     model: dict[str, Any] = Field(default_factory=dict,
                                   description="[model]: XGBoost hyperparameters and `features` over the defaults")
 
+    # monitoring (`churn evaluate`)
+    monitoring_experiment: str = Field(default="churn-monitoring", description="MLflow experiment of the realised "
+                                       "and estimated quality of each scored day")
+    degradation_margin: float = Field(default=0.05, ge=0, le=1, description="emit churn.model.degraded when a "
+                                      "day's realised ROC-AUC is this far below the model's validation ROC-AUC")
+
     # local services and deployments
     services_host: str = Field(default="127.0.0.1", description="bind address of the local servers (loopback!)")
     prefect_port: int = Field(default=4200, ge=1, le=65535)
@@ -279,6 +297,8 @@ class Settings(BaseSettings):
     winback_cron: str = Field(default="30 6 * * *", description="after the daily scoring; the list of the newest "
                                                                 "published day")
     train_cron: str = Field(default="0 3 * * 1", description="weekly; quarterly is '0 3 1 1,4,7,10 *'")
+    evaluate_cron: str = Field(default="0 7 * * *", description="daily, after scoring: realised quality of the "
+                                                               "scored days whose horizon has passed")
     watch_interval_seconds: float = Field(default=2.0, gt=0, le=3600)
 
     # generator defaults
@@ -377,6 +397,12 @@ class Settings(BaseSettings):
             "max_inactive_days": self.winback_max_inactive_days, "actions": self.winback_actions,
             "control_share": self.winback_control_share,
             "currency": self.currency, **overrides})
+
+    def evaluate_config(self, **overrides: Any) -> EvaluateConfig:
+        return EvaluateConfig(**{
+            "home": self.home, "tracking_uri": self.tracking_uri, "model_name": self.model_name,
+            "experiment": self.monitoring_experiment, "activity_types": tuple(self.activity_types),
+            "degradation_margin": self.degradation_margin, **overrides})
 
     @property
     def tracking_uri(self) -> str:

@@ -8,6 +8,7 @@ import logging
 log = logging.getLogger("churn.flows")
 
 INGEST_KEY, TRAIN_KEY, SCORE_KEY, WINBACK_KEY = "ingest-accounting", "training-metrics", "scores-tiers", "winback-top"
+CONTACTS_KEY, EVALUATE_KEY = "contacts-accounting", "monitoring-realised"
 WINBACK_ROWS = 20
 
 
@@ -75,3 +76,14 @@ def publish(key: str, rows: list[dict], description: str) -> None:
         get_run_logger().info(description)
     except Exception as e:  # noqa: BLE001 - a display for people; never fails the run it describes
         log.warning("could not create the %s artifact: %s", key, e)
+
+
+def evaluate_table(summary: dict) -> list[dict]:
+    def auc(e):
+        return (e["realised"] or {}).get("metrics", {}).get("roc_auc")
+
+    return [{"as_of": e["as_of"], "model_version": e["model_version"], "status": e["status"],
+             "estimated_roc_auc": round(e["estimate"]["roc_auc"], 4),
+             "realised_roc_auc": None if auc(e) is None else round(auc(e), 4),
+             "training_roc_auc": e["training_roc_auc"],
+             "degraded": bool(e["degradation"] and e["degradation"]["degraded"])} for e in summary["days"]]

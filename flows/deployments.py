@@ -1,4 +1,4 @@
-"""The four deployments `churn serve` runs: their flows, triggers, schedules and concurrency limits.
+"""The five deployments `churn serve` runs: their flows, triggers, schedules and concurrency limits.
 
 - ingest: runs when `churn.events.landed` names a file (emitted by the landing watcher, or by an
   upstream system), and on a sweep schedule;
@@ -6,7 +6,9 @@
   promoted (`churn.model.promoted`), and daily;
 - winback: runs when a day's scores are published (`churn.scores.published`, the day it names), and
   daily after the scoring schedule (the newest published day);
-- train: on a schedule (weekly by default); a promotion then triggers scoring, then the win-back list.
+- train: on a schedule (weekly by default); a promotion then triggers scoring, then the win-back list;
+- evaluate: daily (`evaluate_cron`): the realised quality of every scored day whose horizon has passed, the
+  estimate for the others, in MLflow; emits `churn.model.degraded` when a model did worse than it promised.
 Each deployment runs one flow at a time (concurrency limit 1).
 """
 
@@ -22,6 +24,7 @@ def build_deployments(settings) -> list:
     from prefect.events import DeploymentEventTrigger
     from prefect.schedules import Cron
 
+    from flows.evaluate import evaluate_flow
     from flows.ingest import ingest_flow
     from flows.score import score_flow
     from flows.train import train_flow
@@ -31,6 +34,7 @@ def build_deployments(settings) -> list:
     score = {"config": settings.score_config().model_dump(mode="json")}
     train = {"config": settings.train_config().model_dump(mode="json")}
     winback = {"config": settings.winback_config().model_dump(mode="json")}
+    evaluate = {"config": settings.evaluate_config().model_dump(mode="json")}
     tz = settings.schedule_timezone
     return [
         ingest_flow.to_deployment(
@@ -58,4 +62,8 @@ def build_deployments(settings) -> list:
             name="churn-train", parameters=train, concurrency_limit=1,
             schedules=[Cron(settings.train_cron, timezone=tz)],
             description="Retrain; a promoted champion triggers scoring."),
+        evaluate_flow.to_deployment(
+            name="churn-evaluate", parameters=evaluate, concurrency_limit=1,
+            schedules=[Cron(settings.evaluate_cron, timezone=tz)],
+            description="Realised quality of every scored day whose horizon has passed; estimates for the rest."),
     ]

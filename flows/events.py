@@ -8,6 +8,7 @@ LANDED = "churn.events.landed"
 INGESTED = "churn.events.ingested"
 PROMOTED = "churn.model.promoted"
 SCORED = "churn.scores.published"  # after a day's scores and their _SUCCESS record are written
+DEGRADED = "churn.model.degraded"  # a scored day's realised ROC-AUC fell below its model's training estimate
 
 
 def store_resource(home: str | Path) -> str:

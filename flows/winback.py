@@ -21,6 +21,7 @@ from models.winback import (
     winback_summary,
 )
 from storage import catalog, layout, tracking
+from storage.contacts import contact_history
 
 log = logging.getLogger("churn.winback")
 
@@ -30,7 +31,8 @@ def winback(config: WinbackConfig, as_of_date: str | None, contacts_file: Path |
     """Select and write the win-back list for a scored day (default: the latest)."""
     paths = layout.Paths(config.home)
     scores, day = catalog.read_scores(paths, as_of_date)
-    contacts = catalog.read_contacts(contacts_file) if contacts_file else None
+    # the stored contacts (`churn contacts ingest`) and any --contacts file: both count for the cooldown
+    contacts = contact_history(paths, contacts_file)
     policy = config.policy()
     selection = select_winback(scores, policy, contacts)
     key = list_id(day, policy.list_name)  # the same for the pseudonymised copy: the same customers held out
@@ -47,6 +49,7 @@ def winback(config: WinbackConfig, as_of_date: str | None, contacts_file: Path |
                                               WINBACK_SCHEMA, day)
     catalog.record_list(paths, ledger_record(summary, policy, chosen, name, {
         "pseudonymised": pseudonymised, "contact_history": str(contacts_file) if contacts_file else None,
+        "contacts_considered": 0 if contacts is None else len(contacts),
         "parquet": str(pq_path), "csv": str(csv_path), "written_at": pd.Timestamp.now(tz="UTC").isoformat()}))
     return {**summary, "parquet": str(pq_path), "csv": str(csv_path)}
 

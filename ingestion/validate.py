@@ -43,8 +43,10 @@ def load_suite(path: Path = SUITE_PATH):
 
 
 def contract_violations(events: pd.DataFrame, max_event_time: pd.Timestamp,
-                        suite_path: Path = SUITE_PATH) -> tuple[pd.Series, dict]:
-    """Per row (same index), the contract reasons it breaks joined by "; " (NA if none); plus GX's summary."""
+                        suite_path: Path = SUITE_PATH, columns=None) -> tuple[pd.Series, dict]:
+    """Per row (same index), the contract reasons it breaks joined by "; " (NA if none); plus GX's summary.
+
+    `columns`: the contract of the suite (default: the events'), whose rules give the order of the reasons."""
     reasons = pd.Series(pd.NA, index=events.index, dtype="string")
     if events.empty:
         return reasons, {"success": True, "evaluated_expectations": 0}
@@ -77,7 +79,7 @@ def contract_violations(events: pd.DataFrame, max_event_time: pd.Timestamp,
         failed[reason] = len(idx)
         for i in idx:
             per_row.setdefault(int(i), []).append(reason)
-    order = {r: k for k, r in enumerate(reason_order())}
+    order = {r: k for k, r in enumerate(reason_order() if columns is None else reason_order(columns))}
     for i, rs in per_row.items():
         reasons.iloc[i] = "; ".join(sorted(set(rs), key=order.get))
     summary = {"success": bool(result.success), "evaluated_expectations": len(result.results),

@@ -106,3 +106,34 @@ def score_distribution_figure(p: pd.Series, as_of: str):
     ax.set(xlabel="P(churn)", ylabel="customers", title=f"Scores as of {as_of}")
     fig.tight_layout()
     return fig
+
+
+def roc_auc_over_time_figure(history: pd.DataFrame, label: str = ""):
+    """ROC-AUC by scored day: realised (horizon passed), estimated from the scores (label-free), and the model
+    version's training (validation) estimate. `history`: as_of, model_version, realised_roc_auc,
+    expected_roc_auc, training_roc_auc (NaN where unknown)."""
+    h = history.assign(as_of=pd.to_datetime(history["as_of"])).sort_values("as_of")
+    fig, ax = plt.subplots(figsize=(7.5, 4.5))
+    ax.plot(h["as_of"], h["realised_roc_auc"], "o-", label="realised (labels known)")
+    ax.plot(h["as_of"], h["expected_roc_auc"], "s--", alpha=0.7, label="estimated from the scores (no labels)")
+    ax.plot(h["as_of"], h["training_roc_auc"], "k:", drawstyle="steps-post", label="training estimate (validation)")
+    for _, r in h.iterrows():
+        ax.annotate(f"v{r['model_version']}", (r["as_of"], r["expected_roc_auc"]), fontsize=7,
+                    textcoords="offset points", xytext=(0, 6), ha="center")
+    ax.set(xlabel="scored day (as of)", ylabel="ROC-AUC", title="Model quality by scored day")
+    ax.legend(fontsize=8)
+    fig.autofmt_xdate()
+    _title(fig, label)
+    return fig
+
+
+def realised_calibration_figure(calibration: pd.DataFrame, label: str = ""):
+    """Mean predicted vs observed churn rate per score decile of one scored day."""
+    fig, ax = plt.subplots(figsize=(5, 5))
+    ax.plot(calibration["predicted"], calibration["observed"], "o-", label="by score decile")
+    ax.plot([0, 1], [0, 1], "k:", lw=0.8, label="perfect calibration")
+    ax.set(xlabel="mean P(churn)", ylabel="observed churn rate", title="Realised calibration", xlim=(0, 1),
+           ylim=(0, 1))
+    ax.legend(fontsize=8)
+    _title(fig, label)
+    return fig

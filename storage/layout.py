@@ -3,6 +3,10 @@
 Layout under the home folder:
 
     landing/                 files waiting to be ingested (Parquet, CSV, JSON Lines; .gz allowed)
+    landing/contacts/        CRM contact exports waiting for `churn contacts ingest`
+    contacts/                the stored contacts: Parquet, one file per ingest batch
+    quarantine/contacts/     rejected contact rows, one Parquet file per batch, with reasons
+    state/contacts-ingested/ one JSON record per ingested contact file content (sha256)
     events/event_month=M/    the event store: Parquet, one file per ingest batch and month (UTC)
     quarantine/              rejected rows, one Parquet file per batch, with reasons
     rejected/                whole files that could not be read, each with a .error.json beside it
@@ -87,6 +91,14 @@ class Paths:
     def winback_lock_file(self) -> Path: return self.home / "state" / "winback.lock"
     @property
     def campaign_ledger(self) -> Path: return self.home / "campaigns" / "lists.jsonl"
+    @property
+    def landing_contacts(self) -> Path: return self.landing / "contacts"
+    @property
+    def contacts(self) -> Path: return self.home / "contacts"
+    @property
+    def contacts_quarantine(self) -> Path: return self.quarantine / "contacts"
+    @property
+    def contacts_ledger(self) -> Path: return self.home / "state" / "contacts-ingested"
 
 
 # Names readers of a hive folder skip (pyarrow, pandas and Spark leave out names starting with "_" or "."; a

@@ -79,25 +79,29 @@ def is_source_name(path: Path | str) -> bool:
     return source_kind(path) is not None
 
 
-def landing_scan(paths: Paths) -> LandingScan:
-    """Files waiting in the landing folder, oldest name first (hidden and temp files ignored).
+def landing_scan(paths: Paths, folder: Path | None = None) -> LandingScan:
+    """Files waiting in the landing folder (or `folder`, e.g. `landing/contacts/`), oldest name first (hidden and
+    temp files ignored; the contacts folder is no delivery of events).
 
-    A file must resolve inside the landing folder: a symlink that leads out of it is refused, never
+    A file must resolve inside that folder: a symlink that leads out of it is refused, never
     read, copied or deleted.
     """
     scan = LandingScan()
-    if not paths.landing.exists():
+    folder = paths.landing if folder is None else folder
+    if not folder.exists():
         return scan
-    for p in sorted(paths.landing.iterdir()):
+    for p in sorted(folder.iterdir()):
         if p.name.startswith(".") or p.name.endswith(PRODUCER_SUFFIXES):
             continue  # the producer protocol's temp names and markers
+        if p == paths.landing_contacts and p.is_dir() and not p.is_symlink():
+            continue  # contact exports: read by `churn contacts ingest`
         if not is_source_name(p):  # a delivery in a form ingest does not read: said, never silently ignored
             kind = "a folder (ingest reads the files directly in landing/)" if p.is_dir() else (
                 f"ingest does not read this file type; it reads {', '.join(SOURCE_SUFFIXES)}, optionally + .gz")
             scan.refused.append((p, f"refused, left in place: {kind}"))
             continue
         try:
-            resolve_inside(paths.landing, p, "landing file")
+            resolve_inside(folder, p, "landing file")
         except PathOutside as e:
             scan.refused.append((p, f"refused, left in place: {e}"))
             continue
@@ -465,7 +469,7 @@ def _fit_name(name: str) -> str:
 
 
 def move_aside(paths: Paths, path: Path, error: str, when: pd.Timestamp,
-               read: tuple[int, int, int] | None = None) -> Path | None:
+               read: tuple[int, int, int] | None = None, landing: Path | None = None) -> Path | None:
     """Put an unreadable file in rejected/ with its error; a file of landing/ is moved there (its marker
     removed), any other file copied. Returns where it went, or None if it was left in landing/ because it
     changed since it was read (`read`: its size, mtime and ctime then): a writer still at work.
@@ -475,7 +479,7 @@ def move_aside(paths: Paths, path: Path, error: str, when: pd.Timestamp,
     """
     target = paths.rejected / _fit_name(f"{when.strftime('%Y%m%dT%H%M%S')}-{path.name}")
     target.parent.mkdir(parents=True, exist_ok=True)
-    if path.parent.resolve() == paths.landing.resolve():
+    if path.parent.resolve() == (paths.landing if landing is None else landing).resolve():
         moved = False  # landing/ on another file system, or a symlink (it could dangle in rejected/): copied,
         if not path.is_symlink():  # and deleted only if unchanged
             try:

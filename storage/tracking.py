@@ -646,3 +646,86 @@ def _utc_text(ms: int | None) -> str | None:
     import datetime as dt
 
     return None if ms is None else dt.datetime.fromtimestamp(ms / 1000, dt.UTC).strftime("%Y-%m-%d %H:%M:%S")
+
+
+# ---------------------------------------------------------------- monitoring (`churn evaluate`)
+
+MONITORING_RECORD = "monitoring.json"
+
+
+def training_roc_auc(model_name: str, version: str) -> float | None:
+    """A registered version's training estimate: its validation ROC-AUC tag (None if it has none)."""
+    import mlflow
+
+    with reachable(mlflow.get_tracking_uri(), "reading the model version's validation ROC-AUC"):
+        try:
+            tags = mlflow.MlflowClient().get_model_version(model_name, str(version)).tags or {}
+        except mlflow.exceptions.MlflowException:
+            return None
+    value = tags.get("val_roc_auc")
+    return float(value) if value is not None else None
+
+
+def monitoring_runs(experiment_id: str) -> dict[tuple[str, str], dict]:
+    """The monitoring runs of the experiment, by (scored day, scores sha256): run id and status (open or
+    realised). A day scored again (another sha256) is another partition and gets its own run."""
+    import mlflow
+
+    with reachable(mlflow.get_tracking_uri(), "listing the monitoring runs"):
+        runs = mlflow.MlflowClient().search_runs([experiment_id], filter_string="tags.kind = 'monitoring'",
+                                                 max_results=10_000)
+    out: dict[tuple[str, str], dict] = {}
+    for r in sorted(runs, key=lambda r: r.info.start_time or 0):
+        t = r.data.tags
+        out[(t.get("as_of", ""), t.get("scores_sha256", ""))] = {"run_id": r.info.run_id, "status": t.get("status")}
+    return out
+
+
+def load_monitoring_record(run_id: str) -> dict:
+    """What a monitoring run recorded about its scored day (the entry `churn evaluate` prints)."""
+    import mlflow
+
+    with reachable(mlflow.get_tracking_uri(), "reading a monitoring run"):
+        return mlflow.artifacts.load_dict(f"runs:/{run_id}/{MONITORING_RECORD}")
+
+
+def log_monitoring_run(entry: dict, run_id: str | None, history) -> str:
+    """Log one scored day to the monitoring experiment: a new run for an open horizon (the estimate), or the same
+    run again once its horizon has passed (the realised figures set beside the estimate); returns the run id.
+
+    Metrics: expected_* (estimate), realised_* (ROC-AUC, PR-AUC, Brier, lift, calibration error), the training
+    estimate and the drop from it; tags: as_of, scores_sha256, model_version, status, degraded; artifacts: the
+    record, the calibration curve and ROC-AUC by scored day so far (`history`)."""
+    import mlflow
+
+    from models import plots
+
+    label = f"{entry['model_name']} v{entry['model_version']} - scored {entry['as_of']} - {entry['horizon_days']}-day horizon"
+    with reachable(mlflow.get_tracking_uri(), "logging the monitoring run", "nothing else was changed"):
+        with mlflow.start_run(run_id=run_id, run_name=None if run_id else f"monitor {entry['as_of']}") as run:
+            mlflow.set_tags({"kind": "monitoring", "as_of": entry["as_of"], "scores_sha256": entry["scores_sha256"],
+                             "model_name": entry["model_name"], "model_version": str(entry["model_version"]),
+                             "horizon_days": str(entry["horizon_days"]), "status": entry["status"],
+                             "horizon_ends": entry["horizon_ends"]})
+            mlflow.log_metrics({f"expected_{k}": v for k, v in entry["estimate"].items()})
+            if entry.get("training_roc_auc") is not None:
+                mlflow.log_metric("training_roc_auc", entry["training_roc_auc"])
+            if entry["realised"] is not None:
+                m = entry["realised"]["metrics"]
+                mlflow.log_metrics({f"realised_{k}": v for k, v in m.items() if v == v})  # NaN (one class) left out
+                if "roc_auc" in m:
+                    mlflow.log_metric("estimate_error_roc_auc", entry["estimate"]["roc_auc"] - m["roc_auc"])
+                    if entry.get("training_roc_auc") is not None:
+                        mlflow.log_metric("roc_auc_drop", entry["training_roc_auc"] - m["roc_auc"])
+                mlflow.set_tag("degraded", str(entry["degradation"]["degraded"]).lower())
+                import pandas as pd
+
+                fig = plots.realised_calibration_figure(pd.DataFrame(entry["realised"]["calibration"]), label)
+                mlflow.log_figure(fig, "realised_calibration.png")
+                plots.plt.close(fig)
+            if len(history):
+                fig = plots.roc_auc_over_time_figure(history, f"{entry['model_name']}: scored days evaluated so far")
+                mlflow.log_figure(fig, "roc_auc_by_scored_day.png")
+                plots.plt.close(fig)
+            mlflow.log_dict({**entry, "run_id": run.info.run_id}, MONITORING_RECORD)
+            return run.info.run_id

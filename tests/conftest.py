@@ -46,6 +46,22 @@ def small_store(tmp_path_factory):
     return paths
 
 
+@pytest.fixture(scope="session")
+def trained(small_store, tmp_path_factory, prefect_harness):
+    """The small store with a champion trained on it (SQLite MLflow under the home; built once per session:
+    tests that change more than scores and lists work on a copy)."""
+    import shutil
+
+    from flows.train import train_flow
+    from storage import layout
+
+    home = tmp_path_factory.mktemp("scored") / "home"
+    shutil.copytree(small_store.home, home)
+    paths = layout.Paths(home)
+    train_flow(config(paths, "train", n_train_cutoffs=2))
+    return paths
+
+
 def config(paths_or_home, kind: str, **overrides):
     """A flow's configuration from the built-in defaults for this home (what `churn` builds from its settings)."""
     from churn.settings import defaults

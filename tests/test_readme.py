@@ -34,6 +34,13 @@ def test_every_contract_column_is_documented():
         assert (f"reason_{{1,2,3}}_{m.group(1)}" if m else col) in scores, col
 
 
+def test_every_contact_column_is_documented():
+    from expectations.contacts import CONTACT_COLUMN_NAMES
+
+    documented = documented_columns("| column | type | rule |", after="### Contacts: who was actually contacted")
+    assert set(CONTACT_COLUMN_NAMES) <= documented, set(CONTACT_COLUMN_NAMES) - documented
+
+
 def test_the_two_commands_come_first():
     first_block = README.split("```bash", 1)[1].split("```", 1)[0]
     assert "make demo" in first_block and "make test" in first_block

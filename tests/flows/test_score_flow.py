@@ -21,17 +21,6 @@ def uri(paths):
     return f"sqlite:///{paths.mlflow / 'mlflow.db'}"
 
 
-@pytest.fixture(scope="module")
-def trained(small_store, tmp_path_factory, prefect_harness):
-    from flows.train import train_flow
-
-    home = tmp_path_factory.mktemp("scored") / "home"
-    shutil.copytree(small_store.home, home)
-    paths = layout.Paths(home)
-    train_flow(config(paths, "train", n_train_cutoffs=2))
-    return paths
-
-
 def run_score(paths, as_of=None, **policy):
     from flows.score import score
 
@@ -140,6 +129,37 @@ def test_churn_winback_prints_each_selection_step_with_its_count(trained, capsys
     out = capsys.readouterr().out
     assert f"selection: {r['selection']}" in out and "in the high tier -> " in out and "inactivity limit -> " in out
     assert "after the 30-day cooldown (no contact history given)" in out
+
+
+def test_the_cooldown_reads_the_stored_contacts_and_a_contacts_file_beside_them(trained, tmp_path):
+    """Issue #15: contacts recorded with `churn contacts ingest` keep a customer off the next list."""
+    from flows.contacts import ingest_contacts_file
+    from flows.winback import winback
+
+    run_score(trained, as_of=pd.Timestamp("2024-06-01T00:00Z"))
+    home = tmp_path / "home"  # a private copy: stored contacts would change the other tests' lists
+    shutil.copytree(trained.home, home, ignore=shutil.ignore_patterns("mlflow", "prefect"))
+    paths = layout.Paths(home)
+    scores, _ = catalog.read_scores(paths, "2024-06-01")
+    eligible = scores[(scores["risk_tier"] == "high") & (scores["days_since_last_event"] <= 180)
+                      & (scores["value_at_risk"] > 0)].sort_values("value_at_risk", ascending=False)
+    first, second, old = eligible["customer_id"].iloc[:3]
+    crm = tmp_path / "crm.csv"  # contacted 10 days ago (inside the 30-day cooldown) and 60 days ago (outside)
+    crm.write_text(f"customer_id,contacted_at,action\n {first} ,2024-05-22T10:00:00Z,service call\n"
+                   f"{old},2024-04-02T10:00:00Z,reminder\n")
+    r = ingest_contacts_file(config(paths, "ingest"), crm, now=NOW)
+    assert r["stored"] == 2
+    w = winback(config(paths, "winback"), "2024-06-01")
+    listed = set(pd.read_parquet(w["parquet"])["customer_id"])
+    assert first not in listed and {second, old} <= listed
+    assert w["selection"].endswith(f"-> {len(eligible) - 1:,} after the 30-day cooldown")
+    # a --contacts file still counts, beside the stored contacts
+    extra = tmp_path / "extra.csv"
+    extra.write_text(f"customer_id,contacted_at\n{second},2024-05-30\n")
+    w2 = winback(config(paths, "winback"), "2024-06-01", extra)
+    listed2 = set(pd.read_parquet(w2["parquet"])["customer_id"])
+    assert not {first, second} & listed2 and old in listed2
+    assert catalog.read_ledger(paths)[-1]["contacts_considered"] == 3
 
 
 def test_a_top_n_list_is_written_beside_the_days_full_list_and_never_replaces_it(trained):

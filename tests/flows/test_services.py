@@ -89,7 +89,7 @@ def served(env, services):
     proc = subprocess.Popen([CHURN, "serve"], env=e, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     api = services["services"]["prefect"]["url"]
     try:
-        wait_for("the deployments", lambda: len(http("POST", f"{api}/deployments/filter", {})) == 4, 120)
+        wait_for("the deployments", lambda: len(http("POST", f"{api}/deployments/filter", {})) == 5, 120)
         yield api
     finally:
         proc.send_signal(signal.SIGTERM)
@@ -123,7 +123,8 @@ def test_deployments_have_their_schedules_and_time_zones(served):
     assert crons == {"churn-ingest": [("*/15 * * * *", "Europe/London")],
                      "churn-score": [("0 6 * * *", "Europe/London")],
                      "churn-winback": [("30 6 * * *", "Europe/London")],
-                     "churn-train": [("0 3 1 1,4,7,10 *", "Europe/London")]}
+                     "churn-train": [("0 3 1 1,4,7,10 *", "Europe/London")],
+                     "churn-evaluate": [("0 7 * * *", "Europe/London")]}
     assert all(d["concurrency_limit"] == 1 or (d.get("global_concurrency_limit") or {}).get("limit") == 1
                for d in deps.values())
 

@@ -343,6 +343,15 @@ MISSING_INPUTS = {
     "winback_contacts_a_folder": (["winback", "--contacts", "{home}/landing"], _scores_and_landing,
                                   ["contact history", "landing", "a folder, not a file"], {}),
     "bench_bad_size": (["bench", "--sizes", "1M,lots"], _no_store, ["'lots' is not a size"], {}),
+    "contacts_file_missing": (["contacts", "ingest", "{home}/nope.csv"], _no_store, ["no such file", "nope.csv"], {}),
+    "contacts_a_folder": (["contacts", "ingest", "{home}/landing"], _landing_empty,
+                          ["a folder, not a file", "landing/contacts"], {}),
+    "contacts_unsupported_type": (["contacts", "ingest", "{home}/landing/orders.txt"], _landing_with_txt,
+                                  ["unsupported file type", "orders.txt"], {}),
+    "contacts_nothing_to_ingest": (["contacts", "ingest"], _landing_empty,
+                                   ["nothing to ingest", "landing/contacts", "does not exist"], {}),
+    "evaluate_no_scores": (["evaluate"], _store, ["no scores", "churn score"], {}),
+    "evaluate_no_store": (["evaluate"], _scores, ["event store", "is empty"], {}),
 }
 
 
