@@ -133,6 +133,16 @@ class WinbackConfig(BaseModel):
                              currency=self.currency, control_share=self.control_share)
 
 
+class OutcomesConfig(BaseModel):
+    """What the campaign-outcome step needs from the settings."""
+
+    model_config = ConfigDict(frozen=True)
+    home: Path
+    tracking_uri: str
+    activity_types: tuple[str, ...]  # what counts as retained: the label's rule
+    confidence: float  # of the intervals (bootstrap_confidence)
+
+
 class Settings(BaseSettings):
     """Everything configurable; flows receive these values as plain parameters."""
 
@@ -316,6 +326,11 @@ class Settings(BaseSettings):
             "max_inactive_days": self.winback_max_inactive_days, "actions": self.winback_actions,
             "control_share": self.winback_control_share,
             "currency": self.currency, **overrides})
+
+    def outcomes_config(self, **overrides: Any) -> OutcomesConfig:
+        return OutcomesConfig(**{"home": self.home, "tracking_uri": self.tracking_uri,
+                                 "activity_types": tuple(self.activity_types),
+                                 "confidence": self.bootstrap_confidence, **overrides})
 
     @property
     def tracking_uri(self) -> str:

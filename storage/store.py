@@ -334,3 +334,31 @@ def daily_counts(paths: Paths, first_day: str, last_day: str) -> pd.Series:
         con.close()
     index = pd.to_datetime(df["day"] * 86_400, unit="s").dt.strftime("%Y-%m-%d")
     return pd.Series(df["n"].to_numpy(dtype="int64"), index=index.to_numpy()).sort_index()
+
+
+def window_activity(paths: Paths, customer_ids, start: pd.Timestamp, end: pd.Timestamp,
+                    activity_types: tuple[str, ...]) -> pd.DataFrame:
+    """Per customer of `customer_ids` (index customer_id): `retained`, 1 if they have an event of
+    `activity_types` in (start, end] (the label's rule), else 0, and `spend`, the sum of their purchase amounts
+    in that window (0 if none). Only the months the window touches are read."""
+    days = pd.date_range(start.normalize(), end.normalize(), freq="D").strftime("%Y-%m-%d").tolist()
+    ids = pd.Index(pd.Series(list(customer_ids), dtype=str).unique(), name="customer_id")
+    files = event_files(paths, days)
+    out = pd.DataFrame({"retained": 0, "spend": 0.0}, index=ids)
+    if not files or not len(ids):
+        return out
+    con = connect(paths)
+    try:
+        con.register("wanted", pa.table({"customer_id": pa.array(ids.tolist(), pa.string())}))
+        df = con.execute(
+            "SELECT e.customer_id, max(CASE WHEN list_contains(?::VARCHAR[], e.event_type) THEN 1 ELSE 0 END) AS retained, "
+            "sum(CASE WHEN e.event_type = 'purchase' THEN e.amount ELSE 0 END) AS spend "
+            "FROM read_parquet(?) e JOIN wanted w ON e.customer_id = w.customer_id "
+            "WHERE e.event_time > ? AND e.event_time <= ? GROUP BY e.customer_id",
+            [list(activity_types), [str(f) for f in files], start.to_pydatetime(), end.to_pydatetime()]).df()
+    finally:
+        con.close()
+    df = df.set_index(df["customer_id"].astype(str))
+    out.loc[df.index, "retained"] = df["retained"].astype("int64").to_numpy()
+    out.loc[df.index, "spend"] = df["spend"].astype("float64").fillna(0.0).to_numpy()
+    return out
