@@ -57,3 +57,77 @@ def closed_loop(home: Path, customers: int = 3000, days: int = 540, seed: int = 
     if not out["lists"]:
         raise RuntimeError(f"the list's outcome was not measurable: {out['skipped']}")
     return {"outcome": out["lists"][0], "truth": truth}
+
+
+def coverage(results: list[dict]) -> dict:
+    """How often the list's intervals cover the simulator's true effect on the target group (and on the whole
+    list), over closed loops."""
+    def covers(o: dict, key: str, truth: float) -> bool:
+        lo, hi = o[f"{key}_low"], o[f"{key}_high"]
+        return lo is not None and lo <= truth <= hi
+
+    out = {"loops": len(results)}
+    for key in ("retention_difference", "spend_difference"):
+        out[key] = {"covers_target_truth": sum(covers(r["outcome"]["overall"], key, r["truth"]["target"][key])
+                                               for r in results),
+                    "covers_whole_list_truth": sum(covers(r["outcome"]["overall"], key, r["truth"]["whole_list"][key])
+                                                   for r in results)}
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    import argparse
+    import json
+    import os
+    import shutil
+    import sys
+    import time
+
+    from churn.cli import QUIET_ENV
+
+    p = argparse.ArgumentParser(prog="campaign-coverage", description="Run the closed campaign loop for several "
+                                "seeds and count how often the outcome's 95 % interval covers the true effect.")
+    p.add_argument("--seeds", type=int, default=20, help="how many seeds (1..N; default 20)")
+    p.add_argument("--customers", type=int, default=3000)
+    p.add_argument("--days", type=int, default=540)
+    p.add_argument("--control-share", type=float, default=0.3)
+    p.add_argument("--work", type=Path, default=Path("campaign-coverage-data"), help="data folders (one per seed; "
+                   "replaced)")
+    p.add_argument("--out", type=Path, help="write every loop's outcome and truth here as JSON")
+    args = p.parse_args(argv)
+    for k, v in QUIET_ENV.items():
+        os.environ.setdefault(k, v)
+    logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
+    results, started = [], time.monotonic()
+    print(f"{'seed':>4} {'target':>6} {'control':>7} {'retention diff [95 % CI]':>28} {'truth':>7} {'ok':>3} "
+          f"{'spend diff [95 % CI]':>26} {'truth':>7} {'ok':>3} {'s':>5}")
+    for seed in range(1, args.seeds + 1):
+        home = args.work / f"seed-{seed}"
+        shutil.rmtree(home, ignore_errors=True)
+        t0 = time.monotonic()
+        r = closed_loop(home, args.customers, args.days, seed, control_share=args.control_share)
+        r["seconds"] = time.monotonic() - t0
+        results.append(r)
+        o, t = r["outcome"]["overall"], r["truth"]["target"]
+        ok = {k: o[f"{k}_low"] <= t[k] <= o[f"{k}_high"] for k in ("retention_difference", "spend_difference")}
+        print(f"{seed:>4} {o['target']:>6} {o['control']:>7} "
+              f"{o['retention_difference']:+7.1%} [{o['retention_difference_low']:+6.1%}, "
+              f"{o['retention_difference_high']:+6.1%}] {t['retention_difference']:+7.1%} "
+              f"{'yes' if ok['retention_difference'] else 'NO':>3} "
+              f"{o['spend_difference']:+6.2f} [{o['spend_difference_low']:+6.2f}, {o['spend_difference_high']:+6.2f}] "
+              f"{t['spend_difference']:+7.2f} {'yes' if ok['spend_difference'] else 'NO':>3} {r['seconds']:5.0f}",
+              flush=True)
+    summary = {**coverage(results), "seconds": time.monotonic() - started, "customers": args.customers,
+               "days": args.days, "control_share": args.control_share}
+    rd, sd = summary["retention_difference"], summary["spend_difference"]
+    print(f"95 % intervals covering the true effect on the target group: retention difference "
+          f"{rd['covers_target_truth']}/{len(results)}, spend difference {sd['covers_target_truth']}/{len(results)} "
+          f"(whole-list truth: {rd['covers_whole_list_truth']}/{len(results)} and "
+          f"{sd['covers_whole_list_truth']}/{len(results)}); {summary['seconds']:.0f} s in all")
+    if args.out:
+        args.out.write_text(json.dumps({"summary": summary, "loops": results}, indent=2, default=str))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -78,10 +78,10 @@ def treated_chain(params: pd.DataFrame, start_day: int, response: pd.Series, rng
     with the state they are in on that day before the contact (`active`, `declining`, `churned`).
 
     A responder that is declining or churned starts a fresh active spell then a fresh decline (lengths drawn
-    with their own hazards); an active responder starts declining no earlier than
-    such a fresh spell would end. An annoyed active customer (a never-churner too) starts declining at once, for
-    a freshly drawn decline; an annoyed declining one churns in half the time it had left; an annoyed churned one
-    stays gone."""
+    with their own hazards; never churning earlier than untreated); an active responder starts declining no
+    earlier than such a fresh spell would end. An annoyed active customer (a never-churner too) starts declining
+    at once, for a freshly drawn decline (never churning later than untreated); an annoyed declining one churns
+    in half the time it had left; an annoyed churned one stays gone."""
     a = params["decline_start_day"].to_numpy().astype(np.int64)
     c = params["churn_day"].to_numpy().astype(np.int64)
     state = np.where(c <= start_day, "churned", np.where(a <= start_day, "declining", "active"))
@@ -93,14 +93,14 @@ def treated_chain(params: pd.DataFrame, start_day: int, response: pd.Series, rng
     a1, c1 = a.copy(), c.copy()
     respond_declining = (r == "responder") & (state != "active")  # declining, or lapsed: won back
     a1[respond_declining] = np.minimum(start_day + fresh_active[respond_declining], NEVER)
-    c1[respond_declining] = np.minimum(a1[respond_declining] + fresh_decline[respond_declining], NEVER)
+    c1[respond_declining] = np.minimum(np.maximum(c, a1 + fresh_decline)[respond_declining], NEVER)
     respond_active = (r == "responder") & (state == "active") & (a < NEVER)
     later = np.maximum(a, np.minimum(start_day + fresh_active, NEVER))
     c1[respond_active] = np.minimum(later[respond_active] + (c - a)[respond_active], NEVER)
     a1[respond_active] = later[respond_active]
     annoyed_active = (r == "annoyed") & (state == "active")
     a1[annoyed_active] = start_day
-    c1[annoyed_active] = start_day + fresh_decline[annoyed_active]
+    c1[annoyed_active] = np.minimum(c, start_day + fresh_decline)[annoyed_active]
     annoyed_declining = (r == "annoyed") & (state == "declining")
     c1[annoyed_declining] = start_day + np.ceil((c - start_day)[annoyed_declining] / 2).astype(np.int64)
     return pd.DataFrame({"customer_id": params["customer_id"].to_numpy(), "state_at_contact": state,
@@ -152,14 +152,20 @@ def continue_with_campaign(cfg: SimulationConfig, campaign: Campaign, targets: s
     for chunk, first in enumerate(range(0, cfg.customers, cfg.chunk_customers)):
         n = min(cfg.chunk_customers, cfg.customers - first)
         params = customer_parameters(cfg, chunk, first, n)  # the same draws as the first simulation
-        rng = np.random.default_rng([cfg.seed, chunk, 2, campaign.seed])
         response = responses(params["customer_id"], campaign.seed)
-        treated = treated_chain(params, start, response, rng)
-        is_target = params["customer_id"].isin(targets).to_numpy()
-        chain = params.copy()
-        for col in ("decline_start_day", "churn_day"):
-            chain[col] = np.where(is_target, treated[col], params[col])
-        events = period_events(cfg, rng, chain, start, n_days, tag=f"c{start}-")
+        treated = treated_chain(params, start, response, np.random.default_rng([cfg.seed, chunk, 2, campaign.seed]))
+        # two worlds, each with its own random stream: nobody contacted, everybody contacted; a target customer's
+        # events come from the second, everyone else's from the first, so a control customer's events are
+        # exactly what they would have been without any campaign
+        tag = f"c{start}-"
+        untouched = period_events(cfg, np.random.default_rng([cfg.seed, chunk, 3, campaign.seed]), params, start,
+                                  n_days, tag)
+        contacted_world = period_events(cfg, np.random.default_rng([cfg.seed, chunk, 4, campaign.seed]),
+                                        params.assign(decline_start_day=treated["decline_start_day"].to_numpy(),
+                                                      churn_day=treated["churn_day"].to_numpy()), start, n_days, tag)
+        events = pd.concat([untouched[~untouched["customer_id"].isin(targets)],
+                            contacted_world[contacted_world["customer_id"].isin(targets)]], ignore_index=True)
+        events = events.sort_values(["customer_id", "event_time", "event_id"], kind="stable").reset_index(drop=True)
         on_list = params["customer_id"].isin(groups.index).to_numpy()
         p, t = params[on_list], treated[on_list]
         untreated = expected_outcome(cfg, p, start, n_days, share, activity_types)

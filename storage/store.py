@@ -352,7 +352,8 @@ def window_activity(paths: Paths, customer_ids, start: pd.Timestamp, end: pd.Tim
         con.register("wanted", pa.table({"customer_id": pa.array(ids.tolist(), pa.string())}))
         df = con.execute(
             "SELECT e.customer_id, max(CASE WHEN list_contains(?::VARCHAR[], e.event_type) THEN 1 ELSE 0 END) AS retained, "
-            "sum(CASE WHEN e.event_type = 'purchase' THEN e.amount ELSE 0 END) AS spend "
+            "CAST(sum(CASE WHEN e.event_type = 'purchase' THEN CAST(e.amount AS DECIMAL(18, 4)) ELSE 0 END) "
+            "AS DOUBLE) AS spend "  # exact: a parallel float sum could change in the last bit between runs
             "FROM read_parquet(?) e JOIN wanted w ON e.customer_id = w.customer_id "
             "WHERE e.event_time > ? AND e.event_time <= ? GROUP BY e.customer_id",
             [list(activity_types), [str(f) for f in files], start.to_pydatetime(), end.to_pydatetime()]).df()
