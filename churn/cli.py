@@ -378,8 +378,9 @@ def _print_outcomes(r: dict) -> None:
               f"value retained ({money}): {_fmt_interval(o['value_retained'], o['value_retained_low'], o['value_retained_high'], '+,.2f')}")
         t = e.get("simulated_truth")
         if t:
-            print(f"  simulator's true effect on the target group: retention {t['retention_difference']:+.1%}, "
-                  f"spend {t['spend_difference']:+.2f} per customer")
+            print(f"  simulator's true effect on the target group: retention {t['retention_difference']:+.1%} "
+                  f"({t['incremental_customers']:+,.1f} customers), spend {t['spend_difference']:+.2f} per customer "
+                  f"({money} {t['incremental_value']:+,.2f})")
         if e.get("mlflow_run_id"):
             print(f"  MLflow run {e['mlflow_run_id']} ({'logged now' if e['logged_now'] else 'already logged'})")
     for sk in r["skipped"]:
