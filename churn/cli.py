@@ -351,7 +351,9 @@ def cmd_winback(args, settings) -> int:
     return 0
 
 
-def _fmt_interval(d, lo, hi, fmt: str) -> str:
+def _fmt_interval(row: dict, key: str, fmt: str) -> str:
+    """`row[key]` with its interval (`key_low`, `key_high`), e.g. "+9.6% [+1.7%, +16.5%]"; "-" when empty."""
+    d, lo, hi = row[key], row[f"{key}_low"], row[f"{key}_high"]
     if d is None:
         return "-"
     return f"{d:{fmt}} [{lo:{fmt}}, {hi:{fmt}}]" if lo is not None else f"{d:{fmt}} [-]"
@@ -371,11 +373,10 @@ def _print_outcomes(r: dict) -> None:
             rt = "-" if row["retention_target"] is None else f"{row['retention_target']:.1%}"
             rc = "-" if row["retention_control"] is None else f"{row['retention_control']:.1%}"
             print(f"  {row['breakdown']:<16} {row['value'][:16]:<16} {row['target']:>7,} {row['control']:>7,} "
-                  f"{rt:>7} {rc:>7} "
-                  f"{_fmt_interval(row['retention_difference'], row['retention_difference_low'], row['retention_difference_high'], '+.1%'):>28} "
-                  f"{_fmt_interval(row['spend_difference'], row['spend_difference_low'], row['spend_difference_high'], '+.2f'):>30}")
-        print(f"  incremental customers: {_fmt_interval(o['incremental_customers'], o['incremental_customers_low'], o['incremental_customers_high'], '+,.1f')}; "
-              f"value retained ({money}): {_fmt_interval(o['value_retained'], o['value_retained_low'], o['value_retained_high'], '+,.2f')}")
+                  f"{rt:>7} {rc:>7} {_fmt_interval(row, 'retention_difference', '+.1%'):>28} "
+                  f"{_fmt_interval(row, 'spend_difference', '+.2f'):>30}")
+        print(f"  incremental customers: {_fmt_interval(o, 'incremental_customers', '+,.1f')}; "
+              f"value retained ({money}): {_fmt_interval(o, 'value_retained', '+,.2f')}")
         t = e.get("simulated_truth")
         if t:
             print(f"  simulator's true effect on the target group: retention {t['retention_difference']:+.1%} "

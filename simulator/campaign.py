@@ -4,9 +4,9 @@ the contact applied to the list's target group only, and the true effect comes f
 Every customer has a hidden response to a contact, drawn once per campaign seed: most are `unmoved`, some are
 `responder`s (a contact reverses their decline or wins them back from churn: back to active, with a fresh active
 spell; an active responder starts declining later), some are `annoyed` (a contact pushes them out: an active
-customer starts declining at once, a declining one churns in half the time left). So each customer has two state chains from the contact
-day on: untreated (the chain `simulator.generate` drew) and treated; the continued simulation uses the treated
-chain for target customers only. Because purchases, visits and complaints are daily Poisson draws on that
+customer starts declining at once, a declining one churns in half the time left). So each customer has two state
+chains from the contact day on: untreated (the chain `simulator.generate` drew) and treated; the continued
+simulation uses the treated chain for target customers only. Because purchases, visits and complaints are daily Poisson draws on that
 chain, the probability of any activity in the outcome window and the expected spend are exact sums over the
 chain's days, for both chains: the truth needs no simulation noise.
 

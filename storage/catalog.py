@@ -227,8 +227,8 @@ def read_list(paths: Paths, record: dict) -> pd.DataFrame:
 
 
 def list_cutoff(paths: Paths, record: dict) -> tuple[pd.Timestamp, int]:
-    """The cutoff instant of a list (its scores' as_of_time; the end of its day if the scores are gone) and the
-    horizon its model predicts (the scores' horizon_days)."""
+    """The cutoff instant of a list (its scores' as_of_time) and the horizon its model predicts (the scores'
+    horizon_days); UnknownList when the day's scores are gone or incomplete."""
     day = record["as_of"]
     rec = success_records(paths).get(day)
     if rec is None or not rec.get("as_of_time"):

@@ -351,7 +351,8 @@ def window_activity(paths: Paths, customer_ids, start: pd.Timestamp, end: pd.Tim
     try:
         con.register("wanted", pa.table({"customer_id": pa.array(ids.tolist(), pa.string())}))
         df = con.execute(
-            "SELECT e.customer_id, max(CASE WHEN list_contains(?::VARCHAR[], e.event_type) THEN 1 ELSE 0 END) AS retained, "
+            "SELECT e.customer_id, "
+            "max(CASE WHEN list_contains(?::VARCHAR[], e.event_type) THEN 1 ELSE 0 END) AS retained, "
             "CAST(sum(CASE WHEN e.event_type = 'purchase' THEN CAST(e.amount AS DECIMAL(18, 4)) ELSE 0 END) "
             "AS DOUBLE) AS spend "  # exact: a parallel float sum could change in the last bit between runs
             "FROM read_parquet(?) e JOIN wanted w ON e.customer_id = w.customer_id "

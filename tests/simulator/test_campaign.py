@@ -91,4 +91,5 @@ def test_the_truth_matches_what_the_simulation_then_does(campaign_run):
 
 def test_the_campaign_must_start_where_the_simulation_ended():
     with pytest.raises(ValueError, match="last day"):
-        next(continue_with_campaign(CFG, Campaign(AS_OF - pd.Timedelta(days=30), 90, 1), set(), _listed(), ("purchase",)))
+        next(continue_with_campaign(CFG, Campaign(AS_OF - pd.Timedelta(days=30), 90, 1), set(), _listed(),
+                                    ("purchase",)))
