@@ -12,6 +12,7 @@ import math
 import numpy as np
 import pandas as pd
 
+from expectations.scores import RISK_TIERS
 from expectations.winback import GROUPS
 
 TARGET, CONTROL = GROUPS
@@ -103,13 +104,15 @@ def group_effect(frame: pd.DataFrame, confidence: float = 0.95) -> dict:
 
 
 def campaign_outcome(outcomes: pd.DataFrame, confidence: float = 0.95) -> pd.DataFrame:
-    """The list's outcome table: one row overall (breakdown `overall`), then one per risk tier, first reason's
-    category and action (breakdown = the column, group = its value), each with group_effect's columns. A
+    """The list's outcome table: one row overall (breakdown `overall`), then one per risk tier (high first), first
+    reason's category and action (breakdown = the column, group = its value), each with group_effect's columns. A
     breakdown row with no control customer has no difference (nan): nothing to compare with."""
     rows = [{"breakdown": "overall", "value": "all", **group_effect(outcomes, confidence)}]
     for column in BREAKDOWNS:
-        for value, part in outcomes.groupby(column, sort=True):
-            rows.append({"breakdown": column, "value": str(value), **group_effect(part, confidence)})
+        parts = dict(list(outcomes.groupby(column, sort=True)))
+        order = [t for t in RISK_TIERS if t in parts] if column == "risk_tier" else list(parts)  # high first
+        for value in order:
+            rows.append({"breakdown": column, "value": str(value), **group_effect(parts[value], confidence)})
     return pd.DataFrame(rows)
 
 

@@ -111,9 +111,10 @@ def score_distribution_figure(p: pd.Series, as_of: str):
 def campaign_retention_figure(outcomes: pd.DataFrame, label: str = "", confidence: float = 0.95):
     """A list's retention in the outcome window, target vs control per risk tier and overall, each bar with its
     Wilson interval (rows of models.outcomes.customer_outcomes)."""
+    from expectations.scores import RISK_TIERS
     from models.outcomes import CONTROL, TARGET, wilson_interval
 
-    tiers = ["all", *sorted(outcomes["risk_tier"].unique())]
+    tiers = ["all", *(t for t in RISK_TIERS if (outcomes["risk_tier"] == t).any())]
     fig, ax = plt.subplots(figsize=(max(5, 1.6 * len(tiers) + 2), 4.5))
     x = np.arange(len(tiers))
     for k, group in enumerate((TARGET, CONTROL)):

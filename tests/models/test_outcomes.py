@@ -49,7 +49,7 @@ def _list_and_activity():
     listed = pd.DataFrame({
         "customer_id": [f"C{i}" for i in range(8)],
         "group": ["target", "target", "control", "target", "target", "control", "target", "control"],
-        "risk_tier": ["high"] * 5 + ["medium"] * 3,
+        "risk_tier": ["medium"] * 5 + ["high"] * 3,
         "reason_1_category": ["overdue", "overdue", "overdue", "complaints", None, "overdue", "complaints", "overdue"],
         "action_category": ["overdue", "overdue", "overdue", "complaints", "other", "overdue", "complaints", "overdue"],
     })
@@ -72,7 +72,7 @@ def test_the_outcome_table_breaks_down_by_tier_first_reason_and_action():
     listed, activity = _list_and_activity()
     table = campaign_outcome(customer_outcomes(listed, activity))
     keys = list(zip(table["breakdown"], table["value"]))
-    assert keys == [("overall", "all"), ("risk_tier", "high"), ("risk_tier", "medium"),
+    assert keys == [("overall", "all"), ("risk_tier", "high"), ("risk_tier", "medium"),  # tiers high first
                     ("reason_category", "complaints"), ("reason_category", "none"), ("reason_category", "overdue"),
                     ("action_category", "complaints"), ("action_category", "other"), ("action_category", "overdue")]
     t = table.set_index(["breakdown", "value"])
@@ -81,10 +81,10 @@ def test_the_outcome_table_breaks_down_by_tier_first_reason_and_action():
     assert t.loc[("overall", "all"), "retention_difference"] == pytest.approx(3 / 5 - 1 / 3)
     assert t.loc[("overall", "all"), "incremental_customers"] == pytest.approx((3 / 5 - 1 / 3) * 5)
     assert t.loc[("overall", "all"), "value_retained"] == pytest.approx((37.5 / 5 - 5 / 3) * 5)
-    high = t.loc[("risk_tier", "high")]  # C0, C1, C3, C4 target (C0, C3 back); C2 control (not back)
-    assert (high["target"], high["control"], high["retention_difference"]) == (4, 1, pytest.approx(0.5))
-    medium = t.loc[("risk_tier", "medium")]  # C6 target back; C5 back, C7 not, both control
-    assert (medium["target"], medium["control"], medium["retention_difference"]) == (1, 2, pytest.approx(0.5))
+    medium = t.loc[("risk_tier", "medium")]  # C0, C1, C3, C4 target (C0, C3 back); C2 control (not back)
+    assert (medium["target"], medium["control"], medium["retention_difference"]) == (4, 1, pytest.approx(0.5))
+    high = t.loc[("risk_tier", "high")]  # C6 target back; C5 back, C7 not, both control
+    assert (high["target"], high["control"], high["retention_difference"]) == (1, 2, pytest.approx(0.5))
     # a breakdown without control customers has no difference to report
     assert np.isnan(t.loc[("action_category", "complaints"), "retention_difference"])
     assert records(table)[6]["retention_difference"] is None
