@@ -158,6 +158,15 @@ def check_winback(args, settings) -> None:
         catalog.check_contacts(Path(args.contacts))
 
 
+def check_outcomes(args, settings) -> None:
+    from storage import catalog, layout, store
+
+    paths = layout.Paths(settings.home)
+    store.require_events(paths)
+    for list_id in args.list or []:
+        catalog.list_record(paths, list_id)
+
+
 def check_serve(args, settings) -> None:
     from churn.serve import check_schedules
 
@@ -415,7 +424,7 @@ def cmd_evaluate(args, settings) -> int:
     from flows.evaluate import evaluate_flow
 
     r = evaluate_flow(settings.evaluate_config())
-    _print(r, args.json, _print_evaluate)
+    _print(r, args.json, lambda r: (_print_evaluate(r), print(), _print_outcomes(r["campaign_outcomes"])))
     return 0
 
 
@@ -426,6 +435,51 @@ def check_evaluate(args, settings) -> None:
     from storage import store
 
     store.require_events(layout.Paths(settings.home))
+
+
+def _fmt_interval(row: dict, key: str, fmt: str) -> str:
+    """`row[key]` with its interval (`key_low`, `key_high`), e.g. "+9.6% [+1.7%, +16.5%]"; "-" when empty."""
+    d, lo, hi = row[key], row[f"{key}_low"], row[f"{key}_high"]
+    if d is None:
+        return "-"
+    return f"{d:{fmt}} [{lo:{fmt}}, {hi:{fmt}}]" if lo is not None else f"{d:{fmt}} [-]"
+
+
+def _print_outcomes(r: dict) -> None:
+    if not r["lists"] and not r["skipped"]:
+        print("no win-back lists in the campaign ledger yet: run `churn winback`")
+    for e in r["lists"]:
+        o, money = e["overall"], e.get("currency") or ""
+        print(f"list {e['list_id']}: {o['target']:,} target vs {o['control']:,} control, activity "
+              f"({'/'.join(e['activity_types'])}) in the {e['horizon_days']} days after {e['as_of_time'][:16]} "
+              f"(intent to treat; {e['confidence']:.0%} intervals)")
+        print(f"  {'breakdown':<16} {'value':<16} {'target':>7} {'control':>7} {'kept T':>7} {'kept C':>7} "
+              f"{'retention difference':>28} {'spend difference (' + money + ')':>30}")
+        for row in e["table"]:
+            rt = "-" if row["retention_target"] is None else f"{row['retention_target']:.1%}"
+            rc = "-" if row["retention_control"] is None else f"{row['retention_control']:.1%}"
+            print(f"  {row['breakdown']:<16} {row['value'][:16]:<16} {row['target']:>7,} {row['control']:>7,} "
+                  f"{rt:>7} {rc:>7} {_fmt_interval(row, 'retention_difference', '+.1%'):>28} "
+                  f"{_fmt_interval(row, 'spend_difference', '+.2f'):>30}")
+        print(f"  incremental customers: {_fmt_interval(o, 'incremental_customers', '+,.1f')}; "
+              f"value retained ({money}): {_fmt_interval(o, 'value_retained', '+,.2f')}")
+        t = e.get("simulated_truth")
+        if t:
+            print(f"  simulator's true effect on the target group: retention {t['retention_difference']:+.1%} "
+                  f"({t['incremental_customers']:+,.1f} customers), spend {t['spend_difference']:+.2f} per customer "
+                  f"({money} {t['incremental_value']:+,.2f})")
+        if e.get("mlflow_run_id"):
+            print(f"  MLflow run {e['mlflow_run_id']} ({'logged now' if e['logged_now'] else 'already logged'})")
+    for sk in r["skipped"]:
+        print(f"skipped {sk['list_id']}: {sk['reason']}")
+
+
+def cmd_outcomes(args, settings) -> int:
+    from flows.outcomes import campaign_outcomes
+
+    r = campaign_outcomes(settings.outcomes_config(), list_ids=args.list or None)
+    _print(r, args.json, _print_outcomes)
+    return 0
 
 
 def cmd_runs(args, settings) -> int:
@@ -732,6 +786,18 @@ def build_parser() -> argparse.ArgumentParser:
                                     "degradation_margin below the model's validation ROC-AUC.")
     ev.add_argument("--json", action="store_true", help="print every day with its tables as JSON")
     ev.set_defaults(func=cmd_evaluate, check=check_evaluate)
+    oc = sub.add_parser("outcomes", help="what each win-back list achieved: target vs control, with intervals",
+                        description="For every list in the campaign ledger whose outcome window (its model's "
+                                    "horizon after its day) has passed: retention (an activity event, as the labels "
+                                    "count it) and spend in the window, target vs control group as assigned (intent "
+                                    "to treat), overall and by risk tier, first reason's category and action, with "
+                                    "intervals of the differences, incremental customers and value retained; logged "
+                                    "once per outcome to the MLflow experiment churn-campaigns. Lists still inside "
+                                    "their window are listed as skipped, with the day it ends.")
+    oc.add_argument("--list", action="append", metavar="LIST_ID",
+                    help="only this list (e.g. winback-2024-05-20; may be given more than once)")
+    oc.add_argument("--json", action="store_true", help="print the outcome tables as JSON")
+    oc.set_defaults(func=cmd_outcomes, check=check_outcomes)
 
     ru = sub.add_parser("runs", help="the latest training runs: metrics beside the best baseline, version, alias",
                         description="List the latest training runs of the MLflow experiment, newest first: "

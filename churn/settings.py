@@ -197,6 +197,16 @@ class WinbackConfig(BaseModel):
                              currency=self.currency, control_share=self.control_share)
 
 
+class OutcomesConfig(BaseModel):
+    """What the campaign-outcome step needs from the settings."""
+
+    model_config = ConfigDict(frozen=True)
+    home: Path
+    tracking_uri: str
+    activity_types: tuple[str, ...]  # what counts as retained: the label's rule
+    confidence: float  # of the intervals (bootstrap_confidence)
+
+
 class EvaluateConfig(BaseModel):
     """What the evaluate (monitoring) flow needs from the settings."""
 
@@ -207,6 +217,7 @@ class EvaluateConfig(BaseModel):
     experiment: str  # the monitoring experiment, one run per scored day
     activity_types: tuple[str, ...]  # what counts as coming back: the training labels' definition
     degradation_margin: float
+    outcomes: OutcomesConfig  # the win-back lists' outcomes, reported in the same run
 
 
 class Settings(BaseSettings):
@@ -402,7 +413,11 @@ class Settings(BaseSettings):
         return EvaluateConfig(**{
             "home": self.home, "tracking_uri": self.tracking_uri, "model_name": self.model_name,
             "experiment": self.monitoring_experiment, "activity_types": tuple(self.activity_types),
-            "degradation_margin": self.degradation_margin, **overrides})
+            "degradation_margin": self.degradation_margin, "outcomes": self.outcomes_config(), **overrides})
+    def outcomes_config(self, **overrides: Any) -> OutcomesConfig:
+        return OutcomesConfig(**{"home": self.home, "tracking_uri": self.tracking_uri,
+                                 "activity_types": tuple(self.activity_types),
+                                 "confidence": self.bootstrap_confidence, **overrides})
 
     @property
     def tracking_uri(self) -> str:

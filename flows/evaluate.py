@@ -13,13 +13,13 @@ from prefect import flow, task
 from churn.settings import EvaluateConfig
 from features.customer import churn_labels
 from flows import artifacts, events
+from flows.outcomes import campaign_outcomes
 from models.monitoring import degradation, expected_metrics, horizon_ends, horizon_passed, realised
 from storage import catalog, layout, store, tracking
 
 log = logging.getLogger("churn.evaluate")
 
-# Where the campaign outcomes (target vs control of each win-back list in the campaign ledger, issue #15) go in
-# the summary once that function is wired in; None until then.
+# where the campaign outcomes (target vs control of each win-back list in the campaign ledger) go in the summary
 CAMPAIGN_OUTCOMES = "campaign_outcomes"
 
 
@@ -58,7 +58,7 @@ def evaluate(config: EvaluateConfig) -> dict:
             "days": entries, "by_model_version": by_model_version(entries),
             "degraded": [{k: e[k] for k in ("as_of", "model_name", "model_version", "degradation")}
                          for e in newly_degraded],
-            CAMPAIGN_OUTCOMES: None}
+            CAMPAIGN_OUTCOMES: None}  # filled by evaluate_flow (flows/outcomes.py)
 
 
 def evaluate_day(paths: layout.Paths, config: EvaluateConfig, rec: dict, last_event: pd.Timestamp) -> dict:
@@ -130,10 +130,17 @@ def evaluate_task(config: EvaluateConfig) -> dict:
     return evaluate(config)
 
 
+@task(name="campaign-outcomes")
+def outcomes_task(config: EvaluateConfig) -> dict:
+    return campaign_outcomes(config.outcomes)
+
+
 @flow(name="evaluate")
 def evaluate_flow(config: EvaluateConfig) -> dict:
-    """Realised (and estimated) quality of every scored day; announce a degraded model."""
+    """Realised (and estimated) quality of every scored day and the outcome of every win-back list whose horizon
+    has passed; announce a degraded model."""
     summary = evaluate_task(config)
+    summary[CAMPAIGN_OUTCOMES] = outcomes_task(config)
     artifacts.publish(artifacts.EVALUATE_KEY, artifacts.evaluate_table(summary),
                       f"Quality of {len(summary['days'])} scored days (realised once the horizon has passed, "
                       f"else estimated from the scores)")

@@ -137,3 +137,32 @@ def realised_calibration_figure(calibration: pd.DataFrame, label: str = ""):
     ax.legend(fontsize=8)
     _title(fig, label)
     return fig
+
+
+def campaign_retention_figure(outcomes: pd.DataFrame, label: str = "", confidence: float = 0.95):
+    """A list's retention in the outcome window, target vs control per risk tier and overall, each bar with its
+    Wilson interval (rows of models.outcomes.customer_outcomes)."""
+    from expectations.scores import RISK_TIERS
+    from models.outcomes import CONTROL, TARGET, wilson_interval
+
+    tiers = ["all", *(t for t in RISK_TIERS if (outcomes["risk_tier"] == t).any())]
+    fig, ax = plt.subplots(figsize=(max(5, 1.6 * len(tiers) + 2), 4.5))
+    x = np.arange(len(tiers))
+    for k, group in enumerate((TARGET, CONTROL)):
+        rates, errors = [], [[], []]
+        for tier in tiers:
+            part = outcomes[(outcomes["group"] == group) & ((outcomes["risk_tier"] == tier) | (tier == "all"))]
+            n, hits = len(part), int(part["retained"].sum())
+            rate = hits / n if n else np.nan
+            lo, hi = wilson_interval(hits, n, confidence)
+            rates.append(rate)
+            errors[0].append(rate - lo if n else 0)
+            errors[1].append(hi - rate if n else 0)
+        ax.bar(x + (k - 0.5) * 0.38, rates, 0.38, yerr=errors, capsize=4, label=f"{group}")
+    ax.set_xticks(x, [f"{t}\n(n={int((outcomes['risk_tier'] == t).sum()) if t != 'all' else len(outcomes)})"
+                      for t in tiers])
+    ax.set(ylabel="retained (any activity in the window)", ylim=(0, 1.05),
+           title=f"Retention, target vs control ({confidence:.0%} Wilson intervals)")
+    ax.legend(fontsize=8)
+    _title(fig, label)
+    return fig

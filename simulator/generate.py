@@ -97,9 +97,10 @@ def customer_parameters(cfg: SimulationConfig, chunk: int, first: int, n: int) -
     })
 
 
-def _state_multipliers(params: pd.DataFrame, n_days: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Per customer x day: alive-and-arrived mask, declining mask, for the whole simulated period."""
-    day = np.arange(n_days)[None, :]
+def _state_multipliers(params: pd.DataFrame, n_days: int, first_day: int = 0
+                       ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per customer x day (days first_day..first_day+n_days-1): alive-and-arrived mask, declining mask, arrived."""
+    day = first_day + np.arange(n_days)[None, :]
     arrived = day >= params["arrival_day"].to_numpy()[:, None]
     declining = (day >= params["decline_start_day"].to_numpy()[:, None]) & (day < params["churn_day"].to_numpy()[:, None])
     alive = arrived & (day < params["churn_day"].to_numpy()[:, None])
@@ -115,10 +116,16 @@ def _times(cfg: SimulationConfig, rng: np.random.Generator, days: np.ndarray) ->
 
 def chunk_events(cfg: SimulationConfig, chunk: int, params: pd.DataFrame) -> pd.DataFrame:
     """All events of one chunk of customers, sorted by customer and time."""
-    rng = np.random.default_rng([cfg.seed, chunk, 1])
-    n_days = cfg.days
-    season = seasonality(cfg.start_ts, 0, n_days)[None, :]
-    alive, declining, _ = _state_multipliers(params, n_days)
+    return period_events(cfg, np.random.default_rng([cfg.seed, chunk, 1]), params, 0, cfg.days)
+
+
+def period_events(cfg: SimulationConfig, rng: np.random.Generator, params: pd.DataFrame, first_day: int,
+                  n_days: int, tag: str = "") -> pd.DataFrame:
+    """The events of customers `params` on days first_day..first_day+n_days-1 (their state chain as the
+    decline_start_day and churn_day columns say), sorted by customer and time; `tag` goes into the event and
+    order ids so that a continued simulation never repeats an id of the first one."""
+    season = seasonality(cfg.start_ts, first_day, n_days)[None, :]
+    alive, declining, _ = _state_multipliers(params, n_days, first_day)
     col = lambda name: params[name].to_numpy()[:, None]  # noqa: E731
 
     p_rate = np.where(alive, col("purchase_rate") * season * np.where(declining, DECLINE_PURCHASE_FACTOR, 1.0), 0.0)
@@ -131,7 +138,7 @@ def chunk_events(cfg: SimulationConfig, chunk: int, params: pd.DataFrame) -> pd.
         reps = counts[cust, day]
         cust, day = np.repeat(cust, reps), np.repeat(day, reps)
         frames.append(pd.DataFrame({"cust": cust, "day": day, "event_type": etype,
-                                    "t": _times(cfg, rng, day), "declining": declining[cust, day]}))
+                                    "t": _times(cfg, rng, first_day + day), "declining": declining[cust, day]}))
     ev = pd.concat(frames, ignore_index=True)
     ev = ev.sort_values(["cust", "t"], kind="stable").reset_index(drop=True)
 
@@ -158,14 +165,14 @@ def chunk_events(cfg: SimulationConfig, chunk: int, params: pd.DataFrame) -> pd.
     cid = params["customer_id"].to_numpy()[ev["cust"].to_numpy()]
     ev["customer_id"] = cid
     ev["order_id"] = None
-    ev.loc[is_p, "order_id"] = "O" + ev.loc[is_p, "customer_id"].str[1:] + "-" + ev.loc[is_p, "seq"].astype(str)
+    ev.loc[is_p, "order_id"] = "O" + ev.loc[is_p, "customer_id"].str[1:] + "-" + tag + ev.loc[is_p, "seq"].astype(str)
 
     # returns: some purchases come back 1-30 days later, for part of the amount
     ret_p = params["return_prob"].to_numpy()[cust_p] * np.where(decl_p, DECLINE_RETURN_FACTOR, 1.0)
     returned = rng.random(k) < ret_p
     purchases = ev.loc[is_p].loc[returned]
     delay_us = (rng.uniform(1, 30, len(purchases)) * 86_400e6).astype(np.int64)
-    end_us = (cfg.start_ts + pd.Timedelta(days=cfg.days)).value // 1000
+    end_us = (cfg.start_ts + pd.Timedelta(days=first_day + n_days)).value // 1000
     rets = pd.DataFrame({
         "cust": purchases["cust"].to_numpy(), "event_type": "return",
         "t": purchases["t"].to_numpy() + delay_us,
@@ -176,7 +183,7 @@ def chunk_events(cfg: SimulationConfig, chunk: int, params: pd.DataFrame) -> pd.
     rets = rets[rets["t"] < end_us]
     ev = pd.concat([ev.drop(columns=["day", "declining", "seq"]), rets], ignore_index=True)
     ev = ev.sort_values(["cust", "t", "event_type"], kind="stable").reset_index(drop=True)
-    ev["event_id"] = "E" + ev["customer_id"].str[1:] + "-" + ev.groupby("cust").cumcount().astype(str)
+    ev["event_id"] = "E" + ev["customer_id"].str[1:] + "-" + tag + ev.groupby("cust").cumcount().astype(str)
     ev["channel"] = params["channel"].to_numpy()[ev["cust"].to_numpy()]
     ev["event_time"] = pd.to_datetime(ev["t"], unit="us", utc=True)
     return ev[["event_id", "customer_id", "event_type", "event_time", "amount", "order_id", "channel",

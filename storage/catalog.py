@@ -193,6 +193,68 @@ def read_ledger(paths: Paths) -> list[dict]:
     return out
 
 
+class UnknownList(UserError, LookupError):
+    """A list id that the campaign ledger does not hold (or whose files are gone)."""
+
+
+def campaign_lists(paths: Paths) -> list[dict]:
+    """The newest ledger record of each list id written with real customer ids, oldest list first (a
+    pseudonymised copy has the same id and groups, but ids no event carries)."""
+    newest: dict[str, dict] = {}
+    for record in read_ledger(paths):
+        if not record.get("pseudonymised"):
+            newest.pop(record["list_id"], None)
+            newest[record["list_id"]] = record
+    return sorted(newest.values(), key=lambda r: (r["as_of"], r["list_id"]))
+
+
+def list_record(paths: Paths, list_id: str) -> dict:
+    """The newest ledger record of `list_id` (real ids); UnknownList naming the recorded lists."""
+    records = {r["list_id"]: r for r in campaign_lists(paths)}
+    if list_id not in records:
+        raise UnknownList(f"no list {list_id!r} in the campaign ledger {paths.campaign_ledger}; lists: "
+                          f"{', '.join(records) or 'none yet (run `churn winback`)'}")
+    return records[list_id]
+
+
+def read_list(paths: Paths, record: dict) -> pd.DataFrame:
+    """A ledger record's win-back list (target and control rows), read from the day's folder of this data folder
+    (the record's absolute paths may name a folder since moved)."""
+    f = paths.winback / f"as_of={record['as_of']}" / f"{record['file_stem']}.parquet"
+    if not f.is_file():
+        raise UnknownList(f"list {record['list_id']}: its file {f} is gone")
+    return pq.read_table(f).to_pandas()
+
+
+def list_cutoff(paths: Paths, record: dict) -> tuple[pd.Timestamp, int]:
+    """The cutoff instant of a list (its scores' as_of_time) and the horizon its model predicts (the scores'
+    horizon_days); UnknownList when the day's scores are gone or incomplete."""
+    day = record["as_of"]
+    rec = success_records(paths).get(day)
+    if rec is None or not rec.get("as_of_time"):
+        raise UnknownList(f"list {record['list_id']}: the scores of {day} it was drawn from are gone or incomplete, "
+                          f"so its cutoff instant and horizon are unknown")
+    horizon = pq.read_table(scores_path(paths, day), columns=["horizon_days"]).column(0)
+    return pd.Timestamp(rec["as_of_time"]).tz_convert("UTC"), int(horizon[0].as_py())
+
+
+def write_campaign_truth(paths: Paths, list_id: str, frames: list[pd.DataFrame], effect: dict) -> Path:
+    """The simulator's true campaign effect for a list: truth/campaign-<list_id>.parquet (per customer of the
+    list, both potential outcomes) and .json (the effect on the target group); returns the JSON file."""
+    path = paths.truth / f"campaign-{list_id}.parquet"
+    write_parquet_atomic(pa.Table.from_pandas(pd.concat(frames, ignore_index=True), preserve_index=False), path)
+    write_json_atomic(effect, path.with_suffix(".json"))
+    return path.with_suffix(".json")
+
+
+def read_campaign_truth(paths: Paths, list_id: str) -> tuple[pd.DataFrame, dict] | None:
+    """The simulator's per-customer truth and effect of a list (None unless the list was simulated)."""
+    path = paths.truth / f"campaign-{list_id}.parquet"
+    if not path.is_file():
+        return None
+    return pq.read_table(path).to_pandas(), json.loads(path.with_suffix(".json").read_text(encoding="utf-8"))
+
+
 def check_contacts(path: Path) -> None:
     """ContactsError unless `path` is a readable contact history with customer_id and contacted_at
     (reads only the Parquet schema or the CSV header)."""

@@ -356,3 +356,31 @@ def customer_days(paths: Paths, origin: pd.Timestamp, before: pd.Timestamp) -> p
             [lo, [str(f) for f in files], lo, hi]).df()
     finally:
         con.close()
+def window_activity(paths: Paths, customer_ids, start: pd.Timestamp, end: pd.Timestamp,
+                    activity_types: tuple[str, ...]) -> pd.DataFrame:
+    """Per customer of `customer_ids` (index customer_id): `retained`, 1 if they have an event of
+    `activity_types` in (start, end] (the label's rule), else 0, and `spend`, the sum of their purchase amounts
+    in that window (0 if none). Only the months the window touches are read."""
+    days = pd.date_range(start.normalize(), end.normalize(), freq="D").strftime("%Y-%m-%d").tolist()
+    ids = pd.Index(pd.Series(list(customer_ids), dtype=str).unique(), name="customer_id")
+    files = event_files(paths, days)
+    out = pd.DataFrame({"retained": 0, "spend": 0.0}, index=ids)
+    if not files or not len(ids):
+        return out
+    con = connect(paths)
+    try:
+        con.register("wanted", pa.table({"customer_id": pa.array(ids.tolist(), pa.string())}))
+        df = con.execute(
+            "SELECT e.customer_id, "
+            "max(CASE WHEN list_contains(?::VARCHAR[], e.event_type) THEN 1 ELSE 0 END) AS retained, "
+            "CAST(sum(CASE WHEN e.event_type = 'purchase' THEN CAST(e.amount AS DECIMAL(18, 4)) ELSE 0 END) "
+            "AS DOUBLE) AS spend "  # exact: a parallel float sum could change in the last bit between runs
+            "FROM read_parquet(?) e JOIN wanted w ON e.customer_id = w.customer_id "
+            "WHERE e.event_time > ? AND e.event_time <= ? GROUP BY e.customer_id",
+            [list(activity_types), [str(f) for f in files], start.to_pydatetime(), end.to_pydatetime()]).df()
+    finally:
+        con.close()
+    df = df.set_index(df["customer_id"].astype(str))
+    out.loc[df.index, "retained"] = df["retained"].astype("int64").to_numpy()
+    out.loc[df.index, "spend"] = df["spend"].astype("float64").fillna(0.0).to_numpy()
+    return out

@@ -729,3 +729,34 @@ def log_monitoring_run(entry: dict, run_id: str | None, history) -> str:
                 plots.plt.close(fig)
             mlflow.log_dict({**entry, "run_id": run.info.run_id}, MONITORING_RECORD)
             return run.info.run_id
+CAMPAIGNS_EXPERIMENT = "churn-campaigns"
+
+
+def log_campaign_outcome(tracking_uri: str, artifact_root: Path, entry: dict, figure) -> tuple[str, bool]:
+    """The outcome of one list as a run of the `churn-campaigns` experiment (tags: list id, day, model versions;
+    metrics: the overall row; the table as JSON; `figure` as retention_by_tier.png). Idempotent: a run of the same
+    list with the same outcome (tag `outcome_digest`) is returned, not logged again. Returns (run id, logged now)."""
+    import hashlib
+    import json
+
+    digest = hashlib.sha256(json.dumps({k: entry[k] for k in ("list_id", "as_of_time", "horizon_days", "table")},
+                                       sort_keys=True, default=str).encode()).hexdigest()[:16]
+    exp_id = setup(tracking_uri, CAMPAIGNS_EXPERIMENT, artifact_root)
+    import mlflow
+
+    with reachable(tracking_uri, f"logging the outcome of list {entry['list_id']}",
+                   "the outcome is computed and printed, not logged"):
+        found = mlflow.search_runs([exp_id], filter_string=f"tags.list_id = '{entry['list_id']}' and "
+                                                           f"tags.outcome_digest = '{digest}'", output_format="list")
+        if found:
+            return found[0].info.run_id, False
+        overall = entry["overall"]
+        with mlflow.start_run(run_name=f"outcome {entry['list_id']}") as run:
+            mlflow.set_tags({"kind": "campaign-outcome", "list_id": entry["list_id"], "as_of": entry["as_of"],
+                             "horizon_days": entry["horizon_days"], "outcome_digest": digest,
+                             "model_versions": ", ".join(entry["model_versions"])})
+            mlflow.log_metrics({k: v for k, v in overall.items() if isinstance(v, (int, float)) and v is not None
+                                and not isinstance(v, bool)})
+            mlflow.log_dict(entry, "outcome.json")
+            mlflow.log_figure(figure, "retention_by_tier.png")
+            return run.info.run_id, True
