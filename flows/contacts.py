@@ -10,9 +10,9 @@ from prefect import flow, task
 
 from churn.settings import IngestConfig
 from flows import artifacts
+from flows.ingest import consume_landed, reject_file
 from ingestion import accounting
 from ingestion.contacts import prepare_contacts
-from ingestion.normalize import MappingError
 from storage import contacts, layout, sources, store, tracking
 
 log = logging.getLogger("churn.contacts")
@@ -44,7 +44,7 @@ def ingest_contacts_file(config: IngestConfig, file: Path, *, now: pd.Timestamp,
     summary["sha256"] = sha
     skipped = {**summary, "status": "skipped", "error": None, "note": "same content already ingested"}
     if not force and contacts.ledger_entry(paths, sha):
-        _used(paths, file, landed)
+        consume_landed(paths, file, landed, paths.landing_contacts)
         return skipped
     batch_id = f"contacts-{now.strftime('%Y%m%dT%H%M%S%f')}-{sha[:12]}"
     try:
@@ -56,11 +56,11 @@ def ingest_contacts_file(config: IngestConfig, file: Path, *, now: pd.Timestamp,
     except Exception as e:  # noqa: BLE001 - one bad file must never stop the others
         if sources.needs_a_person(e):
             raise
-        return _reject(paths, file, summary, e, now, landed)
+        return reject_file(paths, file, summary, e, now, landed, paths.landing_contacts)
     with store.store_lock(paths):
         store.recover(paths)
         if not force and contacts.ledger_entry(paths, sha):
-            _used(paths, file, landed)
+            consume_landed(paths, file, landed, paths.landing_contacts)
             return skipped
         known = contacts.stored_ids_among(paths, prepared.events["contact_id"])
         hit = prepared.events["contact_id"].isin(known)
@@ -69,28 +69,11 @@ def ingest_contacts_file(config: IngestConfig, file: Path, *, now: pd.Timestamp,
         try:
             result = accounting.file_summary(summary, prepared, stored_duplicates, batch_id, now)
         except accounting.AccountingError as e:  # a bug; this file's batch is never published
-            return _reject(paths, file, summary, e, now, landed)
+            return reject_file(paths, file, summary, e, now, landed, paths.landing_contacts)
         result["contacts_stored"] = result.pop("events_stored")
         contacts.commit_batch(paths, batch_id, contacts.without_ids(table, known), quarantine, result, sha)
-    _used(paths, file, landed)
+    consume_landed(paths, file, landed, paths.landing_contacts)
     return result
-
-
-def _used(paths: layout.Paths, file: Path, landed: sources.Landed) -> None:
-    if file.parent.resolve() == paths.landing_contacts.resolve():
-        sources.consume_marker(file, landed)
-
-
-def _reject(paths: layout.Paths, file: Path, summary: dict, error: Exception, now: pd.Timestamp,
-            landed: sources.Landed) -> dict:
-    expected = isinstance(error, (sources.UnreadableFile, MappingError))
-    text = str(error) if expected else f"could not be prepared ({type(error).__name__}: {error})"
-    target = sources.move_aside(paths, file, text, now, landed.signature, landing=paths.landing_contacts)
-    if target is None:
-        return {**summary, "status": "waiting", "error": None,
-                "note": f"changed since it was read, left for a later run; it was: {text}"}
-    log.error("rejected %s: %s (now %s)", summary["file"], text, sources.display_name(target))
-    return {**summary, "status": "rejected", "error": text, "moved_to": sources.display_name(target)}
 
 
 def ingest_contacts(config: IngestConfig, files: list[str] | None = None, force: bool = False) -> dict:

@@ -47,7 +47,7 @@ def ingest_file(config: IngestConfig, file: Path, *, now: pd.Timestamp, fmt: str
     summary["sha256"] = sha
     skipped = {**summary, "status": "skipped", "error": None, "note": "same content already ingested"}
     if not force and store.ledger_entry(paths, sha):
-        _used(paths, file, landed)
+        consume_landed(paths, file, landed)
         return skipped
     batch_id = f"{now.strftime('%Y%m%dT%H%M%S%f')}-{sha[:12]}"
     try:
@@ -63,12 +63,12 @@ def ingest_file(config: IngestConfig, file: Path, *, now: pd.Timestamp, fmt: str
     except Exception as e:  # noqa: BLE001 - one bad file must never stop the others
         if sources.needs_a_person(e):
             raise
-        return _reject(paths, file, summary, e, now, landed)
+        return reject_file(paths, file, summary, e, now, landed)
 
     with store.store_lock(paths):
         store.recover(paths)
         if not force and store.ledger_entry(paths, sha):  # another process finished it meanwhile
-            _used(paths, file, landed)
+            consume_landed(paths, file, landed)
             return skipped
         if prepared.folded:  # an invoice's id names the invoice, not its lines: compare what was stored
             stored = store.stored_events_among(paths, prepared.events["event_id"])
@@ -82,29 +82,32 @@ def ingest_file(config: IngestConfig, file: Path, *, now: pd.Timestamp, fmt: str
         try:
             result = accounting.file_summary(summary, prepared, stored_duplicates, batch_id, now)
         except accounting.AccountingError as e:  # a bug; this file's batch is never published
-            return _reject(paths, file, summary, e, now, landed)
+            return reject_file(paths, file, summary, e, now, landed)
         store.commit_batch(paths, batch_id, store.without_ids(events, known), quarantine, result, sha)
-    _used(paths, file, landed)
+    consume_landed(paths, file, landed)
     result["volume_drops"] = volume_drops(paths, accounting.batch_days(prepared.events))
     return result
 
 
-def _used(paths: layout.Paths, file: Path, landed: sources.Landed) -> None:
-    """A landing file's NAME.done marker is used up once its content is stored (or known to be)."""
-    if file.parent.resolve() == paths.landing.resolve():
+def consume_landed(paths: layout.Paths, file: Path, landed: sources.Landed, landing: Path | None = None) -> None:
+    """A landing file's NAME.done marker is used up once its content is stored (or known to be); `landing`: the
+    landing folder the file belongs to (default `<home>/landing/`; contacts have their own)."""
+    if file.parent.resolve() == (landing or paths.landing).resolve():
         sources.consume_marker(file, landed)
 
 
-def _reject(paths: layout.Paths, file: Path, summary: dict, error: Exception, now: pd.Timestamp,
-            landed: sources.Landed) -> dict:
+def reject_file(paths: layout.Paths, file: Path, summary: dict, error: Exception, now: pd.Timestamp,
+            landed: sources.Landed, landing: Path | None = None) -> dict:
+    """Put an unusable file in rejected/ with its reason (moved from its landing folder, else copied); the
+    file's summary says so, or that it is left for a later run if it changed since it was read."""
     expected = isinstance(error, (sources.UnreadableFile, MappingError))
     text = str(error) if expected else f"could not be prepared ({type(error).__name__}: {error})"
-    target = sources.move_aside(paths, file, text, now, landed.signature)
+    target = sources.move_aside(paths, file, text, now, landed.signature, landing=landing)
     if target is None:
         note = f"changed since it was read (a writer still at work?), left for a later run; it was: {text}"
         log.info("left %s for later: %s", summary["file"], note)
         return {**summary, "status": "waiting", "error": None, "note": note}
-    moved = file.parent.resolve() == paths.landing.resolve()  # a file named outside landing/ is copied, kept
+    moved = file.parent.resolve() == (landing or paths.landing).resolve()  # a file named elsewhere is copied
     log.error("rejected %s: %s (%s to %s)", summary["file"], text, "moved" if moved else "copied",
               sources.display_name(target))
     return {**summary, "status": "rejected", "error": text, "moved_to": sources.display_name(target)}

@@ -47,7 +47,7 @@ class PreparedBatch:
     folded: bool = False
 
 
-def _originals(source: pd.DataFrame, rows: pd.Series) -> list[str]:
+def source_originals(source: pd.DataFrame, rows: pd.Series) -> list[str]:
     by_row = source.set_index("_row")
     out = []
     for r in rows:
@@ -63,10 +63,16 @@ def _isna(v) -> bool:
         return False
 
 
-def _quarantine_frame(rows: pd.Series, weights: pd.Series, reasons: pd.Series) -> pd.DataFrame:
+def quarantine_frame(rows: pd.Series, weights: pd.Series, reasons: pd.Series) -> pd.DataFrame:
     reasons = reasons.astype("string")
     return pd.DataFrame({"_row": rows.to_numpy(dtype=np.int64), "_rows": weights.to_numpy(dtype=np.int64),
                          "reason": reasons.str.split("; ").str[0].to_numpy(), "reasons": reasons.to_numpy()})
+
+
+def bad_line_frame(bad_lines: list[tuple[int, str, str]]) -> pd.DataFrame:
+    """Quarantine rows of the lines the reader could not split into fields: (row, original text, reason)."""
+    return pd.DataFrame({"_row": [b[0] for b in bad_lines], "_rows": 1, "reason": [b[2] for b in bad_lines],
+                         "reasons": [b[2] for b in bad_lines], "original": [b[1] for b in bad_lines]})
 
 
 def prepare_batch(source: pd.DataFrame, bad_lines: list[tuple[int, str, str]], *, fmt: str = "contract",
@@ -74,11 +80,7 @@ def prepare_batch(source: pd.DataFrame, bad_lines: list[tuple[int, str, str]], *
                   max_event_time: pd.Timestamp) -> PreparedBatch:
     """Map, parse, validate (GX) and de-duplicate one file's rows."""
     rows_in = len(source) + len(bad_lines)
-    parts = []
-    if bad_lines:
-        parts.append(pd.DataFrame({"_row": [b[0] for b in bad_lines], "_rows": 1,
-                                   "reason": [b[2] for b in bad_lines], "reasons": [b[2] for b in bad_lines],
-                                   "original": [b[1] for b in bad_lines]}))
+    parts = [bad_line_frame(bad_lines)] if bad_lines else []
     duplicates = 0
     if mapping is not None and mapping.rename and not source.empty:
         source = rename_columns(source, mapping.rename)
@@ -88,9 +90,9 @@ def prepare_batch(source: pd.DataFrame, bad_lines: list[tuple[int, str, str]], *
         adapted = online_retail_events(source)
         duplicates += adapted.duplicate_rows
         if len(adapted.quarantined):
-            q = _quarantine_frame(adapted.quarantined["_row"], pd.Series(1, index=adapted.quarantined.index),
+            q = quarantine_frame(adapted.quarantined["_row"], pd.Series(1, index=adapted.quarantined.index),
                                   adapted.quarantined["reason"])
-            q["original"] = _originals(source, q["_row"])
+            q["original"] = source_originals(source, q["_row"])
             parts.append(q)
         cand = adapted.candidates
     elif fmt == "contract":
@@ -102,8 +104,8 @@ def prepare_batch(source: pd.DataFrame, bad_lines: list[tuple[int, str, str]], *
 
     bad_parse = parse_reason.notna()
     if bad_parse.any():
-        q = _quarantine_frame(typed.loc[bad_parse, "_row"], typed.loc[bad_parse, "_rows"], parse_reason[bad_parse])
-        q["original"] = _originals(source, q["_row"])
+        q = quarantine_frame(typed.loc[bad_parse, "_row"], typed.loc[bad_parse, "_rows"], parse_reason[bad_parse])
+        q["original"] = source_originals(source, q["_row"])
         parts.append(q)
     if mapping is not None and mapping.fold_by and bad_parse.any():
         # an order is stored whole or not at all: a quarantined line takes the rest of its order with it (a
@@ -116,8 +118,8 @@ def prepare_batch(source: pd.DataFrame, bad_lines: list[tuple[int, str, str]], *
         if with_broken.any():
             why = key[with_broken].map(lambda k: f"{by}: another line of this {by} (row {first_bad[k]}) was "
                                                  f"quarantined, and an {by} is stored only whole")
-            q = _quarantine_frame(typed.loc[with_broken, "_row"], typed.loc[with_broken, "_rows"], why)
-            q["original"] = _originals(source, q["_row"])
+            q = quarantine_frame(typed.loc[with_broken, "_row"], typed.loc[with_broken, "_rows"], why)
+            q["original"] = source_originals(source, q["_row"])
             parts.append(q)
             bad_parse = bad_parse | with_broken
     typed = typed[~bad_parse].copy()
@@ -125,8 +127,8 @@ def prepare_batch(source: pd.DataFrame, bad_lines: list[tuple[int, str, str]], *
         folded, fold_reason = fold_lines(typed, mapping.fold_by)
         bad_fold = fold_reason.notna()
         if bad_fold.any():
-            q = _quarantine_frame(typed.loc[bad_fold, "_row"], typed.loc[bad_fold, "_rows"], fold_reason[bad_fold])
-            q["original"] = _originals(source, q["_row"])
+            q = quarantine_frame(typed.loc[bad_fold, "_row"], typed.loc[bad_fold, "_rows"], fold_reason[bad_fold])
+            q["original"] = source_originals(source, q["_row"])
             parts.append(q)
         typed = folded
     derived = (typed["event_id"].isna() | (typed["event_id"] == "")).to_numpy(dtype=bool)
@@ -136,8 +138,8 @@ def prepare_batch(source: pd.DataFrame, bad_lines: list[tuple[int, str, str]], *
     violations, gx_summary = contract_violations(typed[list(COLUMN_NAMES)], max_event_time)
     bad = violations.notna()
     if bad.any():
-        q = _quarantine_frame(typed.loc[bad, "_row"], typed.loc[bad, "_rows"], violations[bad])
-        q["original"] = _originals(source, q["_row"])
+        q = quarantine_frame(typed.loc[bad, "_row"], typed.loc[bad, "_rows"], violations[bad])
+        q["original"] = source_originals(source, q["_row"])
         parts.append(q)
     good, derived = typed[~bad], derived[~bad.to_numpy(dtype=bool)]
     dup = good["event_id"].duplicated(keep="first").to_numpy(dtype=bool)

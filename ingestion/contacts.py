@@ -15,8 +15,8 @@ import pandas as pd
 
 from expectations.contacts import CONTACT_COLUMN_NAMES, CONTACT_COLUMNS, CONTACTS_SUITE, REQUIRED_SOURCE_COLUMNS
 from expectations.contract import reason_inexact_number, reason_not_text
-from ingestion.batch import PreparedBatch, _originals, _quarantine_frame
-from ingestion.normalize import MappingError, _parse_times, _text, not_text, source_columns
+from ingestion.batch import PreparedBatch, bad_line_frame, quarantine_frame, source_originals
+from ingestion.normalize import MappingError, as_text, not_text, parse_times, source_columns
 from ingestion.validate import contract_violations
 
 _IDS = tuple(c.name for c in CONTACT_COLUMNS if c.identifier)
@@ -47,13 +47,13 @@ def coerce_contacts(cand: pd.DataFrame, timezone: str) -> tuple[pd.DataFrame, pd
     for name in CONTACT_COLUMN_NAMES:
         raw = cand[name]
         if name == "contacted_at":
-            vals, _ = _parse_times(raw, timezone, None)
+            vals, _ = parse_times(raw, timezone, None)
             if not pd.api.types.is_datetime64_any_dtype(raw.dtype):
                 bad = raw.notna() & (raw.astype("string").str.strip() != "") & vals.isna()
                 reason[bad & reason.isna()] = "contacted_at: unparseable"
             out[name] = vals
             continue
-        vals, inexact = _text(raw, identifier=name in _IDS)
+        vals, inexact = as_text(raw, identifier=name in _IDS)
         if name in _IDS:
             reason[not_text(raw) & reason.isna()] = reason_not_text(name)
             reason[inexact & reason.isna()] = reason_inexact_number(name)
@@ -74,18 +74,14 @@ def prepare_contacts(source: pd.DataFrame, bad_lines: list[tuple[int, str, str]]
                      max_time: pd.Timestamp) -> PreparedBatch:
     """Parse, validate (GX, the contacts suite) and de-duplicate one contact export's rows."""
     rows_in = len(source) + len(bad_lines)
-    parts = []
-    if bad_lines:
-        parts.append(pd.DataFrame({"_row": [b[0] for b in bad_lines], "_rows": 1,
-                                   "reason": [b[2] for b in bad_lines], "reasons": [b[2] for b in bad_lines],
-                                   "original": [b[1] for b in bad_lines]}))
+    parts = [bad_line_frame(bad_lines)] if bad_lines else []
     cand = (pd.DataFrame(columns=["_row", "_rows", *CONTACT_COLUMN_NAMES]) if source.empty
             else candidate_contacts(source))
     typed, parse_reason = coerce_contacts(cand, timezone)
     bad_parse = parse_reason.notna()
     if bad_parse.any():
-        q = _quarantine_frame(typed.loc[bad_parse, "_row"], typed.loc[bad_parse, "_rows"], parse_reason[bad_parse])
-        q["original"] = _originals(source, q["_row"])
+        q = quarantine_frame(typed.loc[bad_parse, "_row"], typed.loc[bad_parse, "_rows"], parse_reason[bad_parse])
+        q["original"] = source_originals(source, q["_row"])
         parts.append(q)
     typed = typed[~bad_parse].copy()
     typed["contact_id"] = derive_contact_ids(typed) if len(typed) else pd.Series(dtype="string")
@@ -93,8 +89,8 @@ def prepare_contacts(source: pd.DataFrame, bad_lines: list[tuple[int, str, str]]
                                                  suite_path=CONTACTS_SUITE, columns=CONTACT_COLUMNS)
     bad = violations.notna()
     if bad.any():
-        q = _quarantine_frame(typed.loc[bad, "_row"], typed.loc[bad, "_rows"], violations[bad])
-        q["original"] = _originals(source, q["_row"])
+        q = quarantine_frame(typed.loc[bad, "_row"], typed.loc[bad, "_rows"], violations[bad])
+        q["original"] = source_originals(source, q["_row"])
         parts.append(q)
     good = typed[~bad]
     dup = good["contact_id"].duplicated(keep="first").to_numpy(dtype=bool)

@@ -384,7 +384,7 @@ def online_retail_events(source: pd.DataFrame) -> AdapterResult:
 
 # ------------------------------------------------------------------ coercion to contract types
 
-def _parse_times(raw: pd.Series, timezone: str, fmt: str | None) -> tuple[pd.Series, pd.Series]:
+def parse_times(raw: pd.Series, timezone: str, fmt: str | None) -> tuple[pd.Series, pd.Series]:
     """Instants in UTC, and the times as written (`TIME_KEY`). Values with an offset keep it; naive ones
     are read in `timezone` for the instants, and as if in UTC for the times as written (each text is
     parsed once for both).
@@ -510,10 +510,10 @@ def not_text(raw: pd.Series) -> pd.Series:
 def as_identifiers(values: pd.Series) -> pd.Series:
     """Ids from anywhere else (a contact history, a command line) read by the rule ingest stores ids by: trimmed,
     NFC, inner runs of Unicode spaces one space; so what matched a stored id at ingest matches it here."""
-    return _text(values.astype(object), identifier=True)[0]
+    return as_text(values.astype(object), identifier=True)[0]
 
 
-def _text(raw: pd.Series, identifier: bool = False) -> tuple[pd.Series, pd.Series]:
+def as_text(raw: pd.Series, identifier: bool = False) -> tuple[pd.Series, pd.Series]:
     """Opaque text: stringified as-is (no numeric parsing), surrounding Unicode whitespace trimmed
     (identifiers also put in Unicode normal form NFC, inner runs of Unicode spaces made one space).
 
@@ -545,7 +545,7 @@ def coerce(candidates: pd.DataFrame, timezone: str, time_format: str | None = No
     for name in COLUMN_NAMES:
         raw = candidates[name]
         if name == "event_time":
-            vals, written = _parse_times(raw, timezone, time_format)
+            vals, written = parse_times(raw, timezone, time_format)
             if pd.api.types.is_datetime64_any_dtype(raw.dtype):
                 bad = pd.Series(False, index=raw.index)  # typed timestamps need no parsing
             else:
@@ -564,7 +564,7 @@ def coerce(candidates: pd.DataFrame, timezone: str, time_format: str | None = No
                                                  "would store 0)")
             out[name] = vals
         else:
-            vals, inexact = _text(raw, identifier=name in ID_COLUMNS)
+            vals, inexact = as_text(raw, identifier=name in ID_COLUMNS)
             if name in ID_COLUMNS:
                 reason[not_text(raw) & reason.isna()] = reason_not_text(name)
                 reason[inexact & reason.isna()] = reason_inexact_number(name)
