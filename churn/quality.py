@@ -322,6 +322,66 @@ def backtest_refit(config, as_of) -> dict:
             "versus": {m: {"baseline": "evaluated", **iv.as_dict()} for m, iv in diff.items()}}
 
 
+def value_experiment(ds: DataSet, home: Path) -> dict:
+    """Issue #13 part 4: expected spend in the horizon on the validation snapshot, three ways, against the realised
+    spend: the run rate (what the scores carry), Gamma-Gamma x Pareto/NBD (fitted on the validation cutoff's own
+    histories, no labels), an XGBoost regressor learned on the training snapshots' realised spend."""
+    import pandas as pd
+
+    from churn.settings import defaults, utc
+    from features.customer import FEATURE_NAMES
+    from flows.train import build_snapshots
+    from models.scoring import expected_value
+    from models.value import GammaGammaBTYD, SpendRegressor, value_metrics
+    from storage import catalog, layout, store
+
+    config = defaults(home, **REFERENCE).train_config(horizon_days=ds.horizon_days)
+    started = time.monotonic()
+    plan, info = build_snapshots(config, utc(ds.as_of) if ds.as_of else None)
+    frame = catalog.read_snapshots(Path(info["path"]))
+    paths, h = layout.Paths(home), pd.Timedelta(days=ds.horizon_days)
+    parts = []
+    for cutoff, rows in frame.groupby("cutoff", sort=True):
+        c = pd.Timestamp(cutoff)
+        c = c.tz_localize("UTC") if c.tzinfo is None else c
+        w = store.window_activity(paths, rows["customer_id"], c, c + h, tuple(config.activity_types))
+        parts.append(rows.assign(realised_spend=w["spend"].reindex(rows["customer_id"]).to_numpy()))
+    frame = pd.concat(parts)
+    train, validation = frame[frame["split"] == "train"], frame[frame["split"] == "validation"]
+    y = validation["realised_spend"].to_numpy()
+    predictions = {
+        "run_rate": expected_value(validation, ds.horizon_days).to_numpy(),
+        "gamma_gamma_pareto_nbd": GammaGammaBTYD(ds.horizon_days, config.btyd_sample_customers, config.seed).fit(
+            validation.set_index("customer_id")).expected_spend(validation.set_index("customer_id")).to_numpy(),
+        "xgboost_regressor": SpendRegressor(FEATURE_NAMES, config.seed).fit(train, train["realised_spend"])
+        .expected_spend(validation).to_numpy(),
+    }
+    return {"validation_cutoff": info["validation_cutoff"], "seconds": round(time.monotonic() - started, 1),
+            "models": {k: value_metrics(y, p) for k, p in predictions.items()}}
+
+
+VALUE_MODELS = {"run_rate": "run rate (last year's spend x horizon / 365; the scores' expected_value)",
+                "gamma_gamma_pareto_nbd": "Gamma-Gamma x Pareto/NBD (MAP, fitted at the validation cutoff)",
+                "xgboost_regressor": "XGBoost regressor (Tweedie) of the horizon's spend, training snapshots"}
+
+
+def value_markdown(results: dict, sets: tuple[DataSet, ...]) -> list[str]:
+    lines = ["**Expected spend in the horizon** (issue #13, part 4), on each data set's validation snapshot against "
+             "the realised spend of the horizon: mean absolute error, Spearman rank correlation, and the share of "
+             "the realised spend held by the top 10 % of customers by prediction.", "",
+             "| data set | model | MAE | Spearman | top-decile share | mean predicted / realised |",
+             "|---|---|---|---|---|---|"]
+    for ds in sets:
+        v = results.get(ds.name, {}).get("value")
+        if not v:
+            continue
+        for i, (name, m) in enumerate(v["models"].items()):
+            lines.append(f"| {ds.name if i == 0 else ''} | {VALUE_MODELS[name]} | {m['mae']:.2f} | "
+                         f"{m['spearman']:.3f} | {m['top_decile_share']:.1%} | {m['mean_predicted']:.2f} / "
+                         f"{m['mean_realised']:.2f} |")
+    return [*lines, ""]
+
+
 # ---------------------------------------------------------------- Markdown
 
 def _interval(v: dict | None) -> str:
@@ -405,6 +465,8 @@ def markdown(results: dict, sets: tuple[DataSet, ...], command: str) -> str:
         if gap:
             lines += [f"Reference model minus the events-only oracle, ROC-AUC: {gap['diff']:+.4f} [{gap['low']:+.4f}, "
                       f"{gap['high']:+.4f}] (the oracle that knows the state is not reachable from events).", ""]
+    if any(results.get(ds.name, {}).get("value") for ds in sets):
+        lines += value_markdown(results, sets)
     return "\n".join(lines).rstrip() + "\n"
 
 
@@ -422,8 +484,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--data", default=str(SHARED_DATA), help="folder holding the two real data files")
     p.add_argument("--readme", default=str(Path(__file__).resolve().parent.parent / "README.md"))
     p.add_argument("--only", nargs="*", help="data set names (default: all)")
-    p.add_argument("--experiments", nargs="*", help="experiment names (default: all)")
+    p.add_argument("--experiments", nargs="*", help="experiment names (default: all; the option alone: none)")
     p.add_argument("--resamples", type=int, default=1000)
+    p.add_argument("--value", action="store_true", help="also measure the expected-spend models (issue #13 part 4)")
     p.add_argument("--render-only", action="store_true", help="rewrite the README from the results kept in --work")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
@@ -438,8 +501,12 @@ def main(argv: list[str] | None = None) -> int:
             continue
         home = work / ds.name.removesuffix("-4m")  # the four-month run reads the full year's store up to its as-of
         ingest(ds, home, churn)
+        if args.value:
+            log.info("%s: value models", ds.name)
+            results.setdefault(ds.name, {})["value"] = value_experiment(ds, home)
+            cache.write_text(json.dumps(results, indent=1))
         for ex in EXPERIMENTS:
-            if args.experiments and ex.name not in args.experiments:
+            if args.experiments is not None and ex.name not in args.experiments:
                 continue
             log.info("%s: %s", ds.name, ex.name)
             results.setdefault(ds.name, {})[ex.name] = run_experiment(ds, ex, home, args.resamples)
