@@ -360,9 +360,78 @@ def value_experiment(ds: DataSet, home: Path) -> dict:
             "models": {k: value_metrics(y, p) for k, p in predictions.items()}}
 
 
+def curve_experiment(ds: DataSet, home: Path) -> dict:
+    """Issue #13 part 3: the churn-time curve (P(no purchase within 30/60/90/180 days)) by per-horizon classifiers
+    and by XGBoost's survival:aft, on a validation snapshot 180 days before as-of (every horizon's label known)."""
+    import numpy as np
+    import pandas as pd
+
+    from churn.settings import defaults, utc
+    from features.customer import FEATURE_NAMES
+    from flows.train import build_snapshots
+    from models.curve import CURVE_HORIZONS, AftCurve, HorizonClassifiers, curve_metrics
+    from models.snapshots import NotEnoughHistory
+    from storage import catalog, layout, store
+
+    longest = max(CURVE_HORIZONS)
+    config = defaults(home, **REFERENCE).train_config(horizon_days=longest)
+    started = time.monotonic()
+    try:
+        plan, info = build_snapshots(config, utc(ds.as_of) if ds.as_of else None)
+    except NotEnoughHistory as e:
+        return {"unmeasured": str(e)}
+    as_of = pd.Timestamp(info["as_of"])
+    frame = catalog.read_snapshots(Path(info["path"]))
+    paths = layout.Paths(home)
+    parts = []
+    for cutoff, rows in frame.groupby("cutoff", sort=True):
+        c = pd.Timestamp(cutoff)
+        c = c.tz_localize("UTC") if c.tzinfo is None else c
+        nxt = store.next_purchase(paths, rows["customer_id"], c).reindex(rows["customer_id"])
+        days = ((nxt - c) / pd.Timedelta(days=1)).to_numpy(dtype=float)
+        seen = ~np.isnan(days) & (nxt <= as_of).to_numpy()
+        rows = rows.assign(next_purchase_lower_days=np.where(seen, days, (as_of - c) / pd.Timedelta(days=1)),
+                           next_purchase_upper_days=np.where(seen, days, np.inf))
+        for h in CURVE_HORIZONS:
+            rows[f"churned_{h}d"] = (~(seen & (days <= h))).astype("int64")
+        parts.append(rows)
+    frame = pd.concat(parts)
+    train, validation = frame[frame["split"] == "train"], frame[frame["split"] == "validation"]
+    out = {"validation_cutoff": info["validation_cutoff"], "train_cutoffs": len(plan.train), "models": {}}
+    for name, model in (("classifiers", HorizonClassifiers(FEATURE_NAMES, seed=config.seed)),
+                        ("aft", AftCurve(FEATURE_NAMES, seed=config.seed))):
+        model.fit(train)
+        out["models"][name] = curve_metrics(model.curve(validation), validation)
+    out["seconds"] = round(time.monotonic() - started, 1)
+    return out
+
+
 VALUE_MODELS = {"run_rate": "run rate (last year's spend x horizon / 365; the scores' expected_value)",
                 "gamma_gamma_pareto_nbd": "Gamma-Gamma x Pareto/NBD (MAP, fitted at the validation cutoff)",
                 "xgboost_regressor": "XGBoost regressor (Tweedie) of the horizon's spend, training snapshots"}
+
+
+def curve_markdown(results: dict, sets: tuple[DataSet, ...]) -> list[str]:
+    from models.curve import CURVE_HORIZONS
+
+    lines = ["**Churn-time curve** (issue #13, part 3): P(no purchase within h days) on a validation snapshot "
+             f"{max(CURVE_HORIZONS)} days before as-of (every horizon's label known), ROC-AUC / Brier per horizon and "
+             "the integrated Brier score (weighted by the gaps between horizons).", "",
+             "| data set | model | " + " | ".join(f"{h} days" for h in CURVE_HORIZONS) + " | integrated Brier |",
+             "|---|---|" + "---|" * (len(CURVE_HORIZONS) + 1)]
+    names = {"classifiers": "one classifier per horizon, running minimum",
+             "aft": "XGBoost survival:aft (normal, scale 1.2), interval censored"}
+    for ds in sets:
+        c = results.get(ds.name, {}).get("curve")
+        if not c:
+            continue
+        if "unmeasured" in c:
+            lines.append(f"| {ds.name} | unmeasured: {c['unmeasured']} |" + " |" * (len(CURVE_HORIZONS) + 1))
+            continue
+        for i, (name, m) in enumerate(c["models"].items()):
+            cells = " | ".join(f"{m[str(h)]['roc_auc']:.4f} / {m[str(h)]['brier']:.4f}" for h in CURVE_HORIZONS)
+            lines.append(f"| {ds.name if i == 0 else ''} | {names[name]} | {cells} | {m['integrated_brier']:.4f} |")
+    return [*lines, ""]
 
 
 def value_markdown(results: dict, sets: tuple[DataSet, ...]) -> list[str]:
@@ -465,6 +534,8 @@ def markdown(results: dict, sets: tuple[DataSet, ...], command: str) -> str:
         if gap:
             lines += [f"Reference model minus the events-only oracle, ROC-AUC: {gap['diff']:+.4f} [{gap['low']:+.4f}, "
                       f"{gap['high']:+.4f}] (the oracle that knows the state is not reachable from events).", ""]
+    if any(results.get(ds.name, {}).get("curve") for ds in sets):
+        lines += curve_markdown(results, sets)
     if any(results.get(ds.name, {}).get("value") for ds in sets):
         lines += value_markdown(results, sets)
     return "\n".join(lines).rstrip() + "\n"
@@ -486,6 +557,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--only", nargs="*", help="data set names (default: all)")
     p.add_argument("--experiments", nargs="*", help="experiment names (default: all; the option alone: none)")
     p.add_argument("--resamples", type=int, default=1000)
+    p.add_argument("--curve", action="store_true", help="also measure the churn-time curve (issue #13 part 3)")
     p.add_argument("--value", action="store_true", help="also measure the expected-spend models (issue #13 part 4)")
     p.add_argument("--render-only", action="store_true", help="rewrite the README from the results kept in --work")
     args = p.parse_args(argv)
@@ -501,6 +573,10 @@ def main(argv: list[str] | None = None) -> int:
             continue
         home = work / ds.name.removesuffix("-4m")  # the four-month run reads the full year's store up to its as-of
         ingest(ds, home, churn)
+        if args.curve:
+            log.info("%s: churn-time curve", ds.name)
+            results.setdefault(ds.name, {})["curve"] = curve_experiment(ds, home)
+            cache.write_text(json.dumps(results, indent=1))
         if args.value:
             log.info("%s: value models", ds.name)
             results.setdefault(ds.name, {})["value"] = value_experiment(ds, home)
