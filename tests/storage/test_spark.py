@@ -59,7 +59,8 @@ def test_both_engines_build_the_same_labelled_snapshot(small_store, spark):
 
 
 def _queries(as_of):
-    return {"features": lambda d: feature_sql(as_of, 365, d), "purchase history": lambda d: purchase_history_sql(as_of, d),
+    return {"features": lambda d: feature_sql(as_of, 365, d),
+            "purchase history": lambda d: purchase_history_sql(as_of, d),
             "labels": lambda d: labels_sql(as_of, 90, ("purchase", "visit"), d)}
 
 
@@ -106,3 +107,16 @@ def test_labels_agree_on_a_hand_written_log(spark):
     expected = pd.Series([1, 0, 0, 1], index=customers, name="churned", dtype="int64")
     assert_series_equal(churn_labels(frame, as_of, 90, customers), expected)
     assert_series_equal(churn_labels(SparkEvents(spark), as_of, 90, customers), expected)
+
+
+def test_the_engine_setting_chooses_where_the_features_are_built(small_store, spark):
+    from storage.engine import events_on
+    from storage.spark import SparkEvents
+
+    as_of = _cutoffs(small_store)[1]
+    with events_on("duckdb", small_store) as duck_events:
+        duck = customer_features(duck_events, as_of, 365)
+    with events_on("spark", small_store, "local[2]") as spark_events:
+        assert isinstance(spark_events, SparkEvents)
+        on_spark = customer_features(spark_events, as_of, 365)
+    _same_table(on_spark, duck, [n for n in FEATURE_NAMES if FEATURES[n][1] == "count"])
