@@ -1,8 +1,8 @@
 """The feature SQL in each engine's dialect: written once for DuckDB, transpiled by SQLGlot for the others.
 
 Pure: SQL as text. The canonical queries (features.customer, features.purchase_history) keep to constructs
-that transpile faithfully (see the note in features.definitions); `tests/features/test_engines.py` checks
-that Spark's own parser accepts every record's transpiled SQL and that both engines build the same table.
+that transpile faithfully (see the note in features.definitions); `tests/storage/test_spark.py` checks
+that Spark's analyser resolves every record's transpiled SQL and that both engines build the same table.
 """
 
 from __future__ import annotations
