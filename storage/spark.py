@@ -23,6 +23,10 @@ LOCAL_SHUFFLE_PARTITIONS = 8  # Spark's default 200 is for clusters: on one mach
 def session(master: str = DEFAULT_MASTER, app_name: str = "churn"):
     """A Spark session: local (`local[N]`, bound to 127.0.0.1), a cluster master URL, or Spark Connect (`sc://...`,
     which needs `pyspark[connect]`). Every session reads and writes instants in UTC."""
+    import warnings
+
+    # results come back through Arrow (`toArrow`), not PySpark's pandas conversion, which is what this warns about
+    warnings.filterwarnings("ignore", message="PySpark does not yet fully support pandas", category=FutureWarning)
     from pyspark.sql import SparkSession
 
     if master.startswith("sc://"):
