@@ -343,6 +343,11 @@ def _rate(r: dict) -> str:
     return ""
 
 
+# a section measured by hand (e.g. the Spark engine, before `churn bench --engine spark` exists) starts with this
+# line; `churn bench` keeps it, and everything after it, when it rewrites the file
+KEPT_SECTION = "<!-- measured by hand: churn bench keeps this section and everything after it -->"
+
+
 def _write(rows: list[dict], out_md: Path, out_json: Path) -> None:
     machine = f"{os.cpu_count()} cores, {platform.python_version()}, {platform.machine()}"
     lines = ["# Benchmarks", "", f"Measured by `churn bench` on {machine} "
@@ -366,7 +371,9 @@ def _write(rows: list[dict], out_md: Path, out_json: Path) -> None:
             ratios.append(f"- {size}: the same batch into the full store vs an empty one: "
                           f"**{inc[1]['wall_s'] / inc[0]['wall_s']:.2f}x** the time")
     lines += ["", "Side by side, same run:", "", *ratios, ""]
-    out_md.write_text("\n".join(lines) + "\n")
+    old = out_md.read_text() if out_md.exists() else ""
+    kept = old[old.index(KEPT_SECTION):] if KEPT_SECTION in old else ""
+    out_md.write_text("\n".join(lines) + "\n" + (f"\n{kept}" if kept else ""))
     out_json.write_text(json.dumps(rows, indent=2) + "\n")
 
 
@@ -386,7 +393,9 @@ def _child(stage: str, params: str) -> None:
     logging.disable(logging.WARNING)
     # import the heavy libraries first: their start-up is constant, not part of the stage's work
     import duckdb  # noqa: F401
-    import great_expectations  # noqa: F401
+    from ingestion.validate import import_great_expectations
+
+    import_great_expectations()
     import mlflow  # noqa: F401
     import xgboost  # noqa: F401
 

@@ -140,6 +140,8 @@ class TrainConfig(BaseModel):
     btyd_sample_customers: int
     bootstrap_resamples: int
     bootstrap_confidence: float
+    engine: str  # where the labelled snapshots are built: "duckdb" or "spark"
+    spark_master: str
 
     def bootstrap(self):
         """The paired bootstrap of this configuration (seeded like the model)."""
@@ -166,6 +168,8 @@ class ScoreConfig(BaseModel):
     drift_threshold: float
     drift_action: str
     currency: str
+    engine: str  # where the feature table is built: "duckdb" or "spark"
+    spark_master: str
 
     def policy(self):
         """The pure scoring policy of this configuration."""
@@ -245,6 +249,11 @@ class Settings(BaseSettings):
     lookback_days: int = Field(default=365, ge=30, le=36500, description="customers inactive longer than this are out of scope")
     activity_types: list[str] = Field(default_factory=lambda: ["purchase"],
                                       description="event types that count as 'coming back' for the label")
+    engine: str = Field(default="duckdb", description="where the feature table and the labelled snapshots are "
+                        "built: 'duckdb' (in process) or 'spark' (the same SQL transpiled; needs the spark extra "
+                        "and Java 17+)")
+    spark_master: str = Field(default="local[2]", description="the Spark master of engine 'spark': local[N], a "
+                              "cluster URL (spark://, yarn, k8s://), or sc://HOST:PORT for Spark Connect")
 
     # training
     seed: int = Field(default=42, ge=0, le=2**31 - 1, description="random seed of the model and the generator")
@@ -327,6 +336,15 @@ class Settings(BaseSettings):
     def _currency_code(cls, value: str) -> str:
         return check_currency(value)
 
+    @field_validator("engine")
+    @classmethod
+    def _known_engine(cls, value: str) -> str:
+        from features.sql import DIALECTS
+
+        if value not in DIALECTS:
+            raise ValueError(f"unknown engine {value!r}; allowed: {', '.join(DIALECTS)}")
+        return value
+
     @field_validator("activity_types")
     @classmethod
     def _event_types(cls, value: list[str]) -> list[str]:
@@ -388,7 +406,7 @@ class Settings(BaseSettings):
             "btyd_baselines": self.btyd_baselines,
             "btyd_sample_customers": self.btyd_sample_customers, "bootstrap_resamples": self.bootstrap_resamples,
             "bootstrap_confidence": self.bootstrap_confidence, "min_history_days": self.min_history_days,
-            **overrides}
+            "engine": self.engine, "spark_master": self.spark_master, **overrides}
         if values["min_history_days"] is None:  # follows the horizon, after any override of the horizon
             values["min_history_days"] = values["horizon_days"]
         return TrainConfig(**values)
@@ -400,7 +418,7 @@ class Settings(BaseSettings):
             "horizon_days": self.horizon_days, "tier_high": self.tier_high, "tier_medium": self.tier_medium,
             "exact_reasons_top_n": self.exact_reasons_top_n, "explain_low_risk": self.explain_low_risk,
             "drift_threshold": self.drift_psi_threshold, "drift_action": self.drift_action,
-            "currency": self.currency, **overrides})
+            "currency": self.currency, "engine": self.engine, "spark_master": self.spark_master, **overrides})
 
     def winback_config(self, **overrides: Any) -> WinbackConfig:
         return WinbackConfig(**{

@@ -13,7 +13,9 @@ from dataclasses import dataclass, field
 from typing import NamedTuple
 
 DAY_SECONDS = 86400.0
-# placeholder for the cutoff's timestamp literal in aggregate SQL; the feature query fills it in
+DAY_US = 86_400_000_000  # microseconds in a day: ages are whole microseconds, compared and summed exactly
+# placeholder for the cutoff's timestamp literal; the feature query fills it in (its `past` step computes each
+# event's age before the cutoff, `e.age_us`, which the aggregates read)
 AS_OF = "{as_of}"
 
 # a mean purchase gap shorter than this is no buying rhythm (several orders on one day), so nothing is "late" against it
@@ -101,14 +103,30 @@ class Feature:
         return self.name.rsplit("_", 1)[-1].removesuffix("d")
 
 
-def _age(col: str) -> str:
-    return f"(epoch({AS_OF}) - epoch({col})) / {DAY_SECONDS}"
+# The SQL below is the one definition both engines run: written in DuckDB's dialect, transpiled by SQLGlot for
+# Spark (features.sql). So it keeps to constructs that mean the same on both: ages in whole microseconds
+# (`epoch_us`, which features.sql maps to Spark's `unix_micros`), `DECIMAL(38, 0)` instead of `HUGEINT`, windows as
+# integer ages instead of time-zone-dependent interval arithmetic, division guarded rather than left to each
+# engine's x/0 (DuckDB: inf or NaN; Spark in ANSI mode: an error), float constants as DOUBLE casts (a literal such
+# as 86400.0 is a DECIMAL in Spark).
+def epoch_us(instant: str) -> str:
+    """SQL: an instant as whole microseconds since 1970-01-01 UTC (BIGINT)."""
+    return f"epoch_us({instant})"
+
+
+def us_as_days(us: str) -> str:
+    """SQL: a time in whole microseconds as days (DOUBLE)."""
+    return f"CAST({us} AS DOUBLE) / {DAY_US}"
+
+
+def _age(agg: str) -> str:
+    return us_as_days(agg)
 
 
 def _within(days: int, etype: str | None = None, lo: int = 0) -> str:
-    cond = f"e.event_time > {AS_OF} - INTERVAL {days} DAY"
+    cond = f"e.age_us < {days * DAY_US}"
     if lo:
-        cond += f" AND e.event_time <= {AS_OF} - INTERVAL {lo} DAY"
+        cond += f" AND e.age_us >= {lo * DAY_US}"
     if etype:
         cond += f" AND e.event_type = '{etype}'"
     return cond
@@ -191,18 +209,18 @@ _VISIT, _PURCHASE, _RETURN, _COMPLAINT = ("visit", "visits"), ("purchase", "purc
 DEFINITIONS: tuple[Feature, ...] = (
     Feature("days_since_last_event", "time since the customer's last event of any type", "days",
             "overdue", f"no activity at all for {{days}} ({{peers}} {ACTIVE} were active more recently)",
-            aggregate=_age("max(e.event_time)"), fact="away"),
+            aggregate=_age("min(e.age_us)"), fact="away"),
     Feature("days_since_last_visit", "time since the last visit (empty if never visited)", "days",
             "disengaged", f"no visit for {{days}} ({{peers}} {ACTIVE} visited more recently)",
-            aggregate=_age("max(e.event_time) FILTER (WHERE e.event_type = 'visit')"),
+            aggregate=_age("min(e.age_us) FILTER (WHERE e.event_type = 'visit')"),
             when_missing="has never visited", fact="away"),
     Feature("days_since_last_purchase", "time since the last purchase (empty if never bought)", "days",
             "overdue", _no_purchase_for,
-            aggregate=_age("max(e.event_time) FILTER (WHERE e.event_type = 'purchase')"),
+            aggregate=_age("min(e.age_us) FILTER (WHERE e.event_type = 'purchase')"),
             when_missing="has never bought", role="recency", fact="lapse"),
     Feature("tenure_days", "time since the customer's first event", "days",
             "disengaged", _customer_for,
-            aggregate=_age("min(e.event_time)"), role="tenure", grows_with_history=True, churn_when=LOWER),
+            aggregate=_age("max(e.age_us)"), role="tenure", grows_with_history=True, churn_when=LOWER),
     Feature("visits_30d", "visits in the last 30 days", "count",
             "disengaged", f"{{n}} in the last {{w}} days ({{peers}} {ACTIVE} visited more often)",
             aggregate=_count(_within(30, "visit")), churn_when=LOWER, noun=_VISIT, fact="away"),
@@ -276,7 +294,7 @@ DEFINITIONS: tuple[Feature, ...] = (
             aggregate=_count(_within(365, "complaint")), noun=_COMPLAINT, fact="complaints"),
     Feature("complaint_share_365d", "complaints / all events in the last 365 days", "share 0..1",
             "complaints", f"complaints are {{pct}} of their contacts this year (more than for {{peers}} {ACTIVE})",
-            "a.complaints_365d / a.events_365d", fact="complaints"),
+            "CASE WHEN a.events_365d > 0 THEN a.complaints_365d / a.events_365d END", fact="complaints"),
     Feature("discount_share_365d", "share of purchases in the last 365 days bought with a discount", "share 0..1",
             "price_sensitive", f"{{pct}} of purchases made with a discount (more than for {{peers}} {ACTIVE})",
             "CASE WHEN a.purchases_365d > 0 THEN a.discounted_365d / a.purchases_365d END"),

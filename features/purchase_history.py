@@ -13,7 +13,12 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from features.definitions import AS_OF, DAY_SECONDS
+from features.definitions import AS_OF, epoch_us, us_as_days
+from features.sql import in_dialect, timestamp
+
+
+def _days_since_epoch(col: str) -> str:
+    return us_as_days(epoch_us(col))
 
 
 @dataclass(frozen=True)
@@ -32,35 +37,38 @@ PURCHASE_HISTORY: tuple[HistoryColumn, ...] = (
     HistoryColumn("purchase_span_days", "first to last purchase day (BTYD recency)", "days",
                   "CAST(max(day) - min(day) AS DOUBLE)"),
     HistoryColumn("days_since_first_purchase", "first purchase day to the cutoff (BTYD age T)", "days",
-                  f"epoch({AS_OF}) / {DAY_SECONDS} - min(day)"),
+                  f"{_days_since_epoch(AS_OF)} - min(day)"),
 )
 HISTORY_NAMES: list[str] = [c.name for c in PURCHASE_HISTORY]
 # role -> column, for the BTYD models
 FREQUENCY, RECENCY, AGE = HISTORY_NAMES
 
 
-def purchase_history_sql(as_of: pd.Timestamp) -> str:
-    """The history query over a table `events` (contract columns) as of one cutoff: one row per buyer."""
-    t = pd.Timestamp(as_of).tz_convert("UTC").isoformat()
-    asof = f"TIMESTAMPTZ '{t}'"
+def purchase_history_sql(as_of: pd.Timestamp, dialect: str = "duckdb") -> str:
+    """The history query over a table `events` (contract columns) as of one cutoff: one row per buyer, in `dialect`."""
+    asof = timestamp(as_of)
     cols = ",\n    ".join(f"{c.expression.replace(AS_OF, asof)} AS {c.name}" for c in PURCHASE_HISTORY)
-    return f"""
+    return in_dialect(f"""
 WITH days AS (
     -- whole UTC days since 1970, as integers: exact and independent of the session's time zone
-    SELECT DISTINCT customer_id, CAST(floor(epoch_us(event_time) / {DAY_SECONDS * 1e6}) AS BIGINT) AS day
+    SELECT DISTINCT customer_id, CAST(floor({_days_since_epoch("event_time")}) AS BIGINT) AS day
     FROM events WHERE event_type = 'purchase' AND event_time <= {asof}
 )
 SELECT customer_id,
     {cols}
 FROM days GROUP BY customer_id
 ORDER BY customer_id
-"""
+""", dialect)
 
 
 def purchase_history(events, as_of: pd.Timestamp, customers: pd.Index) -> pd.DataFrame:
     """The history columns indexed like `customers` (float64; empty for a customer who never bought)."""
-    from features.customer import _relation
+    from features.customer import run
 
-    out = _relation(events).query("events", purchase_history_sql(as_of)).df()
-    out["customer_id"] = out["customer_id"].astype(str)
-    return out.set_index("customer_id").reindex(customers)[HISTORY_NAMES].astype("float64")
+    return history_frame(run(events, lambda dialect: purchase_history_sql(as_of, dialect)), customers)
+
+
+def history_frame(rows: pd.DataFrame, customers: pd.Index) -> pd.DataFrame:
+    """The history query's result (from any engine) indexed like `customers` (float64; empty for non-buyers)."""
+    rows = rows.assign(customer_id=rows["customer_id"].astype(str))
+    return rows.set_index("customer_id").reindex(customers)[HISTORY_NAMES].astype("float64")

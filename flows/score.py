@@ -15,7 +15,7 @@ from flows import artifacts, events
 from ingestion.validate import contract_violations
 from models.drift import drift_decision, drift_report
 from models.scoring import require_buildable, score_customers, scoring_summary
-from storage import catalog, layout, store, tracking
+from storage import catalog, engine, layout, store, tracking
 
 log = logging.getLogger("churn.score")
 
@@ -52,11 +52,8 @@ def score(config: ScoreConfig, as_of: pd.Timestamp | None, now: pd.Timestamp) ->
         first, _, _ = store.require_covered(paths, as_of)
     log.info("building features as of %s (customers active in the last %d days)",
              pd.Timestamp(as_of).strftime("%Y-%m-%d %H:%M:%S UTC"), config.lookback_days)
-    con = store.connect(paths)
-    try:
-        feats = customer_features(store.events_relation(con, paths), as_of, config.lookback_days)
-    finally:
-        con.close()
+    with engine.events_on(config.engine, paths, config.spark_master) as events_table:
+        feats = customer_features(events_table, as_of, config.lookback_days)
     if feats.empty:
         first, last, _ = store.store_time_range(paths)
         raise NothingToScore(f"no customer was active in the {config.lookback_days} days before {as_of.date()}: "

@@ -16,7 +16,7 @@ from models.evaluate import covering
 from models.promotion import ChampionScore, Verdict, champion_interval, champion_score, horizon_decision, should_promote
 from models.snapshots import CutoffPlan, history_note, plan_cutoffs
 from models.train import TrainingResult, refit_on_all_labelled, train_and_evaluate
-from storage import catalog, layout, store, tracking
+from storage import catalog, engine, layout, store, tracking
 
 log = logging.getLogger("churn.train")
 
@@ -32,12 +32,9 @@ def build_snapshots(config: TrainConfig, as_of: pd.Timestamp | None) -> tuple[Cu
     log.info("building labelled snapshots from %s events (%s..%s): %d training cutoffs, validation %s, "
              "%d-day horizon", f"{n_events:,}", first.date(), last.date(), len(plan.train), plan.validation.date(),
              config.horizon_days)
-    con = store.connect(paths)
-    try:
-        frame = stacked_snapshots(store.events_relation(con, paths), [*plan.train, plan.validation],
-                                  config.horizon_days, config.lookback_days, config.activity_types)
-    finally:
-        con.close()
+    with engine.events_on(config.engine, paths, config.spark_master) as events_table:
+        frame = stacked_snapshots(events_table, [*plan.train, plan.validation], config.horizon_days,
+                                  config.lookback_days, config.activity_types)
     path = catalog.write_snapshots(paths, split_by_plan(frame, plan), as_of, config.horizon_days)
     log.info("snapshots: %s rows", f"{len(frame):,}")
     info = {"path": str(path), "as_of": as_of.isoformat(), "data_start": first.isoformat(),

@@ -21,11 +21,29 @@ SUITE_PATH = Path(__file__).resolve().parent.parent / "expectations" / "raw_even
 _INDEX = "__gx_row__"
 
 
+def import_great_expectations():
+    """great_expectations, imported without pyspark. GX imports pyspark when it is installed (the `spark` extra)
+    only to offer Spark data sources we never use: seconds per process and pyspark's warnings on stderr. A later
+    import of pyspark (the Spark engine) is not affected; a pyspark already imported is used as it is."""
+    import sys
+
+    if "great_expectations" in sys.modules or "pyspark" in sys.modules:
+        import great_expectations
+
+        return great_expectations
+    sys.modules["pyspark"] = None  # an import of it raises ImportError, which GX expects when it is absent
+    try:
+        import great_expectations
+    finally:
+        del sys.modules["pyspark"]
+    return great_expectations
+
+
 @lru_cache(maxsize=1)
 def _gx():
     """A quiet, ephemeral GX context with one pandas batch definition (built once per process)."""
     os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
-    import great_expectations as gx
+    gx = import_great_expectations()
     from great_expectations.data_context.types.base import ProgressBarsConfig
 
     for name in ("great_expectations", "great_expectations.data_context.types.base"):

@@ -71,3 +71,34 @@ def config(paths_or_home, kind: str, **overrides):
     if kind == "ingest":  # tests write a file and ingest it at once; the settle time has its own tests
         overrides.setdefault("settle_seconds", 0.0)
     return getattr(defaults(home), f"{kind}_config")(**overrides)
+
+
+def java_missing() -> str | None:
+    """Why Spark cannot start here (no Java 17+), or None. CI installs Java (scripts/install-system-deps)."""
+    import re
+    import shutil
+    import subprocess
+
+    home = os.environ.get("JAVA_HOME")
+    java = str(Path(home) / "bin" / "java") if home and (Path(home) / "bin" / "java").exists() else shutil.which("java")
+    if java is None:
+        return "no Java: Spark needs Java 17+ (scripts/install-system-deps installs Debian's openjdk-17-jre-headless)"
+    out = subprocess.run([java, "-version"], capture_output=True, text=True, timeout=60).stderr
+    m = re.search(r'version "(\d+)', out)
+    if m is None or int(m.group(1)) < 17:
+        return f"{java} is not Java 17+ ({out.splitlines()[0] if out else 'no version'}): Spark 4 needs 17+"
+    return None
+
+
+JAVA_MISSING = java_missing()
+needs_java = pytest.mark.skipif(JAVA_MISSING is not None, reason=str(JAVA_MISSING))
+
+
+@pytest.fixture(scope="session")
+def spark():
+    """One local Spark session (local[2] on 127.0.0.1) shared by every Spark test: starting one costs ~10 s."""
+    from storage.spark import session
+
+    s = session("local[2]", app_name="churn-tests")
+    yield s
+    s.stop()

@@ -58,3 +58,17 @@ def test_a_failing_stage_loses_nothing_measured_before_it(tmp_path, monkeypatch)
               increment_events=500, isolate=False, commands=False)
     kept = json.loads(out.with_suffix(".json").read_text())
     assert [r["stage"] for r in kept] == ["generate", "ingest", "features"] and "| features |" in out.read_text()
+
+
+def test_rewriting_the_table_keeps_a_section_measured_by_hand(tmp_path):
+    from churn.bench import KEPT_SECTION, _write
+
+    out_md, out_json = tmp_path / "BENCHMARKS.md", tmp_path / "BENCHMARKS.json"
+    hand = f"{KEPT_SECTION}\n## Spark\n\nmeasured by hand\n"
+    out_md.write_text("# Benchmarks\n\nold table\n\n" + hand)
+    row = {"size": "1M", "stage": "features", "wall_s": 1.0, "events": 1_000_000}
+    for _ in range(2):  # the bench rewrites the file after every stage
+        _write([row], out_md, out_json)
+    text = out_md.read_text()
+    assert "old table" not in text and "| 1M | features | 1.0 |" in text
+    assert text.endswith("\n\n" + hand) and text.count(KEPT_SECTION) == 1

@@ -95,6 +95,7 @@ BAD_SETTINGS = {
                                               ["setting winback_actions:", "['complaint']", "'complaints'"]),
     "port_out_of_range": ({"CHURN_PREFECT_PORT": "70000"}, ["setting prefect_port:", "65535"]),
     "currency_not_a_code": ({"CHURN_CURRENCY": "pounds"}, ["setting currency:", "'pounds'", "ISO 4217", "'GBP'"]),
+    "engine_unknown": ({"CHURN_ENGINE": "polars"}, ["setting engine:", "'polars'", "duckdb, spark"]),
     "config_file_missing": ({"CHURN_CONFIG": "/nonexistent/churn.toml"},
                             ["$CHURN_CONFIG", "/nonexistent/churn.toml", "does not exist"]),
 }

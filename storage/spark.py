@@ -1,0 +1,68 @@
+"""The event store on Spark: a Spark session, the store's Parquet files as a table `events`, query results as pandas.
+
+The feature SQL is the DuckDB one transpiled (features.sql), so `features.customer.customer_features`,
+`churn_labels` and `features.snapshots.labelled_snapshot` take `events(spark, paths)` in place of a DuckDB
+relation and build the same tables. Needs the `spark` extra (`pyspark`, `sqlglot`) and Java 17+.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from dataclasses import dataclass
+
+import pandas as pd
+
+from storage import store
+from storage.layout import Paths
+
+DEFAULT_MASTER = "local[2]"
+LOCAL_SHUFFLE_PARTITIONS = 8  # Spark's default 200 is for clusters: on one machine each costs a task for nothing
+
+
+def session(master: str = DEFAULT_MASTER, app_name: str = "churn"):
+    """A Spark session: local (`local[N]`, bound to 127.0.0.1), a cluster master URL, or Spark Connect (`sc://...`,
+    which needs `pyspark[connect]`). Every session reads and writes instants in UTC."""
+    import warnings
+
+    # results come back through Arrow (`toArrow`), not PySpark's pandas conversion, which is what this warns about
+    warnings.filterwarnings("ignore", message="PySpark does not yet fully support pandas", category=FutureWarning)
+    from pyspark.sql import SparkSession
+
+    if master.startswith("sc://"):
+        builder = SparkSession.builder.remote(master)
+    else:
+        # Spark's Python workers run `python3` from PATH unless told: make them this interpreter (its packages)
+        os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+        builder = (SparkSession.builder.master(master).config("spark.ui.enabled", "false")
+                   .config("spark.ui.showConsoleProgress", "false"))
+        if master.startswith("local"):
+            os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")  # never the machine's network address
+            builder = (builder.config("spark.driver.host", "127.0.0.1")
+                       .config("spark.driver.bindAddress", "127.0.0.1")
+                       .config("spark.sql.shuffle.partitions", str(LOCAL_SHUFFLE_PARTITIONS)))
+    spark = builder.appName(app_name).config("spark.sql.session.timeZone", "UTC").getOrCreate()
+    if not master.startswith("sc://"):
+        spark.sparkContext.setLogLevel("ERROR")
+    return spark
+
+
+@dataclass(frozen=True)
+class SparkEvents:
+    """The event store as the Spark table `events` (a temporary view over exactly the committed files)."""
+
+    spark: object
+    dialect: str = "spark"
+
+    def query(self, sql: str) -> pd.DataFrame:
+        """The result of `sql` (Spark SQL) as pandas, through Arrow."""
+        return self.spark.sql(sql).toArrow().to_pandas()
+
+
+def events(spark, paths: Paths) -> SparkEvents:
+    """The committed event files (listed under the commit lock, as DuckDB reads them) as the view `events`."""
+    files = store.event_files(paths)
+    if not files:
+        store.require_events(paths)
+    spark.read.parquet(*[str(f) for f in files]).createOrReplaceTempView("events")
+    return SparkEvents(spark)

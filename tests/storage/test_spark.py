@@ -1,0 +1,123 @@
+"""The feature build on Spark: the DuckDB SQL transpiled by SQLGlot builds the same tables on the same store."""
+
+import pandas as pd
+import pytest
+from pandas.testing import assert_frame_equal, assert_series_equal
+
+from features.customer import FEATURE_NAMES, FEATURES, churn_labels, customer_features, feature_sql, labels_sql
+from features.purchase_history import purchase_history_sql
+from features.snapshots import labelled_snapshot
+from storage import store
+from tests.conftest import needs_java
+
+pytestmark = needs_java
+
+
+def _cutoffs(paths):
+    first, last, _ = store.store_time_range(paths)
+    return [first + pd.Timedelta(days=400), last]
+
+
+def _same_table(got: pd.DataFrame, expected: pd.DataFrame, exact: list[str]):
+    """Same rows in the same order, NULLs in the same places, `exact` columns equal, the rest to 1e-9 relative."""
+    assert got.index.equals(expected.index)
+    assert list(got.columns) == list(expected.columns)
+    assert (got.isna() == expected.isna()).all().all()
+    assert_frame_equal(got[exact], expected[exact], check_exact=True)
+    assert_frame_equal(got, expected, check_exact=False, rtol=1e-9, atol=0)
+
+
+def test_both_engines_build_the_same_feature_table(small_store, spark):
+    """As of the last event (the snapshot test below covers an earlier cutoff, features included)."""
+    from storage.spark import events
+
+    as_of = _cutoffs(small_store)[1]
+    con = store.connect(small_store)
+    try:
+        duck = customer_features(store.events_relation(con, small_store), as_of, 365)
+    finally:
+        con.close()
+    on_spark = customer_features(events(spark, small_store), as_of, 365)
+    assert len(duck) > 500 and duck.isna().any().any()  # some empty values to compare
+    _same_table(on_spark, duck, [n for n in FEATURE_NAMES if FEATURES[n][1] == "count"])
+
+
+def test_both_engines_build_the_same_labelled_snapshot(small_store, spark):
+    from storage.spark import events
+
+    as_of = _cutoffs(small_store)[0]
+    con = store.connect(small_store)
+    try:
+        duck = labelled_snapshot(store.events_relation(con, small_store), as_of, 90, 365).set_index("customer_id")
+    finally:
+        con.close()
+    on_spark = labelled_snapshot(events(spark, small_store), as_of, 90, 365).set_index("customer_id")
+    assert 0 < duck["churned"].sum() < len(duck)
+    exact = [n for n in FEATURE_NAMES if FEATURES[n][1] == "count"] + ["repeat_purchase_days", "purchase_span_days"]
+    assert_series_equal(on_spark.pop("churned"), duck.pop("churned"))
+    assert_series_equal(on_spark.pop("cutoff"), duck.pop("cutoff"))
+    _same_table(on_spark, duck, exact)
+
+
+def _queries(as_of):
+    return {"features": lambda d: feature_sql(as_of, 365, d),
+            "purchase history": lambda d: purchase_history_sql(as_of, d),
+            "labels": lambda d: labels_sql(as_of, 90, ("purchase", "visit"), d)}
+
+
+def test_spark_resolves_every_transpiled_query(small_store, spark):
+    """Spark's analyser resolves every function and type the transpiled queries use, so a DuckDB-only construct
+    added to any feature record fails here (the output schema is checked, nothing is run)."""
+    from storage.spark import events
+
+    events(spark, small_store)
+    as_of = _cutoffs(small_store)[1]
+    for name, query in _queries(as_of).items():
+        columns = spark.sql(query("spark")).columns
+        assert columns[0] == "customer_id", name
+    assert spark.sql(feature_sql(as_of, 365, "spark")).columns == ["customer_id", *FEATURE_NAMES]
+
+
+@pytest.mark.parametrize("duckdb_only", ["CAST(count(*) AS HUGEINT)", "list_sum([count(*)])",
+                                         "epoch_ns(max(e.event_time))"])
+def test_a_duckdb_only_construct_in_a_record_fails_the_spark_check(small_store, spark, monkeypatch, duckdb_only):
+    from pyspark.errors import PySparkException
+
+    from features import customer, definitions
+    from storage.spark import events
+
+    events(spark, small_store)
+    extra = definitions.Aggregate("duckdb_only", duckdb_only)
+    monkeypatch.setattr(customer, "aggregates", lambda: [*definitions.aggregates(), extra])
+    sql = customer.feature_sql(_cutoffs(small_store)[1], 365, "spark")
+    with pytest.raises(PySparkException):
+        spark.sql(sql)
+
+
+def test_labels_agree_on_a_hand_written_log(spark):
+    """Events exactly at the cutoff and at the horizon's end: (as_of, as_of + horizon], on both engines."""
+    from storage.spark import SparkEvents
+
+    as_of = pd.Timestamp("2024-07-01T00:00:00Z")
+    times = [as_of, as_of + pd.Timedelta(microseconds=1), as_of + pd.Timedelta(days=90),
+             as_of + pd.Timedelta(days=90, microseconds=1)]
+    frame = pd.DataFrame({"customer_id": ["at", "just_after", "at_end", "past_end"], "event_type": "purchase",
+                          "event_time": pd.Series(times).astype("datetime64[us, UTC]")})
+    spark.createDataFrame(frame).createOrReplaceTempView("events")
+    customers = pd.Index(frame["customer_id"])
+    expected = pd.Series([1, 0, 0, 1], index=customers, name="churned", dtype="int64")
+    assert_series_equal(churn_labels(frame, as_of, 90, customers), expected)
+    assert_series_equal(churn_labels(SparkEvents(spark), as_of, 90, customers), expected)
+
+
+def test_the_engine_setting_chooses_where_the_features_are_built(small_store, spark):
+    from storage.engine import events_on
+    from storage.spark import SparkEvents
+
+    sql = "SELECT count(*) AS n, count(DISTINCT customer_id) AS customers FROM events"
+    with events_on("duckdb", small_store) as duck_events:
+        duck = duck_events.query("events", sql).df()
+    with events_on("spark", small_store, "local[2]") as spark_events:
+        assert isinstance(spark_events, SparkEvents)
+        on_spark = spark_events.query(sql)
+    assert on_spark.astype("int64").to_dict() == duck.astype("int64").to_dict()
