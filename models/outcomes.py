@@ -66,7 +66,11 @@ def rate_difference(x1: int, n1: int, x0: int, n0: int, confidence: float = 0.95
 
 
 def mean_difference(a: np.ndarray, b: np.ndarray, confidence: float = 0.95) -> tuple[float, float, float]:
-    """mean(a) - mean(b) with Welch's t interval (unequal variances; nan when a group has fewer than 2)."""
+    """mean(a) - mean(b) with a t interval (nan when a group has fewer than 2): Welch's (unequal variances), or the
+    pooled-variance one when that is wider. The groups are drawn at random from one list, so without an effect
+    they share one spend distribution; a small control group of mostly zeros seldom shows its long tail, and
+    Welch's interval then takes its variance for small and is far too narrow (a list nobody contacted showed
+    "+5.82 [+3.40, +8.24]" per customer, with 10 buyers among 197 control customers)."""
     from scipy.stats import t as student_t
 
     a, b = np.asarray(a, dtype="float64"), np.asarray(b, dtype="float64")
@@ -79,6 +83,10 @@ def mean_difference(a: np.ndarray, b: np.ndarray, confidence: float = 0.95) -> t
     if se == 0:
         return d, d, d
     df = (va + vb) ** 2 / (va**2 / (len(a) - 1) + vb**2 / (len(b) - 1))
+    pooled = ((len(a) - 1) * a.var(ddof=1) + (len(b) - 1) * b.var(ddof=1)) / (len(a) + len(b) - 2)
+    se_pooled = math.sqrt(pooled * (1 / len(a) + 1 / len(b)))
+    if se_pooled > se:
+        se, df = se_pooled, len(a) + len(b) - 2
     half = float(student_t.ppf(0.5 + confidence / 2, df)) * se
     return d, d - half, d + half
 

@@ -99,7 +99,8 @@ def select_winback(scores: pd.DataFrame, policy: WinbackPolicy, contacts: pd.Dat
     contacted, ranked by value at risk, each with its three reasons and the action they call for; plus the
     count after each step.
 
-    `contacts` has customer_id and contacted_at (UTC); only contacts at or before as_of count.
+    `contacts` has customer_id and contacted_at (UTC): a customer contacted within `cooldown_days` before as_of,
+    or at any time since (a list of that day written again after the campaign went out), is not listed again.
     """
     s = scores
     as_of = pd.Timestamp(s["as_of"].iloc[0]).tz_localize("UTC") if len(s) else None
@@ -118,9 +119,13 @@ def select_winback(scores: pd.DataFrame, policy: WinbackPolicy, contacts: pd.Dat
             t = pd.to_datetime(contacts["contacted_at"], utc=True, format="ISO8601")
         except ValueError as e:
             raise BadContacts(f"contact history: contacted_at must be ISO 8601 dates or times: {e}") from e
-        recent = contacts.loc[(t <= as_of + pd.Timedelta(days=1)) & (t > as_of - pd.Timedelta(days=policy.cooldown_days)),
-                              "customer_id"].astype(str)
-        s = s[~s["customer_id"].isin(set(recent))]
+        recent = set(contacts.loc[t > as_of - pd.Timedelta(days=policy.cooldown_days), "customer_id"].astype(str))
+        after = set(contacts.loc[t > as_of + pd.Timedelta(days=1), "customer_id"].astype(str))
+        dropped = s["customer_id"].isin(recent)
+        later = int((dropped & s["customer_id"].isin(after)).sum())
+        if later:
+            label += f" ({later:,} of them contacted after the list's day)"
+        s = s[~dropped]
     elif contacts is None:
         label += " (no contact history given)"
     steps.append(Step("cooldown", label, len(s)))

@@ -91,6 +91,11 @@ def test_top_n_takes_value_at_risk_across_tiers_and_cooldown_excludes_recent_con
     # b was contacted 12 days ago; c's contact is older than 30 days
     assert sel.chosen["customer_id"].tolist() == ["e", "c"]
     assert (sel.chosen["selection"] == "top 2 by value at risk").all()
+    # the day's list written again after the campaign went out: those contacted since are not listed twice
+    later = pd.DataFrame({"customer_id": ["e"], "contacted_at": ["2024-06-05T09:00:00Z"]})
+    again = select_winback(scores(), policy(top_n=2), pd.concat([contacts, later]))
+    assert "e" not in again.chosen["customer_id"].tolist()
+    assert again.steps[-2].label == "after the 30-day cooldown (1 of them contacted after the list's day)"
 
 
 def test_every_selection_step_is_counted_so_nobody_is_dropped_silently():
