@@ -393,6 +393,7 @@ def _child(stage: str, params: str) -> None:
     logging.disable(logging.WARNING)
     # import the heavy libraries first: their start-up is constant, not part of the stage's work
     import duckdb  # noqa: F401
+
     from ingestion.validate import import_great_expectations
 
     import_great_expectations()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, TomlConfigSettingsSource
@@ -58,7 +58,7 @@ def check_currency(code: str) -> str:
     """`code` if it is an ISO 4217 currency (not a test code, a metal or a unit of account), else ValueError."""
     import pycountry
 
-    if code in NOT_MONEY or pycountry.currencies.get(alpha_3=code) is None:
+    if code != code.upper() or code in NOT_MONEY or pycountry.currencies.get(alpha_3=code) is None:
         raise ValueError(f"{code!r} is not an ISO 4217 currency code: use three capital letters such as 'GBP', "
                          f"'EUR' or 'USD'")
     return code
@@ -66,6 +66,10 @@ def check_currency(code: str) -> str:
 
 def _described(annotation: Any) -> str:
     """What a setting's type looks like in TOML, for an error message."""
+    from typing import get_args, get_origin
+
+    if get_origin(annotation) is Literal:
+        return " or ".join(repr(a) for a in get_args(annotation))
     text = str(annotation)
     for kind, words in (("dict", "a table"), ("list", 'a list of texts such as ["purchase"]'), ("bool", "true or false"),
                         ("int", "a whole number (no quotes, no decimal point)"), ("float", "a number"),
@@ -96,9 +100,13 @@ class StrictTomlSource(TomlConfigSettingsSource):
                     ok = True
                 except ValidationError:
                     ok = False
-            if key == "model" and ok and "features" in value:
-                ok = isinstance(value["features"], list)
-                key, annotation, value = "model.features", list[str], value["features"]
+            if key == "model" and ok:  # [model]: numbers as numbers, the feature set as a list
+                for name, inner in value.items():
+                    wanted = list if name == "features" else (int, float)
+                    if not isinstance(inner, wanted) or isinstance(inner, bool):
+                        ok, key, value = False, f"model.{name}", inner
+                        annotation = list[str] if name == "features" else float
+                        break
             if not ok:
                 import json
 
@@ -289,7 +297,7 @@ class Settings(BaseSettings):
     explain_low_risk: bool = Field(default=False, description="approximate reasons for low-tier customers too "
                                    "(default: only the exact budget and the medium and high tiers get reasons)")
     drift_psi_threshold: float = Field(default=0.25, gt=0, description="PSI above which a feature or the score drifted")
-    drift_action: str = Field(default="warn", pattern="^(warn|refuse)$",
+    drift_action: Literal["warn", "refuse"] = Field(default="warn",
                               description="on drift: 'warn' (publish, flag loudly) or 'refuse' (publish nothing)")
     winback_cooldown_days: int = Field(default=30, ge=0, le=36500, description="skip customers contacted this recently")
     winback_max_inactive_days: int = Field(default=180, ge=1, le=36500, description="skip customers gone longer than this")
