@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import json
 import logging
 import os
 import re
@@ -514,6 +515,10 @@ def _log_training_run(result, frame, info, config, champion) -> tuple[str, str, 
             **{f"xgb_{k}": v for k, v in result.model.params.items()}, **result.sizes,
         })
         mlflow.log_metrics({f"val_{k}": v for k, v in result.metrics.items()})
+        mlflow.log_params({"contacted_in_training": config.contacted_in_training,
+                           "contacted_rows_per_cutoff": json.dumps(info.get("contacted_rows", {}))})
+        mlflow.log_metric("contacted_rows", sum(info.get("contacted_rows", {}).values()))
+        mlflow.log_metric("excluded_contacted_rows", int((frame["split"] == "excluded_contacted").sum()))
         for name, m in result.baselines.items():
             mlflow.log_metrics({f"{name}_{k}": v for k, v in m.items()})
         if champion.metric is not None:
