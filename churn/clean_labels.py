@@ -5,9 +5,10 @@ Generated data (no campaign in the events), then at every training cutoff a win-
 overdue among those who bought in the last 180 days) with a hold-out; its target group is contacted the day after
 the cutoff and their labels become what the contact made them, by the simulator's campaign model
 (`simulator/campaign.py`: each customer's hidden response, treated state chain and exact P(retained) with and
-without the contact). A target customer's observed label is changed as little as possible for its P(retained) to
-become the treated one: a churned customer helped by the contact is retained with probability
-(p1 - p0) / (1 - p0), a retained one pushed out churns with probability (p0 - p1) / p0. Only the label moves: the
+without the contact). Every label whose window holds the contact (the list's own cutoff's, and earlier cutoffs'
+within a horizon) is changed as little as possible for its P(retained) to become the treated one (untreated before
+the contact day, treated from it): a churned customer helped by the contact is retained with probability
+(p1 - p0) / (1 - p0), a retained one pushed out churns with probability (p0 - p1) / p0. Only labels move: the
 contact does not reach the features of later cutoffs (a limit of this measurement, see README). The contacts are
 flagged by the pipeline's own function and the two settings split by `split_by_plan`; the validation snapshot has
 no contacts. Calls the pipeline's functions directly (no Prefect, no MLflow).
@@ -28,35 +29,60 @@ LIST_SHARE = 0.2  # of each training snapshot's customers
 MAX_INACTIVE_DAYS = 180  # the win-back list's rule (winback_max_inactive_days)
 
 
-def campaign_at(cfg, params: pd.DataFrame, snapshot: pd.DataFrame, cutoff: pd.Timestamp, horizon_days: int,
-                control_share: float, seed: int) -> tuple[pd.Series, pd.DataFrame]:
-    """A simulated campaign at `cutoff` on one training snapshot: the labels after it (index as `snapshot`) and
-    the contacts of its target group (customer_id, contacted_at)."""
+def campaigns(cfg, params: pd.DataFrame, frame: pd.DataFrame, cutoffs: list[pd.Timestamp], horizon_days: int,
+              control_share: float, seed: int) -> tuple[pd.Series, pd.DataFrame]:
+    """A simulated campaign at each training cutoff (oldest first): the snapshot labels after them (index as
+    `frame`) and the contacts of their target groups (customer_id, contacted_at). A customer is listed at most once
+    (a cooldown as long as the measurement), so each has at most one contact; it changes the label of every
+    snapshot whose window holds it, from the contact day on."""
     from simulator.campaign import Campaign, expected_outcome, responses, treated_chain
 
-    rng = np.random.default_rng([seed, int(cutoff.value // 10**9)])
-    recent = snapshot["days_since_last_purchase"] <= MAX_INACTIVE_DAYS
-    listed = snapshot[recent].sort_values(["overdue_ratio", "customer_id"], ascending=[False, True])
-    listed = listed.head(int(LIST_SHARE * len(snapshot)))
-    target = listed[rng.random(len(listed)) >= control_share]
-    campaign = Campaign(as_of=cutoff, horizon_days=horizon_days, seed=seed)
-    start = campaign.start_day(cfg)
-    p = params.set_index("customer_id").loc[target["customer_id"]].reset_index()
-    treated = treated_chain(p, start, responses(p["customer_id"], seed), rng)
-    window = (start, horizon_days + 1, campaign.last_day_share(), ("purchase",))
-    p0 = expected_outcome(cfg, p, *window)["p_retained"].to_numpy()
-    p1 = expected_outcome(cfg, p.assign(decline_start_day=treated["decline_start_day"].to_numpy(),
-                                        churn_day=treated["churn_day"].to_numpy()), *window)["p_retained"].to_numpy()
-    churned = target["churned"].to_numpy().astype(bool)
-    u = rng.random(len(target))
-    with np.errstate(invalid="ignore", divide="ignore"):
-        won_back = churned & (p1 > p0) & (u < (p1 - p0) / (1 - p0))
-        pushed_out = ~churned & (p1 < p0) & (u < (p0 - p1) / p0)
-    labels = snapshot["churned"].copy()
-    labels.loc[target.index] = np.where(won_back, 0, np.where(pushed_out, 1, churned.astype(int)))
-    contacts = pd.DataFrame({"customer_id": target["customer_id"].to_numpy(),
-                             "contacted_at": cutoff.normalize() + pd.Timedelta(days=1, hours=10)})
-    return labels, contacts
+    labels, contacts, listed_before = frame["churned"].copy(), [], set()
+    by_id = params.set_index("customer_id")
+    for cutoff in cutoffs:
+        rng = np.random.default_rng([seed, int(cutoff.value // 10**9)])
+        snapshot = frame[frame["cutoff"] == cutoff]
+        eligible = snapshot[(snapshot["days_since_last_purchase"] <= MAX_INACTIVE_DAYS)
+                            & ~snapshot["customer_id"].isin(listed_before)]
+        listed = eligible.sort_values(["overdue_ratio", "customer_id"], ascending=[False, True])
+        listed = listed.head(int(LIST_SHARE * len(snapshot)))
+        listed_before |= set(listed["customer_id"])
+        target = listed[rng.random(len(listed)) >= control_share]["customer_id"]
+        contact_day = Campaign(as_of=cutoff, horizon_days=horizon_days, seed=seed).start_day(cfg)
+        p = by_id.loc[target].reset_index()
+        treated = treated_chain(p, contact_day, responses(p["customer_id"], seed), rng).set_index("customer_id")
+        contacted_at = cutoff.normalize() + pd.Timedelta(days=1, hours=10)
+        contacts.append(pd.DataFrame({"customer_id": target.to_numpy(), "contacted_at": contacted_at}))
+        # every snapshot whose label window holds the contact: its own and the earlier ones within a horizon
+        for c in cutoffs:
+            if not (c < contacted_at <= c + pd.Timedelta(days=horizon_days)):
+                continue
+            rows = frame[(frame["cutoff"] == c) & frame["customer_id"].isin(target)]
+            q = by_id.loc[rows["customer_id"]].reset_index()
+            t = treated.loc[rows["customer_id"]]
+            window = Campaign(as_of=c, horizon_days=horizon_days, seed=seed)
+            first, last = window.start_day(cfg), window.start_day(cfg) + horizon_days
+            share = window.last_day_share()
+
+            def total(chain: pd.DataFrame, a: int, b: int, last_share: float) -> np.ndarray:
+                """Expected activity (purchases) on days a..b (the last one counted for last_share)."""
+                if b < a:
+                    return np.zeros(len(chain))
+                p_any = expected_outcome(cfg, chain, a, b - a + 1, last_share, ("purchase",))["p_retained"]
+                return -np.log1p(-np.minimum(p_any.to_numpy(), 1 - 1e-12))
+
+            treated_q = q.assign(decline_start_day=t["decline_start_day"].to_numpy(),
+                                 churn_day=t["churn_day"].to_numpy())
+            before = total(q, first, contact_day - 1, 1.0)
+            p0 = -np.expm1(-(before + total(q, contact_day, last, share)))
+            p1 = -np.expm1(-(before + total(treated_q, contact_day, last, share)))
+            churned = rows["churned"].to_numpy().astype(bool)
+            u = rng.random(len(rows))
+            with np.errstate(invalid="ignore", divide="ignore"):
+                won_back = churned & (p1 > p0) & (u < (p1 - p0) / (1 - p0))
+                pushed_out = ~churned & (p1 < p0) & (u < (p0 - p1) / p0)
+            labels.loc[rows.index] = np.where(won_back, 0, np.where(pushed_out, 1, churned.astype(int)))
+    return labels, pd.concat(contacts, ignore_index=True)
 
 
 def measure(home: Path, customers: int = 5000, days: int = 720, seed: int = 1, horizon_days: int = 90,
@@ -93,13 +119,9 @@ def measure(home: Path, customers: int = 5000, days: int = 720, seed: int = 1, h
     finally:
         con.close()
     params = customer_parameters(cfg, 0, 0, customers)
-    contacts, untouched = [], frame["churned"].copy()
-    for c in plan.train:
-        at = frame["cutoff"] == c
-        labels, contacted = campaign_at(cfg, params, frame[at], c, horizon_days, control_share, seed)
-        frame.loc[at, "churned"] = labels.to_numpy()
-        contacts.append(contacted)
-    contacts = pd.concat(contacts, ignore_index=True)
+    untouched = frame["churned"].copy()
+    labels, contacts = campaigns(cfg, params, frame, list(plan.train), horizon_days, control_share, seed)
+    frame["churned"] = labels.to_numpy()
     frame[CONTACTED] = contacted_in_label_window(frame, contacts, horizon_days).to_numpy()
     flagged = frame[CONTACTED]
     out = {"seed": seed, "customers": customers, "days": days, "train_cutoffs": [c.date().isoformat() for c in plan.train],

@@ -53,7 +53,7 @@ def contacted_in_label_window(frame: pd.DataFrame, contacts: pd.DataFrame | None
     return flag
 
 
-def split_by_plan(frame: pd.DataFrame, plan, contacted: str = "exclude") -> pd.DataFrame:
+def split_by_plan(frame: pd.DataFrame, plan, contacted: str) -> pd.DataFrame:
     """The snapshots with a `split` column: "validation" at the plan's validation cutoff, else "train"; a row
     flagged CONTACTED is EXCLUDED from validation always (it measures behaviour without a contact) and from
     training when `contacted` is "exclude" ("keep": it trains)."""
