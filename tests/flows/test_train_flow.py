@@ -200,6 +200,7 @@ def test_contacted_customers_are_flagged_left_out_of_training_by_the_setting_and
     run = MlflowClient(tracking_uri=uri).get_run(logged["run_id"])
     assert run.data.params["contacted_in_training"] == "exclude"
     assert json.loads(run.data.params["contacted_rows_per_cutoff"]) == counts
+    assert "contacted_rows.json" in [a.path for a in MlflowClient(tracking_uri=uri).list_artifacts(run.info.run_id)]
     assert run.data.metrics["contacted_rows"] == 30 and run.data.metrics["excluded_contacted_rows"] == 30
 
     _, info = build_snapshots(tc("keep"), None)
