@@ -150,6 +150,7 @@ class TrainConfig(BaseModel):
     bootstrap_confidence: float
     engine: str  # where the labelled snapshots are built: "duckdb" or "spark"
     spark_master: str
+    contacted_in_training: str  # "exclude" or "keep" the snapshot rows contacted in their label window
 
     def bootstrap(self):
         """The paired bootstrap of this configuration (seeded like the model)."""
@@ -274,6 +275,10 @@ class Settings(BaseSettings):
     refit: bool = Field(default=True, description="after the honest evaluation, register the model refitted on the "
                         "training snapshots plus the validation snapshot with the tree count chosen before (the run's "
                         "metrics stay those of the evaluated model)")
+    contacted_in_training: str = Field(default="exclude", pattern="^(exclude|keep)$", description="training snapshot "
+                                       "rows whose customer was contacted in the label window: 'exclude' (the "
+                                       "campaign's effect is not learned as behaviour) or 'keep'; validation always "
+                                       "excludes them")
     model_name: str = "churn"
     experiment_name: str = "churn"
     mlflow_tracking_uri: str | None = Field(default=None, description="default: SQLite under <home>/mlflow")
@@ -414,7 +419,8 @@ class Settings(BaseSettings):
             "btyd_baselines": self.btyd_baselines,
             "btyd_sample_customers": self.btyd_sample_customers, "bootstrap_resamples": self.bootstrap_resamples,
             "bootstrap_confidence": self.bootstrap_confidence, "min_history_days": self.min_history_days,
-            "engine": self.engine, "spark_master": self.spark_master, **overrides}
+            "engine": self.engine, "spark_master": self.spark_master,
+            "contacted_in_training": self.contacted_in_training, **overrides}
         if values["min_history_days"] is None:  # follows the horizon, after any override of the horizon
             values["min_history_days"] = values["horizon_days"]
         return TrainConfig(**values)

@@ -20,16 +20,57 @@ def labelled_snapshot(events, as_of: pd.Timestamp, horizon_days: int, lookback_d
     return out
 
 
+CONTACTED = "contacted_in_label_window"  # a flag of the snapshot row, never a model input (see README)
+CONTACTED_SETTINGS = ("exclude", "keep")  # what training does with the flagged rows
+EXCLUDED = "excluded_contacted"  # the split of a flagged row left out
+
+
 def stacked_snapshots(events, cutoffs: list[pd.Timestamp], horizon_days: int, lookback_days: int,
-                      activity_types: tuple[str, ...] = ("purchase",)) -> pd.DataFrame:
-    """Snapshots at several cutoffs, oldest first (a customer appears once per cutoff)."""
-    return pd.concat([labelled_snapshot(events, c, horizon_days, lookback_days, activity_types) for c in cutoffs],
-                     ignore_index=True)
+                      activity_types: tuple[str, ...] = ("purchase",), contacts: pd.DataFrame | None = None
+                      ) -> pd.DataFrame:
+    """Snapshots at several cutoffs, oldest first (a customer appears once per cutoff), with the flag CONTACTED:
+    the customer has a contact in `contacts` (customer_id, contacted_at) inside the cutoff's label window."""
+    frame = pd.concat([labelled_snapshot(events, c, horizon_days, lookback_days, activity_types) for c in cutoffs],
+                      ignore_index=True)
+    frame[CONTACTED] = contacted_in_label_window(frame, contacts, horizon_days).to_numpy()
+    return frame
 
 
-def split_by_plan(frame: pd.DataFrame, plan) -> pd.DataFrame:
-    """The snapshots with a `split` column: "validation" at the plan's validation cutoff, else "train"."""
-    return frame.assign(split=(frame["cutoff"] == plan.validation).map({True: "validation", False: "train"}))
+def contacted_in_label_window(frame: pd.DataFrame, contacts: pd.DataFrame | None, horizon_days: int) -> pd.Series:
+    """Per snapshot row (customer_id, cutoff): whether the customer was contacted in (cutoff, cutoff + horizon],
+    the window its label is read from (index as `frame`)."""
+    flag = pd.Series(False, index=frame.index, name=CONTACTED)
+    if contacts is None or not len(contacts) or not len(frame):
+        return flag
+    when = pd.to_datetime(contacts["contacted_at"], utc=True)
+    c = pd.DataFrame({"customer_id": contacts["customer_id"].astype(str).to_numpy(), "contacted_at": when.to_numpy()})
+    rows = pd.DataFrame({"row": frame.index, "customer_id": frame["customer_id"].astype(str).to_numpy(),
+                         "cutoff": pd.to_datetime(frame["cutoff"], utc=True).to_numpy()})
+    pairs = rows.merge(c, on="customer_id")
+    inside = (pairs["contacted_at"] > pairs["cutoff"]) & (
+        pairs["contacted_at"] <= pairs["cutoff"] + pd.Timedelta(days=horizon_days))
+    flag.loc[pairs.loc[inside, "row"].unique()] = True
+    return flag
+
+
+def split_by_plan(frame: pd.DataFrame, plan, contacted: str) -> pd.DataFrame:
+    """The snapshots with a `split` column: "validation" at the plan's validation cutoff, else "train"; a row
+    flagged CONTACTED is EXCLUDED from validation always (it measures behaviour without a contact) and from
+    training when `contacted` is "exclude" ("keep": it trains)."""
+    if contacted not in CONTACTED_SETTINGS:
+        raise ValueError(f"contacted_in_training must be one of {CONTACTED_SETTINGS}, not {contacted!r}")
+    split = (frame["cutoff"] == plan.validation).map({True: "validation", False: "train"})
+    if CONTACTED in frame:
+        flagged = frame[CONTACTED].astype(bool)
+        split = split.mask(flagged & ((split == "validation") | (contacted == "exclude")), EXCLUDED)
+    return frame.assign(split=split)
+
+
+def contacted_counts(frame: pd.DataFrame) -> dict[str, int]:
+    """Rows flagged CONTACTED per cutoff (ISO date), every cutoff of the frame listed (0 when none)."""
+    flags = frame[CONTACTED] if CONTACTED in frame else pd.Series(False, index=frame.index)
+    counts = flags.astype(int).groupby(pd.to_datetime(frame["cutoff"], utc=True).dt.date).sum()
+    return {d.isoformat(): int(n) for d, n in counts.items()}
 
 
 def snapshot_digest(frame: pd.DataFrame) -> str:

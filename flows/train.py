@@ -10,13 +10,13 @@ import pandas as pd
 from prefect import flow, task
 
 from churn.settings import TrainConfig, utc
-from features.snapshots import split_by_plan, stacked_snapshots
+from features.snapshots import contacted_counts, split_by_plan, stacked_snapshots
 from flows import artifacts, events
 from models.evaluate import covering
 from models.promotion import ChampionScore, Verdict, champion_interval, champion_score, horizon_decision, should_promote
 from models.snapshots import CutoffPlan, history_note, plan_cutoffs
 from models.train import TrainingResult, refit_on_all_labelled, train_and_evaluate
-from storage import catalog, engine, layout, store, tracking
+from storage import catalog, contacts, engine, layout, store, tracking
 
 log = logging.getLogger("churn.train")
 
@@ -32,14 +32,19 @@ def build_snapshots(config: TrainConfig, as_of: pd.Timestamp | None) -> tuple[Cu
     log.info("building labelled snapshots from %s events (%s..%s): %d training cutoffs, validation %s, "
              "%d-day horizon", f"{n_events:,}", first.date(), last.date(), len(plan.train), plan.validation.date(),
              config.horizon_days)
+    contacted = contacts.read_contacts(paths)[["customer_id", "contacted_at"]]
     with engine.events_on(config.engine, paths, config.spark_master) as events_table:
         frame = stacked_snapshots(events_table, [*plan.train, plan.validation], config.horizon_days,
-                                  config.lookback_days, config.activity_types)
-    path = catalog.write_snapshots(paths, split_by_plan(frame, plan), as_of, config.horizon_days)
-    log.info("snapshots: %s rows", f"{len(frame):,}")
+                                  config.lookback_days, config.activity_types, contacted)
+    frame = split_by_plan(frame, plan, config.contacted_in_training)
+    path = catalog.write_snapshots(paths, frame, as_of, config.horizon_days)
+    counts = contacted_counts(frame)
+    log.info("snapshots: %s rows; contacted in their label window: %s (%s from training, and from validation)",
+             f"{len(frame):,}", sum(counts.values()),
+             "excluded" if config.contacted_in_training == "exclude" else "kept")
     info = {"path": str(path), "as_of": as_of.isoformat(), "data_start": first.isoformat(),
             "data_end": last.isoformat(), "n_events": n_events, **plan.as_params(),
-            "history_note": history_note(plan, first, config.lookback_days)}
+            "history_note": history_note(plan, first, config.lookback_days), "contacted_rows": counts}
     return plan, info
 
 

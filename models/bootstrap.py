@@ -67,7 +67,26 @@ def weighted_average_precision(y: np.ndarray, p: np.ndarray, w: np.ndarray) -> n
         return np.einsum("ij,ij->i", pos, precision) / tp[:, -1]
 
 
-WEIGHTED_METRICS = {"roc_auc": weighted_roc_auc, "pr_auc": weighted_average_precision}
+def weighted_brier(y: np.ndarray, p: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """Brier score per row of weights."""
+    return (w @ (p - y) ** 2) / w.sum(axis=1, dtype=float)
+
+
+def weighted_calibration_error(y: np.ndarray, p: np.ndarray, w: np.ndarray, bins: int = 10) -> np.ndarray:
+    """Mean |predicted - observed| over the score deciles of all customers (models.evaluate's bins), each decile
+    weighted by its drawn customers, per row of weights."""
+    import pandas as pd
+
+    decile = pd.qcut(pd.Series(p).rank(method="first"), bins, labels=False).to_numpy()  # as calibration_table
+    onehot = np.eye(bins)[decile]  # customers x bins
+    n = w @ onehot
+    with np.errstate(invalid="ignore", divide="ignore"):
+        gap = np.abs((w @ (onehot * p[:, None])) - (w @ (onehot * y[:, None]))) / n
+    return np.nansum(gap * n, axis=1) / n.sum(axis=1)
+
+
+WEIGHTED_METRICS = {"roc_auc": weighted_roc_auc, "pr_auc": weighted_average_precision, "brier": weighted_brier,
+                    "calibration_error": weighted_calibration_error}
 
 
 def paired_difference(y, p_a, p_b, *, metrics: tuple[str, ...], n_resamples: int, confidence: float,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import json
 import logging
 import os
 import re
@@ -514,6 +515,13 @@ def _log_training_run(result, frame, info, config, champion) -> tuple[str, str, 
             **{f"xgb_{k}": v for k, v in result.model.params.items()}, **result.sizes,
         })
         mlflow.log_metrics({f"val_{k}": v for k, v in result.metrics.items()})
+        per_cutoff = info.get("contacted_rows", {})
+        mlflow.log_param("contacted_in_training", config.contacted_in_training)
+        mlflow.log_dict(per_cutoff, "contacted_rows.json")
+        if len(json.dumps(per_cutoff)) <= 6000:  # MLflow's limit of a param value; the artifact always has it
+            mlflow.log_param("contacted_rows_per_cutoff", json.dumps(per_cutoff))
+        mlflow.log_metric("contacted_rows", sum(per_cutoff.values()))
+        mlflow.log_metric("excluded_contacted_rows", int((frame["split"] == "excluded_contacted").sum()))
         for name, m in result.baselines.items():
             mlflow.log_metrics({f"{name}_{k}": v for k, v in m.items()})
         if champion.metric is not None:

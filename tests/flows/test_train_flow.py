@@ -1,6 +1,8 @@
 """The train flow against a real (SQLite) MLflow tracking store and model registry."""
 
+import json
 import shutil
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -150,3 +152,60 @@ def test_model_settings_choose_hyperparameters_and_the_feature_set_and_the_champ
 
     reasons = pq.read_table(out["path"], columns=["reason_1_feature"]).column(0).drop_null().to_pylist()
     assert reasons and set(reasons) <= set(chosen)
+
+
+def test_contacted_customers_are_flagged_left_out_of_training_by_the_setting_and_logged(store, tmp_path):
+    """Stored contacts flag the snapshot rows whose label window holds one; "exclude" leaves them out of training,
+    "keep" trains on them, validation never measures them; the setting and the counts are in the MLflow run."""
+    from mlflow import MlflowClient
+
+    from features.snapshots import CONTACTED
+    from flows.contacts import ingest_contacts_file
+    from flows.train import build_snapshots, register, train
+    from storage import catalog
+    from tests.conftest import NOW
+
+    uri = f"sqlite:///{store.mlflow / 'mlflow.db'}"
+
+    def tc(setting):
+        return config(store, "train", tracking_uri=uri, n_train_cutoffs=2, btyd_baselines=False,
+                      bootstrap_resamples=100, contacted_in_training=setting,
+                      model={"n_estimators": 40, "max_depth": 3})
+
+    plan, info = build_snapshots(tc("exclude"), None)
+    frame = catalog.read_snapshots(Path(info["path"]))
+    assert not frame[CONTACTED].any() and set(frame["split"]) == {"train", "validation"}
+    first = frame[frame["cutoff"] == plan.train[0]]["customer_id"].head(30).tolist()
+    valid = frame[frame["cutoff"] == plan.validation]["customer_id"].head(10).tolist()
+    rows = ([(c, plan.train[0] + pd.Timedelta(days=1)) for c in first[:20]]      # inside the first window
+            + [(c, plan.train[0]) for c in first[20:]]                           # at the cutoff: not inside
+            + [(c, plan.validation + pd.Timedelta(days=2)) for c in valid])
+    csv = tmp_path / "crm.csv"
+    csv.write_text("customer_id,contacted_at,action\n" + "".join(f"{c},{t.isoformat()},call\n" for c, t in rows))
+    assert ingest_contacts_file(config(store, "ingest"), csv, now=NOW)["stored"] == 40
+
+    plan, info = build_snapshots(tc("exclude"), None)
+    frame = catalog.read_snapshots(Path(info["path"]))
+    flagged = frame[frame[CONTACTED]]
+    at_first = flagged[flagged["cutoff"] == plan.train[0]]["customer_id"]
+    assert sorted(at_first) == sorted(first[:20])  # not the ten contacted at the cutoff itself
+    assert sorted(flagged[flagged["cutoff"] == plan.validation]["customer_id"]) == sorted(valid)
+    assert (flagged["split"] == "excluded_contacted").all()
+    assert not set(first[:20]) & set(frame[(frame["split"] == "train") & (frame["cutoff"] == plan.train[0])]
+                                     ["customer_id"])
+    counts = info["contacted_rows"]
+    assert counts[plan.train[0].date().isoformat()] == 20 and counts[plan.validation.date().isoformat()] == 10
+    result, frame = train(tc("exclude"), info)
+    logged = register(tc("exclude"), result, frame, info)
+    run = MlflowClient(tracking_uri=uri).get_run(logged["run_id"])
+    assert run.data.params["contacted_in_training"] == "exclude"
+    assert json.loads(run.data.params["contacted_rows_per_cutoff"]) == counts
+    assert "contacted_rows.json" in [a.path for a in MlflowClient(tracking_uri=uri).list_artifacts(run.info.run_id)]
+    assert run.data.metrics["contacted_rows"] == 30 and run.data.metrics["excluded_contacted_rows"] == 30
+
+    _, info = build_snapshots(tc("keep"), None)
+    kept = catalog.read_snapshots(Path(info["path"]))
+    train_rows = kept[kept["split"] == "train"]
+    assert set(first[:20]) <= set(train_rows.loc[train_rows["cutoff"] == plan.train[0], "customer_id"])
+    assert (kept.loc[kept[CONTACTED] & (kept["cutoff"] == plan.validation), "split"] == "excluded_contacted").all()
+    assert len(kept) == len(frame)

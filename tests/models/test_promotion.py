@@ -4,7 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from models.bootstrap import weighted_average_precision, weighted_roc_auc
+from models.bootstrap import weighted_average_precision, weighted_brier, weighted_calibration_error, weighted_roc_auc
 from models.churn_model import ChurnModel
 from models.evaluate import metrics
 from models.promotion import PRIMARY_METRIC, Bootstrap, ChampionScore, champion_interval, champion_score, should_promote
@@ -122,3 +122,19 @@ def test_the_champion_is_scored_on_the_same_snapshot_or_explained_away():
     assert s.note is None and 0.8 < s.metric <= 1.0 and len(s.predictions) == len(snapshot)
     other = champion_score(model, "1", snapshot.rename(columns={"b": "c"}))
     assert other.metric is None and "uses other features" in other.note
+
+
+@pytest.mark.parametrize("n", [1000, 1003, 57])
+def test_weighted_brier_and_calibration_error_are_the_evaluation_metrics_for_unit_weights_and_weigh_by_resample(n):
+    """The paired bootstrap of the clean-labels measurement reads Brier and calibration error the way
+    `models.evaluate.metrics` does (same score deciles), and a weight counts a customer that many times."""
+    rng = np.random.default_rng(n)
+    p = rng.random(n)
+    y = (rng.random(n) < p).astype(int)
+    whole = metrics(y, p)
+    ones = np.ones((1, n))
+    assert weighted_brier(y, p, ones)[0] == pytest.approx(whole["brier"])
+    assert weighted_calibration_error(y, p, ones)[0] == pytest.approx(whole["calibration_error"])
+    w = rng.integers(0, 3, size=(1, n)).astype(float)
+    expected = np.average((p - y) ** 2, weights=w[0])
+    assert weighted_brier(y, p, w)[0] == pytest.approx(expected)

@@ -141,12 +141,13 @@ def test_a_wrong_setting_is_one_line_naming_it_before_anything_runs(cli, tmp_pat
     ('[model]\nmax_depth = "4"\n', ["setting model.max_depth:", "must be a number", 'got "4"']),
     ('currency = "gbp"\n', ["setting currency:", "'gbp' is not an ISO 4217 currency code"]),
     ('drift_action = "block"\n', ["setting drift_action:", "'warn' or 'refuse'"]),
+    ('contacted_in_training = "drop"\n', ["setting contacted_in_training:", "exclude|keep", "'drop'"]),
 ], ids=["syntax_error", "unknown_key", "bad_value", "not_utf8", "model_table", "settle_inf", "incomplete_nan",
         "settle_huge", "future_tolerance_negative", "seed_negative", "watch_interval_zero",
         "generate_customers_negative", "drift_threshold_inf", "seed_bool", "horizon_text", "horizon_float",
         "cutoffs_exponent", "horizon_huge", "currency_unknown", "currency_test_code", "timezone_localtime",
         "timezone_posixrules", "activity_types_text", "model_features_text", "model_number_text",
-        "currency_lowercase", "drift_action_unknown"])
+        "currency_lowercase", "drift_action_unknown", "contacted_in_training_unknown"])
 def test_a_wrong_settings_file_is_one_line(cli, tmp_path, toml, needles):
     Path("churn.toml").write_bytes(toml if isinstance(toml, bytes) else toml.encode())
     home = tmp_path / "home"
