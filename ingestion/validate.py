@@ -23,19 +23,23 @@ _INDEX = "__gx_row__"
 
 def import_great_expectations():
     """great_expectations, imported without pyspark. GX imports pyspark when it is installed (the `spark` extra)
-    only to offer Spark data sources we never use: seconds per process and pyspark's warnings on stderr. A later
-    import of pyspark (the Spark engine) is not affected; a pyspark already imported is used as it is."""
+    only to offer Spark data sources we never use: seconds per process, pyspark's warnings on stderr, and
+    pyspark.sql.connect, which calls sys.exit(0) on import in a process whose __main__ has no file (a
+    multiprocessing forkserver child: the work silently stops with exit code 0). So pyspark is hidden from GX
+    even when it was imported already (MLflow imports it to look for Databricks); it is put back afterwards."""
     import sys
 
-    if "great_expectations" in sys.modules or "pyspark" in sys.modules:
+    if "great_expectations" in sys.modules:
         import great_expectations
 
         return great_expectations
+    hidden = {name: sys.modules.pop(name) for name in list(sys.modules) if name.split(".")[0] == "pyspark"}
     sys.modules["pyspark"] = None  # an import of it raises ImportError, which GX expects when it is absent
     try:
         import great_expectations
     finally:
         del sys.modules["pyspark"]
+        sys.modules.update(hidden)
     return great_expectations
 
 

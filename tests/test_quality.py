@@ -28,9 +28,10 @@ def test_an_experiment_is_kept_only_if_it_helps_on_every_data_set_and_the_refit_
         "b": {"reference": _run(0.80, 0.70, 0.20), "all-monthly": _run(0.82, 0.72, 0.18),
               "all-weekly": _run(0.83, 0.73, 0.17), "refit": _run(0.8, 0.7, 0.2, {"roc_auc": up, "pr_auc": down})},
     }
-    assert decisions(results) == {"all-monthly": "kept", "all-weekly": "dropped", "refit": "dropped",
-                                  "btyd-features": "dropped (2 data set(s) unmeasured)",
-                                  "blend": "dropped (2 data set(s) unmeasured)"}
+    unmeasured = {ex.name: "dropped (2 data set(s) unmeasured)" for ex in EXPERIMENTS
+                  if ex.name not in results["a"]}  # an experiment measured nowhere is never kept
+    assert len(unmeasured) == len(EXPERIMENTS) - 4
+    assert decisions(results) == {"all-monthly": "kept", "all-weekly": "dropped", "refit": "dropped", **unmeasured}
     noise = {**up, "diff": -0.0005, "low": -0.001, "high": 0.0002}  # slightly lower, within noise: does not hurt
     results["b"]["refit"] = _run(0.8, 0.7, 0.2, {"roc_auc": noise, "pr_auc": up})
     assert decisions(results)["refit"] == "kept"

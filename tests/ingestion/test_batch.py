@@ -92,3 +92,19 @@ def test_a_valid_row_is_kept_even_when_an_invalid_row_with_its_id_came_first():
     src.insert(0, "_row", [1, 2])
     b = prepare_batch(src, [], max_event_time=NOW)
     assert b.events["_row"].tolist() == [2] and b.quarantine["_row"].tolist() == [1] and b.duplicates == 0
+
+
+def test_validation_runs_on_in_a_process_without_a_main_file_after_pyspark_was_imported():
+    """MLflow imports pyspark (when the spark extra is installed) before the first validation of a scoring run;
+    GX then imported pyspark.sql.connect, which ends a process whose __main__ has no file (a forkserver child,
+    `python -c`) with exit code 0 and no word: the scores were never written. Validation must run on there."""
+    import subprocess
+    import sys
+
+    pytest.importorskip("pyspark")
+    code = ("import pyspark.sql; from ingestion.validate import import_great_expectations; "
+            "import_great_expectations(); import sys; "
+            "print('connect imported' if 'pyspark.sql.connect' in sys.modules else 'validated on')")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "validated on", done.stderr
