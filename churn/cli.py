@@ -409,11 +409,17 @@ def _print_evaluate(r: dict) -> None:
 
         note = ("DEGRADED" if d.get("degraded") else f"horizon ends {e['horizon_ends'][:10]}" if e["realised"] is None
                 else "")
+        if e.get("in_sample") and e["realised"] is not None:  # outcomes the model was trained on: no test of it
+            note = " ".join(filter(None, (note, f"in-sample ({e['in_sample']}: trained on data to "
+                                                f"{e['training_data_end']})")))
         note += f" ({e['logged']})" if e.get("logged") != "already logged" else ""
         print(f"{e['as_of']:<10} {'v' + str(e['model_version']):<7} {e['horizon_days']:>7} {e['customers']:>9,}  "
               f"{e['status']:<8} {f(e['estimate']['roc_auc'], 8)} {f(m.get('roc_auc'), 7)} "
               f"{f(e['training_roc_auc'], 9)} {f(m.get('pr_auc'), 6, 3)} {f(m.get('brier'), 6, 3)} "
               f"{f(m.get('lift_top10'), 8, 2)}  {note}".rstrip())
+    if any(e.get("in_sample") and e["realised"] is not None for e in days):
+        print("in-sample: the day's outcome window lies (whole or partly) in its model's training data, so its "
+              "realised figures are optimistic, not a test of the model")
     for d in r["degraded"]:
         print(f"WARNING: {d['model_name']} v{d['model_version']} degraded on {d['as_of']}: "
               f"{d['degradation']['message']} (churn.model.degraded emitted)")
@@ -927,21 +933,34 @@ def one_line(text: str) -> str:
     return " ".join(line.strip() for line in text.strip().splitlines() if line.strip())
 
 
+# pydantic's wording for a value of the wrong kind, in the words the rest of the errors use
+PLAIN_TYPE_ERRORS = {"int_parsing": "not a whole number", "int_from_float": "not a whole number",
+                     "int_type": "not a whole number", "float_parsing": "not a number", "float_type": "not a number",
+                     "bool_parsing": "not true or false", "bool_type": "not true or false",
+                     "string_type": "not text"}
+
+
 def settings_error(e) -> str:
     """A pydantic ValidationError as one line: each wrong setting named, with what is allowed."""
     import difflib
 
     from churn.settings import Settings
+    from models.churn_model import FEATURES_KEY, TUNABLE
 
     parts = []
     for err in e.errors():
         name = ".".join(str(x) for x in err["loc"])
         if err["type"] == "extra_forbidden":
+            if name in TUNABLE or name == FEATURES_KEY:
+                parts.append(f"unknown setting {name!r} in the settings file: it is a model parameter, which belongs "
+                             f"under a [model] section (`[model]` on the line before it)")
+                continue
             close = difflib.get_close_matches(name, list(Settings.model_fields), n=1)
             parts.append(f"unknown setting {name!r}" + (f" (did you mean {close[0]!r}?)" if close else "")
                          + " in the settings file; the settings are listed under Settings in README.md")
             continue
-        msg = str(err["ctx"]["error"]) if err["type"] == "value_error" else err["msg"]
+        msg = (str(err["ctx"]["error"]) if err["type"] == "value_error"
+               else PLAIN_TYPE_ERRORS.get(err["type"], err["msg"]))
         if not name:  # a model validator: its message starts with the setting it names
             parts.append(f"setting {msg}")
             continue

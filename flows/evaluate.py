@@ -14,13 +14,17 @@ from churn.settings import EvaluateConfig
 from features.customer import churn_labels
 from flows import artifacts, events
 from flows.outcomes import campaign_outcomes
-from models.monitoring import degradation, expected_metrics, horizon_ends, horizon_passed, realised
+from models.monitoring import degradation, expected_metrics, horizon_ends, horizon_passed, in_sample, realised
 from storage import catalog, layout, store, tracking
 
 log = logging.getLogger("churn.evaluate")
 
 # where the campaign outcomes (target vs control of each win-back list in the campaign ledger) go in the summary
 CAMPAIGN_OUTCOMES = "campaign_outcomes"
+# a realised day whose outcome window lies in its model's training data says so first: optimistic, not a test
+IN_SAMPLE_NOTE = {"whole": "IN-SAMPLE (the model was trained on data up to {end}, this day's whole outcome window): ",
+                  "partly": "partly in-sample (the model was trained on data up to {end}, inside this day's outcome "
+                            "window): "}
 
 
 def evaluate(config: EvaluateConfig) -> dict:
@@ -69,10 +73,12 @@ def evaluate_day(paths: layout.Paths, config: EvaluateConfig, rec: dict, last_ev
     version = str(scores["model_version"].iloc[0])
     name = str(scores["model_name"].iloc[0])
     p = scores["churn_probability"].to_numpy(dtype=float)
+    training_auc, training_end = tracking.training_estimate(name, version)
     entry = {"as_of": day, "as_of_time": as_of_time.isoformat(), "scores_sha256": rec["sha256"], "model_name": name,
              "model_version": version, "horizon_days": horizon,
              "horizon_ends": horizon_ends(as_of_time, horizon).isoformat(), "customers": len(scores),
-             "estimate": expected_metrics(p), "training_roc_auc": tracking.training_roc_auc(name, version),
+             "estimate": expected_metrics(p), "training_roc_auc": training_auc, "training_data_end": training_end,
+             "in_sample": in_sample(as_of_time, horizon_ends(as_of_time, horizon), training_end),
              "status": "open", "realised": None, "degradation": None}
     if not horizon_passed(as_of_time, horizon, last_event):
         return entry
@@ -93,6 +99,7 @@ def monitoring_history(entries: list[dict]) -> pd.DataFrame:
     """ROC-AUC by scored day: realised, estimated, and the training estimate (what the over-time plot shows)."""
     return pd.DataFrame([{"as_of": e["as_of"], "model_version": e["model_version"],
                           "realised_roc_auc": (e["realised"] or {}).get("metrics", {}).get("roc_auc", float("nan")),
+                          "in_sample": e.get("in_sample") is not None,
                           "expected_roc_auc": e["estimate"]["roc_auc"],
                           "training_roc_auc": e["training_roc_auc"] if e["training_roc_auc"] is not None
                           else float("nan")} for e in entries])
@@ -105,7 +112,9 @@ def by_model_version(entries: list[dict]) -> list[dict]:
         return []
     g = h.groupby("model_version", sort=False)
     return [{"model_version": v, "days": int(len(part)), "days_realised": int(part["realised_roc_auc"].notna().sum()),
-             "realised_roc_auc": _num(part["realised_roc_auc"].mean()),
+             "days_in_sample": int((part["in_sample"] & part["realised_roc_auc"].notna()).sum()),
+             # the mean realised ROC-AUC of the out-of-sample days only: the in-sample ones are no test
+             "realised_roc_auc": _num(part.loc[~part["in_sample"], "realised_roc_auc"].mean()),
              "expected_roc_auc": _num(part["expected_roc_auc"].mean()),
              "training_roc_auc": _num(part["training_roc_auc"].iloc[0])} for v, part in g]
 
@@ -119,8 +128,9 @@ def day_line(e: dict) -> str:
     if e["realised"] is None:
         return f"horizon open until {e['horizon_ends'][:10]}; estimated ROC-AUC {est:.4f}"
     auc = e["realised"]["metrics"].get("roc_auc")
-    return (f"{e['degradation']['message']}; estimated from the scores alone: {est:.4f}" if auc is not None
+    line = (f"{e['degradation']['message']}; estimated from the scores alone: {est:.4f}" if auc is not None
             else f"realised: {e['realised'].get('note')}")
+    return IN_SAMPLE_NOTE.get(e.get("in_sample"), "").format(end=e.get("training_data_end")) + line
 
 
 # ------------------------------------------------------------------ Prefect wiring

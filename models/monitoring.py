@@ -95,6 +95,19 @@ def realised(y, p, tiers) -> dict:
     return out
 
 
+def in_sample(as_of_time: pd.Timestamp, horizon_end: pd.Timestamp, training_data_end: str | None) -> str | None:
+    """Whether a scored day's outcome window lies in the data its model was trained on (the version's data
+    ends on `training_data_end`, a day): "whole" when the window ends by then (its outcomes were training
+    labels of the same customers, so the realised figures are optimistic), "partly" when the window starts
+    before it, None when the window is wholly after the training data (an honest, out-of-sample figure)."""
+    if not training_data_end:
+        return None
+    end = pd.Timestamp(training_data_end).date()
+    if horizon_end.date() <= end:
+        return "whole"
+    return "partly" if as_of_time.date() < end else None
+
+
 @dataclass(frozen=True)
 class Degradation:
     """Whether a model's realised ROC-AUC fell below its training estimate by more than the margin."""

@@ -661,17 +661,19 @@ def _utc_text(ms: int | None) -> str | None:
 MONITORING_RECORD = "monitoring.json"
 
 
-def training_roc_auc(model_name: str, version: str) -> float | None:
-    """A registered version's training estimate: its validation ROC-AUC tag (None if it has none)."""
+def training_estimate(model_name: str, version: str) -> tuple[float | None, str | None]:
+    """A registered version's training estimate and the last day of its training data: its validation ROC-AUC
+    tag and the end of its data_range tag (None for either it does not have)."""
     import mlflow
 
     with reachable(mlflow.get_tracking_uri(), "reading the model version's validation ROC-AUC"):
         try:
             tags = mlflow.MlflowClient().get_model_version(model_name, str(version)).tags or {}
         except mlflow.exceptions.MlflowException:
-            return None
+            return None, None
     value = tags.get("val_roc_auc")
-    return float(value) if value is not None else None
+    data_range = tags.get("data_range", "")
+    return (float(value) if value is not None else None), (data_range.split("..")[-1] or None) if data_range else None
 
 
 def monitoring_runs(experiment_id: str) -> dict[tuple[str, str], dict]:
@@ -714,7 +716,8 @@ def log_monitoring_run(entry: dict, run_id: str | None, history) -> str:
             mlflow.set_tags({"kind": "monitoring", "as_of": entry["as_of"], "scores_sha256": entry["scores_sha256"],
                              "model_name": entry["model_name"], "model_version": str(entry["model_version"]),
                              "horizon_days": str(entry["horizon_days"]), "status": entry["status"],
-                             "horizon_ends": entry["horizon_ends"]})
+                             "horizon_ends": entry["horizon_ends"],
+                             "in_sample": entry.get("in_sample") or "no"})
             mlflow.log_metrics({f"expected_{k}": v for k, v in entry["estimate"].items()})
             if entry.get("training_roc_auc") is not None:
                 mlflow.log_metric("training_roc_auc", entry["training_roc_auc"])

@@ -75,6 +75,12 @@ def test_realised_metrics_for_a_passed_horizon_an_estimate_for_an_open_one_logge
     assert 0.5 < open_["estimate"]["roc_auc"] < 1 and 0 < open_["estimate"]["brier"] < 0.25
     assert done["training_roc_auc"] is not None and not done["degradation"]["degraded"]
     assert r["by_model_version"][0]["days"] == 2 and r["by_model_version"][0]["days_realised"] == 1
+    # the model was trained on this store (to 2024-08-22): the realised day's outcome window lies wholly inside
+    # its training data, so it is flagged and left out of the version's mean realised ROC-AUC
+    _, last_event, _ = store.store_time_range(monitored)
+    assert done["training_data_end"] == str(last_event.date()) and done["in_sample"] == "whole"
+    assert open_["in_sample"] == "partly"
+    assert r["by_model_version"][0]["days_in_sample"] == 1 and r["by_model_version"][0]["realised_roc_auc"] is None
     # the win-back lists' outcomes come in the same run (no list recorded in this store: none measured)
     assert r["campaign_outcomes"]["lists"] == [] and r["campaign_outcomes"]["skipped"] == []
     # in MLflow: one run per scored day, the realised figures beside the estimate
@@ -95,6 +101,8 @@ def test_realised_metrics_for_a_passed_horizon_an_estimate_for_an_open_one_logge
     lines = capsys.readouterr().out.splitlines()
     assert lines[0].startswith("2 scored day(s); events stored up to 2024-08-2")
     assert lines[2].startswith("2024-03-01 v") and "realised" in lines[2] and f"{m['roc_auc']:.4f}" in lines[2]
+    assert lines[2].endswith(f"in-sample (whole: trained on data to {last_event.date()})")
+    assert any(line.startswith("in-sample: the day's outcome window lies") for line in lines)
     assert lines[3].startswith("2024-07-01 v") and lines[3].endswith("horizon ends 2024-09-29")
 
 

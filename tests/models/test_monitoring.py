@@ -50,3 +50,15 @@ def test_horizon_and_degradation_decisions():
     assert degradation(0.70, 0.80, 0.05).degraded
     assert not degradation(0.76, 0.80, 0.05).degraded
     assert not degradation(0.70, None, 0.05).degraded  # no training estimate: not judged
+
+
+def test_a_day_is_in_sample_when_its_outcome_window_lies_in_the_training_data():
+    from models.monitoring import in_sample
+
+    t = pd.Timestamp("2024-03-01T00:00Z")
+    end = t + pd.Timedelta(days=90)
+    assert in_sample(t, end, "2024-08-22") == "whole"
+    assert in_sample(t, end, str(end.date())) == "whole"
+    assert in_sample(t, end, "2024-04-01") == "partly"
+    assert in_sample(t, end, "2024-03-01") is None  # trained on data up to the scored day: out of sample
+    assert in_sample(t, end, None) is None

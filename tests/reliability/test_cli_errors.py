@@ -96,6 +96,7 @@ BAD_SETTINGS = {
     "port_out_of_range": ({"CHURN_PREFECT_PORT": "70000"}, ["setting prefect_port:", "65535"]),
     "currency_not_a_code": ({"CHURN_CURRENCY": "pounds"}, ["setting currency:", "'pounds'", "ISO 4217", "'GBP'"]),
     "engine_unknown": ({"CHURN_ENGINE": "polars"}, ["setting engine:", "'polars'", "duckdb, spark"]),
+    "horizon_not_a_number": ({"CHURN_HORIZON_DAYS": "abc"}, ["setting horizon_days:", "not a whole number", "'abc'"]),
     "config_file_missing": ({"CHURN_CONFIG": "/nonexistent/churn.toml"},
                             ["$CHURN_CONFIG", "/nonexistent/churn.toml", "does not exist"]),
 }
@@ -142,12 +143,13 @@ def test_a_wrong_setting_is_one_line_naming_it_before_anything_runs(cli, tmp_pat
     ('currency = "gbp"\n', ["setting currency:", "'gbp' is not an ISO 4217 currency code"]),
     ('drift_action = "block"\n', ["setting drift_action:", "'warn' or 'refuse'"]),
     ('contacted_in_training = "drop"\n', ["setting contacted_in_training:", "exclude|keep", "'drop'"]),
+    ("max_depth = 4\n", ["unknown setting 'max_depth'", "model parameter", "[model] section"]),
 ], ids=["syntax_error", "unknown_key", "bad_value", "not_utf8", "model_table", "settle_inf", "incomplete_nan",
         "settle_huge", "future_tolerance_negative", "seed_negative", "watch_interval_zero",
         "generate_customers_negative", "drift_threshold_inf", "seed_bool", "horizon_text", "horizon_float",
         "cutoffs_exponent", "horizon_huge", "currency_unknown", "currency_test_code", "timezone_localtime",
         "timezone_posixrules", "activity_types_text", "model_features_text", "model_number_text",
-        "currency_lowercase", "drift_action_unknown", "contacted_in_training_unknown"])
+        "currency_lowercase", "drift_action_unknown", "contacted_in_training_unknown", "model_key_outside_model"])
 def test_a_wrong_settings_file_is_one_line(cli, tmp_path, toml, needles):
     Path("churn.toml").write_bytes(toml if isinstance(toml, bytes) else toml.encode())
     home = tmp_path / "home"
