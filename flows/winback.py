@@ -34,9 +34,10 @@ def winback(config: WinbackConfig, as_of_date: str | None, contacts_file: Path |
     # the stored contacts (`churn contacts ingest`) and any --contacts file: both count for the cooldown
     contacts = contact_history(paths, contacts_file)
     policy = config.policy()
-    selection = select_winback(scores, policy, contacts)
     key = list_id(day, policy.list_name)  # the same for the pseudonymised copy: the same customers held out
-    chosen = hold_out(selection.chosen, key, policy.control_share)  # drawn on the real ids
+    selection = select_winback(scores, policy, contacts, key)
+    # drawn on the real ids; a customer of an earlier write of this list keeps its group
+    chosen = hold_out(selection.chosen, key, policy.control_share, catalog.list_groups(paths, day, policy.list_name))
     selection = selection._replace(chosen=chosen)
     name = policy.list_name
     if pseudonymised:

@@ -94,13 +94,18 @@ def choose_action(categories: pd.DataFrame, actions: dict[str, str]) -> tuple[pd
     return chosen, chosen.map(lambda c: actions.get(c, actions.get("other", "")))
 
 
-def select_winback(scores: pd.DataFrame, policy: WinbackPolicy, contacts: pd.DataFrame | None = None) -> Selection:
+def select_winback(scores: pd.DataFrame, policy: WinbackPolicy, contacts: pd.DataFrame | None = None,
+                   list_key: str | None = None) -> Selection:
     """The ranked win-back list: high tier (or the top N by value at risk), minus the long gone and the recently
     contacted, ranked by value at risk, each with its three reasons and the action they call for; plus the
     count after each step.
 
-    `contacts` has customer_id and contacted_at (UTC): a customer contacted within `cooldown_days` before as_of,
-    or at any time since (a list of that day written again after the campaign went out), is not listed again.
+    `contacts` has customer_id and contacted_at (UTC), optionally list_id: a customer contacted within
+    `cooldown_days` before as_of, or at any time since (by another campaign, while this day's list waited), is
+    not listed again. A contact made for this very list (its list_id is `list_key`) is the list's own campaign:
+    that customer stays, so a day's list written again after its campaign went out keeps its customers and
+    their groups (dropping them would take the treated customers out of the experiment `churn outcomes`
+    measures); the step says how many such contacts it saw.
     """
     s = scores
     as_of = pd.Timestamp(s["as_of"].iloc[0]).tz_localize("UTC") if len(s) else None
@@ -119,12 +124,19 @@ def select_winback(scores: pd.DataFrame, policy: WinbackPolicy, contacts: pd.Dat
             t = pd.to_datetime(contacts["contacted_at"], utc=True, format="ISO8601")
         except ValueError as e:
             raise BadContacts(f"contact history: contacted_at must be ISO 8601 dates or times: {e}") from e
-        recent = set(contacts.loc[t > as_of - pd.Timedelta(days=policy.cooldown_days), "customer_id"].astype(str))
-        after = set(contacts.loc[t > as_of + pd.Timedelta(days=1), "customer_id"].astype(str))
+        own = (contacts["list_id"].astype("string").fillna("").to_numpy() == list_key
+               if list_key is not None and "list_id" in contacts.columns else np.zeros(len(contacts), dtype=bool))
+        others = ~own
+        recent = set(contacts.loc[others & (t > as_of - pd.Timedelta(days=policy.cooldown_days)).to_numpy(),
+                                  "customer_id"].astype(str))
+        after = set(contacts.loc[others & (t > as_of + pd.Timedelta(days=1)).to_numpy(), "customer_id"].astype(str))
         dropped = s["customer_id"].isin(recent)
         later = int((dropped & s["customer_id"].isin(after)).sum())
-        if later:
-            label += f" ({later:,} of them contacted after the list's day)"
+        kept = int((~dropped & s["customer_id"].isin(set(contacts.loc[own, "customer_id"].astype(str)))).sum())
+        notes = ([f"{later:,} of them contacted after the list's day"] if later else []) + (
+            [f"{kept:,} contacted by this list's own campaign kept"] if kept else [])
+        if notes:
+            label += f" ({'; '.join(notes)})"
         s = s[~dropped]
     elif contacts is None:
         label += " (no contact history given)"
@@ -182,16 +194,23 @@ def _draw(list_key: str, customer_ids: pd.Series) -> np.ndarray:
                         / 2.0**64 for c in customer_ids), dtype="float64", count=len(customer_ids))
 
 
-def hold_out(chosen: pd.DataFrame, key: str, share: float) -> pd.DataFrame:
+def hold_out(chosen: pd.DataFrame, key: str, share: float, earlier: dict[str, str] | None = None) -> pd.DataFrame:
     """The list with its hold-out: within each stratum (risk tier x action category), customers in the order of
     a keyed random draw; the first round(share x stratum size) are `control` (never contacted, never in the
     CSV), the others `target`, ranked for contact (`contact_rank`) in the list's order. Deterministic from the
-    list id and the customer ids; stratified, so target and control are alike in risk and in reason."""
+    list id and the customer ids; stratified, so target and control are alike in risk and in reason.
+
+    `earlier`: customer id -> group in an earlier write of this list (same id). A customer keeps that group
+    whatever else changed (a customer dropped by another campaign's contact moves the quotas): a control
+    customer must never become a target of the same campaign, nor a contacted target a control one."""
     out = chosen.copy()
     draw = pd.Series(_draw(key, out["customer_id"]), index=out.index)
     order = draw.groupby([out["risk_tier"], out["action_category"]], sort=False).rank(method="first")
     size = out.groupby(["risk_tier", "action_category"], sort=False)["customer_id"].transform("size")
     control = order <= np.floor(share * size + 0.5)
+    if earlier:
+        before = out["customer_id"].astype(str).map(earlier)
+        control = control.where(before.isna(), before == GROUPS[1])
     out["list_id"] = key
     out["group"] = np.where(control, GROUPS[1], GROUPS[0])
     target = ~control

@@ -226,6 +226,18 @@ def read_list(paths: Paths, record: dict) -> pd.DataFrame:
     return pq.read_table(f).to_pandas()
 
 
+def list_groups(paths: Paths, as_of_date: str, file_stem: str) -> dict[str, str]:
+    """Customer id -> group of the day's list `file_stem` as last written (real ids), {} if there is none or it
+    predates the hold-out (no `group` column)."""
+    f = paths.winback / f"as_of={as_of_date}" / f"{file_stem}.parquet"
+    if not f.is_file():
+        return {}
+    table = pq.read_table(f)
+    if "group" not in table.column_names:
+        return {}
+    return dict(zip(table.column("customer_id").to_pylist(), table.column("group").to_pylist()))
+
+
 def list_cutoff(paths: Paths, record: dict) -> tuple[pd.Timestamp, int]:
     """The cutoff instant of a list (its scores' as_of_time) and the horizon its model predicts (the scores'
     horizon_days); UnknownList when the day's scores are gone or incomplete."""

@@ -110,22 +110,26 @@ def commit_batch(paths: Paths, batch_id: str, contacts: pa.Table, quarantine: pa
 
 
 def contact_history(paths: Paths, extra_file: Path | None = None) -> pd.DataFrame | None:
-    """What the win-back cooldown reads: customer_id and contacted_at (ISO 8601 text) of every stored contact,
-    plus those of `extra_file` (a `--contacts` file, ids read by the store's rule); None when there are neither."""
+    """What the win-back cooldown reads: customer_id, contacted_at (ISO 8601 text) and list_id (None when not
+    given) of every stored contact, plus those of `extra_file` (a `--contacts` file, ids read by the store's
+    rule); None when there are neither."""
     from storage.catalog import read_contacts as read_contact_file
 
     frames = []
     stored = read_contacts(paths)
     if len(stored):
         frames.append(pd.DataFrame({"customer_id": stored["customer_id"].astype(str).to_numpy(),
-                                    "contacted_at": stored["contacted_at"].map(pd.Timestamp.isoformat).to_numpy()}))
+                                    "contacted_at": stored["contacted_at"].map(pd.Timestamp.isoformat).to_numpy(),
+                                    "list_id": stored["list_id"].to_numpy()}))
     if extra_file is not None:
         extra = read_contact_file(extra_file)
         when = extra["contacted_at"]
         if pd.api.types.is_datetime64_any_dtype(when.dtype):
             when = when.map(lambda t: None if pd.isna(t) else pd.Timestamp(t).isoformat())
         frames.append(pd.DataFrame({"customer_id": extra["customer_id"].astype(str).to_numpy(),
-                                    "contacted_at": when.to_numpy()}))
+                                    "contacted_at": when.to_numpy(),
+                                    "list_id": (extra["list_id"].to_numpy() if "list_id" in extra.columns
+                                                else [None] * len(extra))}))
     if not frames:
         return None
     return pd.concat(frames, ignore_index=True)

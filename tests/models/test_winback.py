@@ -96,6 +96,13 @@ def test_top_n_takes_value_at_risk_across_tiers_and_cooldown_excludes_recent_con
     again = select_winback(scores(), policy(top_n=2), pd.concat([contacts, later]))
     assert "e" not in again.chosen["customer_id"].tolist()
     assert again.steps[-2].label == "after the 30-day cooldown (1 of them contacted after the list's day)"
+    # ... unless the contact was this list's own campaign: its customers stay (the experiment keeps them)
+    own = later.assign(list_id="winback-top2-2024-06-01")
+    mine = select_winback(scores(), policy(top_n=2), pd.concat([contacts, own]), "winback-top2-2024-06-01")
+    assert mine.chosen["customer_id"].tolist() == ["e", "c"]
+    assert mine.steps[-2].label == "after the 30-day cooldown (1 contacted by this list's own campaign kept)"
+    other = select_winback(scores(), policy(top_n=2), pd.concat([contacts, own]), "winback-top2-2024-06-02")
+    assert "e" not in other.chosen["customer_id"].tolist()
 
 
 def test_every_selection_step_is_counted_so_nobody_is_dropped_silently():
@@ -197,3 +204,25 @@ def test_the_hold_out_is_stratified_deterministic_and_never_reaches_the_csv():
         range(1, len(target) + 1))
     # no hold-out when the share is 0
     assert (hold_out(w, "winback-2024-06-01", 0.0)["group"] == "target").all()
+
+
+def test_a_list_written_again_keeps_every_customers_group_whatever_else_changed():
+    """A day's list written again after its campaign went out, with some customers dropped meanwhile (contacted by
+    another campaign): dropping them moves the strata's quotas, and a fresh draw turned control customers into
+    targets (20 of the demo's 170), who would then be contacted: the control group contaminated."""
+    w = big_list()
+    first = hold_out(w, "winback-2024-06-01", 0.1)
+    rest = w[~w["customer_id"].isin(first.loc[first["group"] == "target", "customer_id"].head(150))]
+    fresh = hold_out(rest, "winback-2024-06-01", 0.1)
+    before = first.set_index("customer_id")["group"]
+    assert (fresh.set_index("customer_id")["group"] != before.loc[fresh["customer_id"]]).any(), \
+        "the example must be one where a fresh draw moves customers"
+    kept = hold_out(rest, "winback-2024-06-01", 0.1, dict(zip(first["customer_id"], first["group"])))
+    assert (kept.set_index("customer_id")["group"] == before.loc[kept["customer_id"]]).all()
+    target = kept[kept["group"] == "target"]
+    assert target["contact_rank"].tolist() == list(range(1, len(target) + 1))
+    # a customer new to the list is drawn as before
+    newcomer = big_list().assign(customer_id=lambda f: "n" + f["customer_id"].astype(str)).head(40)
+    mixed = hold_out(pd.concat([rest, newcomer]), "winback-2024-06-01", 0.1, dict(zip(first["customer_id"],
+                                                                                       first["group"])))
+    assert set(mixed["group"]) == {"target", "control"}
