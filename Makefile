@@ -35,7 +35,7 @@ demo: install
 	.venv/bin/churn demo
 
 test: install-spark system-deps
-	.venv/bin/python -m pytest -q
+	.venv/bin/python -m pytest -q --durations=25
 
 clean:
 	rm -rf .venv .tools churn-data
