@@ -747,7 +747,8 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Build labelled snapshots at several cutoffs, train XGBoost, evaluate it on a later "
                                    "cutoff next to baselines, log everything to MLflow and register the model "
                                    "('champion' if it beats the current one on the same snapshot, else 'challenger').")
-    t.add_argument("--as-of", type=_instant, help="train with data up to this date (default: the latest event)")
+    t.add_argument("--as-of", type=_instant, help="train with data up to this instant (a date means its 00:00 UTC: that day's events are "
+                   "not used; default: the latest event)")
     t.add_argument("--horizon-days", type=_whole(1, "horizon_days"), help=f"churn = no purchase within this many days (default {_default('horizon_days')})")
     t.add_argument("--set", action="append", metavar="KEY=VALUE",
                    help="a model setting for this run over [model] in churn.toml, e.g. --set max_depth=4 or "
@@ -761,7 +762,8 @@ def build_parser() -> argparse.ArgumentParser:
                                     "the registry's 'champion', explain each score with reason codes, validate the "
                                     "result against the scores contract and publish "
                                     "<home>/scores/as_of=DATE/scores.parquet.")
-    sc.add_argument("--as-of", type=_instant, help="score as of this date (default: the latest event time)")
+    sc.add_argument("--as-of", type=_instant, help="score as of this instant (a date means its 00:00 UTC: that day's events are "
+                    "not seen; default: the latest event time)")
     sc.add_argument("--json", action="store_true", help="print the run summary as JSON")
     sc.set_defaults(func=cmd_score, check=check_score)
 
@@ -916,6 +918,9 @@ def main(argv: list[str] | None = None) -> int:
     except (UserError, TrackingUnavailable) as e:  # needs a person (or a server back): one line, no traceback
         print(f"error: {one_line(str(e))}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # the reader of stdout stopped reading (`churn scores | head`): no traceback
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # nothing left to flush at exit either
+        return 128 + 13  # what a shell reports for a program ended by SIGPIPE
     except OSError as e:
         if e.errno not in NEEDS_A_PERSON:
             raise

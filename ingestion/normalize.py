@@ -256,8 +256,10 @@ def apply_mapping(source: pd.DataFrame, mapping: Mapping | None) -> pd.DataFrame
         out[name] = col
     if missing and len(source):
         have = list(own)
+        hint = ("Give a mapping with --mapping FILE." if mapping == Mapping()
+                else "Check the mapping's [columns] against these names.")
         raise MappingError(f"missing required columns {missing}; the file has {have[:20]}"
-                           + (" ..." if len(have) > 20 else "") + ". Give a mapping with --mapping FILE.")
+                           + (" ..." if len(have) > 20 else "") + f". {hint}")
     return out
 
 

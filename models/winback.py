@@ -101,7 +101,7 @@ def select_winback(scores: pd.DataFrame, policy: WinbackPolicy, contacts: pd.Dat
     count after each step.
 
     `contacts` has customer_id and contacted_at (UTC), optionally list_id: a customer contacted within
-    `cooldown_days` before as_of, or at any time since (by another campaign, while this day's list waited), is
+    `cooldown_days` (> 0) before as_of, or at any time since (by another campaign, while this day's list waited), is
     not listed again. A contact made for this very list (its list_id is `list_key`) is the list's own campaign:
     that customer stays, so a day's list written again after its campaign went out keeps its customers and
     their groups (dropping them would take the treated customers out of the experiment `churn outcomes`
@@ -126,7 +126,7 @@ def select_winback(scores: pd.DataFrame, policy: WinbackPolicy, contacts: pd.Dat
             raise BadContacts(f"contact history: contacted_at must be ISO 8601 dates or times: {e}") from e
         own = (contacts["list_id"].astype("string").fillna("").to_numpy() == list_key
                if list_key is not None and "list_id" in contacts.columns else np.zeros(len(contacts), dtype=bool))
-        others = ~own
+        others = ~own & (policy.cooldown_days > 0)  # a 0-day cooldown drops nobody, contacted before or since
         recent = set(contacts.loc[others & (t > as_of - pd.Timedelta(days=policy.cooldown_days)).to_numpy(),
                                   "customer_id"].astype(str))
         after = set(contacts.loc[others & (t > as_of + pd.Timedelta(days=1)).to_numpy(), "customer_id"].astype(str))

@@ -337,7 +337,11 @@ def _csv_with_row_numbers(text: str) -> tuple[pd.DataFrame, list[tuple[int, str,
         header = next(reader)
     except StopIteration:
         return pd.DataFrame(), []
+    separator = next((sep for sep in (";", "\t", "|") if len(header) == 1 and sep in header[0]), None)
     header = [column_name(h) for h in header]
+    if separator is not None:  # every row would be "malformed": say why once, for the whole file
+        raise UnreadableFile(f"the header is one column {header[0][:80]!r} holding {separator!r}: CSV files must be "
+                             f"comma-separated; save it as CSV with commas (or as JSON Lines or Parquet)")
     if len(set(header)) != len(header):
         raise UnreadableFile(f"duplicate column names in header (compared as they print: trimmed, invisible "
                              f"characters dropped): {header}")

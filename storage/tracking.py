@@ -662,8 +662,10 @@ MONITORING_RECORD = "monitoring.json"
 
 
 def training_estimate(model_name: str, version: str) -> tuple[float | None, str | None]:
-    """A registered version's training estimate and the last day of its training data: its validation ROC-AUC
-    tag and the end of its data_range tag (None for either it does not have)."""
+    """A registered version's training estimate and the last day of the data it learned from: its validation
+    ROC-AUC tag and its `as_of` tag (the training cutoff: `churn train --as-of`, else the store's last event;
+    events after it were never read), or for a version without one the end of its data_range tag (None for
+    either it does not have)."""
     import mlflow
 
     with reachable(mlflow.get_tracking_uri(), "reading the model version's validation ROC-AUC"):
@@ -672,8 +674,8 @@ def training_estimate(model_name: str, version: str) -> tuple[float | None, str 
         except mlflow.exceptions.MlflowException:
             return None, None
     value = tags.get("val_roc_auc")
-    data_range = tags.get("data_range", "")
-    return (float(value) if value is not None else None), (data_range.split("..")[-1] or None) if data_range else None
+    end = tags.get("as_of") or tags.get("data_range", "").split("..")[-1] or None
+    return (float(value) if value is not None else None), end
 
 
 def monitoring_runs(experiment_id: str) -> dict[tuple[str, str], dict]:

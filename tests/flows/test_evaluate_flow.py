@@ -80,6 +80,15 @@ def test_realised_metrics_for_a_passed_horizon_an_estimate_for_an_open_one_logge
     _, last_event, _ = store.store_time_range(monitored)
     assert done["training_data_end"] == str(last_event.date()) and done["in_sample"] == "whole"
     assert open_["in_sample"] == "partly"
+    # the end is the version's training cutoff (`churn train --as-of`), not the store's last event
+    from mlflow import MlflowClient
+
+    from storage import tracking
+
+    MlflowClient().set_model_version_tag(done["model_name"], done["model_version"], "as_of", "2024-03-01")
+    assert tracking.training_estimate(done["model_name"], done["model_version"]) == (done["training_roc_auc"],
+                                                                                      "2024-03-01")
+    MlflowClient().set_model_version_tag(done["model_name"], done["model_version"], "as_of", done["training_data_end"])
     assert r["by_model_version"][0]["days_in_sample"] == 1 and r["by_model_version"][0]["realised_roc_auc"] is None
     # the win-back lists' outcomes come in the same run (no list recorded in this store: none measured)
     assert r["campaign_outcomes"]["lists"] == [] and r["campaign_outcomes"]["skipped"] == []

@@ -103,6 +103,10 @@ def test_top_n_takes_value_at_risk_across_tiers_and_cooldown_excludes_recent_con
     assert mine.steps[-2].label == "after the 30-day cooldown (1 contacted by this list's own campaign kept)"
     other = select_winback(scores(), policy(top_n=2), pd.concat([contacts, own]), "winback-top2-2024-06-02")
     assert "e" not in other.chosen["customer_id"].tolist()
+    # no cooldown (0 days): nobody is dropped, contacted before the day or since
+    none = select_winback(scores(), policy(top_n=2, cooldown_days=0), pd.concat([contacts, later]))
+    assert none.chosen["customer_id"].tolist() == ["e", "b"]
+    assert none.steps[-2].label == "after the 0-day cooldown"
 
 
 def test_every_selection_step_is_counted_so_nobody_is_dropped_silently():

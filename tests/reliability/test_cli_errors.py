@@ -483,3 +483,18 @@ def test_version_and_home_after_the_subcommand(cli, tmp_path, capsys):
     inner = tmp_path / "inner"
     line = assert_one_error_line(*cli("--home", str(tmp_path / "outer"), "winback", "--home", str(inner)), "no scores")
     assert str(inner) in line
+
+
+def test_a_reader_that_stops_reading_gets_no_traceback(tmp_path):
+    """`churn explain C1 | head -3`: the pipe closes before churn has printed everything; Python's
+    BrokenPipeError traceback is not an error of the user's (nor ours): churn ends quietly, as a shell
+    reports a program ended by SIGPIPE (141)."""
+    import subprocess
+    import sys
+
+    p = subprocess.Popen([sys.executable, "-m", "churn.cli", "--home", str(tmp_path / "home"), "services", "status"],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    p.stdout.close()  # closed before the child writes a line
+    err = p.stderr.read().decode()
+    assert p.wait(timeout=120) == 141, err
+    assert "Traceback" not in err and "BrokenPipeError" not in err, err
