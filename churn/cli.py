@@ -533,6 +533,11 @@ def cmd_scores(args, settings) -> int:
     return 0
 
 
+def _days(x: float) -> str:
+    n = round(float(x))
+    return f"{n} day" if n == 1 else f"{n} days"
+
+
 def cmd_explain(args, settings) -> int:
     from models.winback import explain_customer
     from storage import catalog, layout
@@ -546,20 +551,22 @@ def cmd_explain(args, settings) -> int:
         print(json.dumps(e, indent=2))
         return 0
     money = e["currency"]
-    last = (f"last purchase {e['days_since_last_purchase']:.0f} days ago" if e.get("days_since_last_purchase")
+    last = (f"last purchase {_days(e['days_since_last_purchase'])} ago" if e.get("days_since_last_purchase")
             is not None else "no purchase yet")
     print(f"customer {e['customer_id']} as of {day} (model v{e['model_version']}, {e['horizon_days']}-day horizon)")
     print(f"  risk score {e['risk_score']}/100 (P(no purchase in {e['horizon_days']} days) "
           f"{e['churn_probability']:.3f}), {e['risk_tier']} tier, rank {e['risk_rank']:,} of {n:,}")
     print(f"  value at risk {money} {e['value_at_risk']:,.2f} (expected spend if retained {money} "
           f"{e['expected_value']:,.2f})")
-    print(f"  {last}; last event {e['days_since_last_event']:.0f} days ago")
+    print(f"  {last}; last event {_days(e['days_since_last_event'])} ago")
     if e["reasons"]:
         print(f"  reasons ({e['reasons_method']}):")
         for r in e["reasons"]:
             print(f"    {r['rank']}. {r['text']} [{r['category']}]")
     else:
-        print(f"  no reasons ({e['reasons_method']}: see explain_low_risk in the settings)")
+        print("  no reasons: not explained (low risk; see explain_low_risk in the settings)"
+              if e["reasons_method"] == "none" else
+              f"  no reasons ({e['reasons_method']}): no feature of this customer raised the risk enough to be one")
     print(f"  suggested action ({e['action_category']}): {e['suggested_action']}")
     print(f"  {e['winback']}")
     return 0

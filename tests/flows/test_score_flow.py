@@ -345,6 +345,9 @@ def test_churn_scores_lists_published_days_and_explain_shows_one_customer(traine
     text = capsys.readouterr().out
     assert f"customer {low['customer_id']} as of 2024-06-01" in text and "low tier" in text
     assert "not on the win-back list: low tier" in text and "suggested action" in text
+    from churn.cli import _days
+
+    assert (_days(1.2), _days(0.6), _days(0), _days(41)) == ("1 day", "1 day", "0 days", "41 days")
     with pytest.raises(UserError, match="'nobody' has no score on 2024-06-01"):
         cmd_explain(argparse.Namespace(customer="nobody", as_of="2024-06-01", json=False), settings)
     with pytest.raises(UserError, match="is not UTF-8 text"):  # a byte that is not UTF-8 on the command line
