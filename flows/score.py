@@ -83,7 +83,7 @@ def score(config: ScoreConfig, as_of: pd.Timestamp | None, now: pd.Timestamp) ->
         raise InvalidScores(f"{len(bad)} scored rows break the scores contract, e.g. {bad.iloc[0]!r}; "
                             f"nothing published")
     day = pd.Timestamp(as_of).date().isoformat()
-    path, record = catalog.write_scores(paths, scores, SCORE_SCHEMA, day)
+    path, record = catalog.write_scores(paths, scores, SCORE_SCHEMA, day, config.currency)
     summary = {**scoring_summary(scores, day, mv), "path": str(path), "sha256": record["sha256"],
                "schema_version": record["schema_version"], "validation": gx, "drift": drift}
     summary["run_id"] = tracking.log_scoring_run(scores, summary)

@@ -13,6 +13,7 @@ from expectations.winback import WINBACK_SCHEMA
 from flows import artifacts
 from models.winback import (
     campaign_sheet,
+    check_currency,
     hold_out,
     ledger_record,
     list_id,
@@ -31,9 +32,10 @@ def winback(config: WinbackConfig, as_of_date: str | None, contacts_file: Path |
     """Select and write the win-back list for a scored day (default: the latest)."""
     paths = layout.Paths(config.home)
     scores, day = catalog.read_scores(paths, as_of_date)
+    policy = config.policy()
+    check_currency(catalog.scores_currency(paths, day), policy.currency, day)
     # the stored contacts (`churn contacts ingest`) and any --contacts file: both count for the cooldown
     contacts = contact_history(paths, contacts_file)
-    policy = config.policy()
     key = list_id(day, policy.list_name)  # the same for the pseudonymised copy: the same customers held out
     selection = select_winback(scores, policy, contacts, key)
     # drawn on the real ids; a customer of an earlier write of this list keeps its group

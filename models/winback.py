@@ -18,6 +18,19 @@ class BadContacts(UserError, ValueError):
     """A contact history whose contact times cannot be read."""
 
 
+class CurrencyMismatch(UserError, ValueError):
+    """Scores whose reasons name one currency, a list asked to label its money with another."""
+
+
+def check_currency(scores_currency: str | None, currency: str, day: str) -> None:
+    """CurrencyMismatch when the day's scores were written with another currency than the list would use: the
+    CSV's header and its reasons' amounts would name two currencies in one row (nothing is converted)."""
+    if scores_currency is not None and scores_currency != currency:
+        raise CurrencyMismatch(f"the scores of {day} were written with currency {scores_currency} (their reasons name "
+                               f"it), but the currency setting is now {currency}: run `churn score --as-of {day}` "
+                               f"again to relabel them, or set currency = \"{scores_currency}\" for this list")
+
+
 class WeakKey(UserError, ValueError):
     """A pseudonymisation key too short to be a secret."""
 

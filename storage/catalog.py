@@ -67,12 +67,14 @@ class ContactsError(UserError, ValueError):
 CONTACT_COLUMNS = ("customer_id", "contacted_at")
 
 
-def write_scores(paths: Paths, frame: pd.DataFrame, schema: pa.Schema, as_of_date: str) -> tuple[Path, dict]:
+def write_scores(paths: Paths, frame: pd.DataFrame, schema: pa.Schema, as_of_date: str,
+                 currency: str | None = None) -> tuple[Path, dict]:
     """Publish one day's scores; returns the file and its record (what `_SUCCESS` and `_latest.json` hold).
 
     Under the scores lock, in this order: the Parquet file (temp file, then rename: readers see the old file
     or the new one whole), then the day's `_SUCCESS` holding its record (rows, sha256, model, schema
-    version), then `_latest.json`, the record of the newest complete day. Re-scoring a day first takes its
+    version, and `currency`, the label the reasons' amounts were written with), then `_latest.json`, the
+    record of the newest complete day. Re-scoring a day first takes its
     `_SUCCESS` away (and `_latest.json` off it), so a crash in between leaves a day without a marker, never a
     marker or pointer describing another file. Scoring the same day again replaces its file.
     """
@@ -93,6 +95,7 @@ def write_scores(paths: Paths, frame: pd.DataFrame, schema: pa.Schema, as_of_dat
             "schema_version": int(schema.metadata[b"schema_version"]),
             "model_name": row.get("model_name"), "model_version": row.get("model_version"), "run_id": row.get("run_id"),
             **{k: row[k].isoformat() if row.get(k) else None for k in ("as_of_time", "scored_at")},
+            "currency": currency,
         }
         write_json_atomic(record, marker)
         _point_latest(paths)
@@ -224,6 +227,11 @@ def read_list(paths: Paths, record: dict) -> pd.DataFrame:
     if not f.is_file():
         raise UnknownList(f"list {record['list_id']}: its file {f} is gone")
     return pq.read_table(f).to_pandas()
+
+
+def scores_currency(paths: Paths, as_of_date: str) -> str | None:
+    """The currency a complete day's scores were written with (their reasons' money), None if not recorded."""
+    return (success_records(paths).get(as_of_date) or {}).get("currency")
 
 
 def list_groups(paths: Paths, as_of_date: str, file_stem: str) -> dict[str, str]:

@@ -320,6 +320,12 @@ def test_churn_scores_lists_published_days_and_explain_shows_one_customer(traine
 
     run_score(trained, as_of=pd.Timestamp("2024-06-01T00:00Z"))
     listed = pd.read_parquet(winback(config(trained, "winback"), "2024-06-01")["parquet"])
+    # the scores' reasons name their currency: a list labelled with another one would mix two in a row
+    from models.winback import CurrencyMismatch
+
+    assert catalog.scores_currency(trained, "2024-06-01") == "GBP"
+    with pytest.raises(CurrencyMismatch, match="written with currency GBP .* the currency setting is now EUR"):
+        winback(config(trained, "winback", currency="EUR"), "2024-06-01")
     settings = defaults(trained.home)
     (trained.scores / "as_of=2024-06-02").mkdir(exist_ok=True)  # a write that never finished: no _SUCCESS
     (trained.scores / "as_of=2024-06-02" / "scores.parquet").write_bytes(b"PAR1")
