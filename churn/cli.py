@@ -55,8 +55,29 @@ def configure_environment(home: Path, quiet: bool = False) -> None:
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
-def prepare_state(home: Path) -> None:
-    Path(os.environ.get("PREFECT_HOME", home / "prefect")).mkdir(parents=True, exist_ok=True)
+def prepare_state(home: Path, allow_outside: bool = False) -> None:
+    confined_entries(home, allow_outside)
+    folder = Path(os.environ.get("PREFECT_HOME", home / "prefect"))
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as e:  # a data folder under a file, in /proc, or without write access: nothing was written
+        raise CommandError(f"cannot create the data folder's {folder}: {e.strerror or e}") from None
+
+
+def confined_entries(home: Path, allow_outside: bool) -> None:
+    """CommandError when an entry of the data folder (`rejected/`, `events/`, ...) is a symbolic link leading out
+    of it: everything is written below the data folder, and a link would carry files elsewhere unannounced
+    (`allow_outside_paths = true` allows it, for a folder placed on another disk on purpose)."""
+    if allow_outside or not home.is_dir():
+        return
+    root = home.resolve()
+    for entry in home.iterdir():
+        if entry.is_symlink():
+            target = entry.resolve()
+            if not target.is_relative_to(root):
+                raise CommandError(f"{entry} is a symbolic link to {target}, outside the data folder: everything is "
+                                   f"written below the data folder (remove the link, or set allow_outside_paths = "
+                                   f"true to allow it)")
 
 
 # ------------------------------------------------------------------ checks made before anything is written or
@@ -677,6 +698,14 @@ def _whole(minimum: int, setting: str | None = None):
     return parse
 
 
+def _folder(text: str) -> Path:
+    """An argparse type: a folder path, not empty text (Path("") would be the current folder)."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("empty: give a data folder (or leave --home out for $CHURN_HOME or "
+                                         "./churn-data)")
+    return Path(text)
+
+
 def _instant(text: str) -> str:
     """An argparse type: an ISO 8601 date or date-time (returned as ISO text)."""
     from datetime import datetime
@@ -708,7 +737,7 @@ def _timezone(text: str) -> str:
 
 def build_parser() -> argparse.ArgumentParser:
     p = Parser(prog="churn", description="Event-driven churn prediction pipeline.")
-    p.add_argument("--home", type=Path, help=HOME_HELP)
+    p.add_argument("--home", type=_folder, help=HOME_HELP)
     p.add_argument("--version", action="version", version=f"churn {_version()}")
     p.add_argument("--quiet", action="store_true", help=QUIET_HELP)
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -869,7 +898,7 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--customers", type=_whole(1), default=None, help="sample size (default 20000)")
     d.set_defaults(func=cmd_demo)
     for command in sub.choices.values():  # `churn score --home X` as well as `churn --home X score`
-        command.add_argument("--home", type=Path, default=argparse.SUPPRESS, help=HOME_HELP)
+        command.add_argument("--home", type=_folder, default=argparse.SUPPRESS, help=HOME_HELP)
         command.add_argument("--quiet", action="store_true", default=argparse.SUPPRESS, help=QUIET_HELP)
     p.subcommands = sub.choices
     return p
@@ -914,7 +943,7 @@ def main(argv: list[str] | None = None) -> int:
         if getattr(args, "check", None):
             args.check(args, settings)
         if not (args.command in LOOK_ONLY or (args.command == "services" and args.action in ("status", "down"))):
-            prepare_state(settings.home)
+            prepare_state(settings.home, settings.allow_outside_paths)
         if args.command in RUNS_FLOWS and not os.environ.get("PREFECT_API_URL"):
             logging.getLogger("churn").info("starting Prefect's temporary API server for this command (10-30 s; "
                                             "`churn services up` keeps one running)")

@@ -83,6 +83,12 @@ class StrictTomlSource(TomlConfigSettingsSource):
     """churn.toml, read strictly: `seed = true`, `horizon_days = "90"` or `1.0`, `n_train_cutoffs = 1e3` are errors,
     not silently converted (environment variables are text and stay converted)."""
 
+    def _read_file(self, file_path) -> dict[str, Any]:
+        """The file's TOML, a UTF-8 byte order mark (Windows editors write one) skipped as event files skip it."""
+        import tomllib
+
+        return tomllib.loads(Path(file_path).read_bytes().removeprefix(b"\xef\xbb\xbf").decode("utf-8"))
+
     def __init__(self, settings_cls, toml_file):
         super().__init__(settings_cls, toml_file=toml_file)
         from pydantic import TypeAdapter, ValidationError
@@ -344,6 +350,16 @@ class Settings(BaseSettings):
     def _known_timezone(cls, value: str) -> str:
         return check_timezone(value)
 
+    @field_validator("home", mode="before")
+    @classmethod
+    def _home_folder(cls, value: Any) -> Any:
+        if isinstance(value, str) and not value.strip():
+            raise ValueError("the data folder is empty text (give a folder, or leave the setting out for ./churn-data)")
+        path = Path(value).expanduser()
+        if path.exists() and not path.is_dir():
+            raise ValueError(f"{path} exists and is not a folder")
+        return value
+
     @field_validator("currency")
     @classmethod
     def _currency_code(cls, value: str) -> str:
@@ -471,8 +487,17 @@ def load_settings(**overrides: Any) -> Settings:
     if named and not Path(named).is_file():
         raise SettingsFileError(f"${CONFIG_ENV} names the settings file {Path(named).resolve()}, which "
                                 f"{'is not a file' if Path(named).exists() else 'does not exist'}")
+    from pydantic_settings import SettingsError
+
     try:
         s = Settings(**clean)
+    except SettingsError as e:  # an environment variable a list or table setting could not read
+        field = str(e).split('field "', 1)[-1].split('"', 1)[0]
+        raise SettingsFileError(f"setting {field}: the environment variable CHURN_{field.upper()} must be JSON, e.g. "
+                                + ('\'["purchase", "visit"]\'' if field == "activity_types"
+                                   else '\'{"overdue": "call them"}\'' if field == "winback_actions"
+                                   else "a JSON list or table")
+                                + f" ({os.environ.get('CHURN_' + field.upper(), '')[:60]!r} is not)") from None
     except tomllib.TOMLDecodeError as e:
         raise SettingsFileError(f"settings file {Path(config_file()).resolve()} is not valid TOML: {e}") from None
     except UnicodeDecodeError as e:

@@ -16,7 +16,7 @@ import pandas as pd
 from expectations.contacts import CONTACT_COLUMN_NAMES, CONTACT_COLUMNS, CONTACTS_SUITE, REQUIRED_SOURCE_COLUMNS
 from expectations.contract import reason_inexact_number, reason_not_text
 from ingestion.batch import PreparedBatch, bad_line_frame, quarantine_frame, source_originals
-from ingestion.normalize import MappingError, as_text, not_text, parse_times, source_columns
+from ingestion.normalize import MappingError, as_text, lowered_columns, not_text, parse_times, source_columns
 from ingestion.validate import contract_violations
 
 _IDS = tuple(c.name for c in CONTACT_COLUMNS if c.identifier)
@@ -26,7 +26,7 @@ def candidate_contacts(source: pd.DataFrame) -> pd.DataFrame:
     """The contract columns taken from a source frame by name (case-insensitive); MappingError naming the
     required ones it lacks."""
     own = source_columns(source)
-    lowered = {name.strip().lower(): c for name, c in own.items()}
+    lowered = lowered_columns(own, CONTACT_COLUMN_NAMES)
     out = pd.DataFrame({"_row": source["_row"].to_numpy(), "_rows": np.ones(len(source), dtype=np.int64)})
     missing = [n for n in REQUIRED_SOURCE_COLUMNS if n not in own and n not in lowered]
     if missing:

@@ -176,6 +176,22 @@ def source_columns(source: pd.DataFrame) -> dict[str, str]:
     return {renamed.get(c, c): c for c in map(str, source.columns) if c != ROW_COLUMN}
 
 
+def lowered_columns(own: dict[str, str], wanted) -> dict[str, str]:
+    """The source's names by their lower case, for matching the contract's names case-insensitively;
+    MappingError when two of the source's names differ only in case and one of them would be taken for a name
+    in `wanted` (`amount` beside `Amount`: which one is the amount? keeping one would drop the other's values
+    without a word)."""
+    by_lower: dict[str, list[str]] = {}
+    for name in own:
+        by_lower.setdefault(name.strip().lower(), []).append(name)
+    for want in wanted:
+        names = by_lower.get(str(want).lower(), [])
+        if len(names) > 1:
+            raise MappingError(f"columns {names} differ only in letter case and would all be read as {want!r}: "
+                               f"keep one of them, or rename the others")
+    return {low: own[names[0]] for low, names in by_lower.items()}
+
+
 def rename_columns(source: pd.DataFrame, rename: dict[str, str]) -> pd.DataFrame:
     """The source with its own columns renamed by a mapping's [rename] (absent ones are skipped), so a
     format or the contract finds them under the names it expects."""
@@ -235,7 +251,8 @@ def apply_mapping(source: pd.DataFrame, mapping: Mapping | None) -> pd.DataFrame
     """Candidate events from a source frame: contract columns taken, renamed or set to constants."""
     mapping = mapping or Mapping()
     own = source_columns(source)
-    lowered = {name.strip().lower(): c for name, c in own.items()}
+    lowered = lowered_columns(own, [column_name(mapping.columns.get(n, n)) for n in COLUMN_NAMES
+                                    if n not in mapping.constants])
     out = pd.DataFrame({"_row": source["_row"].to_numpy(), "_rows": np.ones(len(source), dtype=np.int64)})
     missing = []
     for name in COLUMN_NAMES:

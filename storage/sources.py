@@ -389,6 +389,12 @@ def _unclosed_quote(record_lines: list[str]) -> bool:
 
 def _jsonl(text: str) -> tuple[pd.DataFrame, list[tuple[int, str, str]]]:
     records, numbers, bad = [], [], []
+    first = next((ln.strip() for ln in text.split("\n") if ln.strip()), "")
+    if first.startswith("[") and not first.endswith("]") or first == "[":
+        # a JSON array written over several lines: its lines are no events, and counting them as source rows
+        # (each one "malformed") would make the accounting count lines, not events
+        raise UnreadableFile("a JSON array over several lines, not JSON Lines: write one JSON object per line "
+                             "(e.g. `jq -c '.[]' file.json > file.jsonl`)")
     # split on line feeds only: str.splitlines() would also split inside JSON strings at U+2028, U+2029,
     # U+0085, form feeds, ... (valid unescaped there), cutting one event into two bad lines
     for i, line in enumerate((ln.removesuffix("\r") for ln in text.split("\n")), start=1):

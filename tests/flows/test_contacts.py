@@ -67,6 +67,7 @@ def test_an_unusable_file_is_rejected_with_its_error_and_the_others_are_ingested
     write(folder, "b-good.csv", HEADER + "C9,2024-05-01T10:00:00Z,reminder,,email\n")
     write(folder, "c-not-utf8.csv", "")
     (folder / "c-not-utf8.csv").write_bytes(HEADER.encode() + b"C\xe9,2024-05-01,call,,\n")
+    write(folder, "d-case.csv", "customer_id,contacted_at,action,Action\nc1,2024-06-01T10:00:00Z,call,mail\n")
     summary = ingest_contacts(config(paths, "ingest"))  # the sweep of landing/contacts/
     by = {f["file"].rsplit("/", 1)[-1]: f for f in summary["files"]}
     assert by["a-wrong-columns.csv"]["status"] == "rejected"
@@ -74,10 +75,11 @@ def test_an_unusable_file_is_rejected_with_its_error_and_the_others_are_ingested
                                                          "'action']")
     assert by["c-not-utf8.csv"]["status"] == "rejected" and "not UTF-8" in by["c-not-utf8.csv"]["error"]
     assert by["b-good.csv"]["status"] == "ingested" and by["b-good.csv"]["stored"] == 1
-    assert summary["files_rejected"] == 2 and summary["stored"] == 1
+    assert by["d-case.csv"]["status"] == "rejected" and "differ only in letter case" in by["d-case.csv"]["error"]
+    assert summary["files_rejected"] == 3 and summary["stored"] == 1
     # rejected files are moved out of the landing folder with their error; the good one is remembered
     assert sorted(p.name for p in folder.iterdir()) == ["b-good.csv"]
-    assert len(list(paths.rejected.glob("*.error.json"))) == 2
+    assert len(list(paths.rejected.glob("*.error.json"))) == 3
     assert ingest_contacts(config(paths, "ingest"))["files_skipped"] == 1
     # the event sweep passes over landing/contacts/ (neither read as events nor reported as refused)
     scan = sources.landing_scan(paths)

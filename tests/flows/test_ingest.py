@@ -98,6 +98,9 @@ def test_events_are_partitioned_by_utc_month_and_sorted_by_customer_and_time(pat
     ("latin1.csv", (HEADER + "e1,Jos\xe9,visit,2024-01-01T00:00:00Z,\n").encode("latin-1"), "not UTF-8"),
     ("wrongcols.csv", "id,who,what,when\n1,2,3,4\n", "missing required columns"),
     ("bad.gz.csv", b"\x1f\x8b\x08\x00garbage", "corrupt gzip"),
+    ("casedup.csv", HEADER.rstrip("\n") + ",Amount\ne1,c1,purchase,2024-01-01T00:00:00Z,1,2\n", "differ only in letter case"),
+    ("array.json", '[\n {"event_id": "a1", "customer_id": "c1", "event_type": "visit",\n  "event_time": "2024-01-01"}\n]\n',
+     "not JSON Lines"),
     ("semicolons.csv", "Kunde;Zeit;Betrag\nK1;01.03.2024 10:00;12,50\n", "must be comma-separated"),
     ("tabs.csv", "customer_id\tevent_type\tevent_time\nc1\tvisit\t2024-01-01\n", "holding '\\t'"),
 ])

@@ -97,6 +97,8 @@ BAD_SETTINGS = {
     "currency_not_a_code": ({"CHURN_CURRENCY": "pounds"}, ["setting currency:", "'pounds'", "ISO 4217", "'GBP'"]),
     "engine_unknown": ({"CHURN_ENGINE": "polars"}, ["setting engine:", "'polars'", "duckdb, spark"]),
     "horizon_not_a_number": ({"CHURN_HORIZON_DAYS": "abc"}, ["setting horizon_days:", "not a whole number", "'abc'"]),
+    "activity_types_plain_text": ({"CHURN_ACTIVITY_TYPES": "purchase"},
+                                  ["setting activity_types:", "must be JSON", "('purchase' is not)"]),
     "config_file_missing": ({"CHURN_CONFIG": "/nonexistent/churn.toml"},
                             ["$CHURN_CONFIG", "/nonexistent/churn.toml", "does not exist"]),
 }
@@ -144,12 +146,13 @@ def test_a_wrong_setting_is_one_line_naming_it_before_anything_runs(cli, tmp_pat
     ('drift_action = "block"\n', ["setting drift_action:", "'warn' or 'refuse'"]),
     ('contacted_in_training = "drop"\n', ["setting contacted_in_training:", "exclude|keep", "'drop'"]),
     ("max_depth = 4\n", ["unknown setting 'max_depth'", "model parameter", "[model] section"]),
+    (b"\xef\xbb\xbfseed = -1\n", ["setting seed:", "greater than or equal to 0"]),  # a BOM is skipped, as in CSV
 ], ids=["syntax_error", "unknown_key", "bad_value", "not_utf8", "model_table", "settle_inf", "incomplete_nan",
         "settle_huge", "future_tolerance_negative", "seed_negative", "watch_interval_zero",
         "generate_customers_negative", "drift_threshold_inf", "seed_bool", "horizon_text", "horizon_float",
         "cutoffs_exponent", "horizon_huge", "currency_unknown", "currency_test_code", "timezone_localtime",
         "timezone_posixrules", "activity_types_text", "model_features_text", "model_number_text",
-        "currency_lowercase", "drift_action_unknown", "contacted_in_training_unknown", "model_key_outside_model"])
+        "currency_lowercase", "drift_action_unknown", "contacted_in_training_unknown", "model_key_outside_model", "bom_then_bad_value"])
 def test_a_wrong_settings_file_is_one_line(cli, tmp_path, toml, needles):
     Path("churn.toml").write_bytes(toml if isinstance(toml, bytes) else toml.encode())
     home = tmp_path / "home"
@@ -498,3 +501,23 @@ def test_a_reader_that_stops_reading_gets_no_traceback(tmp_path):
     err = p.stderr.read().decode()
     assert p.wait(timeout=120) == 141, err
     assert "Traceback" not in err and "BrokenPipeError" not in err, err
+
+
+@pytest.mark.parametrize("home", ["a-file", "a-file/below", ""])
+def test_a_data_folder_that_cannot_be_one_is_one_line(cli, tmp_path, home):
+    (tmp_path / "a-file").write_text("not a folder")
+    path = str(tmp_path / home) if home else ""
+    out = cli("ingest", "--home", path, str(tmp_path / "a-file"))
+    assert_one_error_line(*out, *(["--home", "empty"] if not home else ["a-file"]))
+    assert (tmp_path / "a-file").read_text() == "not a folder"
+
+
+def test_a_link_out_of_the_data_folder_is_refused_before_anything_is_written(cli, tmp_path):
+    """`rejected/` (or any entry of the data folder) linked to a folder outside it: files would be moved there."""
+    home, outside = tmp_path / "home", tmp_path / "outside"
+    (home / "landing").mkdir(parents=True)
+    outside.mkdir()
+    (home / "rejected").symlink_to(outside)
+    (home / "landing" / "bad.parquet").write_bytes(b"PAR1garbage")
+    assert_one_error_line(*cli("--home", str(home), "ingest"), "rejected is a symbolic link", "outside the data folder")
+    assert list(outside.iterdir()) == [] and (home / "landing" / "bad.parquet").exists()
