@@ -21,7 +21,7 @@ from tests.reliability import helpers
 
 NOW = pd.Timestamp("2025-06-01T00:00Z")
 CTX = helpers.forkserver()
-FRACTIONS = (0.05, 0.3, 0.55, 0.75, 0.9, 0.97)
+FRACTIONS = (0.05, 0.4, 0.75, 0.95)  # spread over the run (4 points: the suite has a time budget)
 SCORE_KEYS = ["customer_id", "churn_probability", "risk_rank", "value_at_risk", "reason_1_text", "reasons_method"]
 
 
