@@ -6,7 +6,6 @@ crash left behind)."""
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 import pandas as pd
@@ -16,7 +15,6 @@ import pyarrow.parquet as pq
 from expectations.contacts import CONTACT_COLUMN_NAMES, CONTACT_SCHEMA, CONTACT_STORE_SCHEMA
 from expectations.quarantine import QUARANTINE_SCHEMA
 from storage import store
-from storage.atomic import write_json_atomic, write_parquet_atomic
 from storage.layout import Paths
 
 
@@ -61,52 +59,30 @@ def stored_ids_among(paths: Paths, candidate_ids) -> set[str]:
 
 def read_quarantine(paths: Paths) -> pd.DataFrame:
     """Every quarantined contact row (the quarantine contract)."""
-    folder = paths.contacts_quarantine
-    unfinished = store.unfinished_targets(paths)
-    files = [f for f in sorted(folder.glob("*.parquet")) if f not in unfinished] if folder.exists() else []
-    if not files:
-        return QUARANTINE_SCHEMA.empty_table().to_pandas()
-    return pa.concat_tables([pq.read_table(f, schema=QUARANTINE_SCHEMA) for f in files]).to_pandas()
+    return store.read_quarantine(paths, paths.contacts_quarantine)
 
 
 def contacts_table(contacts: pd.DataFrame, batch_id: str) -> pa.Table:
     """A batch's contacts in the store's schema (contract columns + the batch id for lineage)."""
-    table = pa.Table.from_pandas(contacts[list(CONTACT_COLUMN_NAMES)], schema=CONTACT_SCHEMA, preserve_index=False)
-    return table.append_column("ingest_batch", pa.array([batch_id] * table.num_rows, pa.string()))
+    return store.batch_table(contacts, CONTACT_COLUMN_NAMES, CONTACT_SCHEMA, batch_id)
 
 
 def without_ids(contacts: pa.Table, ids: set[str]) -> pa.Table:
     """The contacts whose contact_id is not among `ids` (those already stored)."""
-    if not ids:
-        return contacts
-    import pyarrow.compute as pc
-
-    return contacts.filter(pc.invert(pc.is_in(contacts["contact_id"], value_set=pa.array(sorted(ids), pa.string()))))
+    return store.without_ids(contacts, ids, "contact_id")
 
 
 def commit_batch(paths: Paths, batch_id: str, contacts: pa.Table, quarantine: pa.Table, ledger: dict,
                  ledger_sha: str) -> None:
     """Publish a contact batch atomically: its contacts file, its quarantine file and its ledger record, or none
-    (call under the store lock)."""
-    stage = paths.staging / batch_id
-    if stage.exists():
-        shutil.rmtree(stage)
-    moves: list[tuple[str, str]] = []
-    try:
-        for table, folder, schema in ((contacts, paths.contacts, CONTACT_STORE_SCHEMA),
-                                      (quarantine, paths.contacts_quarantine, QUARANTINE_SCHEMA)):
-            if table.num_rows:
-                rel = (folder / f"{batch_id}.parquet").relative_to(paths.home).as_posix()
-                write_parquet_atomic(table.cast(schema), stage / rel)
-                moves.append((rel, rel))
-        rel = (paths.contacts_ledger / f"{ledger_sha}.json").relative_to(paths.home).as_posix()
-        write_json_atomic(ledger, stage / rel)
-        moves.append((rel, rel))
-        write_json_atomic({"batch_id": batch_id, "moves": moves}, stage / "COMMIT")
-    except BaseException:
-        shutil.rmtree(stage, ignore_errors=True)
-        raise
-    store._roll_forward(paths, stage)
+    (call under the store lock), through the event store's journal."""
+    def rel(folder: Path, name: str) -> str:
+        return (folder / name).relative_to(paths.home).as_posix()
+
+    store.commit_staged(paths, batch_id,
+                        [(rel(paths.contacts, f"{batch_id}.parquet"), contacts, CONTACT_STORE_SCHEMA),
+                         (rel(paths.contacts_quarantine, f"{batch_id}.parquet"), quarantine, QUARANTINE_SCHEMA)],
+                        [(rel(paths.contacts_ledger, f"{ledger_sha}.json"), ledger)])
 
 
 def contact_history(paths: Paths, extra_file: Path | None = None) -> pd.DataFrame | None:

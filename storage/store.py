@@ -209,8 +209,11 @@ def read_events(paths: Paths) -> pd.DataFrame:
     return pq.ParquetDataset([str(f) for f in files], schema=STORE_SCHEMA).read().to_pandas()
 
 
-def read_quarantine(paths: Paths) -> pd.DataFrame:
-    files = sorted(paths.quarantine.glob("*.parquet")) if paths.quarantine.exists() else []
+def read_quarantine(paths: Paths, folder: Path | None = None) -> pd.DataFrame:
+    """Every quarantined row of `folder` (default: the events' quarantine), committed batches only (the
+    quarantine contract)."""
+    folder = paths.quarantine if folder is None else folder
+    files = sorted(folder.glob("*.parquet")) if folder.exists() else []
     unfinished = unfinished_targets(paths)
     files = [f for f in files if f not in unfinished]
     if not files:
@@ -218,47 +221,59 @@ def read_quarantine(paths: Paths) -> pd.DataFrame:
     return pa.concat_tables([pq.read_table(f, schema=QUARANTINE_SCHEMA) for f in files]).to_pandas()
 
 
-def events_table(events: pd.DataFrame, batch_id: str) -> pa.Table:
-    """A batch's events in the store's schema (contract columns + the batch id for lineage)."""
-    table = pa.Table.from_pandas(events[list(COLUMN_NAMES)], schema=EVENT_SCHEMA, preserve_index=False)
+def batch_table(frame: pd.DataFrame, columns, schema: pa.Schema, batch_id: str) -> pa.Table:
+    """A batch's rows in a store's schema (the contract `columns` + the batch id for lineage)."""
+    table = pa.Table.from_pandas(frame[list(columns)], schema=schema, preserve_index=False)
     return table.append_column("ingest_batch", pa.array([batch_id] * table.num_rows, pa.string()))
 
 
-def without_ids(events: pa.Table, ids: set[str]) -> pa.Table:
-    """The events whose event_id is not among `ids`."""
+def events_table(events: pd.DataFrame, batch_id: str) -> pa.Table:
+    """A batch's events in the store's schema (contract columns + the batch id for lineage)."""
+    return batch_table(events, COLUMN_NAMES, EVENT_SCHEMA, batch_id)
+
+
+def without_ids(table: pa.Table, ids: set[str], column: str = "event_id") -> pa.Table:
+    """The rows whose `column` is not among `ids` (those already stored)."""
     if not ids:
-        return events
+        return table
     import pyarrow.compute as pc
 
-    return events.filter(pc.invert(pc.is_in(events["event_id"], value_set=pa.array(sorted(ids), pa.string()))))
+    return table.filter(pc.invert(pc.is_in(table[column], value_set=pa.array(sorted(ids), pa.string()))))
 
 
-def commit_batch(paths: Paths, batch_id: str, events: pa.Table, quarantine: pa.Table,
-                 ledger: dict, ledger_sha: str | None) -> None:
-    """Publish a batch atomically: all its event files, its quarantine file and its ledger record, or none."""
+def commit_staged(paths: Paths, batch_id: str, tables: list[tuple[str, pa.Table, pa.Schema]],
+                  records: list[tuple[str, dict]]) -> None:
+    """Publish files atomically, all or none (call under the store lock): each (path relative to the home,
+    table, schema) with rows and each (path, JSON record) is written into the batch's staging folder, then
+    the COMMIT journal naming them, then they are rolled forward into place. A crash before COMMIT leaves
+    nothing published; after it, `recover` finishes the moves."""
     stage = paths.staging / batch_id
     if stage.exists():
         shutil.rmtree(stage)
     moves: list[tuple[str, str]] = []
     try:
-        if events.num_rows:
-            for month, part in _split_by_month(events):
-                rel = f"events/event_month={month}/{batch_id}.parquet"
-                write_parquet_atomic(part.cast(STORE_SCHEMA), stage / rel)
+        for rel, table, schema in tables:
+            if table.num_rows:
+                write_parquet_atomic(table.cast(schema), stage / rel)
                 moves.append((rel, rel))
-        if quarantine.num_rows:
-            rel = f"quarantine/{batch_id}.parquet"
-            write_parquet_atomic(quarantine.cast(QUARANTINE_SCHEMA), stage / rel)
-            moves.append((rel, rel))
-        if ledger_sha is not None:
-            rel = f"state/ingested/{ledger_sha}.json"
-            write_json_atomic(ledger, stage / rel)
+        for rel, record in records:
+            write_json_atomic(record, stage / rel)
             moves.append((rel, rel))
         write_json_atomic({"batch_id": batch_id, "moves": moves}, stage / "COMMIT")
     except BaseException:  # e.g. disk full while staging: nothing was published; free the space now
         shutil.rmtree(stage, ignore_errors=True)
         raise
     _roll_forward(paths, stage)
+
+
+def commit_batch(paths: Paths, batch_id: str, events: pa.Table, quarantine: pa.Table,
+                 ledger: dict, ledger_sha: str | None) -> None:
+    """Publish a batch atomically: all its event files, its quarantine file and its ledger record, or none."""
+    months = list(_split_by_month(events)) if events.num_rows else []
+    commit_staged(paths, batch_id,
+                  [(f"events/event_month={month}/{batch_id}.parquet", part, STORE_SCHEMA) for month, part in months]
+                  + [(f"quarantine/{batch_id}.parquet", quarantine, QUARANTINE_SCHEMA)],
+                  [(f"state/ingested/{ledger_sha}.json", ledger)] if ledger_sha is not None else [])
 
 
 def _split_by_month(events: pa.Table) -> Iterator[tuple[str, pa.Table]]:
