@@ -10,7 +10,7 @@ from prefect import flow, task
 
 from churn.settings import IngestConfig
 from flows import artifacts
-from flows.ingest import consume_landed, reject_file
+from flows.ingest import consume_landed, open_landed, reject_file
 from ingestion import accounting
 from ingestion.contacts import prepare_contacts
 from storage import contacts, layout, sources, store, tracking
@@ -28,20 +28,10 @@ def ingest_contacts_file(config: IngestConfig, file: Path, *, now: pd.Timestamp,
     written is left for later ("waiting"). Only an environment error (disk full, read-only) raises.
     """
     paths, file = layout.Paths(config.home), Path(file)
-    name = sources.display_name(file)
-    summary: dict = {"file": name, "format": "contacts", "rows_in": 0, "stored": 0, "quarantined": 0,
-                     "duplicates": 0, "identical_rows": 0, "reasons": {}}
-    try:
-        landed = sources.read_complete(file, config.settle_seconds, 2 * config.settle_seconds if wait else 0.0,
-                                        config.incomplete_seconds)
-    except OSError as e:
-        if sources.needs_a_person(e):
-            raise
-        return {**summary, "status": "error", "error": f"cannot read file: {e}"}
-    if landed.data is None:
-        return {**summary, "status": "waiting", "error": None, "note": landed.waiting}
-    sha = sources.bytes_sha256(landed.data)
-    summary["sha256"] = sha
+    summary, landed = open_landed(config, file, "contacts", wait)
+    if landed is None:
+        return summary
+    sha, name = summary["sha256"], summary["file"]
     skipped = {**summary, "status": "skipped", "error": None, "note": "same content already ingested"}
     if not force and contacts.ledger_entry(paths, sha):
         consume_landed(paths, file, landed, paths.landing_contacts)

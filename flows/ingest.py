@@ -29,22 +29,10 @@ def ingest_file(config: IngestConfig, file: Path, *, now: pd.Timestamp, fmt: str
     file (its content, its mapping) rejects it; only an environment error (disk full, read-only) raises.
     """
     paths, file = layout.Paths(config.home), Path(file)
-    name = sources.display_name(file)  # printable and storable even when the file name is not UTF-8
-    summary: dict = {"file": name, "format": fmt, "rows_in": 0, "stored": 0, "quarantined": 0,
-                     "duplicates": 0, "identical_rows": 0, "reasons": {}}
-    try:
-        # a named file may take up to the settle time to finish, and then must hold still for it
-        landed = sources.read_complete(file, config.settle_seconds, 2 * config.settle_seconds if wait else 0.0,
-                                        config.incomplete_seconds)
-    except OSError as e:
-        if sources.needs_a_person(e):
-            raise
-        return {**summary, "status": "error", "error": f"cannot read file: {e}"}
-    if landed.data is None:
-        log.info("left %s for later: %s", name, landed.waiting)
-        return {**summary, "status": "waiting", "error": None, "note": landed.waiting}
-    sha = sources.bytes_sha256(landed.data)
-    summary["sha256"] = sha
+    summary, landed = open_landed(config, file, fmt, wait)
+    if landed is None:
+        return summary
+    sha, name = summary["sha256"], summary["file"]
     skipped = {**summary, "status": "skipped", "error": None, "note": "same content already ingested"}
     if not force and store.ledger_entry(paths, sha):
         consume_landed(paths, file, landed)
@@ -87,6 +75,28 @@ def ingest_file(config: IngestConfig, file: Path, *, now: pd.Timestamp, fmt: str
     consume_landed(paths, file, landed)
     result["volume_drops"] = volume_drops(paths, accounting.batch_days(prepared.events))
     return result
+
+
+def open_landed(config: IngestConfig, file: Path, fmt: str, wait: bool) -> tuple[dict, sources.Landed | None]:
+    """A file's summary row (no rows counted yet, its sha256 once read) and its complete content; (the summary
+    with status "error" or "waiting", None) when it cannot be read or is still being written. A named file may
+    take up to the settle time to finish (twice that with `wait`), and then must hold still for it. Only an
+    environment error (disk full, read-only) raises."""
+    name = sources.display_name(file)  # printable and storable even when the file name is not UTF-8
+    summary: dict = {"file": name, "format": fmt, "rows_in": 0, "stored": 0, "quarantined": 0,
+                     "duplicates": 0, "identical_rows": 0, "reasons": {}}
+    try:
+        landed = sources.read_complete(file, config.settle_seconds, 2 * config.settle_seconds if wait else 0.0,
+                                        config.incomplete_seconds)
+    except OSError as e:
+        if sources.needs_a_person(e):
+            raise
+        return {**summary, "status": "error", "error": f"cannot read file: {e}"}, None
+    if landed.data is None:
+        log.info("left %s for later: %s", name, landed.waiting)
+        return {**summary, "status": "waiting", "error": None, "note": landed.waiting}, None
+    summary["sha256"] = sources.bytes_sha256(landed.data)
+    return summary, landed
 
 
 def consume_landed(paths: layout.Paths, file: Path, landed: sources.Landed, landing: Path | None = None) -> None:
