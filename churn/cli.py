@@ -56,28 +56,14 @@ def configure_environment(home: Path, quiet: bool = False) -> None:
 
 
 def prepare_state(home: Path, allow_outside: bool = False) -> None:
-    confined_entries(home, allow_outside)
+    from storage.layout import entries_inside
+
+    entries_inside(home, allow_outside)
     folder = Path(os.environ.get("PREFECT_HOME", home / "prefect"))
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as e:  # a data folder under a file, in /proc, or without write access: nothing was written
         raise CommandError(f"cannot create the data folder's {folder}: {e.strerror or e}") from None
-
-
-def confined_entries(home: Path, allow_outside: bool) -> None:
-    """CommandError when an entry of the data folder (`rejected/`, `events/`, ...) is a symbolic link leading out
-    of it: everything is written below the data folder, and a link would carry files elsewhere unannounced
-    (`allow_outside_paths = true` allows it, for a folder placed on another disk on purpose)."""
-    if allow_outside or not home.is_dir():
-        return
-    root = home.resolve()
-    for entry in home.iterdir():
-        if entry.is_symlink():
-            target = entry.resolve()
-            if not target.is_relative_to(root):
-                raise CommandError(f"{entry} is a symbolic link to {target}, outside the data folder: everything is "
-                                   f"written below the data folder (remove the link, or set allow_outside_paths = "
-                                   f"true to allow it)")
 
 
 # ------------------------------------------------------------------ checks made before anything is written or

@@ -74,11 +74,11 @@ def evaluate_day(paths: layout.Paths, config: EvaluateConfig, rec: dict, last_ev
     name = str(scores["model_name"].iloc[0])
     p = scores["churn_probability"].to_numpy(dtype=float)
     training_auc, training_end = tracking.training_estimate(name, version)
+    end = horizon_ends(as_of_time, horizon)
     entry = {"as_of": day, "as_of_time": as_of_time.isoformat(), "scores_sha256": rec["sha256"], "model_name": name,
-             "model_version": version, "horizon_days": horizon,
-             "horizon_ends": horizon_ends(as_of_time, horizon).isoformat(), "customers": len(scores),
-             "estimate": expected_metrics(p), "training_roc_auc": training_auc, "training_data_end": training_end,
-             "in_sample": in_sample(as_of_time, horizon_ends(as_of_time, horizon), training_end),
+             "model_version": version, "horizon_days": horizon, "horizon_ends": end.isoformat(),
+             "customers": len(scores), "estimate": expected_metrics(p), "training_roc_auc": training_auc,
+             "training_data_end": training_end, "in_sample": in_sample(as_of_time, end, training_end),
              "status": "open", "realised": None, "degradation": None}
     if not horizon_passed(as_of_time, horizon, last_event):
         return entry

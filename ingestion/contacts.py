@@ -16,7 +16,15 @@ import pandas as pd
 from expectations.contacts import CONTACT_COLUMN_NAMES, CONTACT_COLUMNS, CONTACTS_SUITE, REQUIRED_SOURCE_COLUMNS
 from expectations.contract import reason_inexact_number, reason_not_text
 from ingestion.batch import PreparedBatch, bad_line_frame, quarantine_frame, source_originals
-from ingestion.normalize import MappingError, as_text, lowered_columns, not_text, parse_times, source_columns
+from ingestion.normalize import (
+    MappingError,
+    as_text,
+    lowered_columns,
+    not_text,
+    parse_times,
+    source_columns,
+    unparseable,
+)
 from ingestion.validate import contract_violations
 
 _IDS = tuple(c.name for c in CONTACT_COLUMNS if c.identifier)
@@ -48,9 +56,7 @@ def coerce_contacts(cand: pd.DataFrame, timezone: str) -> tuple[pd.DataFrame, pd
         raw = cand[name]
         if name == "contacted_at":
             vals, _ = parse_times(raw, timezone, None)
-            if not pd.api.types.is_datetime64_any_dtype(raw.dtype):
-                bad = raw.notna() & (raw.astype("string").str.strip() != "") & vals.isna()
-                reason[bad & reason.isna()] = "contacted_at: unparseable"
+            reason[unparseable(raw, vals) & reason.isna()] = "contacted_at: unparseable"
             out[name] = vals
             continue
         vals, inexact = as_text(raw, identifier=name in _IDS)

@@ -557,6 +557,13 @@ def as_text(raw: pd.Series, identifier: bool = False) -> tuple[pd.Series, pd.Ser
     return s, inexact
 
 
+def unparseable(raw: pd.Series, parsed: pd.Series) -> pd.Series:
+    """Where a value was given (not missing, not blank) and did not parse; typed timestamps need no parsing."""
+    if pd.api.types.is_datetime64_any_dtype(raw.dtype):
+        return pd.Series(False, index=raw.index)
+    return raw.notna() & (raw.astype("string").str.strip() != "") & parsed.isna()
+
+
 def coerce(candidates: pd.DataFrame, timezone: str, time_format: str | None = None) -> tuple[pd.DataFrame, pd.Series]:
     """Contract-typed candidates and, per row, the reason a value could not be parsed (or NA)."""
     out = candidates[["_row", "_rows"]].copy()
@@ -565,11 +572,7 @@ def coerce(candidates: pd.DataFrame, timezone: str, time_format: str | None = No
         raw = candidates[name]
         if name == "event_time":
             vals, written = parse_times(raw, timezone, time_format)
-            if pd.api.types.is_datetime64_any_dtype(raw.dtype):
-                bad = pd.Series(False, index=raw.index)  # typed timestamps need no parsing
-            else:
-                bad = raw.notna() & (raw.astype("string").str.strip() != "") & vals.isna()
-            reason[bad & reason.isna()] = "event_time: unparseable"
+            reason[unparseable(raw, vals) & reason.isna()] = "event_time: unparseable"
             out[name] = vals
             # what a derived event id is made of: the time as written (a naive time read as if in UTC), so
             # the id does not depend on the time zone it is read in (--force under another one stores nothing)

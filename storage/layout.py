@@ -31,6 +31,20 @@ class PathOutside(UserError, ValueError):
     """A path from settings, a mapping or an event leads outside the folder it must stay in."""
 
 
+def entries_inside(home: Path, allow_outside: bool = False) -> None:
+    """PathOutside when an entry of the data folder (`rejected/`, `events/`, ...) is a symbolic link leading out
+    of it: everything is written below the data folder, and a link would carry files elsewhere unannounced
+    (`allow_outside` allows it, for a folder placed on another disk on purpose)."""
+    if allow_outside or not home.is_dir():
+        return
+    root = home.resolve()
+    for entry in home.iterdir():
+        if entry.is_symlink() and not entry.resolve().is_relative_to(root):
+            raise PathOutside(f"{entry} is a symbolic link to {entry.resolve()}, outside the data folder: everything "
+                              f"is written below the data folder (remove the link, or set allow_outside_paths = "
+                              f"true to allow it)")
+
+
 def resolve_inside(base: Path, path: str | Path, what: str, allow_outside: bool = False) -> Path:
     """`path` resolved against `base` (symlinks followed); outside `base` only when explicitly allowed.
 

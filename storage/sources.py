@@ -390,7 +390,7 @@ def _unclosed_quote(record_lines: list[str]) -> bool:
 def _jsonl(text: str) -> tuple[pd.DataFrame, list[tuple[int, str, str]]]:
     records, numbers, bad = [], [], []
     first = next((ln.strip() for ln in text.split("\n") if ln.strip()), "")
-    if first.startswith("[") and not first.endswith("]") or first == "[":
+    if first.startswith("[") and not first.endswith("]"):
         # a JSON array written over several lines: its lines are no events, and counting them as source rows
         # (each one "malformed") would make the accounting count lines, not events
         raise UnreadableFile("a JSON array over several lines, not JSON Lines: write one JSON object per line "
