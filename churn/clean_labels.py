@@ -152,12 +152,9 @@ def measure(home: Path, customers: int = 5000, days: int = 720, seed: int = 1, h
 def main(argv: list[str] | None = None) -> int:
     import argparse
     import json
-    import os
-    import shutil
-    import sys
     import time
 
-    from churn.cli import QUIET_ENV
+    from churn.closed_loop import seed_runs
 
     p = argparse.ArgumentParser(prog="clean-labels", description="Train keeping and excluding the snapshot rows "
                                 "contacted in their label window, on generated data with simulated campaigns at "
@@ -170,19 +167,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--work", type=Path, default=Path("clean-labels-data"), help="data folders (one per seed; replaced)")
     p.add_argument("--out", type=Path, help="write every seed's result here as JSON")
     args = p.parse_args(argv)
-    for k, v in QUIET_ENV.items():
-        os.environ.setdefault(k, v)
-    logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
     results, started = [], time.monotonic()
     print(f"{'seed':>4} {'flagged':>7} {'changed':>7} {'metric':>17} {'keep':>7} {'exclude':>7} "
           f"{'exclude - keep [95 % CI]':>30}")
-    for seed in range(1, args.seeds + 1):
-        home = args.work / f"seed-{seed}"
-        shutil.rmtree(home, ignore_errors=True)
-        t0 = time.monotonic()
-        r = measure(home, args.customers, args.days, seed, control_share=args.control_share,
-                    resamples=args.resamples)
-        r["seconds"] = time.monotonic() - t0
+    for seed, r in seed_runs(args.work, args.seeds, lambda home, seed: measure(
+            home, args.customers, args.days, seed, control_share=args.control_share, resamples=args.resamples)):
         results.append(r)
         for m in METRICS:
             d = r["exclude_minus_keep"][m]

@@ -75,15 +75,33 @@ def coverage(results: list[dict]) -> dict:
     return out
 
 
-def main(argv: list[str] | None = None) -> int:
-    import argparse
-    import json
+def seed_runs(work: Path, seeds: int, run):
+    """The measurement scripts' loop (campaign-coverage, clean-labels): quiet logs, then for seeds 1..N a fresh
+    data folder `work/seed-N` and `run(home, seed)`, its result dict given its wall time as "seconds"; yields
+    (seed, result)."""
     import os
     import shutil
     import sys
     import time
 
     from churn.cli import QUIET_ENV
+
+    for k, v in QUIET_ENV.items():
+        os.environ.setdefault(k, v)
+    logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
+    for seed in range(1, seeds + 1):
+        home = work / f"seed-{seed}"
+        shutil.rmtree(home, ignore_errors=True)
+        t0 = time.monotonic()
+        result = run(home, seed)
+        result["seconds"] = time.monotonic() - t0
+        yield seed, result
+
+
+def main(argv: list[str] | None = None) -> int:
+    import argparse
+    import json
+    import time
 
     p = argparse.ArgumentParser(prog="campaign-coverage", description="Run the closed campaign loop for several "
                                 "seeds and count how often the outcome's 95 % interval covers the true effect.")
@@ -95,18 +113,11 @@ def main(argv: list[str] | None = None) -> int:
                    "replaced)")
     p.add_argument("--out", type=Path, help="write every loop's outcome and truth here as JSON")
     args = p.parse_args(argv)
-    for k, v in QUIET_ENV.items():
-        os.environ.setdefault(k, v)
-    logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
     results, started = [], time.monotonic()
     print(f"{'seed':>4} {'target':>6} {'control':>7} {'retention diff [95 % CI]':>28} {'truth':>7} {'ok':>3} "
           f"{'spend diff [95 % CI]':>26} {'truth':>7} {'ok':>3} {'s':>5}")
-    for seed in range(1, args.seeds + 1):
-        home = args.work / f"seed-{seed}"
-        shutil.rmtree(home, ignore_errors=True)
-        t0 = time.monotonic()
-        r = closed_loop(home, args.customers, args.days, seed, control_share=args.control_share)
-        r["seconds"] = time.monotonic() - t0
+    for seed, r in seed_runs(args.work, args.seeds, lambda home, seed: closed_loop(
+            home, args.customers, args.days, seed, control_share=args.control_share)):
         results.append(r)
         o, t = r["outcome"]["overall"], r["truth"]["target"]
         ok = {k: o[f"{k}_low"] <= t[k] <= o[f"{k}_high"] for k in ("retention_difference", "spend_difference")}
