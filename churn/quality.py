@@ -19,6 +19,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
+
 BEGIN, END = "<!-- quality:begin -->", "<!-- quality:end -->"
 SHARED_DATA = Path("/work/shared/data")
 SCORERS = {"model": "model (XGBoost)", "logistic_rfm": "logistic RFM", "bg_nbd": "BG/NBD",
@@ -360,26 +362,44 @@ def value_experiment(ds: DataSet, home: Path) -> dict:
             "models": {k: value_metrics(y, p) for k, p in predictions.items()}}
 
 
+NEXT_PURCHASE_CAP_DAYS = 365  # a predicted median beyond a year reads "not within a year" in the error measures
+NEXT_PURCHASE_GRID = np.unique(np.round(np.geomspace(1, 3650, 60)))  # days, for the BTYD and classifier medians
+
+
 def curve_experiment(ds: DataSet, home: Path) -> dict:
-    """Issue #13 part 3: the churn-time curve (P(no purchase within 30/60/90/180 days)) by per-horizon classifiers
-    and by XGBoost's survival:aft, on a validation snapshot 180 days before as-of (every horizon's label known)."""
-    import numpy as np
+    """Issue #13 part 3: the churn-time curve (P(no purchase within 30/60/90/180 days), the horizons the data set's
+    history allows) by per-horizon classifiers, by XGBoost's survival:aft, and by the AFT's shape through the
+    data set's horizon classifier (anchored); then the median days to the next purchase against Pareto/NBD's, on
+    a validation snapshot as far before as-of as the longest horizon (every horizon's label known)."""
     import pandas as pd
 
     from churn.settings import defaults, utc
     from features.customer import FEATURE_NAMES
     from flows.train import build_snapshots
-    from models.curve import CURVE_HORIZONS, AftCurve, HorizonClassifiers, curve_metrics
+    from models.btyd import ParetoNBD
+    from models.curve import (
+        CURVE_HORIZONS,
+        AftCurve,
+        HorizonClassifiers,
+        anchored_location,
+        curve_metrics,
+        lognormal_curve,
+        median_from_grid,
+        next_purchase_errors,
+    )
     from models.snapshots import NotEnoughHistory
     from storage import catalog, layout, store
 
-    longest = max(CURVE_HORIZONS)
-    config = defaults(home, **REFERENCE).train_config(horizon_days=longest)
     started = time.monotonic()
-    try:
-        plan, info = build_snapshots(config, utc(ds.as_of) if ds.as_of else None)
-    except NotEnoughHistory as e:
-        return {"unmeasured": str(e)}
+    for horizons in (CURVE_HORIZONS[:k] for k in range(len(CURVE_HORIZONS), 1, -1)):
+        config = defaults(home, **REFERENCE).train_config(horizon_days=max(horizons))
+        try:
+            plan, info = build_snapshots(config, utc(ds.as_of) if ds.as_of else None)
+            break
+        except NotEnoughHistory as e:
+            why = str(e)
+    else:
+        return {"unmeasured": why}
     as_of = pd.Timestamp(info["as_of"])
     frame = catalog.read_snapshots(Path(info["path"]))
     paths = layout.Paths(home)
@@ -392,18 +412,38 @@ def curve_experiment(ds: DataSet, home: Path) -> dict:
         seen = ~np.isnan(days) & (nxt <= as_of).to_numpy()
         rows = rows.assign(next_purchase_lower_days=np.where(seen, days, (as_of - c) / pd.Timedelta(days=1)),
                            next_purchase_upper_days=np.where(seen, days, np.inf))
-        for h in CURVE_HORIZONS:
+        for h in horizons:
             rows[f"churned_{h}d"] = (~(seen & (days <= h))).astype("int64")
         parts.append(rows)
     frame = pd.concat(parts)
     train, validation = frame[frame["split"] == "train"], frame[frame["split"] == "validation"]
-    out = {"validation_cutoff": info["validation_cutoff"], "train_cutoffs": len(plan.train), "models": {}}
-    for name, model in (("classifiers", HorizonClassifiers(FEATURE_NAMES, seed=config.seed)),
-                        ("aft", AftCurve(FEATURE_NAMES, seed=config.seed))):
-        model.fit(train)
-        out["models"][name] = curve_metrics(model.curve(validation), validation)
+    out = {"validation_cutoff": info["validation_cutoff"], "train_cutoffs": len(plan.train),
+           "horizons": list(horizons), "models": {}, "next_purchase": {}}
+    classifiers = HorizonClassifiers(FEATURE_NAMES, horizons, seed=config.seed).fit(train)
+    aft = AftCurve(FEATURE_NAMES, horizons, seed=config.seed).fit(train)
+    anchor = ds.horizon_days if ds.horizon_days in horizons else max(horizons)
+    p_anchor = classifiers.models_[anchor].churn_probability(validation).to_numpy()
+    medians = {"aft": aft.location(validation), "anchored": anchored_location(p_anchor, anchor)}
+    curves = {"classifiers": classifiers.curve(validation), "aft": aft.curve(validation),
+              "anchored": lognormal_curve(medians["anchored"], horizons, index=validation.index)}
+    for name, curve in curves.items():
+        out["models"][name] = curve_metrics(curve, validation, horizons)
+    grid = NEXT_PURCHASE_GRID
+    steps = np.column_stack([np.ones(len(validation)), classifiers.curve(validation).to_numpy()])
+    medians["classifiers"] = median_from_grid(
+        np.vstack([np.interp(grid, (0, *horizons), row) for row in steps]), grid)
+    pareto = ParetoNBD(max(horizons), 1.0, config.btyd_sample_customers, config.seed).fit(
+        validation.set_index("customer_id"))
+    medians["pareto_nbd"] = median_from_grid(pareto.no_purchase_within(validation.set_index("customer_id"), grid),
+                                             grid)
+    bought = validation["days_since_last_purchase"].notna().to_numpy()  # BTYD has no clock for never-buyers
+    lower, upper = validation["next_purchase_lower_days"].to_numpy(), validation["next_purchase_upper_days"].to_numpy()
+    for name, m in medians.items():
+        out["next_purchase"][name] = next_purchase_errors(m[bought], lower[bought], upper[bought],
+                                                          NEXT_PURCHASE_CAP_DAYS)
+    out["anchor_horizon"] = anchor
     out["seconds"] = round(time.monotonic() - started, 1)
-    return out
+    return json.loads(json.dumps(out))  # horizon keys as text, as when read back from results.json
 
 
 VALUE_MODELS = {"run_rate": "run rate (last year's spend x horizon / 365; the scores' expected_value)",
@@ -411,16 +451,21 @@ VALUE_MODELS = {"run_rate": "run rate (last year's spend x horizon / 365; the sc
                 "xgboost_regressor": "XGBoost regressor (Tweedie) of the horizon's spend, training snapshots"}
 
 
+CURVE_MODELS = {"classifiers": "one classifier per horizon, running minimum",
+                "aft": "XGBoost survival:aft (normal, scale 1.2), interval censored",
+                "anchored": "the horizon classifier's P(churn) carried to every horizon by the AFT's shape",
+                "pareto_nbd": "Pareto/NBD (MAP, fitted at the validation cutoff)"}
+
+
 def curve_markdown(results: dict, sets: tuple[DataSet, ...]) -> list[str]:
     from models.curve import CURVE_HORIZONS
 
-    lines = ["**Churn-time curve** (issue #13, part 3): P(no purchase within h days) on a validation snapshot "
-             f"{max(CURVE_HORIZONS)} days before as-of (every horizon's label known), ROC-AUC / Brier per horizon and "
-             "the integrated Brier score (weighted by the gaps between horizons).", "",
+    lines = ["**Churn-time curve** (issue #13, part 3): P(no purchase within h days) for the horizons each history "
+             "allows (180 days needs 540 days of events), on a validation snapshot that many days before as-of "
+             "(every horizon's label known): ROC-AUC / Brier per horizon and the integrated Brier score (weighted "
+             "by the gaps between horizons).", "",
              "| data set | model | " + " | ".join(f"{h} days" for h in CURVE_HORIZONS) + " | integrated Brier |",
              "|---|---|" + "---|" * (len(CURVE_HORIZONS) + 1)]
-    names = {"classifiers": "one classifier per horizon, running minimum",
-             "aft": "XGBoost survival:aft (normal, scale 1.2), interval censored"}
     for ds in sets:
         c = results.get(ds.name, {}).get("curve")
         if not c:
@@ -429,8 +474,22 @@ def curve_markdown(results: dict, sets: tuple[DataSet, ...]) -> list[str]:
             lines.append(f"| {ds.name} | unmeasured: {c['unmeasured']} |" + " |" * (len(CURVE_HORIZONS) + 1))
             continue
         for i, (name, m) in enumerate(c["models"].items()):
-            cells = " | ".join(f"{m[str(h)]['roc_auc']:.4f} / {m[str(h)]['brier']:.4f}" for h in CURVE_HORIZONS)
-            lines.append(f"| {ds.name if i == 0 else ''} | {names[name]} | {cells} | {m['integrated_brier']:.4f} |")
+            cells = " | ".join(f"{m[str(h)]['roc_auc']:.4f} / {m[str(h)]['brier']:.4f}" if str(h) in m else "-"
+                               for h in CURVE_HORIZONS)
+            lines.append(f"| {ds.name if i == 0 else ''} | {CURVE_MODELS[name]} | {cells} | "
+                         f"{m['integrated_brier']:.4f} |")
+    lines += ["", "**Days to the next purchase** (the median of each model's waiting time; buyers of the same "
+              "validation snapshot; a median beyond 365 days counts as 365): mean and median absolute error over the "
+              "customers whose next purchase was seen before the data end, and over every buyer the mean distance "
+              "from the prediction to what is known (a customer not seen again costs only a prediction before the "
+              "data end).", "",
+              "| data set | model | MAE, seen | median abs. error, seen | customers seen | distance to the known "
+              "interval, all |", "|---|---|---|---|---|---|"]
+    for ds in sets:
+        c = results.get(ds.name, {}).get("curve")
+        for i, (name, m) in enumerate(((c or {}).get("next_purchase") or {}).items()):
+            lines.append(f"| {ds.name if i == 0 else ''} | {CURVE_MODELS[name]} | {m['mae_seen']:.1f} | "
+                         f"{m['median_abs_error_seen']:.1f} | {m['n_seen']:,} of {m['n']:,} | {m['interval_mae']:.1f} |")
     return [*lines, ""]
 
 

@@ -74,8 +74,20 @@ class _BTYD:
         self.n_fitted_ = len(sample)
         return self
 
-    def _no_purchase(self, data: pd.DataFrame) -> np.ndarray:
+    def _no_purchase(self, data: pd.DataFrame, days: float) -> np.ndarray:
         raise NotImplementedError
+
+    def no_purchase_within(self, X: pd.DataFrame, days) -> np.ndarray:
+        """P(no purchase in (cutoff, cutoff + t]) for every t of `days`: rows x days, NaN for never-buyers (the
+        model has no clock for them)."""
+        out = np.full((len(X), len(days)), np.nan)
+        bought = X[FREQUENCY].notna().to_numpy()
+        if bought.any():
+            data = _library_frame(X[bought])
+            with _quiet():
+                for j, t in enumerate(days):
+                    out[bought, j] = np.clip(self._no_purchase(data, float(t)), 0.0, 1.0)
+        return out
 
     def churn_probability(self, X: pd.DataFrame) -> pd.Series:
         """P(churn) = P(no purchase in (cutoff, cutoff + horizon]) per row, indexed like X (every customer, not
@@ -84,7 +96,7 @@ class _BTYD:
         bought = X[FREQUENCY].notna().to_numpy()
         if bought.any():
             with _quiet():
-                p = self._no_purchase(_library_frame(X[bought]))
+                p = self._no_purchase(_library_frame(X[bought]), self.horizon_days)
             out[bought] = np.clip(p, 0.0, 1.0)
         return pd.Series(out, index=X.index)
 
@@ -94,8 +106,8 @@ class BGNBD(_BTYD):
 
     library_class = "BetaGeoModel"
 
-    def _no_purchase(self, data: pd.DataFrame) -> np.ndarray:
-        p = self.model_.expected_probability_no_purchase(t=self.horizon_days, data=data)
+    def _no_purchase(self, data: pd.DataFrame, days: float) -> np.ndarray:
+        p = self.model_.expected_probability_no_purchase(t=days, data=data)
         return _point(p)
 
 
@@ -122,8 +134,8 @@ class ParetoNBD(_BTYD):
 
     library_class = "ParetoNBDModel"
 
-    def _no_purchase(self, data: pd.DataFrame) -> np.ndarray:
-        p = self.model_.expected_purchase_probability(data=data, n_purchases=0, future_t=self.horizon_days)
+    def _no_purchase(self, data: pd.DataFrame, days: float) -> np.ndarray:
+        p = self.model_.expected_purchase_probability(data=data, n_purchases=0, future_t=days)
         return _point(p)
 
 

@@ -102,3 +102,54 @@ def curve_metrics(curve: pd.DataFrame, labels: pd.DataFrame, horizons=CURVE_HORI
     widths = np.diff((0, *horizons))
     out["integrated_brier"] = float(np.average([out[h]["brier"] for h in horizons], weights=widths))
     return out
+
+
+def anchored_location(p_at: np.ndarray, horizon_days: float, scale: float = AFT_SCALE) -> np.ndarray:
+    """The AFT location (median days) whose curve passes through P(no purchase within `horizon_days`) = `p_at`:
+    the churn model's own probability carried to every other horizon with the AFT's shape (log-normal, `scale`)."""
+    from scipy.stats import norm
+
+    p = np.clip(np.asarray(p_at, dtype=float), 1e-6, 1 - 1e-6)
+    return np.exp(np.log(horizon_days) - scale * norm.isf(p))
+
+
+def lognormal_curve(location: np.ndarray, horizons=CURVE_HORIZONS, scale: float = AFT_SCALE,
+                    index=None) -> pd.DataFrame:
+    """P(no purchase within h days) for a log-normal waiting time with median `location` (days)."""
+    from scipy.stats import norm
+
+    mu = np.log(np.maximum(np.asarray(location, dtype=float), 1e-6))
+    return pd.DataFrame({c: norm.sf((np.log(h) - mu) / scale) for c, h in zip(curve_columns(horizons), horizons)},
+                        index=index)
+
+
+def median_from_grid(no_purchase: np.ndarray, grid: np.ndarray) -> np.ndarray:
+    """Per row, the first grid day where P(no purchase within t) falls to 0.5 or below (linear between grid days),
+    inf when it never does (a customer more likely gone than not). `no_purchase`: rows x grid, non-increasing."""
+    p = np.asarray(no_purchase, dtype=float)
+    below = p <= 0.5
+    first = np.where(below.any(axis=1), below.argmax(axis=1), -1)
+    out = np.full(len(p), np.inf)
+    for i, j in enumerate(first):
+        if j == 0:
+            out[i] = grid[0]
+        elif j > 0:
+            p0, p1, t0, t1 = p[i, j - 1], p[i, j], grid[j - 1], grid[j]
+            out[i] = t0 + (t1 - t0) * (p0 - 0.5) / (p0 - p1) if p0 != p1 else t1
+    return out
+
+
+def next_purchase_errors(predicted_days: np.ndarray, lower: np.ndarray, upper: np.ndarray,
+                         cap_days: float) -> dict:
+    """How far predicted days to the next purchase lie from what happened. `lower`/`upper`: the known interval
+    (equal when the purchase was seen, upper inf when it was not seen before the data end). Predictions are capped
+    at `cap_days` (a median beyond it, or none, reads "not within cap_days"). Returns the mean absolute error over
+    the customers whose next purchase was seen, and over everyone the mean distance from the prediction to the
+    known interval (a censored customer costs only a prediction before the data end)."""
+    pred = np.minimum(np.asarray(predicted_days, dtype=float), cap_days)
+    lower, upper = np.asarray(lower, dtype=float), np.asarray(upper, dtype=float)
+    seen = np.isfinite(upper)
+    distance = np.maximum(lower - pred, 0) + np.maximum(pred - upper, 0)
+    return {"mae_seen": float(np.abs(pred[seen] - lower[seen]).mean()) if seen.any() else float("nan"),
+            "n_seen": int(seen.sum()), "interval_mae": float(distance.mean()), "n": int(len(pred)),
+            "median_abs_error_seen": float(np.median(np.abs(pred[seen] - lower[seen]))) if seen.any() else float("nan")}

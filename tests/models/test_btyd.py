@@ -76,6 +76,11 @@ def test_fit_gives_probabilities_indexed_like_x_and_ranks_recent_frequent_buyers
     assert r["often"] < r["rarely"]
     # the row order of X does not matter
     assert m.churn_probability(X.iloc[::-1]).reindex(X.index).equals(p)
+    # the curve over several days: never rises with the days, NaN for never-buyers, the horizon's value at 90
+    curve = m.no_purchase_within(X, [10, 90, 400])
+    bought = X["repeat_purchase_days"].notna().to_numpy()
+    assert np.isnan(curve[~bought]).all() and (np.diff(curve[bought], axis=1) <= 1e-12).all()
+    assert np.allclose(curve[bought, 1], p[bought].to_numpy())
 
 
 def test_events_after_the_cutoff_change_nothing(fitted):

@@ -3,7 +3,17 @@
 import numpy as np
 import pandas as pd
 
-from models.curve import CURVE_HORIZONS, AftCurve, HorizonClassifiers, curve_columns, curve_metrics
+from models.curve import (
+    CURVE_HORIZONS,
+    AftCurve,
+    HorizonClassifiers,
+    anchored_location,
+    curve_columns,
+    curve_metrics,
+    lognormal_curve,
+    median_from_grid,
+    next_purchase_errors,
+)
 
 
 def _customers(n=1500, seed=4):
@@ -39,3 +49,25 @@ def test_curve_metrics_weights_the_brier_scores_by_the_gaps_between_horizons():
     m = curve_metrics(curve, labels, horizons=(30, 90))
     assert m[30]["brier"] == 0 and m[90]["brier"] == 0.25
     assert m["integrated_brier"] == (30 * 0 + 60 * 0.25) / 90
+
+
+def test_the_anchored_curve_passes_through_the_horizon_probability_and_has_its_median_at_one_half():
+    p = np.array([0.05, 0.5, 0.93])
+    loc = anchored_location(p, 90)
+    c = lognormal_curve(loc, (30, 90, 180))
+    assert np.allclose(c["p_no_purchase_90d"], p) and (np.diff(c.to_numpy(), axis=1) < 0).all()
+    assert np.isclose(loc[1], 90) and loc[0] < 90 < loc[2]
+    assert np.allclose(lognormal_curve(loc, (1,), scale=1.2).shape, (3, 1))
+
+
+def test_median_from_grid_interpolates_where_the_curve_crosses_one_half_and_is_inf_when_it_never_does():
+    grid = np.array([10.0, 20.0, 40.0])
+    p = np.array([[0.9, 0.7, 0.3], [0.4, 0.2, 0.1], [0.9, 0.8, 0.6]])
+    assert np.allclose(median_from_grid(p, grid)[:2], [30.0, 10.0]) and np.isinf(median_from_grid(p, grid)[2])
+
+
+def test_next_purchase_errors_count_a_censored_customer_only_for_a_prediction_before_the_data_end():
+    lower, upper = np.array([10.0, 50.0, 50.0]), np.array([10.0, np.inf, np.inf])
+    e = next_purchase_errors(np.array([14.0, 20.0, np.inf]), lower, upper, cap_days=365)
+    assert e["mae_seen"] == 4 and e["n_seen"] == 1 and e["n"] == 3
+    assert e["interval_mae"] == (4 + 30 + 0) / 3  # 20 days is 30 before the known 50; 365 is after it: no cost
