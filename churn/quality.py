@@ -371,7 +371,6 @@ def curve_experiment(ds: DataSet, home: Path) -> dict:
     history allows) by per-horizon classifiers, by XGBoost's survival:aft, and by the AFT's shape through the
     data set's horizon classifier (anchored); then the median days to the next purchase against Pareto/NBD's, on
     a validation snapshot as far before as-of as the longest horizon (every horizon's label known)."""
-    import pandas as pd
 
     from churn.settings import defaults, utc
     from features.customer import FEATURE_NAMES
@@ -383,12 +382,14 @@ def curve_experiment(ds: DataSet, home: Path) -> dict:
         HorizonClassifiers,
         anchored_location,
         curve_metrics,
+        horizon_labels,
         lognormal_curve,
         median_from_grid,
         next_purchase_errors,
+        waiting_interval,
     )
     from models.snapshots import NotEnoughHistory
-    from storage import catalog, layout, store
+    from storage import catalog
 
     started = time.monotonic()
     for horizons in (CURVE_HORIZONS[:k] for k in range(len(CURVE_HORIZONS), 1, -1)):
@@ -400,22 +401,8 @@ def curve_experiment(ds: DataSet, home: Path) -> dict:
             why = str(e)
     else:
         return {"unmeasured": why}
-    as_of = pd.Timestamp(info["as_of"])
     frame = catalog.read_snapshots(Path(info["path"]))
-    paths = layout.Paths(home)
-    parts = []
-    for cutoff, rows in frame.groupby("cutoff", sort=True):
-        c = pd.Timestamp(cutoff)
-        c = c.tz_localize("UTC") if c.tzinfo is None else c
-        nxt = store.next_purchase(paths, rows["customer_id"], c).reindex(rows["customer_id"])
-        days = ((nxt - c) / pd.Timedelta(days=1)).to_numpy(dtype=float)
-        seen = ~np.isnan(days) & (nxt <= as_of).to_numpy()
-        rows = rows.assign(next_purchase_lower_days=np.where(seen, days, (as_of - c) / pd.Timedelta(days=1)),
-                           next_purchase_upper_days=np.where(seen, days, np.inf))
-        for h in horizons:
-            rows[f"churned_{h}d"] = (~(seen & (days <= h))).astype("int64")
-        parts.append(rows)
-    frame = pd.concat(parts)
+    frame = frame.join(horizon_labels(frame, horizons))  # every row is observed for the longest horizon at least
     train, validation = frame[frame["split"] == "train"], frame[frame["split"] == "validation"]
     out = {"validation_cutoff": info["validation_cutoff"], "train_cutoffs": len(plan.train),
            "horizons": list(horizons), "models": {}, "next_purchase": {}}
@@ -437,7 +424,7 @@ def curve_experiment(ds: DataSet, home: Path) -> dict:
     medians["pareto_nbd"] = median_from_grid(pareto.no_purchase_within(validation.set_index("customer_id"), grid),
                                              grid)
     bought = validation["days_since_last_purchase"].notna().to_numpy()  # BTYD has no clock for never-buyers
-    lower, upper = validation["next_purchase_lower_days"].to_numpy(), validation["next_purchase_upper_days"].to_numpy()
+    lower, upper = waiting_interval(validation)
     for name, m in medians.items():
         out["next_purchase"][name] = next_purchase_errors(m[bought], lower[bought], upper[bought],
                                                           NEXT_PURCHASE_CAP_DAYS)

@@ -17,6 +17,10 @@ import pyarrow as pa
 
 from expectations.contract import Column, suite_dict
 
+# the churn-time curve's horizons (days): the scores' p_no_purchase_{h}d columns
+CURVE_HORIZONS = (30, 60, 90, 180)
+NEXT_PURCHASE_DATE_MAX_DAYS = 730  # a median further away leaves expected_next_purchase_date empty
+
 SCHEMA_VERSION = 2
 # The hive folder key of a day's scores: `as_of=YYYY-MM-DD/` (the UTC date of as_of_time); never a column of
 # the file, so every reader of the folder adds it as a column of its own.
@@ -69,6 +73,16 @@ SCORE_COLUMNS: tuple[Column, ...] = (
     Column("model_version", pa.string(), "registered model version", required=True),
     Column("run_id", pa.string(), "MLflow run that trained the model", required=True),
     Column("scored_at", pa.timestamp("us", tz="UTC"), "when this file was produced", required=True, kind="timestamp"),
+    # added without a version bump (nullable, at the end): the churn-time curve of issue #13, empty when the model's
+    # training run has no curve model (trained before it existed)
+    *[Column(f"p_no_purchase_{h}d", pa.float64(), f"P(no purchase - the churn label's activity - within {h} days "
+             "after as_of), from the churn-time curve model; never rises with the days", min_value=0.0, max_value=1.0,
+             kind="number") for h in CURVE_HORIZONS],
+    Column("median_days_to_next_purchase", pa.float64(), "median days from as_of to the next purchase (the churn-time "
+           "curve's 50 % point)", min_value=0.0, kind="number"),
+    Column("expected_next_purchase_date", pa.date32(), "UTC date of as_of + median_days_to_next_purchase; empty "
+           f"when that is more than {NEXT_PURCHASE_DATE_MAX_DAYS} days away (not expected within two years)",
+           kind="date"),
 )
 
 SCORE_SCHEMA = pa.schema([pa.field(c.name, c.arrow_type, nullable=not c.required,

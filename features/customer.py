@@ -98,6 +98,30 @@ WHERE event_time > {asof} AND {epoch_us("event_time")} - {epoch_us(asof)} <= {in
   AND event_type IN ({types})""", dialect)
 
 
+def next_activity_sql(as_of: pd.Timestamp, until: pd.Timestamp, activity_types: tuple[str, ...] = ("purchase",),
+                      dialect: str = "duckdb") -> str:
+    """Per customer with an activity event in (as_of, until]: the microseconds from as_of to the first one, over a
+    table `events`, in `dialect` (the churn-time curve's target: a customer absent here waited past `until`)."""
+    asof, end = timestamp(as_of), timestamp(until)
+    types = ", ".join(f"'{x}'" for x in activity_types)
+    return in_dialect(f"""
+SELECT customer_id, min({epoch_us("event_time")}) - {epoch_us(asof)} AS next_us FROM events
+WHERE event_time > {asof} AND event_time <= {end} AND event_type IN ({types})
+GROUP BY customer_id""", dialect)
+
+
+def time_to_next_activity(events, as_of: pd.Timestamp, until: pd.Timestamp, customers: pd.Index,
+                          activity_types: tuple[str, ...] = ("purchase",)) -> pd.DataFrame:
+    """Per customer of `customers` (index): `next_activity_days`, the days from as_of to the first activity event in
+    (as_of, until] (NaN if there is none), and `observed_days`, the days from as_of to until (how long a customer
+    without one is known to have waited: censored there)."""
+    found = run(events, lambda dialect: next_activity_sql(as_of, until, activity_types, dialect))
+    days = pd.Series(found["next_us"].to_numpy(dtype="float64") / DAY_US, index=found["customer_id"].astype(str))
+    observed = (pd.Timestamp(until) - pd.Timestamp(as_of)) / pd.Timedelta(days=1)
+    return pd.DataFrame({"next_activity_days": days.reindex(customers.astype(str)).to_numpy(),
+                         "observed_days": float(observed)}, index=customers)
+
+
 def churn_labels(events, as_of: pd.Timestamp, horizon_days: int, customers: pd.Index,
                  activity_types: tuple[str, ...] = ("purchase",)) -> pd.Series:
     """1 if the customer has no activity event in (as_of, as_of + horizon], else 0; indexed like `customers`."""

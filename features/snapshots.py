@@ -6,15 +6,21 @@ import hashlib
 
 import pandas as pd
 
-from features.customer import churn_labels, customer_features
+from features.customer import churn_labels, customer_features, time_to_next_activity
 from features.purchase_history import purchase_history
 
 
 def labelled_snapshot(events, as_of: pd.Timestamp, horizon_days: int, lookback_days: int,
-                      activity_types: tuple[str, ...] = ("purchase",)) -> pd.DataFrame:
-    """One row per in-scope customer: customer_id, cutoff, the features, the BTYD purchase history and `churned`."""
+                      activity_types: tuple[str, ...] = ("purchase",), until: pd.Timestamp | None = None
+                      ) -> pd.DataFrame:
+    """One row per in-scope customer: customer_id, cutoff, the features, the BTYD purchase history and `churned`;
+    with `until` (the last instant the caller may read, e.g. the run's as-of), also the churn-time target
+    `next_activity_days` / `observed_days` (see `time_to_next_activity`)."""
     feats = customer_features(events, as_of, lookback_days)
-    out = feats.join(purchase_history(events, as_of, feats.index)).reset_index()
+    out = feats.join(purchase_history(events, as_of, feats.index))
+    if until is not None:
+        out = out.join(time_to_next_activity(events, as_of, until, feats.index, activity_types))
+    out = out.reset_index()
     out.insert(1, "cutoff", pd.Timestamp(as_of))
     out["churned"] = churn_labels(events, as_of, horizon_days, feats.index, activity_types).to_numpy()
     return out
@@ -26,12 +32,12 @@ EXCLUDED = "excluded_contacted"  # the split of a flagged row left out
 
 
 def stacked_snapshots(events, cutoffs: list[pd.Timestamp], horizon_days: int, lookback_days: int,
-                      activity_types: tuple[str, ...] = ("purchase",), contacts: pd.DataFrame | None = None
-                      ) -> pd.DataFrame:
+                      activity_types: tuple[str, ...] = ("purchase",), contacts: pd.DataFrame | None = None,
+                      until: pd.Timestamp | None = None) -> pd.DataFrame:
     """Snapshots at several cutoffs, oldest first (a customer appears once per cutoff), with the flag CONTACTED:
     the customer has a contact in `contacts` (customer_id, contacted_at) inside the cutoff's label window."""
-    frame = pd.concat([labelled_snapshot(events, c, horizon_days, lookback_days, activity_types) for c in cutoffs],
-                      ignore_index=True)
+    frame = pd.concat([labelled_snapshot(events, c, horizon_days, lookback_days, activity_types, until)
+                       for c in cutoffs], ignore_index=True)
     frame[CONTACTED] = contacted_in_label_window(frame, contacts, horizon_days).to_numpy()
     return frame
 

@@ -13,6 +13,7 @@ from expectations.scores import SCORE_SCHEMA, SCORES_SUITE
 from features.customer import FEATURE_NAMES, customer_features
 from flows import artifacts, events
 from ingestion.validate import contract_violations
+from models.curve import AftCurve
 from models.drift import drift_decision, drift_report
 from models.scoring import require_buildable, score_customers, scoring_summary
 from storage import catalog, engine, layout, store, tracking
@@ -63,7 +64,9 @@ def score(config: ScoreConfig, as_of: pd.Timestamp | None, now: pd.Timestamp) ->
              config.model_name, mv.version, config.horizon_days,
              "all of them" if config.exact_reasons_top_n >= len(feats)
              else f"the top {config.exact_reasons_top_n:,} by value at risk")
-    scores = score_customers(model, feats, as_of, config.policy(), meta, scored_at=now)
+    logged = tracking.load_curve(mv.run_id) if mv.run_id else None
+    curve = AftCurve.from_artifact(*logged) if logged else None
+    scores = score_customers(model, feats, as_of, config.policy(), meta, scored_at=now, curve=curve)
     log.info("checking drift and the scores contract, then publishing")
 
     reference = tracking.load_drift_reference(mv.run_id)

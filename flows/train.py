@@ -15,7 +15,7 @@ from flows import artifacts, events
 from models.evaluate import covering
 from models.promotion import ChampionScore, Verdict, champion_interval, champion_score, horizon_decision, should_promote
 from models.snapshots import CutoffPlan, history_note, plan_cutoffs
-from models.train import TrainingResult, refit_on_all_labelled, train_and_evaluate
+from models.train import TrainingResult, fit_curve, refit_on_all_labelled, train_and_evaluate
 from storage import catalog, contacts, engine, layout, store, tracking
 
 log = logging.getLogger("churn.train")
@@ -35,7 +35,7 @@ def build_snapshots(config: TrainConfig, as_of: pd.Timestamp | None) -> tuple[Cu
     contacted = contacts.read_contacts(paths)[["customer_id", "contacted_at"]]
     with engine.events_on(config.engine, paths, config.spark_master) as events_table:
         frame = stacked_snapshots(events_table, [*plan.train, plan.validation], config.horizon_days,
-                                  config.lookback_days, config.activity_types, contacted)
+                                  config.lookback_days, config.activity_types, contacted, until=as_of)
     frame = split_by_plan(frame, plan, config.contacted_in_training)
     path = catalog.write_snapshots(paths, frame, as_of, config.horizon_days)
     counts = contacted_counts(frame)
@@ -64,6 +64,9 @@ def train(config: TrainConfig, info: dict) -> tuple[TrainingResult, pd.DataFrame
                                 btyd_sample=config.btyd_sample_customers, bootstrap=config.bootstrap(), oracles=oracles)
     if config.refit:  # the metrics stay the evaluated model's: the refit has seen the validation labels
         result.refit = refit_on_all_labelled(result.model, train, validation)
+    log.info("fitting the churn-time curve (XGBoost survival:aft on the days to the next activity)")
+    result.curve, result.curve_metrics = fit_curve(train, validation, list(config.features), seed=config.seed,
+                                                   horizon_days=config.horizon_days)
     return result, frame
 
 

@@ -8,7 +8,16 @@ import numpy as np
 import pandas as pd
 
 from churn.errors import UserError
-from expectations.scores import N_REASONS, REASON_METHODS, RISK_TIERS, SCHEMA_VERSION, SCORE_COLUMN_NAMES
+from expectations.scores import (
+    CURVE_HORIZONS,
+    N_REASONS,
+    NEXT_PURCHASE_DATE_MAX_DAYS,
+    REASON_METHODS,
+    RISK_TIERS,
+    SCHEMA_VERSION,
+    SCORE_COLUMN_NAMES,
+)
+from models.curve import curve_columns, lognormal_curve
 from models.reasons import top_reasons
 
 EXACT, APPROXIMATE, NONE = REASON_METHODS
@@ -77,6 +86,28 @@ def scoring_summary(scores: pd.DataFrame, day: str, model_version) -> dict:
             "model_run_id": model_version.run_id}
 
 
+def curve_columns_of(curve, features: pd.DataFrame, as_of: pd.Timestamp) -> pd.DataFrame:
+    """The scores' churn-time curve columns per customer (index as `features`): P(no purchase within each curve
+    horizon), the median days to the next purchase and its date (empty beyond NEXT_PURCHASE_DATE_MAX_DAYS); all
+    empty without a curve model."""
+    names = [*curve_columns(), "median_days_to_next_purchase", "expected_next_purchase_date"]
+    if curve is None:
+        out = pd.DataFrame(np.nan, index=features.index, columns=names)
+        out["expected_next_purchase_date"] = None
+        return out
+    unknown = [f for f in curve.features if f not in features.columns]
+    if unknown:
+        raise IncompatibleModel(f"the champion's churn-time curve expects features {unknown} that this code does not "
+                                "build; retrain with `churn train`")
+    median = curve.location(features)
+    out = lognormal_curve(median, CURVE_HORIZONS, curve.scale, index=features.index)
+    out["median_days_to_next_purchase"] = median
+    when = pd.Timestamp(as_of).tz_convert("UTC") + pd.to_timedelta(np.minimum(median, 10**5), unit="D")
+    out["expected_next_purchase_date"] = [d.date() if m <= NEXT_PURCHASE_DATE_MAX_DAYS else None
+                                          for d, m in zip(when, median)]
+    return out
+
+
 def contributions(booster, X: pd.DataFrame, exact: np.ndarray,
                   approximate: np.ndarray | None = None) -> pd.DataFrame:
     """Per-feature contributions to the log-odds plus the bias column `_bias`.
@@ -96,10 +127,12 @@ def contributions(booster, X: pd.DataFrame, exact: np.ndarray,
 
 
 def score_customers(model, features: pd.DataFrame, as_of: pd.Timestamp, policy: ScoringPolicy,
-                    model_meta: dict, scored_at: pd.Timestamp) -> pd.DataFrame:
+                    model_meta: dict, scored_at: pd.Timestamp, curve=None) -> pd.DataFrame:
     """The scored frame in contract column order (see expectations/scores.py), one row per customer.
 
     `model` is an XGBClassifier; `features` is indexed by customer_id and holds at least the model's features.
+    `curve`: the churn-time curve model of the same training run (models.curve.AftCurve), or None (the curve
+    columns stay empty).
     """
     import xgboost as xgb
 
@@ -143,5 +176,6 @@ def score_customers(model, features: pd.DataFrame, as_of: pd.Timestamp, policy: 
     out["model_version"] = str(model_meta["model_version"])
     out["run_id"] = model_meta["run_id"]
     out["scored_at"] = scored_at
+    out = out.join(curve_columns_of(curve, features, as_of))
     out = out.sort_values("risk_rank").reset_index(drop=True)
     return out[SCORE_COLUMN_NAMES]

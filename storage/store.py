@@ -399,22 +399,3 @@ def window_activity(paths: Paths, customer_ids, start: pd.Timestamp, end: pd.Tim
     out.loc[df.index, "retained"] = df["retained"].astype("int64").to_numpy()
     out.loc[df.index, "spend"] = df["spend"].astype("float64").fillna(0.0).to_numpy()
     return out
-
-
-def next_purchase(paths: Paths, customer_ids, after: pd.Timestamp) -> pd.Series:
-    """Per customer of `customer_ids`: the time of their first purchase after `after` (NaT if none in the store)."""
-    ids = pd.Index(pd.Series(list(customer_ids), dtype=str).unique(), name="customer_id")
-    files = event_files(paths)
-    if not files or not len(ids):
-        return pd.Series(pd.NaT, index=ids, dtype="datetime64[us, UTC]")
-    con = connect(paths)
-    try:
-        con.register("wanted", pa.table({"customer_id": pa.array(ids.tolist(), pa.string())}))
-        df = con.execute("SELECT e.customer_id, min(e.event_time) AS t FROM read_parquet(?) e "
-                         "JOIN wanted w ON e.customer_id = w.customer_id "
-                         "WHERE e.event_type = 'purchase' AND e.event_time > ? GROUP BY e.customer_id",
-                         [[str(f) for f in files], after.to_pydatetime()]).df()
-    finally:
-        con.close()
-    t = pd.to_datetime(df["t"], utc=True)
-    return pd.Series(t.to_numpy(), index=df["customer_id"].astype(str)).reindex(ids)

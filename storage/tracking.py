@@ -515,6 +515,8 @@ def _log_training_run(result, frame, info, config, champion) -> tuple[str, str, 
             **{f"xgb_{k}": v for k, v in result.model.params.items()}, **result.sizes,
         })
         mlflow.log_metrics({f"val_{k}": v for k, v in result.metrics.items()})
+        if result.curve is not None:
+            _log_curve(result.curve, result.curve_metrics)
         per_cutoff = info.get("contacted_rows", {})
         mlflow.log_param("contacted_in_training", config.contacted_in_training)
         mlflow.log_dict(per_cutoff, "contacted_rows.json")
@@ -568,6 +570,53 @@ def _log_training_run(result, frame, info, config, champion) -> tuple[str, str, 
             client.set_model_version_tag(config.model_name, version, k, str(v))
     return run_id, version, {"experiment": config.experiment, "tracking_uri": config.tracking_uri, **info,
                              **result.sizes, "registered_model": "refit" if result.refit is not None else "evaluated"}
+
+
+CURVE_FOLDER, CURVE_BOOSTER, CURVE_META = "curve", "aft.ubj", "curve.json"
+
+
+def _log_curve(curve, validation: dict) -> None:
+    """The churn-time curve model beside the churn model in the run: its booster, what reading it needs, and its
+    validation metrics (per horizon the validation snapshot observes, and the integrated Brier score)."""
+    import tempfile
+
+    import mlflow
+
+    raw, meta = curve.to_artifact()
+    with tempfile.TemporaryDirectory() as tmp:
+        (Path(tmp) / CURVE_BOOSTER).write_bytes(raw)
+        (Path(tmp) / CURVE_META).write_text(json.dumps({**meta, "validation": validation}, indent=1))
+        mlflow.log_artifacts(tmp, CURVE_FOLDER)
+    mlflow.set_tags({"curve_model": f"{meta['objective']} ({meta['distribution']}, scale {meta['scale']})"})
+    mlflow.log_param("curve_trees", meta["trees"])
+    for h, m in validation.items():
+        if h == "integrated_brier":
+            mlflow.log_metric("curve_integrated_brier", m)
+        else:
+            mlflow.log_metrics({f"curve_roc_auc_{h}d": m["roc_auc"], f"curve_brier_{h}d": m["brier"]})
+
+
+def load_curve(run_id: str) -> tuple[bytes, dict] | None:
+    """The churn-time curve a training run logged (booster bytes, meta), or None for a run without one (a model
+    trained before the curve existed: its scores leave the curve columns empty)."""
+    import tempfile
+
+    import mlflow
+
+    with tempfile.TemporaryDirectory() as tmp:
+        try:
+            with reachable(mlflow.get_tracking_uri(), f"loading the churn-time curve of run {run_id}"):
+                folder = Path(mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path=CURVE_FOLDER,
+                                                                  dst_path=tmp))
+        except TrackingUnavailable:
+            raise
+        except Exception as e:  # noqa: BLE001 - absent in older runs: said, and the columns stay empty
+            log.info("run %s has no churn-time curve (%s): the curve columns stay empty", run_id,
+                     str(e).splitlines()[0] if str(e) else type(e).__name__)
+            return None
+        if not (folder / CURVE_BOOSTER).is_file() or not (folder / CURVE_META).is_file():
+            return None
+        return (folder / CURVE_BOOSTER).read_bytes(), json.loads((folder / CURVE_META).read_text())
 
 
 def load_drift_reference(run_id: str) -> dict | None:

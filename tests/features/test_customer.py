@@ -5,7 +5,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pandas.testing import assert_frame_equal, assert_series_equal
 
-from features.customer import FEATURE_NAMES, FEATURES, churn_labels, customer_features
+from features.customer import FEATURE_NAMES, FEATURES, churn_labels, customer_features, time_to_next_activity
 
 AS_OF = pd.Timestamp("2024-07-01T00:00:00Z")
 COLS = ["event_id", "customer_id", "event_type", "event_time", "amount", "discount"]
@@ -67,6 +67,18 @@ def test_labels_look_only_at_the_horizon_after_the_cutoff():
     assert_series_equal(y, pd.Series([0, 1], index=pd.Index(["a", "b"]), name="churned"))
     assert churn_labels(EVENTS, AS_OF, 4, pd.Index(["a"])).tolist() == [1]  # the purchase is 5 days later
     assert churn_labels(EVENTS, AS_OF, 90, pd.Index(["a"]), ("visit",)).tolist() == [1]
+
+
+def test_time_to_next_activity_reads_only_up_to_until_and_says_how_long_the_others_were_watched():
+    ids = pd.Index(["a", "b"], name="customer_id")
+    t = time_to_next_activity(EVENTS, AS_OF, AS_OF + pd.Timedelta(days=30), ids)
+    assert t.index.equals(ids) and t.loc["a", "next_activity_days"] == 5 and np.isnan(t.loc["b", "next_activity_days"])
+    assert (t["observed_days"] == 30).all()
+    # the purchase 5 days later is after `until`: not seen (censored at 4 days), however far the store goes
+    early = time_to_next_activity(EVENTS, AS_OF, AS_OF + pd.Timedelta(days=4), ids)
+    assert early["next_activity_days"].isna().all() and (early["observed_days"] == 4).all()
+    assert time_to_next_activity(EVENTS, AS_OF, AS_OF + pd.Timedelta(days=30), ids, ("visit",))[
+        "next_activity_days"].isna().all()
 
 
 def event(days):

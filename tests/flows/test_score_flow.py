@@ -5,6 +5,7 @@ import shutil
 from pathlib import Path
 
 import duckdb
+import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 import pytest
@@ -54,6 +55,19 @@ def test_scores_are_readable_by_pyarrow_and_duckdb_with_the_contract_schema(trai
     assert row[8] == "TIMESTAMP WITH TIME ZONE" and row[9] == 200
     assert set(pd.read_parquet(r["path"])["risk_tier"]) <= {"high", "medium", "low"}
     assert sum(t["customers"] for t in r["tiers"].values()) == n
+    # the churn-time curve of the same training run: every customer, never rising with the days, its median
+    # where the curve crosses one half, the date as_of + median (empty beyond two years)
+    s = pd.read_parquet(r["path"])
+    curve = s[[f"p_no_purchase_{h}d" for h in (30, 60, 90, 180)]].to_numpy()
+    assert not np.isnan(curve).any() and ((curve >= 0) & (curve <= 1)).all() and (np.diff(curve, axis=1) < 0).all()
+    median = s["median_days_to_next_purchase"]
+    assert ((median > 30) == (s["p_no_purchase_30d"] > 0.5)).all() and ((median > 90) == (curve[:, 2] > 0.5)).all()
+    near = median <= 730
+    when = s["as_of_time"] + pd.to_timedelta(median, unit="D")  # the cutoff instant, not the day's midnight
+    assert (s.loc[near, "expected_next_purchase_date"] == when[near].dt.date).all() and near.any()
+    assert s.loc[~near, "expected_next_purchase_date"].isna().all()
+    # the curve ranks like the churn model: P(no purchase within 90 days) agrees with churn_probability in rank
+    assert s["p_no_purchase_90d"].corr(s["churn_probability"], method="spearman") > 0.5
 
 
 def test_rescoring_a_date_replaces_its_partition(trained):
@@ -221,6 +235,22 @@ def test_a_champion_with_other_features_is_refused_and_nothing_is_published(brok
     with pytest.raises(RuntimeError, match=r"expects features \['foo', 'bar'\].*retrain"):
         run_score(broken_registry)
     assert not (broken_registry.home / "scores").exists()
+
+
+def test_a_champion_trained_before_the_curve_existed_scores_with_the_curve_columns_empty(broken_registry):
+    import mlflow
+    from mlflow import MlflowClient
+
+    client = MlflowClient()
+    model = mlflow.xgboost.load_model("models:/churn@champion")
+    with mlflow.start_run():  # the same model in a run that logged no curve, as older training runs did
+        info = mlflow.xgboost.log_model(model, name="model", registered_model_name="churn")
+    client.set_registered_model_alias("churn", "champion", info.registered_model_version)
+    r = run_score(broken_registry)
+    s = pd.read_parquet(r["path"])
+    assert len(s) == r["customers"] > 0 and s["churn_probability"].notna().all()
+    assert s[[c for c in s.columns if c.startswith("p_no_purchase_")]].isna().all().all()
+    assert s[["median_days_to_next_purchase", "expected_next_purchase_date"]].isna().all().all()
 
 
 def test_an_unreadable_champion_artifact_is_a_clear_error_and_nothing_is_published(broken_registry, tmp_path):

@@ -64,6 +64,13 @@ def test_train_flow_logs_registers_and_promotes_only_a_better_model(store, prefe
     assert first["registered_model"] == "refit" and run.data.tags["registered_model"] == "refit"
     assert "before the refit" in run.data.tags["registered_model_note"]
     assert int(run.data.params["refit_rows"]) > int(run.data.params["train_rows"])
+    # the churn-time curve beside the model: its booster and reading notes, and its validation metrics at the
+    # horizons the validation snapshot observes in full (30, 60, 90 of a 90-day horizon; 180 is not observed)
+    m = run.data.metrics
+    assert {f"curve_roc_auc_{h}d" for h in (30, 60, 90)} <= set(m) and "curve_roc_auc_180d" not in m
+    assert 0.5 < m["curve_roc_auc_90d"] <= 1 and 0 < m["curve_integrated_brier"] < 0.25
+    assert run.data.tags["curve_model"].startswith("survival:aft")
+    assert {a.path for a in client.list_artifacts(first["run_id"], "curve")} == {"curve/aft.ubj", "curve/curve.json"}
     import mlflow.xgboost
 
     mlflow.set_tracking_uri(uri)

@@ -10,9 +10,11 @@ from models.curve import (
     anchored_location,
     curve_columns,
     curve_metrics,
+    horizon_labels,
     lognormal_curve,
     median_from_grid,
     next_purchase_errors,
+    waiting_interval,
 )
 
 
@@ -23,11 +25,8 @@ def _customers(n=1500, seed=4):
     wait = rng.exponential(10 + recency)
     seen = wait <= 200
     X = pd.DataFrame({"customer_id": [f"c{i}" for i in range(n)], "recency": recency, "noise": rng.random(n),
-                      "next_purchase_lower_days": np.where(seen, wait, 200.0),
-                      "next_purchase_upper_days": np.where(seen, wait, np.inf)})
-    for h in CURVE_HORIZONS:
-        X[f"churned_{h}d"] = (~(seen & (wait <= h))).astype("int64")
-    return X
+                      "next_activity_days": np.where(seen, wait, np.nan), "observed_days": 200.0})
+    return X.join(horizon_labels(X, CURVE_HORIZONS))
 
 
 def test_both_curves_are_probabilities_monotone_in_the_horizon_and_rank_by_recency():
@@ -71,3 +70,16 @@ def test_next_purchase_errors_count_a_censored_customer_only_for_a_prediction_be
     e = next_purchase_errors(np.array([14.0, 20.0, np.inf]), lower, upper, cap_days=365)
     assert e["mae_seen"] == 4 and e["n_seen"] == 1 and e["n"] == 3
     assert e["interval_mae"] == (4 + 30 + 0) / 3  # 20 days is 30 before the known 50; 365 is after it: no cost
+
+
+def test_the_aft_curve_survives_its_artifact_round_trip_and_reads_censored_rows_as_waiting_longer():
+    X = _customers(800, seed=7)
+    lower, upper = waiting_interval(X)
+    censored = X["next_activity_days"].isna().to_numpy()
+    assert (lower[censored] == 200).all() and np.isinf(upper[censored]).all()
+    assert (lower[~censored] == upper[~censored]).all()
+    model = AftCurve(["recency", "noise"], seed=2).fit(X)
+    raw, meta = model.to_artifact()
+    again = AftCurve.from_artifact(raw, meta)
+    pd.testing.assert_frame_equal(again.curve(X), model.curve(X))
+    assert meta["trees"] == model.best_iteration_ + 1 == again.booster_.num_boosted_rounds()

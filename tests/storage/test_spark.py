@@ -4,7 +4,16 @@ import pandas as pd
 import pytest
 from pandas.testing import assert_frame_equal, assert_series_equal
 
-from features.customer import FEATURE_NAMES, FEATURES, churn_labels, customer_features, feature_sql, labels_sql
+from features.customer import (
+    FEATURE_NAMES,
+    FEATURES,
+    churn_labels,
+    customer_features,
+    feature_sql,
+    labels_sql,
+    next_activity_sql,
+    time_to_next_activity,
+)
 from features.purchase_history import purchase_history_sql
 from features.snapshots import labelled_snapshot
 from storage import store
@@ -62,7 +71,8 @@ def test_both_engines_build_the_same_labelled_snapshot(small_store, spark):
 def _queries(as_of):
     return {"features": lambda d: feature_sql(as_of, 365, d),
             "purchase history": lambda d: purchase_history_sql(as_of, d),
-            "labels": lambda d: labels_sql(as_of, 90, ("purchase", "visit"), d)}
+            "labels": lambda d: labels_sql(as_of, 90, ("purchase", "visit"), d),
+            "next activity": lambda d: next_activity_sql(as_of, as_of + pd.Timedelta(days=120), ("purchase",), d)}
 
 
 def test_spark_resolves_every_transpiled_query(small_store, spark):
@@ -108,6 +118,11 @@ def test_labels_agree_on_a_hand_written_log(spark):
     expected = pd.Series([1, 0, 0, 1], index=customers, name="churned", dtype="int64")
     assert_series_equal(churn_labels(frame, as_of, 90, customers), expected)
     assert_series_equal(churn_labels(SparkEvents(spark), as_of, 90, customers), expected)
+    # the churn-time curve's target: the first activity in (as_of, until], to the microsecond, on both engines
+    until = as_of + pd.Timedelta(days=90)
+    duck = time_to_next_activity(frame, as_of, until, customers)
+    assert_frame_equal(time_to_next_activity(SparkEvents(spark), as_of, until, customers), duck)
+    assert duck["next_activity_days"].tolist()[1:3] == [1e-6 / 86_400, 90.0] and duck.iloc[[0, 3], 0].isna().all()
 
 
 def test_the_engine_setting_chooses_where_the_features_are_built(small_store, spark):
