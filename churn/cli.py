@@ -566,6 +566,13 @@ def cmd_explain(args, settings) -> int:
     print(f"  value at risk {money} {e['value_at_risk']:,.2f} (expected spend if retained {money} "
           f"{e['expected_value']:,.2f})")
     print(f"  {last}; last event {_days(e['days_since_last_event'])} ago")
+    nxt = e.get("next_purchase")
+    if nxt:
+        days = sorted(nxt["p_no_purchase"])
+        when = (f"around {nxt['expected_date']}" if nxt["expected_date"] else "not expected within two years")
+        print(f"  next purchase: P(none within {'/'.join(map(str, days))} days) "
+              + " / ".join(f"{nxt['p_no_purchase'][d]:.0%}" for d in days)
+              + f"; median {_days(nxt['median_days'])} ({when})")
     if e["reasons"]:
         print(f"  reasons ({e['reasons_method']}):")
         for r in e["reasons"]:

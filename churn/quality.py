@@ -49,6 +49,7 @@ class Experiment:
     btyd_features: bool = False
     blend: bool = False
     stack: bool = False
+    aft: str = ""  # "blend": (model + the curve's P at the horizon) / 2; "alone": the curve's P at the horizon
     tune: bool = False
     rate_features: bool = False
 
@@ -70,6 +71,11 @@ EXPERIMENTS = (
     Experiment("stack", "a stacked challenger: a logistic regression on the logits of the model's and logistic RFM's "
                "P(churn), fitted on the early-stopping hold-out customers of the training snapshots (both models "
                "fitted without them; never the validation snapshot)", {}, stack=True),
+    Experiment("aft-alone", "the churn-time curve's P(no purchase within the horizon) as the churn score: XGBoost "
+               "survival:aft on the days to the next purchase (interval censored), same training snapshots", {},
+               aft="alone"),
+    Experiment("aft-blend", "a blended challenger: the mean of the model's P(churn) and the churn-time curve's "
+               "P(no purchase within the horizon) (weights fixed in advance)", {}, aft="blend"),
     Experiment("tuned", "XGBoost depth and minimum child weight chosen by time-ordered validation on the training "
                "cutoffs (fit on the older ones, log loss on the latest; 8 settings), then trained as usual", {},
                tune=True),
@@ -124,6 +130,8 @@ def run_experiment(ds: DataSet, ex: Experiment, home: Path, resamples: int) -> d
             result = blended(result, config.bootstrap())
         if ex.stack:
             result = stacked(result, config, info)
+        if ex.aft:
+            result = with_aft(result, config, info, ex.aft)
         preds = result.predictions
         if "oracle_events" in preds:  # how far from what a model seeing only events could reach at best
             iv = config.bootstrap().difference(preds["y"].to_numpy(), preds["model"].to_numpy(),
@@ -153,6 +161,26 @@ def blended(result, bootstrap):
     preds = result.predictions.assign(model=(result.predictions["model"] + result.predictions["logistic_rfm"]) / 2)
     return dataclasses.replace(result, predictions=preds, metrics=metrics(preds["y"], preds["model"]),
                                versus_baseline=versus_best_baseline(preds, result.baselines, bootstrap))
+
+
+def with_aft(result, config, info: dict, how: str):
+    """The training result with the model's predictions replaced by the churn-time curve's P(no activity within the
+    horizon) (`alone`) or by the mean of that and the model's (`blend`); metrics and intervals recomputed."""
+    import dataclasses
+
+    from models.curve import lognormal_curve
+    from models.evaluate import metrics
+    from models.train import versus_best_baseline
+    from storage import catalog
+
+    frame = catalog.read_snapshots(Path(info["path"]))
+    validation = frame[frame["split"] == "validation"].set_index("customer_id")
+    curve = result.curve
+    p = lognormal_curve(curve.location(validation), (config.horizon_days,), curve.scale, index=validation.index)
+    p = p.iloc[:, 0].reindex(result.predictions["customer_id"]).to_numpy()
+    preds = result.predictions.assign(model=p if how == "alone" else (result.predictions["model"] + p) / 2)
+    return dataclasses.replace(result, predictions=preds, metrics=metrics(preds["y"], preds["model"]),
+                               versus_baseline=versus_best_baseline(preds, result.baselines, config.bootstrap()))
 
 
 def _logit(p):
@@ -572,6 +600,8 @@ def markdown(results: dict, sets: tuple[DataSet, ...], command: str) -> str:
                 s = r["scorers"][name]
                 label = ("refit" if name == "model" else "not refitted") if ex.backtest_refit else SCORERS[name]
                 label = "blend (model + logistic RFM) / 2" if ex.blend and name == "model" else label
+                label = {"alone": "churn-time curve at the horizon", "blend": "blend (model + curve) / 2"}.get(
+                    ex.aft, label) if name == "model" else label
                 vs = (_interval(r["versus"].get("roc_auc")), _interval(r["versus"].get("pr_auc"))) if i == 0 else ("", "")
                 lines.append(f"| {ex.name if i == 0 else ''} | {size if i == 0 else ''} | {label} | {s['roc_auc']:.4f} | "
                              f"{s['pr_auc']:.4f} | {s['brier']:.4f} | {s['calibration_error']:.3f} | {vs[0]} | {vs[1]} |")

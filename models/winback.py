@@ -11,6 +11,7 @@ import pandas as pd
 from churn.errors import UserError
 from expectations.scores import N_REASONS, RISK_TIERS
 from expectations.winback import CAMPAIGN_SHEET, GROUPS, REASON_CATEGORIES, SELECTION_COLUMN_NAMES
+from models.curve import curve_columns
 from models.reasons import REASON_CATEGORY
 
 
@@ -326,6 +327,12 @@ def explain_customer(row: pd.DataFrame, policy: WinbackPolicy, entry: dict | Non
                 "feature": r[f"reason_{i}_feature"]}
                for i in range(1, N_REASONS + 1) if isinstance(r[f"reason_{i}_text"], str) and r[f"reason_{i}_text"]]
     optional = {k: (None if pd.isna(r[k]) else float(r[k])) for k in ("days_since_last_purchase",)}
+    curve = {int(c.removeprefix("p_no_purchase_").removesuffix("d")): float(r[c]) for c in curve_columns()
+             if c in r.index and pd.notna(r[c])}  # days scored before the curve existed have none
+    if curve:
+        date = r.get("expected_next_purchase_date")
+        optional["next_purchase"] = {"p_no_purchase": curve, "median_days": float(r["median_days_to_next_purchase"]),
+                                     "expected_date": None if date is None or pd.isna(date) else str(date)}
     return {"customer_id": str(r["customer_id"]), "as_of": str(r["as_of"]), "model_version": str(r["model_version"]),
             "horizon_days": int(r["horizon_days"]), "risk_score": int(listed["risk_score"]),
             "churn_probability": float(r["churn_probability"]), "risk_tier": str(r["risk_tier"]),

@@ -343,7 +343,7 @@ def test_churn_scores_lists_published_days_and_explain_shows_one_customer(traine
     import argparse
     import json
 
-    from churn.cli import cmd_explain, cmd_scores
+    from churn.cli import _days, cmd_explain, cmd_scores
     from churn.errors import UserError
     from churn.settings import defaults
     from flows.winback import winback
@@ -381,8 +381,11 @@ def test_churn_scores_lists_published_days_and_explain_shows_one_customer(traine
     text = capsys.readouterr().out
     assert f"customer {low['customer_id']} as of 2024-06-01" in text and "low tier" in text
     assert "not on the win-back list: low tier" in text and "suggested action" in text
-    from churn.cli import _days
-
+    # the churn-time curve of the scores, in words
+    row = scores[scores["customer_id"] == low["customer_id"]].iloc[0]
+    assert (f"next purchase: P(none within 30/60/90/180 days) {row['p_no_purchase_30d']:.0%} / "
+            f"{row['p_no_purchase_60d']:.0%} / {row['p_no_purchase_90d']:.0%} / {row['p_no_purchase_180d']:.0%}") in text
+    assert f"median {_days(row['median_days_to_next_purchase'])}" in text
     assert (_days(1.2), _days(0.6), _days(0), _days(41)) == ("1 day", "1 day", "0 days", "41 days")
     with pytest.raises(UserError, match="'nobody' has no score on 2024-06-01"):
         cmd_explain(argparse.Namespace(customer="nobody", as_of="2024-06-01", json=False), settings)
