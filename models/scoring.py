@@ -102,7 +102,9 @@ def curve_columns_of(curve, features: pd.DataFrame, as_of: pd.Timestamp) -> pd.D
     median = curve.location(features)
     out = lognormal_curve(median, CURVE_HORIZONS, curve.scale, index=features.index)
     out["median_days_to_next_purchase"] = median
-    when = pd.Timestamp(as_of).tz_convert("UTC") + pd.to_timedelta(np.minimum(median, 10**5), unit="D")
+    # a median far beyond the date's limit (centuries, for a customer all but gone) must not overflow the instant
+    when = pd.Timestamp(as_of).tz_convert("UTC") + pd.to_timedelta(
+        np.minimum(median, NEXT_PURCHASE_DATE_MAX_DAYS + 1), unit="D")
     out["expected_next_purchase_date"] = [d.date() if m <= NEXT_PURCHASE_DATE_MAX_DAYS else None
                                           for d, m in zip(when, median)]
     return out

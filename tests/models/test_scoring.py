@@ -156,3 +156,25 @@ def test_tier_summary_lists_every_tier_and_a_model_needing_unbuilt_features_is_r
 
     with pytest.raises(IncompatibleModel, match=r"expects features \['foo'\]"):
         require_buildable(Model(), "churn v1", FEATURE_NAMES)
+
+
+def test_curve_columns_cover_any_median_a_date_only_within_two_years_and_none_without_a_curve():
+    """A customer all but gone can have a median of centuries: the date is empty, never an overflow (found by the
+    1M bench); without a curve model every curve column is empty."""
+    from models.scoring import curve_columns_of
+
+    class Fixed:  # the curve interface scoring uses: features, scale, location()
+        features, scale = ["x"], 1.2
+
+        def location(self, X):
+            return X["x"].to_numpy()
+
+    feats = pd.DataFrame({"x": [10.0, 729.0, 731.0, 1e6, 1e300]}, index=pd.Index(list("abcde"), name="customer_id"))
+    as_of = pd.Timestamp("2024-12-30T12:00Z")
+    c = curve_columns_of(Fixed(), feats, as_of)
+    assert c["expected_next_purchase_date"].tolist()[:2] == [pd.Timestamp("2025-01-09").date(),
+                                                            pd.Timestamp("2026-12-29").date()]
+    assert c["expected_next_purchase_date"].iloc[2:].isna().all()
+    assert (c["p_no_purchase_30d"] >= c["p_no_purchase_180d"]).all() and c["p_no_purchase_180d"].iloc[-1] > 0.99
+    empty = curve_columns_of(None, feats, as_of)
+    assert empty.index.equals(feats.index) and empty.isna().all().all()
