@@ -49,7 +49,7 @@ class Experiment:
     btyd_features: bool = False
     blend: bool = False
     stack: bool = False
-    aft: str = ""  # "blend": (model + the curve's P at the horizon) / 2; "alone": the curve's P at the horizon
+    aft: str = ""  # "blend": (model + the curve's P at the horizon) / 2; "alone": the curve's P; "stack": a stack input
     tune: bool = False
     rate_features: bool = False
 
@@ -76,6 +76,9 @@ EXPERIMENTS = (
                aft="alone"),
     Experiment("aft-blend", "a blended challenger: the mean of the model's P(churn) and the churn-time curve's "
                "P(no purchase within the horizon) (weights fixed in advance)", {}, aft="blend"),
+    Experiment("stack-aft", "the stacked challenger with a third input: the churn-time curve's P(no purchase within "
+               "the horizon) (a logistic regression on the three logits, fitted on the early-stopping hold-out "
+               "customers of the training snapshots)", {}, stack=True, aft="stack"),
     Experiment("tuned", "XGBoost depth and minimum child weight chosen by time-ordered validation on the training "
                "cutoffs (fit on the older ones, log loss on the latest; 8 settings), then trained as usual", {},
                tune=True),
@@ -129,8 +132,8 @@ def run_experiment(ds: DataSet, ex: Experiment, home: Path, resamples: int) -> d
         if ex.blend:
             result = blended(result, config.bootstrap())
         if ex.stack:
-            result = stacked(result, config, info)
-        if ex.aft:
+            result = stacked(result, config, info, with_aft=ex.aft == "stack")
+        if ex.aft in ("alone", "blend"):
             result = with_aft(result, config, info, ex.aft)
         preds = result.predictions
         if "oracle_events" in preds:  # how far from what a model seeing only events could reach at best
@@ -190,9 +193,10 @@ def _logit(p):
     return np.log(p / (1 - p))
 
 
-def stacked(result, config, info: dict):
+def stacked(result, config, info: dict, with_aft: bool = False):
     """The training result with the model's predictions replaced by a logistic stack of the model's and logistic
-    RFM's logits, fitted on the early-stopping hold-out of the training snapshots (which neither model saw)."""
+    RFM's logits (`with_aft`: and the churn-time curve's P(no purchase within the horizon)), fitted on the
+    early-stopping hold-out of the training snapshots (which no model was fitted on)."""
     import dataclasses
 
     import numpy as np
@@ -209,12 +213,21 @@ def stacked(result, config, info: dict):
     es = early_stopping_mask(__import__("pandas").Index(train["customer_id"]))
     held = train[es]
     lr = LogisticRFM(config.seed).fit(train[~es], train.loc[~es, "churned"])
-    Z = np.column_stack([_logit(result.model.churn_probability(held[result.model.features])),
-                         _logit(lr.churn_probability(held))])
-    stack = LogisticRegression(C=1.0).fit(Z, held["churned"].to_numpy())
-    log.info("stack weights: model %.3f, logistic RFM %.3f, intercept %.3f", *stack.coef_[0], stack.intercept_[0])
+    Z = [_logit(result.model.churn_probability(held[result.model.features])), _logit(lr.churn_probability(held))]
     preds = result.predictions
-    Zv = np.column_stack([_logit(preds["model"]), _logit(preds["logistic_rfm"])])
+    Zv = [_logit(preds["model"]), _logit(preds["logistic_rfm"])]
+    if with_aft:
+        from models.curve import lognormal_curve
+
+        def at_horizon(X):
+            return lognormal_curve(result.curve.location(X), (config.horizon_days,), result.curve.scale).iloc[:, 0]
+
+        validation = frame[frame["split"] == "validation"].set_index("customer_id")
+        Z.append(_logit(at_horizon(held)))
+        Zv.append(_logit(at_horizon(validation).reindex(preds["customer_id"]).to_numpy()))
+    Z, Zv = np.column_stack(Z), np.column_stack(Zv)
+    stack = LogisticRegression(C=1.0).fit(Z, held["churned"].to_numpy())
+    log.info("stack weights %s, intercept %.3f", np.round(stack.coef_[0], 3).tolist(), stack.intercept_[0])
     preds = preds.assign(model=stack.predict_proba(Zv)[:, 1])
     return dataclasses.replace(result, predictions=preds, metrics=metrics(preds["y"], preds["model"]),
                                versus_baseline=versus_best_baseline(preds, result.baselines, config.bootstrap()))
@@ -600,7 +613,8 @@ def markdown(results: dict, sets: tuple[DataSet, ...], command: str) -> str:
                 s = r["scorers"][name]
                 label = ("refit" if name == "model" else "not refitted") if ex.backtest_refit else SCORERS[name]
                 label = "blend (model + logistic RFM) / 2" if ex.blend and name == "model" else label
-                label = {"alone": "churn-time curve at the horizon", "blend": "blend (model + curve) / 2"}.get(
+                label = {"alone": "churn-time curve at the horizon", "blend": "blend (model + curve) / 2",
+                         "stack": "stack (model, logistic RFM, curve)"}.get(
                     ex.aft, label) if name == "model" else label
                 vs = (_interval(r["versus"].get("roc_auc")), _interval(r["versus"].get("pr_auc"))) if i == 0 else ("", "")
                 lines.append(f"| {ex.name if i == 0 else ''} | {size if i == 0 else ''} | {label} | {s['roc_auc']:.4f} | "
