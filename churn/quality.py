@@ -220,7 +220,8 @@ def stacked(result, config, info: dict, with_aft: bool = False):
         from models.curve import lognormal_curve
 
         def at_horizon(X):
-            return lognormal_curve(result.curve.location(X), (config.horizon_days,), result.curve.scale).iloc[:, 0]
+            return lognormal_curve(result.curve.location(X), (config.horizon_days,), result.curve.scale,
+                                   index=X.index).iloc[:, 0]
 
         validation = frame[frame["split"] == "validation"].set_index("customer_id")
         Z.append(_logit(at_horizon(held)))
