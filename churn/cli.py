@@ -312,6 +312,11 @@ def _print_train(r: dict) -> None:
     for metric, v in r.get("versus_baseline", {}).items():
         print(f"model - best baseline ({v['baseline']}) {metric}: {v['diff']:+.4f} "
               f"[{v['low']:+.4f}, {v['high']:+.4f}] ({v['confidence']:.0%} paired bootstrap, {v['n_resamples']:,} resamples)")
+    curve = {h: m for h, m in (r.get("curve_metrics") or {}).items() if h != "integrated_brier"}
+    if curve:
+        print("churn-time curve (a second model, XGBoost survival:aft; the scores' p_no_purchase_*): ROC-AUC / Brier "
+              + ", ".join(f"{h} days {m['roc_auc']:.4f} / {m['brier']:.4f}" for h, m in curve.items())
+              + f"; integrated Brier {r['curve_metrics']['integrated_brier']:.4f}")
     if r.get("registered_model") == "refit":
         print("the registered model is this model refitted on the training and validation snapshots with the same "
               "tree count (the metrics above are from before the refit)")
@@ -540,6 +545,11 @@ def cmd_scores(args, settings) -> int:
     return 0
 
 
+def _percent(p: float) -> str:
+    """A probability as a whole percentage that never reads 0 % or 100 % unless it is exactly that."""
+    return "<1%" if 0 < p < 0.005 else ">99%" if 0.995 < p < 1 else f"{p:.0%}"
+
+
 def _days(x: float) -> str:
     n = round(float(x))
     return f"{n} day" if n == 1 else f"{n} days"
@@ -554,6 +564,8 @@ def cmd_explain(args, settings) -> int:
     row, day, n = catalog.customer_scores(paths, args.customer, args.as_of)
     entry, written = catalog.list_entry(paths, policy.list_name, day, str(row["customer_id"].iloc[0]))
     e = explain_customer(row, policy, entry, written)
+    types = tuple(settings.activity_types)  # what the churn label and the curve count as activity
+    e["activity"] = "purchase" if types == ("purchase",) else f"activity ({', '.join(types)})"
     if args.json:
         print(json.dumps(e, indent=2))
         return 0
@@ -569,10 +581,11 @@ def cmd_explain(args, settings) -> int:
     nxt = e.get("next_purchase")
     if nxt:
         days = sorted(nxt["p_no_purchase"])
-        when = (f"around {nxt['expected_date']}" if nxt["expected_date"] else "not expected within two years")
-        print(f"  next purchase: P(none within {'/'.join(map(str, days))} days) "
-              + " / ".join(f"{nxt['p_no_purchase'][d]:.0%}" for d in days)
-              + f"; median {_days(nxt['median_days'])} ({when})")
+        median = (f"median {_days(nxt['median_days'])} (around {nxt['expected_date']})" if nxt["expected_date"]
+                  else "median over two years away")
+        print(f"  churn-time curve (a second model, for timing; the risk score above is the churn model's): "
+              f"P(no {e['activity']} within {'/'.join(map(str, days))} days) "
+              + " / ".join(_percent(nxt["p_no_purchase"][d]) for d in days) + f"; next {e['activity']}: {median}")
     if e["reasons"]:
         print(f"  reasons ({e['reasons_method']}):")
         for r in e["reasons"]:

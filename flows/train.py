@@ -160,5 +160,5 @@ def train_flow(config: TrainConfig, as_of: str | None = None) -> dict:
 
 def summary_json(result: dict) -> str:
     keys = ("run_id", "model_version", "alias", "promotion_reason", "champion_interval", "metrics", "baselines",
-            "versus_baseline", "registered_model")
+            "versus_baseline", "registered_model", "curve_metrics")
     return json.dumps({k: result[k] for k in keys}, indent=2)

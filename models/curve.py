@@ -91,13 +91,15 @@ class AftCurve:
                             early_stopping_rounds=50, verbose_eval=False)
         self.best_iteration_ = int(booster.best_iteration)
         self.booster_ = booster[: self.best_iteration_ + 1]  # the trees after the best iteration are dropped
+        # the longest any training row was watched: horizons beyond it would be extrapolation (see `curve`)
+        self.observed_days_ = float(np.max(X["observed_days"].to_numpy(dtype=float)))
         return self
 
     def to_artifact(self) -> tuple[bytes, dict]:
         """The booster (UBJSON) and what reading it needs: features, scale, horizons."""
         return bytes(self.booster_.save_raw("ubj")), {
             "objective": "survival:aft", "distribution": "normal", "scale": self.scale, "features": self.features,
-            "horizons": list(self.horizons), "trees": self.best_iteration_ + 1}
+            "horizons": list(self.horizons), "trees": self.best_iteration_ + 1, "observed_days": self.observed_days_}
 
     @classmethod
     def from_artifact(cls, raw: bytes, meta: dict) -> "AftCurve":
@@ -107,6 +109,7 @@ class AftCurve:
         out.booster_ = xgb.Booster()
         out.booster_.load_model(bytearray(raw))
         out.best_iteration_ = int(meta["trees"]) - 1
+        out.observed_days_ = float(meta.get("observed_days", float("inf")))
         return out
 
     def location(self, X: pd.DataFrame) -> np.ndarray:
@@ -117,6 +120,11 @@ class AftCurve:
 
     def curve(self, X: pd.DataFrame) -> pd.DataFrame:
         return lognormal_curve(self.location(X), self.horizons, self.scale, index=X.index)
+
+    def served_horizons(self) -> tuple[int, ...]:
+        """The horizons the curve is served for: those no longer than the longest wait training watched (a
+        short history trained for a 30-day horizon watched about 60 days: its 90 and 180 would be guesses)."""
+        return tuple(h for h in self.horizons if h <= getattr(self, "observed_days_", float("inf")))
 
 
 def curve_metrics(curve: pd.DataFrame, labels: pd.DataFrame, horizons=CURVE_HORIZONS) -> dict:

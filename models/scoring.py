@@ -101,6 +101,7 @@ def curve_columns_of(curve, features: pd.DataFrame, as_of: pd.Timestamp) -> pd.D
                                 "build; retrain with `churn train`")
     median = curve.location(features)
     out = lognormal_curve(median, CURVE_HORIZONS, curve.scale, index=features.index)
+    out[[c for h, c in zip(CURVE_HORIZONS, curve_columns()) if h not in curve.served_horizons()]] = np.nan
     out["median_days_to_next_purchase"] = median
     # a median far beyond the date's limit (centuries, for a customer all but gone) must not overflow the instant
     when = pd.Timestamp(as_of).tz_convert("UTC") + pd.to_timedelta(

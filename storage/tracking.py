@@ -464,7 +464,8 @@ def log_training_run(result, frame, info: dict, config, verdict, judge) -> dict:
             "baselines": result.baselines, "champion_before": verdict.champion.metric,
             "champion_note": verdict.champion.note, "promotion_reason": verdict.decision.reason,
             "champion_interval": verdict.decision.interval.as_dict() if verdict.decision.interval else None,
-            "versus_baseline": result.versus_baseline, "promotion_recheck": recheck, **logged}
+            "versus_baseline": result.versus_baseline, "promotion_recheck": recheck,
+            "curve_metrics": result.curve_metrics, **logged}
 
 
 def training_run_name(as_of: str, horizon_days: int, params: dict) -> str:
@@ -507,6 +508,7 @@ def _log_training_run(result, frame, info, config, champion) -> tuple[str, str, 
         mlflow.log_params({
             "horizon_days": config.horizon_days, "lookback_days": config.lookback_days, "seed": config.seed,
             "cutoff_step_days": config.cutoff_step_days, "min_history_days": config.min_history_days,
+            "activity_types": ",".join(config.activity_types),
             "train_cutoffs": info["train_cutoffs"], "validation_cutoff": info["validation_cutoff"],
             "as_of": info["as_of"], "data_start": info["data_start"], "data_end": info["data_end"],
             "features": ",".join(result.model.features), "n_features": len(result.model.features),
@@ -563,6 +565,7 @@ def _log_training_run(result, frame, info, config, champion) -> tuple[str, str, 
             plots.plt.close(fig)
         # what the registry shows beside the version: its horizon (scoring reads it), data and metrics
         version_tags = {"horizon_days": config.horizon_days, "lookback_days": config.lookback_days,
+                        "activity_types": ",".join(config.activity_types),
                         "as_of": info["as_of"][:10], "data_range": data_range,
                         **{f"val_{k}": f"{v:.4f}" for k, v in result.metrics.items()}}
         client = mlflow.MlflowClient()
@@ -587,7 +590,8 @@ def _log_curve(curve, validation: dict) -> None:
         (Path(tmp) / CURVE_BOOSTER).write_bytes(raw)
         (Path(tmp) / CURVE_META).write_text(json.dumps({**meta, "validation": validation}, indent=1))
         mlflow.log_artifacts(tmp, CURVE_FOLDER)
-    mlflow.set_tags({"curve_model": f"{meta['objective']} ({meta['distribution']}, scale {meta['scale']})"})
+    mlflow.set_tags({"curve_model": f"{meta['objective']} (log-normal waits: {meta['distribution']} errors on log "
+                                    f"days, scale {meta['scale']}; watched up to {meta['observed_days']:.0f} days)"})
     mlflow.log_param("curve_trees", meta["trees"])
     for h, m in validation.items():
         if h == "integrated_brier":

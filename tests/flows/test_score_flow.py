@@ -343,7 +343,7 @@ def test_churn_scores_lists_published_days_and_explain_shows_one_customer(traine
     import argparse
     import json
 
-    from churn.cli import _days, cmd_explain, cmd_scores
+    from churn.cli import _days, _percent, cmd_explain, cmd_scores
     from churn.errors import UserError
     from churn.settings import defaults
     from flows.winback import winback
@@ -383,9 +383,14 @@ def test_churn_scores_lists_published_days_and_explain_shows_one_customer(traine
     assert "not on the win-back list: low tier" in text and "suggested action" in text
     # the churn-time curve of the scores, in words
     row = scores[scores["customer_id"] == low["customer_id"]].iloc[0]
-    assert (f"next purchase: P(none within 30/60/90/180 days) {row['p_no_purchase_30d']:.0%} / "
-            f"{row['p_no_purchase_60d']:.0%} / {row['p_no_purchase_90d']:.0%} / {row['p_no_purchase_180d']:.0%}") in text
-    assert f"median {_days(row['median_days_to_next_purchase'])}" in text
+    assert "churn-time curve (a second model, for timing; the risk score above is the churn model's)" in text
+    assert (f"P(no purchase within 30/60/90/180 days) {_percent(row['p_no_purchase_30d'])} / "
+            f"{_percent(row['p_no_purchase_60d'])} / {_percent(row['p_no_purchase_90d'])} / "
+            f"{_percent(row['p_no_purchase_180d'])}") in text
+    assert (f"next purchase: median {_days(row['median_days_to_next_purchase'])} (around "
+            f"{row['expected_next_purchase_date']})" if row["median_days_to_next_purchase"] <= 730
+            else "next purchase: median over two years away") in text
+    assert (_percent(0.001), _percent(0.999), _percent(0.0), _percent(0.5)) == ("<1%", ">99%", "0%", "50%")
     assert (_days(1.2), _days(0.6), _days(0), _days(41)) == ("1 day", "1 day", "0 days", "41 days")
     with pytest.raises(UserError, match="'nobody' has no score on 2024-06-01"):
         cmd_explain(argparse.Namespace(customer="nobody", as_of="2024-06-01", json=False), settings)

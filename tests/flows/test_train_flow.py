@@ -69,7 +69,9 @@ def test_train_flow_logs_registers_and_promotes_only_a_better_model(store, prefe
     m = run.data.metrics
     assert {f"curve_roc_auc_{h}d" for h in (30, 60, 90)} <= set(m) and "curve_roc_auc_180d" not in m
     assert 0.5 < m["curve_roc_auc_90d"] <= 1 and 0 < m["curve_integrated_brier"] < 0.25
-    assert run.data.tags["curve_model"].startswith("survival:aft")
+    assert run.data.tags["curve_model"].startswith("survival:aft (log-normal waits")
+    assert run.data.params["activity_types"] == "purchase"
+    assert {str(k) for k in first["curve_metrics"]} == {"30", "60", "90", "integrated_brier"}
     assert {a.path for a in client.list_artifacts(first["run_id"], "curve")} == {"curve/aft.ubj", "curve/curve.json"}
     import mlflow.xgboost
 

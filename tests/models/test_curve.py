@@ -83,3 +83,8 @@ def test_the_aft_curve_survives_its_artifact_round_trip_and_reads_censored_rows_
     again = AftCurve.from_artifact(raw, meta)
     pd.testing.assert_frame_equal(again.curve(X), model.curve(X))
     assert meta["trees"] == model.best_iteration_ + 1 == again.booster_.num_boosted_rounds()
+    # training watched every row for 200 days: the 30/60/90/180-day curve is served whole; a history watched for
+    # 70 days only serves 30 and 60 (90 and 180 would be extrapolation)
+    assert again.observed_days_ == 200 and again.served_horizons() == CURVE_HORIZONS
+    short = AftCurve(["recency", "noise"], seed=2).fit(X.assign(observed_days=np.minimum(X["observed_days"], 70.0)))
+    assert short.served_horizons() == (30, 60)

@@ -163,11 +163,14 @@ def test_curve_columns_cover_any_median_a_date_only_within_two_years_and_none_wi
     1M bench); without a curve model every curve column is empty."""
     from models.scoring import curve_columns_of
 
-    class Fixed:  # the curve interface scoring uses: features, scale, location()
+    class Fixed:  # the curve interface scoring uses: features, scale, location(), served_horizons()
         features, scale = ["x"], 1.2
 
         def location(self, X):
             return X["x"].to_numpy()
+
+        def served_horizons(self):
+            return (30, 60, 90, 180)
 
     feats = pd.DataFrame({"x": [10.0, 729.0, 731.0, 1e6, 1e300]}, index=pd.Index(list("abcde"), name="customer_id"))
     as_of = pd.Timestamp("2024-12-30T12:00Z")
@@ -176,5 +179,9 @@ def test_curve_columns_cover_any_median_a_date_only_within_two_years_and_none_wi
                                                             pd.Timestamp("2026-12-29").date()]
     assert c["expected_next_purchase_date"].iloc[2:].isna().all()
     assert (c["p_no_purchase_30d"] >= c["p_no_purchase_180d"]).all() and c["p_no_purchase_180d"].iloc[-1] > 0.99
+    Fixed.served_horizons = lambda self: (30, 60)  # training watched 60-odd days: no 90 or 180 columns
+    short = curve_columns_of(Fixed(), feats, as_of)
+    assert short[["p_no_purchase_90d", "p_no_purchase_180d"]].isna().all().all()
+    assert short[["p_no_purchase_30d", "p_no_purchase_60d"]].notna().all().all()
     empty = curve_columns_of(None, feats, as_of)
     assert empty.index.equals(feats.index) and empty.isna().all().all()
