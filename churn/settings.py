@@ -185,6 +185,7 @@ class ScoreConfig(BaseModel):
     currency: str
     engine: str  # where the feature table is built: "duckdb" or "spark"
     spark_master: str
+    activity_types: tuple[str, ...] | None = None  # the settings' (checked against the model's); None: not checked
 
     def policy(self):
         """The pure scoring policy of this configuration."""
@@ -448,7 +449,8 @@ class Settings(BaseSettings):
             "horizon_days": self.horizon_days, "tier_high": self.tier_high, "tier_medium": self.tier_medium,
             "exact_reasons_top_n": self.exact_reasons_top_n, "explain_low_risk": self.explain_low_risk,
             "drift_threshold": self.drift_psi_threshold, "drift_action": self.drift_action,
-            "currency": self.currency, "engine": self.engine, "spark_master": self.spark_master, **overrides})
+            "currency": self.currency, "engine": self.engine, "spark_master": self.spark_master,
+            "activity_types": tuple(self.activity_types), **overrides})
 
     def winback_config(self, **overrides: Any) -> WinbackConfig:
         return WinbackConfig(**{

@@ -47,6 +47,11 @@ def score(config: ScoreConfig, as_of: pd.Timestamp | None, now: pd.Timestamp) ->
         log.warning("the champion %s v%s predicts a %d-day horizon (horizon_days is %d): its scores say %d days",
                     config.model_name, mv.version, horizon, config.horizon_days, horizon)
         config = config.model_copy(update={"horizon_days": horizon})
+    trained_on = (getattr(mv, "tags", None) or {}).get("activity_types")  # tagged since the churn-time curve
+    if trained_on and config.activity_types and trained_on != ",".join(config.activity_types):
+        log.warning("the champion %s v%s was trained with activity_types = %s (the setting is now %s): its "
+                    "churn_probability and curve count %s as activity; retrain to change that", config.model_name,
+                    mv.version, trained_on, ",".join(config.activity_types), trained_on)
     if as_of is None:
         first, as_of, _ = store.store_time_range(paths)
     else:

@@ -253,6 +253,22 @@ def test_a_champion_trained_before_the_curve_existed_scores_with_the_curve_colum
     assert s[["median_days_to_next_purchase", "expected_next_purchase_date"]].isna().all().all()
 
 
+def test_scoring_warns_when_the_champion_counted_other_activity_than_the_settings(broken_registry, caplog):
+    from mlflow import MlflowClient
+
+    client = MlflowClient()
+    mv = client.get_model_version_by_alias("churn", "champion")
+    assert mv.tags["activity_types"] == "purchase"
+    with caplog.at_level("WARNING"):
+        run_score(broken_registry)
+    assert "activity_types" not in caplog.text  # the same as the settings: nothing to say
+    client.set_model_version_tag("churn", mv.version, "activity_types", "purchase,visit")
+    caplog.clear()
+    with caplog.at_level("WARNING"):
+        run_score(broken_registry)
+    assert "trained with activity_types = purchase,visit (the setting is now purchase)" in caplog.text
+
+
 def test_an_unreadable_champion_artifact_is_a_clear_error_and_nothing_is_published(broken_registry, tmp_path):
     from mlflow import MlflowClient
 
