@@ -171,16 +171,14 @@ def with_aft(result, config, info: dict, how: str):
     horizon) (`alone`) or by the mean of that and the model's (`blend`); metrics and intervals recomputed."""
     import dataclasses
 
-    from models.curve import lognormal_curve
     from models.evaluate import metrics
     from models.train import versus_best_baseline
     from storage import catalog
 
     frame = catalog.read_snapshots(Path(info["path"]))
     validation = frame[frame["split"] == "validation"].set_index("customer_id")
-    curve = result.curve
-    p = lognormal_curve(curve.location(validation), (config.horizon_days,), curve.scale, index=validation.index)
-    p = p.iloc[:, 0].reindex(result.predictions["customer_id"]).to_numpy()
+    p = result.curve.no_activity_within(validation, config.horizon_days)
+    p = p.reindex(result.predictions["customer_id"]).to_numpy()
     preds = result.predictions.assign(model=p if how == "alone" else (result.predictions["model"] + p) / 2)
     return dataclasses.replace(result, predictions=preds, metrics=metrics(preds["y"], preds["model"]),
                                versus_baseline=versus_best_baseline(preds, result.baselines, config.bootstrap()))
@@ -217,15 +215,10 @@ def stacked(result, config, info: dict, with_aft: bool = False):
     preds = result.predictions
     Zv = [_logit(preds["model"]), _logit(preds["logistic_rfm"])]
     if with_aft:
-        from models.curve import lognormal_curve
-
-        def at_horizon(X):
-            return lognormal_curve(result.curve.location(X), (config.horizon_days,), result.curve.scale,
-                                   index=X.index).iloc[:, 0]
-
         validation = frame[frame["split"] == "validation"].set_index("customer_id")
-        Z.append(_logit(at_horizon(held)))
-        Zv.append(_logit(at_horizon(validation).reindex(preds["customer_id"]).to_numpy()))
+        Z.append(_logit(result.curve.no_activity_within(held, config.horizon_days)))
+        Zv.append(_logit(result.curve.no_activity_within(validation, config.horizon_days)
+                         .reindex(preds["customer_id"]).to_numpy()))
     Z, Zv = np.column_stack(Z), np.column_stack(Zv)
     stack = LogisticRegression(C=1.0).fit(Z, held["churned"].to_numpy())
     log.info("stack weights %s, intercept %.3f", np.round(stack.coef_[0], 3).tolist(), stack.intercept_[0])
@@ -458,7 +451,7 @@ def curve_experiment(ds: DataSet, home: Path) -> dict:
     for name, curve in curves.items():
         out["models"][name] = curve_metrics(curve, validation, horizons)
     grid = NEXT_PURCHASE_GRID
-    steps = np.column_stack([np.ones(len(validation)), classifiers.curve(validation).to_numpy()])
+    steps = np.column_stack([np.ones(len(validation)), curves["classifiers"].to_numpy()])
     medians["classifiers"] = median_from_grid(
         np.vstack([np.interp(grid, (0, *horizons), row) for row in steps]), grid)
     pareto = ParetoNBD(max(horizons), 1.0, config.btyd_sample_customers, config.seed).fit(

@@ -121,10 +121,14 @@ class AftCurve:
     def curve(self, X: pd.DataFrame) -> pd.DataFrame:
         return lognormal_curve(self.location(X), self.horizons, self.scale, index=X.index)
 
+    def no_activity_within(self, X: pd.DataFrame, days: float) -> pd.Series:
+        """P(no activity within `days`) per row, indexed like X: the curve at one horizon (e.g. the churn horizon)."""
+        return lognormal_curve(self.location(X), (days,), self.scale, index=X.index).iloc[:, 0]
+
     def served_horizons(self) -> tuple[int, ...]:
         """The horizons the curve is served for: those no longer than the longest wait training watched (a
         short history trained for a 30-day horizon watched about 60 days: its 90 and 180 would be guesses)."""
-        return tuple(h for h in self.horizons if h <= getattr(self, "observed_days_", float("inf")))
+        return tuple(h for h in self.horizons if h <= self.observed_days_)
 
 
 def curve_metrics(curve: pd.DataFrame, labels: pd.DataFrame, horizons=CURVE_HORIZONS) -> dict:

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 
 from churn.errors import UserError
-from expectations.scores import N_REASONS, RISK_TIERS
+from expectations.scores import CURVE_HORIZONS, N_REASONS, RISK_TIERS
 from expectations.winback import CAMPAIGN_SHEET, GROUPS, REASON_CATEGORIES, SELECTION_COLUMN_NAMES
 from models.curve import curve_columns
 from models.reasons import REASON_CATEGORY
@@ -327,7 +327,7 @@ def explain_customer(row: pd.DataFrame, policy: WinbackPolicy, entry: dict | Non
                 "feature": r[f"reason_{i}_feature"]}
                for i in range(1, N_REASONS + 1) if isinstance(r[f"reason_{i}_text"], str) and r[f"reason_{i}_text"]]
     optional = {k: (None if pd.isna(r[k]) else float(r[k])) for k in ("days_since_last_purchase",)}
-    curve = {int(c.removeprefix("p_no_purchase_").removesuffix("d")): float(r[c]) for c in curve_columns()
+    curve = {h: float(r[c]) for h, c in zip(CURVE_HORIZONS, curve_columns())
              if c in r.index and pd.notna(r[c])}  # days scored before the curve existed have none
     if curve:
         date = r.get("expected_next_purchase_date")
