@@ -52,6 +52,7 @@ class Experiment:
     aft: str = ""  # "blend": (model + the curve's P at the horizon) / 2; "alone": the curve's P; "stack": a stack input
     tune: bool = False
     rate_features: bool = False
+    monotone: bool = False
 
 
 REFERENCE = {"n_train_cutoffs": 4, "cutoff_step_days": 30, "refit": False}  # the settings before issue #13 part 2
@@ -85,7 +86,18 @@ EXPERIMENTS = (
     Experiment("rate-features", "four more inputs, each a recent count or a time since the last event against the "
                "customer's own yearly rate (visits and events missed at their own pace, visits in 30 days and "
                "purchases in 90 days as a share of their own yearly pace)", {}, rate_features=True),
+    Experiment("monotone", "XGBoost with monotone constraints from domain knowledge (not from data): churn may only "
+               "rise with the days since the last event, purchase and visit and the overdue ratio, and only fall with "
+               "the purchase, visit and spend counts of 30/90/365 days and all purchases", {}, monotone=True),
+    Experiment("stack-aft-monotone", "`stack-aft` with the monotone model as its first input", {}, monotone=True,
+               stack=True, aft="stack"),
 )
+
+# Directions known before looking at any data: +1 churn only rises with the feature, -1 only falls.
+MONOTONE = {**{f: 1 for f in ("days_since_last_event", "days_since_last_purchase", "days_since_last_visit",
+                              "overdue_ratio")},
+            **{f"{kind}_{days}d": -1 for kind in ("purchases", "visits", "spend") for days in (30, 90, 365)},
+            "purchases_total": -1}
 
 
 def datasets(data: Path) -> tuple[DataSet, ...]:
@@ -127,6 +139,10 @@ def run_experiment(ds: DataSet, ex: Experiment, home: Path, resamples: int) -> d
         plan, info = build_snapshots(config, as_of)
         if ex.tune:
             config = config.model_copy(update={"model_params": {**config.model_params, **tuned_params(config, info)}})
+        if ex.monotone:
+            constraints = {f: d for f, d in MONOTONE.items() if f in config.features}
+            config = config.model_copy(update={"model_params": {**config.model_params,
+                                                                "monotone_constraints": constraints}})
         result = (train_with_btyd_features(config, info) if ex.btyd_features else
                   train_with_rate_features(config, info) if ex.rate_features else train(config, info)[0])
         if ex.blend:
