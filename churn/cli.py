@@ -51,7 +51,7 @@ def configure_environment(home: Path, quiet: bool = False) -> None:
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(ProgressFormatter())
     logging.basicConfig(level=logging.WARNING if quiet else logging.INFO, handlers=[handler])
-    for noisy in ("alembic", "mlflow", "great_expectations", "httpx", "prefect", "urllib3"):
+    for noisy in ("alembic", "mlflow", "great_expectations", "httpx", "prefect", "urllib3", "XGBoost-PySpark", "py4j"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 

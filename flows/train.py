@@ -15,7 +15,14 @@ from flows import artifacts, events
 from models.evaluate import covering
 from models.promotion import ChampionScore, Verdict, champion_interval, champion_score, horizon_decision, should_promote
 from models.snapshots import CutoffPlan, history_note, plan_cutoffs
-from models.train import TrainingResult, fit_curve, refit_on_all_labelled, train_and_evaluate
+from models.train import (
+    TrainingResult,
+    check_labels,
+    evaluate,
+    fit_curve,
+    refit_on_all_labelled,
+    train_and_evaluate,
+)
 from storage import catalog, contacts, engine, layout, store, tracking
 
 log = logging.getLogger("churn.train")
@@ -56,14 +63,30 @@ def train(config: TrainConfig, info: dict) -> tuple[TrainingResult, pd.DataFrame
     train, validation = frame[frame["split"] == "train"], frame[frame["split"] == "validation"]
     oracles = generated_data_oracles(paths, pd.Timestamp(info["validation_cutoff"], tz="UTC"), config.horizon_days,
                                      validation["customer_id"], info["n_events"])
-    log.info("training XGBoost on %s rows and the baselines; validating on %s customers", f"{len(train):,}",
-             f"{len(validation):,}")
-    result = train_and_evaluate(train, validation, list(config.features), seed=config.seed,
-                                model_params=config.model_params,
-                                horizon_days=config.horizon_days, btyd=config.btyd_baselines,
-                                btyd_sample=config.btyd_sample_customers, bootstrap=config.bootstrap(), oracles=oracles)
-    if config.refit:  # the metrics stay the evaluated model's: the refit has seen the validation labels
-        result.refit = refit_on_all_labelled(result.model, train, validation)
+    log.info("training XGBoost on %s rows and the baselines (%s); validating on %s customers", f"{len(train):,}",
+             "on Spark" if config.engine == "spark" else "in this process", f"{len(validation):,}")
+    evaluation = {"seed": config.seed, "horizon_days": config.horizon_days, "btyd": config.btyd_baselines,
+                  "btyd_sample": config.btyd_sample_customers, "bootstrap": config.bootstrap(), "oracles": oracles}
+    if config.engine == "spark":  # the estimators run over the snapshots on Spark; evaluation is the same code
+        from models.spark_model import fit_on_spark, refit_on_spark
+        from storage import spark
+
+        check_labels(train, validation)
+        session = engine.spark_session(config.spark_master)
+        stored, workers = spark.snapshots(session, info["path"]), spark.task_slots(session)
+        fitted = fit_on_spark(stored.where("split = 'train'"), list(config.features), seed=config.seed,
+                              horizon_days=config.horizon_days, model_params=config.model_params, num_workers=workers)
+        result = evaluate(fitted, validation, **evaluation)
+        if config.refit:
+            log.info("refitting on the training and validation snapshots with %d trees (on Spark)",
+                     result.model.best_iteration_ + 1)
+            result.refit = refit_on_spark(stored.where("split IN ('train', 'validation')"), result.model,
+                                          num_workers=workers)
+    else:
+        result = train_and_evaluate(train, validation, list(config.features), model_params=config.model_params,
+                                    **evaluation)
+        if config.refit:  # the metrics stay the evaluated model's: the refit has seen the validation labels
+            result.refit = refit_on_all_labelled(result.model, train, validation)
     log.info("fitting the churn-time curve (XGBoost survival:aft on the days to the next activity)")
     result.curve, result.curve_metrics = fit_curve(train, validation, list(config.features), seed=config.seed,
                                                    horizon_days=config.horizon_days)

@@ -97,10 +97,23 @@ class ChurnModel:
         fitted = XGBClassifier(objective="binary:logistic", eval_metric="logloss", random_state=self.seed,
                                n_jobs=self.n_jobs, **self.params)
         fitted.fit(self._x(X), np.asarray(y), eval_set=[(self._x(X_es), np.asarray(y_es))], verbose=False)
-        self.best_iteration_ = int(fitted.best_iteration)
-        # Keep only the trees up to the best iteration. Early stopping leaves the trees after it in the
-        # booster; the sklearn wrapper skips them, but `Booster.predict` (scoring, reason codes) would not.
-        kept = fitted.get_booster()[: self.best_iteration_ + 1]
+        return self._keep(fitted.get_booster(), int(fitted.best_iteration))
+
+    @classmethod
+    def from_booster(cls, booster, features: list[str], *, best_iteration: int, seed: int = 42,
+                     **params) -> "ChurnModel":
+        """A fitted model from a booster trained elsewhere (XGBoost's Spark estimator), cut at `best_iteration` as
+        `fit` cuts its own: the same artifact and predictions whichever engine trained it."""
+        booster.feature_names = list(features)
+        return cls(features, seed=seed, **params)._keep(booster, best_iteration)
+
+    def _keep(self, booster, best_iteration: int) -> "ChurnModel":
+        """Keep only the trees up to the best iteration. Early stopping leaves the trees after it in the booster; the
+        sklearn wrapper skips them, but `Booster.predict` (scoring, reason codes) would not."""
+        from xgboost import XGBClassifier
+
+        self.best_iteration_ = best_iteration
+        kept = booster[: best_iteration + 1]
         self.model_ = XGBClassifier(objective="binary:logistic", eval_metric="logloss", random_state=self.seed,
                                     n_jobs=self.n_jobs,
                                     **{k: v for k, v in self.params.items() if k != "early_stopping_rounds"})
@@ -136,7 +149,10 @@ class ChurnModel:
         return pd.Series({f: gain.get(f, 0.0) for f in self.features}).sort_values(ascending=False)
 
 
-def early_stopping_mask(customer_ids: pd.Index, share: float = 0.15) -> np.ndarray:
+EARLY_STOPPING_SHARE = 0.15  # of the training customers, held out (all their snapshots) for early stopping
+
+
+def early_stopping_mask(customer_ids: pd.Index, share: float = EARLY_STOPPING_SHARE) -> np.ndarray:
     """A deterministic customer-level split: True for customers held out for early stopping."""
     h = pd.util.hash_array(np.asarray(customer_ids, dtype=object))
     return (h % 10_000) < share * 10_000

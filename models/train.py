@@ -76,41 +76,65 @@ def cap_rows(frame: pd.DataFrame, max_rows: int | None) -> pd.DataFrame:
     return frame[h < 1_000_000 * max_rows / len(frame)]
 
 
-def train_and_evaluate(train: pd.DataFrame, validation: pd.DataFrame, features: list[str], *, seed: int,
-                       horizon_days: int, btyd: bool, bootstrap: Bootstrap | None, btyd_sample: int | None = None,
-                       oracles: dict[str, pd.Series] | None = None, model_params: dict | None = None,
-                       max_train_rows: int | None = MAX_TRAIN_ROWS) -> TrainingResult:
-    """`train`/`validation`: feature rows with a `churned` label column and a `customer_id` column.
+@dataclass
+class Fitted:
+    """The churn model and the label-fitted baselines, fitted on the training snapshots (by pandas or by Spark)."""
 
-    The model early-stops on a customer-level hold-out of the training snapshots (never on the
-    validation snapshot, whose metrics would then be optimistic). Training rows above
-    `max_train_rows` are sampled by customer to bound time and memory; validation is never sampled.
-    With `btyd`, BG/NBD and Pareto/NBD are fitted on the validation cutoff's own purchase histories (at most
-    `btyd_sample` buyers; no labels) and predict every validation customer.
-    """
-    check_labels(train, validation)
+    model: ChurnModel
+    baselines: dict  # name -> a fitted baseline with churn_probability(frame)
+    never_buyer_rate: float  # the churn rate in training of customers who never bought (the BTYD models' fallback)
+    sizes: dict[str, int]
+
+
+def fit_on_driver(train: pd.DataFrame, features: list[str], *, seed: int, horizon_days: int,
+                  model_params: dict | None = None, max_train_rows: int | None = MAX_TRAIN_ROWS) -> Fitted:
+    """The model, early-stopping on a customer-level hold-out of the training snapshots (never on the validation
+    snapshot, whose metrics would then be optimistic), and the recency rule and logistic RFM, in this process.
+    Training rows above `max_train_rows` are sampled by customer to bound time and memory."""
     train = cap_rows(train, max_train_rows)
     es = early_stopping_mask(pd.Index(train["customer_id"]))
     X, y = train[features], train["churned"]
     model = ChurnModel(features, seed=seed, **(model_params or {})).fit(X[~es], y[~es], X[es], y[es])
     log.info("XGBoost: %d trees kept by early stopping", model.best_iteration_ + 1)
-
-    Xv, yv = validation[features], validation["churned"].to_numpy()
-    preds = pd.DataFrame({"customer_id": validation["customer_id"].to_numpy(), "y": yv,
-                          "model": model.churn_probability(Xv).to_numpy()})
     # the baselines read their own columns of the snapshots, whatever feature set the model is given
     baselines = {f"recency_rule_{horizon_days}d": RecencyRule(horizon_days).fit(train, y),
                  "logistic_rfm": LogisticRFM(seed).fit(train, y)}
-    for name, b in baselines.items():
+    never = train[FREQUENCY].isna().to_numpy()
+    return Fitted(model, baselines, float(y[never].mean()) if never.any() else 1.0,
+                  {"train_rows": int((~es).sum()), "early_stopping_rows": int(es.sum())})
+
+
+def train_and_evaluate(train: pd.DataFrame, validation: pd.DataFrame, features: list[str], *, seed: int,
+                       horizon_days: int, btyd: bool, bootstrap: Bootstrap | None, btyd_sample: int | None = None,
+                       oracles: dict[str, pd.Series] | None = None, model_params: dict | None = None,
+                       max_train_rows: int | None = MAX_TRAIN_ROWS) -> TrainingResult:
+    """`train`/`validation`: feature rows with a `churned` label column and a `customer_id` column; the model and
+    the baselines fitted in this process (`fit_on_driver`), then `evaluate`d."""
+    check_labels(train, validation)
+    fitted = fit_on_driver(train, features, seed=seed, horizon_days=horizon_days, model_params=model_params,
+                           max_train_rows=max_train_rows)
+    return evaluate(fitted, validation, seed=seed, horizon_days=horizon_days, btyd=btyd, bootstrap=bootstrap,
+                    btyd_sample=btyd_sample, oracles=oracles)
+
+
+def evaluate(fitted: Fitted, validation: pd.DataFrame, *, seed: int, horizon_days: int, btyd: bool,
+             bootstrap: Bootstrap | None, btyd_sample: int | None = None,
+             oracles: dict[str, pd.Series] | None = None) -> TrainingResult:
+    """The fitted model and baselines scored on the validation snapshot (never sampled), beside them the BTYD models
+    (with `btyd`: BG/NBD and Pareto/NBD fitted on the validation cutoff's own purchase histories, at most
+    `btyd_sample` buyers, no labels) and the oracles of generated data; the model against the best baseline."""
+    model = fitted.model
+    yv = validation["churned"].to_numpy()
+    preds = pd.DataFrame({"customer_id": validation["customer_id"].to_numpy(), "y": yv,
+                          "model": model.churn_probability(validation[model.features]).to_numpy()})
+    for name, b in fitted.baselines.items():
         preds[name] = b.churn_probability(validation).to_numpy()
     if btyd:
         log.info("fitting BG/NBD and Pareto/NBD (MAP) on up to %s buyers", f"{btyd_sample:,}" if btyd_sample else "all")
-        never = train[FREQUENCY].isna().to_numpy()
-        rate = float(y[never].mean()) if never.any() else 1.0
         history = validation.set_index("customer_id")  # the fit sample is drawn by customer id
         for name, cls in (("bg_nbd", BGNBD), ("pareto_nbd", ParetoNBD)):
-            fitted = cls(horizon_days, rate, sample_customers=btyd_sample, seed=seed).fit(history)
-            preds[name] = fitted.churn_probability(history).to_numpy()
+            b = cls(horizon_days, fitted.never_buyer_rate, sample_customers=btyd_sample, seed=seed).fit(history)
+            preds[name] = b.churn_probability(history).to_numpy()
     for name, oracle in (oracles or {}).items():  # generated data: the bounds, by name (ORACLES)
         preds[name] = oracle.reindex(validation["customer_id"]).to_numpy()
     scorers = [c for c in preds.columns if c not in ("customer_id", "y")]
@@ -120,8 +144,7 @@ def train_and_evaluate(train: pd.DataFrame, validation: pd.DataFrame, features: 
         log.info("paired bootstrap of model minus best baseline (%s resamples)", f"{bootstrap.n_resamples:,}")
     versus = versus_best_baseline(preds, scored, bootstrap) if bootstrap is not None else {}
     return TrainingResult(model=model, metrics=model_metrics, baselines=scored, predictions=preds,
-                          sizes={"train_rows": int((~es).sum()), "early_stopping_rows": int(es.sum()),
-                                 "validation_rows": len(validation)}, versus_baseline=versus)
+                          sizes={**fitted.sizes, "validation_rows": len(validation)}, versus_baseline=versus)
 
 
 def refit_on_all_labelled(model: ChurnModel, train: pd.DataFrame, validation: pd.DataFrame,

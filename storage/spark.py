@@ -47,6 +47,15 @@ def session(master: str = DEFAULT_MASTER, app_name: str = "churn"):
     return spark
 
 
+def task_slots(spark) -> int:
+    """How many tasks the session runs at once (XGBoost's Spark estimator trains with one worker per slot, all at
+    once): the default parallelism of a local or cluster session, `spark.default.parallelism` (else 2) on Connect."""
+    try:
+        return max(1, int(spark.sparkContext.defaultParallelism))
+    except Exception:  # noqa: BLE001 - Spark Connect has no SparkContext
+        return max(1, int(spark.conf.get("spark.default.parallelism", "2")))
+
+
 @dataclass(frozen=True)
 class SparkEvents:
     """The event store as the Spark table `events` (a temporary view over exactly the committed files)."""
@@ -66,3 +75,9 @@ def events(spark, paths: Paths) -> SparkEvents:
         store.require_events(paths)
     spark.read.parquet(*[str(f) for f in files]).createOrReplaceTempView("events")
     return SparkEvents(spark)
+
+
+def snapshots(spark, path) -> object:
+    """The stored labelled snapshots (`storage.catalog.write_snapshots`) as a Spark DataFrame (on a cluster the
+    home folder must be where every executor reads it, as the event store must)."""
+    return spark.read.parquet(str(path))

@@ -508,7 +508,7 @@ def _log_training_run(result, frame, info, config, champion) -> tuple[str, str, 
         mlflow.log_params({
             "horizon_days": config.horizon_days, "lookback_days": config.lookback_days, "seed": config.seed,
             "cutoff_step_days": config.cutoff_step_days, "min_history_days": config.min_history_days,
-            "activity_types": ",".join(config.activity_types),
+            "engine": config.engine, "activity_types": ",".join(config.activity_types),
             "train_cutoffs": info["train_cutoffs"], "validation_cutoff": info["validation_cutoff"],
             "as_of": info["as_of"], "data_start": info["data_start"], "data_end": info["data_end"],
             "features": ",".join(result.model.features), "n_features": len(result.model.features),

@@ -136,3 +136,58 @@ def test_the_engine_setting_chooses_where_the_features_are_built(small_store, sp
         assert isinstance(spark_events, SparkEvents)
         on_spark = spark_events.query(sql)
     assert on_spark.astype("int64").to_dict() == duck.astype("int64").to_dict()
+
+
+def train_rows(info: dict, split: str) -> pd.DataFrame:
+    from storage import catalog
+
+    frame = catalog.read_snapshots(info["path"])
+    return frame[frame["split"] == split]
+
+
+def test_training_on_spark_matches_training_in_process(small_store, spark, tmp_path):
+    """engine = "spark" fits the model with XGBoost's Spark estimator and the baselines with Spark ML over the same
+    stored snapshots: the same kind of artifact (a booster the driver scores), ROC-AUC within 0.005 of the
+    in-process fit, the recency rule's rates and logistic RFM's predictions the same model's. Row and column
+    subsampling are off here (with them each Spark worker draws its own sample: a seed's worth of difference,
+    about 0.005 ROC-AUC on these 1,488 validation customers), and every distinct value is its own histogram bin
+    (with 256 bins the workers' merged quantile sketch cuts a little elsewhere than one process: the refit's
+    predictions then differ by up to 0.08). So the trees must be the same, to float precision."""
+    import shutil
+
+    import numpy as np
+
+    from flows.train import build_snapshots, train
+    from storage import layout
+    from tests.conftest import config
+
+    home = tmp_path / "home"
+    shutil.copytree(small_store.home, home)
+    paths = layout.Paths(home)
+    duck_config = config(paths, "train", n_train_cutoffs=2, bootstrap_resamples=50, btyd_baselines=False,
+                         model_params={"subsample": 1.0, "colsample_bytree": 1.0, "max_bin": 65536})
+    _, info = build_snapshots(duck_config, None)
+    jobs = spark.sparkContext.statusTracker()
+    before = len(jobs.getJobIdsForGroup())
+    duck, _ = train(duck_config, info)
+    assert len(jobs.getJobIdsForGroup()) == before  # the in-process fit runs no Spark job
+    on_spark, _ = train(duck_config.model_copy(update={"engine": "spark"}), info)
+    assert len(jobs.getJobIdsForGroup()) > before + 3  # the estimators ran on Spark
+
+    assert abs(on_spark.metrics["roc_auc"] - duck.metrics["roc_auc"]) < 0.005
+    assert on_spark.model.best_iteration_ > 5 and on_spark.refit is not None
+    assert type(on_spark.model.model_.get_booster()) is type(duck.model.model_.get_booster())
+    preds, spark_preds = duck.predictions, on_spark.predictions
+    assert (preds["customer_id"] == spark_preds["customer_id"]).all()
+    # without sampling, the two workers' histogram build reaches the single process's trees
+    np.testing.assert_allclose(spark_preds["model"], preds["model"], atol=1e-5)
+    rule = next(c for c in preds.columns if c.startswith("recency_rule"))
+    np.testing.assert_allclose(spark_preds[rule], preds[rule], rtol=1e-12)
+    # Spark ML's L2 logistic regression with sklearn's penalty (regParam = 1/rows): the same model up to the
+    # solvers' tolerance and Spark's sample standard deviation in the scaler (about 2e-4 here)
+    np.testing.assert_allclose(spark_preds["logistic_rfm"], preds["logistic_rfm"], atol=1e-3)
+    assert on_spark.sizes["train_rows"] + on_spark.sizes["early_stopping_rows"] == \
+        duck.sizes["train_rows"] + duck.sizes["early_stopping_rows"]
+    np.testing.assert_allclose(on_spark.refit.churn_probability(validation := train_rows(info, "validation")),
+                               duck.refit.churn_probability(validation), atol=1e-5)
+    assert on_spark.refit.refit_rows_ == duck.refit.refit_rows_
