@@ -49,7 +49,8 @@ def _settings(p: dict):
     """The built-in defaults for this bench home and tracking store (the bench measures the defaults)."""
     from churn.settings import defaults
 
-    return defaults(p["home"], mlflow_tracking_uri=p.get("tracking_uri"), experiment_name="churn-bench")
+    return defaults(p["home"], mlflow_tracking_uri=p.get("tracking_uri"), experiment_name="churn-bench",
+                    engine=p.get("engine", "duckdb"))
 
 
 def stage_generate(p: dict) -> dict:
@@ -81,13 +82,20 @@ def stage_ingest(p: dict) -> dict:
 
 def stage_features(p: dict) -> dict:
     from features.customer import customer_features
-    from storage import store
+    from storage import engine, store
 
-    paths = _paths(p)
+    paths, settings = _paths(p), _settings(p)
     _, last, n = store.store_time_range(paths)
-    con = store.connect(paths)
-    feats = customer_features(store.events_relation(con, paths), last, _settings(p).lookback_days)
-    return {"events": n, "customers": len(feats)}
+    if settings.engine == "spark":  # the session's start is not the feature build's work (it is in process_s)
+        engine.spark_session(settings.spark_master)
+    with engine.events_on(settings.engine, paths, settings.spark_master) as events:
+        feats = customer_features(events, last, settings.lookback_days)
+    return {"events": n, "customers": len(feats), **_engine_note(settings.engine)}
+
+
+def _engine_note(engine_name: str) -> dict:
+    """On Spark the peak RSS is this Python process's only: the JVM (driver and local executors) is another."""
+    return {"rss": "Python only, not the JVM"} if engine_name == "spark" else {}
 
 
 def stage_features_pandas(p: dict) -> dict:
@@ -102,13 +110,17 @@ def stage_features_pandas(p: dict) -> dict:
 
 def stage_train(p: dict) -> dict:
     from flows.train import build_snapshots, register, train
+    from storage import engine
 
     config = _settings(p).train_config()
+    if config.engine == "spark":  # as for the features: the session's start is counted in process_s only
+        engine.spark_session(config.spark_master)
     _, info = build_snapshots(config, None)
     result, frame = train(config, info)
     out = register(config, result, frame, info)
     return {"events": info["n_events"], "customers": result.sizes["validation_rows"],
-            "train_rows": result.sizes["train_rows"], "snapshot_rows": len(frame), "roc_auc": out["metrics"]["roc_auc"]}
+            "train_rows": result.sizes["train_rows"], "snapshot_rows": len(frame), "roc_auc": out["metrics"]["roc_auc"],
+            **_engine_note(config.engine)}
 
 
 def synthetic_purchase_history(customers: int, seed: int) -> pd.DataFrame:
@@ -232,9 +244,11 @@ def _increment_batch(root: Path, end: pd.Timestamp, n_events: int) -> tuple[Path
 
 
 def bench(sizes: list[int], root: Path, out_md: Path, out_json: Path, exact_top_n: int | None = None,
-          increment_events: int = INCREMENT_EVENTS, isolate: bool = True, commands: bool = True) -> list[dict]:
+          increment_events: int = INCREMENT_EVENTS, isolate: bool = True, commands: bool = True,
+          engines: tuple[str, ...] = ()) -> list[dict]:
     """Measure every stage at every size; write the Markdown table and the JSON after each stage (a failing
-    stage loses nothing measured before it). `commands`: also time one-shot CLI commands end to end."""
+    stage loses nothing measured before it). `commands`: also time one-shot CLI commands end to end. `engines`:
+    other engines ("spark") whose feature build and training are measured beside DuckDB's, on the same store."""
     def measure(stage: str, params: dict) -> dict:
         return _measure(stage, params, isolate)
 
@@ -279,6 +293,9 @@ def bench(sizes: list[int], root: Path, out_md: Path, out_json: Path, exact_top_
         if n <= PANDAS_MAX_EVENTS:
             add(measure("features_pandas", base))
         add(measure("train", base))
+        for other in engines:
+            add(measure("features", {**base, "engine": other}), f"features [{other}]")
+            add(measure("train", {**base, "engine": other}), f"train [{other}]")
         add(measure("btyd_fit", {**base, "customers": customers}))
         add(measure("score", {**base, "exact": exact_top_n, "reasons": True}),
             f"score (exact reasons for top {exact_top_n:,})")
@@ -336,6 +353,7 @@ def _rate(r: dict) -> str:
     if "wall_s" not in r:
         return ""
     if "events" in r and (r["stage"] in ("generate", "ingest", "features", "features_pandas")
+                          or r["stage"].startswith("features [")
                           or "batch" in r["stage"] or r["stage"].startswith("end to end")):
         return f"{r.get('events', 0) / r['wall_s']:,.0f} events/s"
     if "customers" in r:
@@ -343,8 +361,8 @@ def _rate(r: dict) -> str:
     return ""
 
 
-# a section measured by hand (e.g. the Spark engine, before `churn bench --engine spark` exists) starts with this
-# line; `churn bench` keeps it, and everything after it, when it rewrites the file
+# a section measured by hand (e.g. where the train stage's time goes) starts with this line; `churn bench` keeps it,
+# and everything after it, when it rewrites the file
 KEPT_SECTION = "<!-- measured by hand: churn bench keeps this section and everything after it -->"
 
 
@@ -366,6 +384,12 @@ def _write(rows: list[dict], out_md: Path, out_json: Path) -> None:
         if "features" in by and "features_pandas" in by:
             ratios.append(f"- {size}: DuckDB feature build {by['features']['wall_s']} s vs pandas reference "
                           f"{by['features_pandas']['wall_s']} s: **{by['features_pandas']['wall_s'] / by['features']['wall_s']:.1f}x** faster")
+        for other in sorted({r["stage"][len("train ["):-1] for r in rows if r["stage"].startswith("train [")}):
+            for stage in ("features", "train"):
+                there = by.get(f"{stage} [{other}]")
+                if there and stage in by and "wall_s" in there:
+                    ratios.append(f"- {size}: {stage} on {other} {there['wall_s']} s vs DuckDB and this process "
+                                  f"{by[stage]['wall_s']} s: **{there['wall_s'] / by[stage]['wall_s']:.1f}x** the time")
         inc = [r for r in rows if r["size"] == size and "batch" in r["stage"]]
         if len(inc) == 2:
             ratios.append(f"- {size}: the same batch into the full store vs an empty one: "
@@ -402,6 +426,8 @@ def _child(stage: str, params: str) -> None:
 
     if stage in ("train", "btyd_fit"):
         import pymc_marketing.clv  # noqa: F401
+    if json.loads(params).get("engine") == "spark":
+        import pyspark.sql  # noqa: F401
     print(json.dumps(_run(stage, json.loads(params)), default=str))
 
 

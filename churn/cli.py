@@ -193,6 +193,16 @@ def check_bench(args, settings) -> None:
         except (ValueError, IndexError):
             raise CommandError(f"bench: {text!r} is not a size: give an event count such as 500K, 10M or "
                                f"1000000") from None
+    for e in args.engine.split(","):
+        if e not in ("duckdb", "spark"):
+            raise CommandError(f"bench --engine {e!r}: unknown engine; allowed: duckdb, spark")
+    if "spark" in args.engine.split(","):
+        from storage.engine import EngineUnavailable, spark_session
+
+        try:
+            spark_session(settings.spark_master).stop()  # fails in one line now, not after an hour of DuckDB stages
+        except EngineUnavailable as e:
+            raise CommandError(f"bench --engine spark: {e}") from None
     out, root = Path(args.out), Path(args.root)
     if out.is_dir():
         raise CommandError(f"bench --out {out}: a folder; name the Markdown file to write, e.g. {out / 'BENCHMARKS.md'}")
@@ -642,7 +652,8 @@ def cmd_bench(args, settings) -> int:
     sizes = [parse_size(x) for x in args.sizes.split(",")]
     out = Path(args.out)
     rows = bench(sizes, Path(args.root).resolve(), out, out.with_suffix(".json"),
-                 exact_top_n=args.exact_top_n, increment_events=parse_size(args.increment))
+                 exact_top_n=args.exact_top_n, increment_events=parse_size(args.increment),
+                 engines=tuple(e for e in args.engine.split(",") if e and e != "duckdb"))
     print(out.read_text())
     return 0 if rows else 1
 
@@ -897,6 +908,8 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--out", default="BENCHMARKS.md", help="the Markdown table (JSON beside it)")
     b.add_argument("--exact-top-n", type=_whole(0), help=f"customers with exact reasons (default {_default('exact_reasons_top_n')})")
     b.add_argument("--increment", default="1M", help="size of the batch ingested into the full store (default 1M)")
+    b.add_argument("--engine", default="duckdb", help="spark: also measure the feature build and training on Spark "
+                   "(spark_master; needs the spark extra and Java 17+), beside DuckDB's, on the same store")
     b.set_defaults(func=cmd_bench, check=check_bench)
 
     d = sub.add_parser("demo", help="run the whole pipeline on a generated sample",

@@ -154,7 +154,7 @@ class TrainConfig(BaseModel):
     btyd_sample_customers: int
     bootstrap_resamples: int
     bootstrap_confidence: float
-    engine: str  # where the labelled snapshots are built: "duckdb" or "spark"
+    engine: str  # where the labelled snapshots are built and the model trained: "duckdb" or "spark"
     spark_master: str
     contacted_in_training: str  # "exclude" or "keep" the snapshot rows contacted in their label window
 
@@ -266,8 +266,8 @@ class Settings(BaseSettings):
     activity_types: list[str] = Field(default_factory=lambda: ["purchase"],
                                       description="event types that count as 'coming back' for the label")
     engine: str = Field(default="duckdb", description="where the feature table and the labelled snapshots are "
-                        "built: 'duckdb' (in process) or 'spark' (the same SQL transpiled; needs the spark extra "
-                        "and Java 17+)")
+                        "built and the model trained: 'duckdb' (in process) or 'spark' (the same SQL transpiled, "
+                        "XGBoost's Spark estimator; needs the spark extra and Java 17+)")
     spark_master: str = Field(default="local[2]", description="the Spark master of engine 'spark': local[N], a "
                               "cluster URL (spark://, yarn, k8s://), or sc://HOST:PORT for Spark Connect")
 

@@ -354,6 +354,8 @@ MISSING_INPUTS = {
     "winback_contacts_a_folder": (["winback", "--contacts", "{home}/landing"], _scores_and_landing,
                                   ["contact history", "landing", "a folder, not a file"], {}),
     "bench_bad_size": (["bench", "--sizes", "1M,lots"], _no_store, ["'lots' is not a size"], {}),
+    "bench_unknown_engine": (["bench", "--sizes", "1K", "--engine", "spark,dask"], _no_store,
+                             ["--engine 'dask'", "allowed: duckdb, spark"], {}),
     "contacts_file_missing": (["contacts", "ingest", "{home}/nope.csv"], _no_store, ["no such file", "nope.csv"], {}),
     "contacts_a_folder": (["contacts", "ingest", "{home}/landing"], _landing_empty,
                           ["a folder, not a file", "landing/contacts"], {}),

@@ -191,3 +191,22 @@ def test_training_on_spark_matches_training_in_process(small_store, spark, tmp_p
     np.testing.assert_allclose(on_spark.refit.churn_probability(validation := train_rows(info, "validation")),
                                duck.refit.churn_probability(validation), atol=1e-5)
     assert on_spark.refit.refit_rows_ == duck.refit.refit_rows_
+
+
+def test_bench_measures_the_feature_build_on_spark_beside_duckdb(small_store, spark, tmp_path):
+    """`churn bench --engine spark`: the same stage on the same store, both rows in the table, side by side."""
+    from churn.bench import _write, stage_features
+
+    duck = stage_features({"home": str(small_store.home)})
+    on_spark = stage_features({"home": str(small_store.home), "engine": "spark"})
+    assert on_spark["customers"] == duck["customers"] > 500 and on_spark["events"] == duck["events"]
+    assert on_spark["rss"] == "Python only, not the JVM" and "rss" not in duck
+    rows = [{"size": "5K", "stage": "features", "wall_s": 0.5, **duck},
+            {"size": "5K", "stage": "features [spark]", "wall_s": 5.0, **on_spark},
+            {"size": "5K", "stage": "train", "wall_s": 20.0}, {"size": "5K", "stage": "train [spark]", "wall_s": 30.0}]
+    out = tmp_path / "B.md"
+    _write(rows, out, out.with_suffix(".json"))
+    text = out.read_text()
+    assert "| 5K | features [spark] | 5.0 |" in text
+    assert "features on spark 5.0 s vs DuckDB and this process 0.5 s: **10.0x** the time" in text
+    assert "train on spark 30.0 s vs DuckDB and this process 20.0 s: **1.5x** the time" in text
