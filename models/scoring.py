@@ -135,50 +135,77 @@ def score_customers(model, features: pd.DataFrame, as_of: pd.Timestamp, policy: 
 
     `model` is an XGBClassifier; `features` is indexed by customer_id and holds at least the model's features.
     `curve`: the churn-time curve model of the same training run (models.curve.AftCurve), or None (the curve
-    columns stay empty).
+    columns stay empty). The steps are the ones an engine that scores by partition runs (models/spark_scoring.py):
+    per customer `risk_columns`, over everyone `ranks_and_explained`, per customer `reason_columns` and
+    `contract_frame`.
     """
-    import xgboost as xgb
-
     booster = model.get_booster()
     names = require_buildable(model, "model", list(features.columns))
+    risk = risk_columns(booster, names, features, policy)
+    ranked = ranks_and_explained(risk, policy)
+    reasons = reason_columns(booster, names, features, ranked, peers=features, currency=policy.currency)
+    out = contract_frame(features, ranked, reasons, curve_columns_of(curve, features, as_of), as_of, policy,
+                         model_meta, scored_at)
+    return out.sort_values("risk_rank").reset_index(drop=True)[SCORE_COLUMN_NAMES]
+
+
+def risk_columns(booster, names: list[str], features: pd.DataFrame, policy: ScoringPolicy) -> pd.DataFrame:
+    """Per customer (index as `features`): churn_probability, expected_value, value_at_risk, risk_tier."""
+    import xgboost as xgb
+
     X = features[names].astype("float64")
     margin = booster.predict(xgb.DMatrix(X, feature_names=names), output_margin=True)
     p = pd.Series(1.0 / (1.0 + np.exp(-margin)), index=X.index)
     ev = expected_value(features, policy.horizon_days)
-    var = p * ev
-    tier = risk_tier(p, policy.tier_high, policy.tier_medium)
-    low = RISK_TIERS[-1]
-    exact, approximate = np.zeros(len(X), dtype=bool), np.zeros(len(X), dtype=bool)
+    return pd.DataFrame({"churn_probability": p, "expected_value": ev, "value_at_risk": p * ev,
+                         "risk_tier": risk_tier(p, policy.tier_high, policy.tier_medium)}, index=X.index)
+
+
+def ranks_and_explained(risk: pd.DataFrame, policy: ScoringPolicy) -> pd.DataFrame:
+    """`risk` (in customer order) with risk_rank (1 = highest P(churn); ties in customer order) and the reasons to
+    compute: `exact` (TreeSHAP) for the top exact_reasons_top_n by value at risk (ties in customer order),
+    `approximate` (Saabas) for the other explained customers."""
+    p, var = risk["churn_probability"], risk["value_at_risk"]
+    exact, approximate = np.zeros(len(risk), dtype=bool), np.zeros(len(risk), dtype=bool)
     if policy.reasons:
         exact[np.argsort(-var.to_numpy(), kind="stable")[: policy.exact_reasons_top_n]] = True
-        approximate = ~exact & (policy.explain_low_risk | (tier != low).to_numpy())
-    explained = exact | approximate  # reasons are computed for these rows only; the others stay empty
+        approximate = ~exact & (policy.explain_low_risk | (risk["risk_tier"] != RISK_TIERS[-1]).to_numpy())
+    return risk.assign(risk_rank=p.rank(method="first", ascending=False).astype("int64"), exact=exact,
+                       approximate=approximate)
+
+
+def reason_columns(booster, names: list[str], features: pd.DataFrame, ranked: pd.DataFrame, *,
+                   peers: pd.DataFrame, currency: str) -> pd.DataFrame:
+    """The reason columns (index as `features`) of the customers `ranked` marks exact or approximate; the others
+    empty. Values are judged against `peers`: every active customer scored today, not only the explained ones."""
+    exact, approximate = ranked["exact"].to_numpy(), ranked["approximate"].to_numpy()
+    explained = exact | approximate
+    X = features[names].astype("float64")
     contrib = contributions(booster, X[explained], exact[explained], approximate[explained])
-    # values are judged against every active customer scored today, not only the explained ones
     reasons = top_reasons(contrib.drop(columns="_bias"), features.loc[X.index[explained]], N_REASONS,
-                          peers=features, currency=policy.currency)
-    reasons = reasons.reindex(X.index)
+                          peers=peers, currency=currency).reindex(X.index)
     for c in [c for c in reasons.columns if c.endswith(("_feature", "_text"))]:
         reasons[c] = reasons[c].astype(object).where(reasons[c].notna(), None)  # empty text is None, not NaN
+    return reasons
 
-    out = pd.DataFrame(index=X.index)
+
+def contract_frame(features: pd.DataFrame, ranked: pd.DataFrame, reasons: pd.DataFrame, curve: pd.DataFrame,
+                   as_of: pd.Timestamp, policy: ScoringPolicy, model_meta: dict,
+                   scored_at: pd.Timestamp) -> pd.DataFrame:
+    """The contract's columns for these customers (index as `features`), in contract order, not sorted."""
+    out = pd.DataFrame(index=features.index)
     out["schema_version"] = np.int32(SCHEMA_VERSION)
-    out["customer_id"] = X.index.astype(str)
+    out["customer_id"] = features.index.astype(str)
     out["as_of_time"] = pd.Timestamp(as_of).tz_convert("UTC")
-    out["churn_probability"] = p
-    out["risk_tier"] = tier
-    out["risk_rank"] = p.rank(method="first", ascending=False).astype("int64")
-    out["expected_value"] = ev
-    out["value_at_risk"] = var
+    for c in ("churn_probability", "risk_tier", "risk_rank", "expected_value", "value_at_risk"):
+        out[c] = ranked[c]
     out["days_since_last_purchase"] = features["days_since_last_purchase"]
     out["days_since_last_event"] = features["days_since_last_event"]
     out = out.join(reasons)
-    out["reasons_method"] = np.where(exact, EXACT, np.where(approximate, APPROXIMATE, NONE))
+    out["reasons_method"] = np.where(ranked["exact"], EXACT, np.where(ranked["approximate"], APPROXIMATE, NONE))
     out["horizon_days"] = np.int32(policy.horizon_days)
     out["model_name"] = model_meta["model_name"]
     out["model_version"] = str(model_meta["model_version"])
     out["run_id"] = model_meta["run_id"]
     out["scored_at"] = scored_at
-    out = out.join(curve_columns_of(curve, features, as_of))
-    out = out.sort_values("risk_rank").reset_index(drop=True)
-    return out[SCORE_COLUMN_NAMES]
+    return out.join(curve)[SCORE_COLUMN_NAMES]
