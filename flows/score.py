@@ -10,7 +10,7 @@ from prefect import flow, task
 from churn.errors import UserError
 from churn.settings import ScoreConfig, utc
 from expectations.scores import SCORE_SCHEMA, SCORES_SUITE
-from features.customer import FEATURE_NAMES, customer_features
+from features.customer import FEATURE_NAMES, customer_features, feature_frame, feature_sql
 from flows import artifacts, events
 from ingestion.validate import contract_violations
 from models.curve import AftCurve
@@ -59,7 +59,11 @@ def score(config: ScoreConfig, as_of: pd.Timestamp | None, now: pd.Timestamp) ->
     log.info("building features as of %s (customers active in the last %d days)",
              pd.Timestamp(as_of).strftime("%Y-%m-%d %H:%M:%S UTC"), config.lookback_days)
     with engine.events_on(config.engine, paths, config.spark_master) as events_table:
-        feats = customer_features(events_table, as_of, config.lookback_days)
+        if config.engine == "spark":  # one feature query, kept on Spark for scoring and read here for drift
+            on_spark = events_table.frame(feature_sql(as_of, config.lookback_days, "spark")).cache()
+            feats = feature_frame(on_spark.toArrow().to_pandas())
+        else:
+            feats = customer_features(events_table, as_of, config.lookback_days)
     if feats.empty:
         first, last, _ = store.store_time_range(paths)
         raise NothingToScore(f"no customer was active in the {config.lookback_days} days before {as_of.date()}: "
@@ -71,7 +75,14 @@ def score(config: ScoreConfig, as_of: pd.Timestamp | None, now: pd.Timestamp) ->
              else f"the top {config.exact_reasons_top_n:,} by value at risk")
     logged = tracking.load_curve(mv.run_id) if mv.run_id else None
     curve = AftCurve.from_artifact(*logged) if logged else None
-    scores = score_customers(model, feats, as_of, config.policy(), meta, scored_at=now, curve=curve)
+    if config.engine == "spark":  # predictions and reasons by partition on Spark: the same scores
+        from models.spark_scoring import score_on_spark
+
+        scores = score_on_spark(on_spark, model, as_of, config.policy(), meta, scored_at=now, peers=feats,
+                                curve=curve)
+        on_spark.unpersist()
+    else:
+        scores = score_customers(model, feats, as_of, config.policy(), meta, scored_at=now, curve=curve)
     log.info("checking drift and the scores contract, then publishing")
 
     reference = tracking.load_drift_reference(mv.run_id)

@@ -65,7 +65,11 @@ class SparkEvents:
 
     def query(self, sql: str) -> pd.DataFrame:
         """The result of `sql` (Spark SQL) as pandas, through Arrow."""
-        return self.spark.sql(sql).toArrow().to_pandas()
+        return self.frame(sql).toArrow().to_pandas()
+
+    def frame(self, sql: str):
+        """The result of `sql` (Spark SQL) as a Spark DataFrame (computed where it is used)."""
+        return self.spark.sql(sql)
 
 
 def events(spark, paths: Paths) -> SparkEvents:

@@ -210,3 +210,34 @@ def test_bench_measures_the_feature_build_on_spark_beside_duckdb(small_store, sp
     assert "| 5K | features [spark] | 5.0 |" in text
     assert "features on spark 5.0 s vs DuckDB and this process 0.5 s: **10.0x** the time" in text
     assert "train on spark 30.0 s vs DuckDB and this process 20.0 s: **1.5x** the time" in text
+
+
+def test_scoring_on_spark_publishes_the_scores_of_one_machine(trained, spark, tmp_path):
+    """engine = "spark" scores by partition (predictions, curve, reason codes) with the ranks and the exact-reason
+    budget taken over everyone by Spark: the published scores are the single-machine ones, value for value, and pass
+    the same contract check before publishing."""
+    import shutil
+
+    from pandas.testing import assert_frame_equal
+
+    from flows.score import score
+    from storage import layout
+    from tests.conftest import NOW, config
+
+    home = tmp_path / "home"
+    shutil.copytree(trained.home, home)
+    paths = layout.Paths(home)
+    # a small exact budget, so all three reason methods and both window orderings are in play
+    on_duckdb = config(paths, "score", exact_reasons_top_n=100)
+    duck = score(on_duckdb, None, now=NOW)
+    duck_scores = pd.read_parquet(duck["path"])
+    jobs = spark.sparkContext.statusTracker()
+    before = len(jobs.getJobIdsForGroup())
+    on_spark = score(on_duckdb.model_copy(update={"engine": "spark"}), None, now=NOW)
+    assert len(jobs.getJobIdsForGroup()) > before + 2  # the scoring ran on Spark
+    spark_scores = pd.read_parquet(on_spark["path"])
+    assert set(duck_scores["reasons_method"]) == {"exact", "approximate", "none"}
+    assert (duck_scores["reasons_method"] == "exact").sum() == 100
+    assert duck_scores["p_no_purchase_90d"].notna().all()  # the curve is scored too
+    assert on_spark["validation"] == duck["validation"] and on_spark["tiers"] == duck["tiers"]
+    assert_frame_equal(spark_scores, duck_scores, check_exact=False, rtol=1e-12, atol=0)
