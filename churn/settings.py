@@ -183,7 +183,7 @@ class ScoreConfig(BaseModel):
     drift_threshold: float
     drift_action: str
     currency: str
-    engine: str  # where the feature table is built: "duckdb" or "spark"
+    engine: str  # where the feature table is built and scored: "duckdb" or "spark"
     spark_master: str
     activity_types: tuple[str, ...] | None = None  # the settings' (checked against the model's); None: not checked
 
@@ -266,8 +266,9 @@ class Settings(BaseSettings):
     activity_types: list[str] = Field(default_factory=lambda: ["purchase"],
                                       description="event types that count as 'coming back' for the label")
     engine: str = Field(default="duckdb", description="where the feature table and the labelled snapshots are "
-                        "built and the model trained: 'duckdb' (in process) or 'spark' (the same SQL transpiled, "
-                        "XGBoost's Spark estimator; needs the spark extra and Java 17+)")
+                        "built, the model trained and customers scored: 'duckdb' (in process) or 'spark' (the same "
+                        "SQL transpiled, XGBoost's Spark estimator, scoring by partition; needs the spark extra and "
+                        "Java 17+)")
     spark_master: str = Field(default="local[2]", description="the Spark master of engine 'spark': local[N], a "
                               "cluster URL (spark://, yarn, k8s://), or sc://HOST:PORT for Spark Connect")
 

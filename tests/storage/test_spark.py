@@ -138,59 +138,74 @@ def test_the_engine_setting_chooses_where_the_features_are_built(small_store, sp
     assert on_spark.astype("int64").to_dict() == duck.astype("int64").to_dict()
 
 
-def train_rows(info: dict, split: str) -> pd.DataFrame:
-    from storage import catalog
+# no row or column sampling (with it each Spark worker draws its own sample: a seed's worth of difference, about
+# 0.005 ROC-AUC on the small store's 1,488 validation customers) and a histogram bin per distinct value (with 256
+# bins the workers' merged quantile sketch cuts a little elsewhere than one process: the refit's predictions then
+# differ by up to 0.08): so the engines must grow the same trees, to float precision
+SAME_TREES = {"subsample": 1.0, "colsample_bytree": 1.0, "max_bin": 65536}
 
-    frame = catalog.read_snapshots(info["path"])
-    return frame[frame["split"] == split]
 
-
-def test_training_on_spark_matches_training_in_process(small_store, spark, tmp_path):
-    """engine = "spark" fits the model with XGBoost's Spark estimator and the baselines with Spark ML over the same
-    stored snapshots: the same kind of artifact (a booster the driver scores), ROC-AUC within 0.005 of the
-    in-process fit, the recency rule's rates and logistic RFM's predictions the same model's. Row and column
-    subsampling are off here (with them each Spark worker draws its own sample: a seed's worth of difference,
-    about 0.005 ROC-AUC on these 1,488 validation customers), and every distinct value is its own histogram bin
-    (with 256 bins the workers' merged quantile sketch cuts a little elsewhere than one process: the refit's
-    predictions then differ by up to 0.08). So the trees must be the same, to float precision."""
+def test_the_pipeline_on_spark_and_on_duckdb_agrees_end_to_end(small_store, spark, tmp_path):
+    """Issue #16: features -> snapshots -> train -> register -> score -> win-back with engine "spark" and with
+    "duckdb", each on its own copy of the same ingested store: the same labelled snapshots, the same model (XGBoost's
+    Spark estimator against the in-process fit, same early-stopping customers, ROC-AUC within 0.005, predictions to
+    1e-5, the refit too), the baselines Spark fitted equal to the driver's, and the same top 100 of the win-back
+    list. Spark jobs are counted: work that silently stayed on the driver fails."""
     import shutil
 
     import numpy as np
 
-    from flows.train import build_snapshots, train
+    from flows.score import score
+    from flows.train import build_snapshots, register, train
+    from flows.winback import winback
     from storage import layout
-    from tests.conftest import config
+    from tests.conftest import NOW, config
 
-    home = tmp_path / "home"
-    shutil.copytree(small_store.home, home)
-    paths = layout.Paths(home)
-    duck_config = config(paths, "train", n_train_cutoffs=2, bootstrap_resamples=50, btyd_baselines=False,
-                         model_params={"subsample": 1.0, "colsample_bytree": 1.0, "max_bin": 65536})
-    _, info = build_snapshots(duck_config, None)
     jobs = spark.sparkContext.statusTracker()
-    before = len(jobs.getJobIdsForGroup())
-    duck, _ = train(duck_config, info)
-    assert len(jobs.getJobIdsForGroup()) == before  # the in-process fit runs no Spark job
-    on_spark, _ = train(duck_config.model_copy(update={"engine": "spark"}), info)
-    assert len(jobs.getJobIdsForGroup()) > before + 3  # the estimators ran on Spark
+    runs = {}
+    for engine in ("duckdb", "spark"):
+        paths = layout.Paths(tmp_path / engine / "home")
+        shutil.copytree(small_store.home, paths.home)
+        before = len(jobs.getJobIdsForGroup())
+        train_config = config(paths, "train", n_train_cutoffs=2, bootstrap_resamples=50, btyd_baselines=False,
+                              model_params=SAME_TREES, engine=engine)
+        _, info = build_snapshots(train_config, None)
+        result, frame = train(train_config, info)
+        registered = register(train_config, result, frame, info)
+        scored = score(config(paths, "score", engine=engine), None, now=NOW)
+        listed = winback(config(paths, "winback"), None)
+        runs[engine] = {"jobs": len(jobs.getJobIdsForGroup()) - before, "frame": frame, "result": result,
+                        "registered": registered, "scores": pd.read_parquet(scored["path"]),
+                        "list": pd.read_parquet(listed["parquet"])}
+    duck, on_spark = runs["duckdb"], runs["spark"]
+    assert duck["jobs"] == 0 and on_spark["jobs"] > 10
 
-    assert abs(on_spark.metrics["roc_auc"] - duck.metrics["roc_auc"]) < 0.005
-    assert on_spark.model.best_iteration_ > 5 and on_spark.refit is not None
-    assert type(on_spark.model.model_.get_booster()) is type(duck.model.model_.get_booster())
-    preds, spark_preds = duck.predictions, on_spark.predictions
-    assert (preds["customer_id"] == spark_preds["customer_id"]).all()
-    # without sampling, the two workers' histogram build reaches the single process's trees
-    np.testing.assert_allclose(spark_preds["model"], preds["model"], atol=1e-5)
-    rule = next(c for c in preds.columns if c.startswith("recency_rule"))
-    np.testing.assert_allclose(spark_preds[rule], preds[rule], rtol=1e-12)
+    # the same labelled snapshots (features, labels, splits): counts exact, the rest to 1e-9 relative
+    exact = [n for n in FEATURE_NAMES if FEATURES[n][1] == "count"] + ["churned", "split"]
+    _same_table(on_spark["frame"], duck["frame"], exact)
+
+    a, b = duck["result"], on_spark["result"]
+    assert abs(b.metrics["roc_auc"] - a.metrics["roc_auc"]) < 0.005
+    assert b.model.best_iteration_ == a.model.best_iteration_ > 5
+    assert b.sizes == a.sizes  # the same early-stopping customers
+    assert (a.predictions["customer_id"] == b.predictions["customer_id"]).all()
+    np.testing.assert_allclose(b.predictions["model"], a.predictions["model"], atol=1e-5)
+    validation = duck["frame"][duck["frame"]["split"] == "validation"]
+    np.testing.assert_allclose(b.refit.churn_probability(validation), a.refit.churn_probability(validation), atol=1e-5)
+    assert b.refit.refit_rows_ == a.refit.refit_rows_
+    rule = next(c for c in a.predictions.columns if c.startswith("recency_rule"))
+    np.testing.assert_allclose(b.predictions[rule], a.predictions[rule], rtol=1e-12)
     # Spark ML's L2 logistic regression with sklearn's penalty (regParam = 1/rows): the same model up to the
     # solvers' tolerance and Spark's sample standard deviation in the scaler (about 2e-4 here)
-    np.testing.assert_allclose(spark_preds["logistic_rfm"], preds["logistic_rfm"], atol=1e-3)
-    assert on_spark.sizes["train_rows"] + on_spark.sizes["early_stopping_rows"] == \
-        duck.sizes["train_rows"] + duck.sizes["early_stopping_rows"]
-    np.testing.assert_allclose(on_spark.refit.churn_probability(validation := train_rows(info, "validation")),
-                               duck.refit.churn_probability(validation), atol=1e-5)
-    assert on_spark.refit.refit_rows_ == duck.refit.refit_rows_
+    np.testing.assert_allclose(b.predictions["logistic_rfm"], a.predictions["logistic_rfm"], atol=1e-3)
+    assert duck["registered"]["alias"] == on_spark["registered"]["alias"] == "champion"
+
+    # scored by each engine with its own model: the same customers, probabilities to 1e-5, the same top 100
+    s, t = duck["scores"].set_index("customer_id"), on_spark["scores"].set_index("customer_id")
+    assert s.index.sort_values().equals(t.index.sort_values()) and len(s) > 500
+    np.testing.assert_allclose(t.loc[s.index, "churn_probability"], s["churn_probability"], atol=1e-5)
+    top = [list(x.sort_values("winback_rank")["customer_id"].head(100)) for x in (duck["list"], on_spark["list"])]
+    assert len(top[0]) == 100 and top[0] == top[1]
 
 
 def test_bench_measures_the_feature_build_on_spark_beside_duckdb(small_store, spark, tmp_path):
