@@ -69,8 +69,8 @@ def score(config: ScoreConfig, as_of: pd.Timestamp | None, now: pd.Timestamp) ->
         raise NothingToScore(f"no customer was active in the {config.lookback_days} days before {as_of.date()}: "
                              f"nothing to score (the store holds events from {first.date()} to {last.date()})")
     meta = {"model_name": config.model_name, "model_version": mv.version, "run_id": mv.run_id}
-    log.info("scoring %s customers with %s v%s (%d-day horizon), exact reasons for %s", f"{len(feats):,}",
-             config.model_name, mv.version, config.horizon_days,
+    log.info("scoring %s customers with %s v%s (%d-day horizon%s), exact reasons for %s", f"{len(feats):,}",
+             config.model_name, mv.version, config.horizon_days, ", on Spark" if config.engine == "spark" else "",
              "all of them" if config.exact_reasons_top_n >= len(feats)
              else f"the top {config.exact_reasons_top_n:,} by value at risk")
     logged = tracking.load_curve(mv.run_id) if mv.run_id else None

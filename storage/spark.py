@@ -17,6 +17,7 @@ from storage import store
 from storage.layout import Paths
 
 DEFAULT_MASTER = "local[2]"
+PANDAS_WARNING = "PySpark does not yet fully support pandas"
 LOCAL_SHUFFLE_PARTITIONS = 8  # Spark's default 200 is for clusters: on one machine each costs a task for nothing
 
 
@@ -26,7 +27,7 @@ def session(master: str = DEFAULT_MASTER, app_name: str = "churn"):
     import warnings
 
     # results come back through Arrow (`toArrow`), not PySpark's pandas conversion, which is what this warns about
-    warnings.filterwarnings("ignore", message="PySpark does not yet fully support pandas", category=FutureWarning)
+    warnings.filterwarnings("ignore", message=PANDAS_WARNING, category=FutureWarning)
     from pyspark.sql import SparkSession
 
     if master.startswith("sc://"):
@@ -35,7 +36,9 @@ def session(master: str = DEFAULT_MASTER, app_name: str = "churn"):
         # Spark's Python workers run `python3` from PATH unless told: make them this interpreter (its packages)
         os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
         builder = (SparkSession.builder.master(master).config("spark.ui.enabled", "false")
-                   .config("spark.ui.showConsoleProgress", "false"))
+                   .config("spark.ui.showConsoleProgress", "false")
+                   # the Python workers say it too, once per worker, on stderr (see the filter above)
+                   .config("spark.executorEnv.PYTHONWARNINGS", f"ignore:{PANDAS_WARNING}:FutureWarning"))
         if master.startswith("local"):
             os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")  # never the machine's network address
             builder = (builder.config("spark.driver.host", "127.0.0.1")
