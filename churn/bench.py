@@ -12,6 +12,7 @@ import json
 import logging
 import os
 import platform
+import re
 import shutil
 import subprocess
 import sys
@@ -160,10 +161,13 @@ def stage_btyd_fit(p: dict) -> dict:
 
 def stage_score(p: dict) -> dict:
     from flows.score import score
+    from storage import engine
 
     config = _settings(p).score_config(exact_reasons_top_n=p["exact"], reasons=p["reasons"])
+    if config.engine == "spark":  # as for the features: the session's start is counted in process_s only
+        engine.spark_session(config.spark_master)
     r = score(config, None, now=pd.Timestamp.now(tz="UTC"))
-    return {"customers": r["customers"], "exact_reasons": r["exact_reasons"]}
+    return {"customers": r["customers"], "exact_reasons": r["exact_reasons"], **_engine_note(config.engine)}
 
 
 def stage_winback(p: dict) -> dict:
@@ -300,6 +304,9 @@ def bench(sizes: list[int], root: Path, out_md: Path, out_json: Path, exact_top_
         add(measure("score", {**base, "exact": exact_top_n, "reasons": True}),
             f"score (exact reasons for top {exact_top_n:,})")
         add(measure("score", {**base, "exact": 0, "reasons": False}), "score (no reasons)")
+        for other in engines:
+            add(measure("score", {**base, "exact": exact_top_n, "reasons": True, "engine": other}),
+                f"score [{other}] (exact reasons for top {exact_top_n:,})")
         add(measure("winback", base))
         add(_end_to_end(size_rows, exact_top_n))
         for command, what in (("scores", "a look-up"), ("winback", "one-shot, without a Prefect server")):
@@ -384,12 +391,12 @@ def _write(rows: list[dict], out_md: Path, out_json: Path) -> None:
         if "features" in by and "features_pandas" in by:
             ratios.append(f"- {size}: DuckDB feature build {by['features']['wall_s']} s vs pandas reference "
                           f"{by['features_pandas']['wall_s']} s: **{by['features_pandas']['wall_s'] / by['features']['wall_s']:.1f}x** faster")
-        for other in sorted({r["stage"][len("train ["):-1] for r in rows if r["stage"].startswith("train [")}):
-            for stage in ("features", "train"):
-                there = by.get(f"{stage} [{other}]")
-                if there and stage in by and "wall_s" in there:
-                    ratios.append(f"- {size}: {stage} on {other} {there['wall_s']} s vs DuckDB and this process "
-                                  f"{by[stage]['wall_s']} s: **{there['wall_s'] / by[stage]['wall_s']:.1f}x** the time")
+        for stage, r in by.items():  # "train [spark]" beside "train", "score [spark] (...)" beside "score (...)"
+            engine = re.search(r" \[(\w+)\]", stage)
+            here = by.get(stage.replace(engine.group(0), "")) if engine else None
+            if here and "wall_s" in r and "wall_s" in here:
+                ratios.append(f"- {size}: {stage.replace(engine.group(0), '')} on {engine.group(1)} {r['wall_s']} s vs "
+                              f"DuckDB and this process {here['wall_s']} s: **{r['wall_s'] / here['wall_s']:.1f}x** the time")
         inc = [r for r in rows if r["size"] == size and "batch" in r["stage"]]
         if len(inc) == 2:
             ratios.append(f"- {size}: the same batch into the full store vs an empty one: "

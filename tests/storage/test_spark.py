@@ -218,13 +218,16 @@ def test_bench_measures_the_feature_build_on_spark_beside_duckdb(small_store, sp
     assert on_spark["rss"] == "Python only, not the JVM" and "rss" not in duck
     rows = [{"size": "5K", "stage": "features", "wall_s": 0.5, **duck},
             {"size": "5K", "stage": "features [spark]", "wall_s": 5.0, **on_spark},
-            {"size": "5K", "stage": "train", "wall_s": 20.0}, {"size": "5K", "stage": "train [spark]", "wall_s": 30.0}]
+            {"size": "5K", "stage": "train", "wall_s": 20.0}, {"size": "5K", "stage": "train [spark]", "wall_s": 30.0},
+            {"size": "5K", "stage": "score (exact reasons for top 50)", "wall_s": 4.0},
+            {"size": "5K", "stage": "score [spark] (exact reasons for top 50)", "wall_s": 12.0}]
     out = tmp_path / "B.md"
     _write(rows, out, out.with_suffix(".json"))
     text = out.read_text()
     assert "| 5K | features [spark] | 5.0 |" in text
     assert "features on spark 5.0 s vs DuckDB and this process 0.5 s: **10.0x** the time" in text
     assert "train on spark 30.0 s vs DuckDB and this process 20.0 s: **1.5x** the time" in text
+    assert "score (exact reasons for top 50) on spark 12.0 s vs DuckDB and this process 4.0 s: **3.0x**" in text
 
 
 def test_scoring_on_spark_publishes_the_scores_of_one_machine(trained, spark, tmp_path):
