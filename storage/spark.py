@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import sys
 from dataclasses import dataclass
+from pathlib import Path
 
 import pandas as pd
 
@@ -18,6 +19,7 @@ from storage.layout import Paths
 
 DEFAULT_MASTER = "local[2]"
 PANDAS_WARNING = "PySpark does not yet fully support pandas"
+LOG4J2 = Path(__file__).with_name("log4j2.properties")  # the JVM's logging: warnings and errors only
 LOCAL_SHUFFLE_PARTITIONS = 8  # Spark's default 200 is for clusters: on one machine each costs a task for nothing
 
 
@@ -38,7 +40,8 @@ def session(master: str = DEFAULT_MASTER, app_name: str = "churn"):
         builder = (SparkSession.builder.master(master).config("spark.ui.enabled", "false")
                    .config("spark.ui.showConsoleProgress", "false")
                    # the Python workers say it too, once per worker, on stderr (see the filter above)
-                   .config("spark.executorEnv.PYTHONWARNINGS", f"ignore:{PANDAS_WARNING}:FutureWarning"))
+                   .config("spark.executorEnv.PYTHONWARNINGS", f"ignore:{PANDAS_WARNING}:FutureWarning")
+                   .config("spark.driver.extraJavaOptions", f"-Dlog4j2.configurationFile={LOG4J2.as_uri()}"))
         if master.startswith("local"):
             os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")  # never the machine's network address
             builder = (builder.config("spark.driver.host", "127.0.0.1")
