@@ -6,7 +6,7 @@ customers get exact (TreeSHAP) or approximate (Saabas) reasons, ties broken by c
 path breaks them; per customer again: the reason codes (`pred_contribs`) and the contract's columns
 (`reason_columns`, `contract_frame`). The model and the curve travel to the executors inside the functions (the
 same XGBoost artifacts the driver scores with); reason values are judged against `peers`, every active customer's
-feature values, sent with them. The result is the scores contract's frame, the same values as the single-machine
+feature values, broadcast to the executors. The result is the scores contract's frame, the same values as the single-machine
 path's, collected on the driver (which validates and publishes it).
 """
 
@@ -73,10 +73,14 @@ def score_on_spark(features, model, as_of: pd.Timestamp, policy: ScoringPolicy, 
     else:
         ranked = ranked.withColumn("exact", F.lit(False)).withColumn("approximate", F.lit(False))
 
+    shared = _broadcast(features, peers)  # sent to each executor once, not with every task
+
     def per_customer_reasons(batches):
+        everyone = shared if isinstance(shared, pd.DataFrame) else shared.value
         for pdf in batches:
             pdf = pdf.set_index("customer_id")
-            reasons = reason_columns(booster, names, pdf[feature_names], pdf, peers=peers, currency=policy.currency)
+            reasons = reason_columns(booster, names, pdf[feature_names], pdf, peers=everyone,
+                                     currency=policy.currency)
             curve_cols = pdf[[*CURVE_NUMBERS, "expected_next_purchase_date"]]
             yield contract_frame(pdf[feature_names], pdf, reasons, curve_cols, as_of, policy, model_meta,
                                  scored_at).reset_index(drop=True)
@@ -86,3 +90,12 @@ def score_on_spark(features, model, as_of: pd.Timestamp, policy: ScoringPolicy, 
     out["expected_next_purchase_date"] = out["expected_next_purchase_date"].astype(object).where(
         out["expected_next_purchase_date"].notna(), None)
     return out.sort_values("risk_rank").reset_index(drop=True)[SCORE_COLUMN_NAMES]
+
+
+def _broadcast(frame, value):
+    """`value` as a Spark broadcast variable of `frame`'s session, or `value` itself where there is no SparkContext
+    (Spark Connect: it then travels with each task)."""
+    try:
+        return frame.sparkSession.sparkContext.broadcast(value)
+    except Exception:  # noqa: BLE001 - Spark Connect sessions have no SparkContext
+        return value
