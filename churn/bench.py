@@ -87,16 +87,9 @@ def stage_features(p: dict) -> dict:
 
     paths, settings = _paths(p), _settings(p)
     _, last, n = store.store_time_range(paths)
-    if settings.engine == "spark":  # the session's start is not the feature build's work (it is in process_s)
-        engine.spark_session(settings.spark_master)
     with engine.events_on(settings.engine, paths, settings.spark_master) as events:
         feats = customer_features(events, last, settings.lookback_days)
-    return {"events": n, "customers": len(feats), **_engine_note(settings.engine)}
-
-
-def _engine_note(engine_name: str) -> dict:
-    """On Spark the peak RSS is this Python process's only: the JVM (driver and local executors) is another."""
-    return {"rss": "Python only, not the JVM"} if engine_name == "spark" else {}
+    return {"events": n, "customers": len(feats)}
 
 
 def stage_features_pandas(p: dict) -> dict:
@@ -111,17 +104,13 @@ def stage_features_pandas(p: dict) -> dict:
 
 def stage_train(p: dict) -> dict:
     from flows.train import build_snapshots, register, train
-    from storage import engine
 
     config = _settings(p).train_config()
-    if config.engine == "spark":  # as for the features: the session's start is counted in process_s only
-        engine.spark_session(config.spark_master)
     _, info = build_snapshots(config, None)
     result, frame = train(config, info)
     out = register(config, result, frame, info)
     return {"events": info["n_events"], "customers": result.sizes["validation_rows"],
-            "train_rows": result.sizes["train_rows"], "snapshot_rows": len(frame), "roc_auc": out["metrics"]["roc_auc"],
-            **_engine_note(config.engine)}
+            "train_rows": result.sizes["train_rows"], "snapshot_rows": len(frame), "roc_auc": out["metrics"]["roc_auc"]}
 
 
 def synthetic_purchase_history(customers: int, seed: int) -> pd.DataFrame:
@@ -161,13 +150,10 @@ def stage_btyd_fit(p: dict) -> dict:
 
 def stage_score(p: dict) -> dict:
     from flows.score import score
-    from storage import engine
 
     config = _settings(p).score_config(exact_reasons_top_n=p["exact"], reasons=p["reasons"])
-    if config.engine == "spark":  # as for the features: the session's start is counted in process_s only
-        engine.spark_session(config.spark_master)
     r = score(config, None, now=pd.Timestamp.now(tz="UTC"))
-    return {"customers": r["customers"], "exact_reasons": r["exact_reasons"], **_engine_note(config.engine)}
+    return {"customers": r["customers"], "exact_reasons": r["exact_reasons"]}
 
 
 def stage_winback(p: dict) -> dict:
@@ -252,7 +238,8 @@ def bench(sizes: list[int], root: Path, out_md: Path, out_json: Path, exact_top_
           engines: tuple[str, ...] = ()) -> list[dict]:
     """Measure every stage at every size; write the Markdown table and the JSON after each stage (a failing
     stage loses nothing measured before it). `commands`: also time one-shot CLI commands end to end. `engines`:
-    other engines ("spark") whose feature build and training are measured beside DuckDB's, on the same store."""
+    other engines ("spark") whose feature build, training and scoring are measured beside DuckDB's, on the same
+    store."""
     def measure(stage: str, params: dict) -> dict:
         return _measure(stage, params, isolate)
 
@@ -411,9 +398,16 @@ def _write(rows: list[dict], out_md: Path, out_json: Path) -> None:
 def _run(stage: str, params: dict) -> dict:
     import resource
 
+    spark = params.get("engine") == "spark"
+    if spark:  # the session's start is not the stage's work (a child's process_s has it)
+        from storage import engine
+
+        engine.spark_session(_settings(params).spark_master)
     t0 = time.perf_counter()
     result = STAGES[stage](params)
     result["_work_s"] = round(time.perf_counter() - t0, 3)
+    if spark:  # the peak RSS below is this Python process's only: the JVM (driver, local executors) is another
+        result["rss"] = "Python only, not the JVM"
     result["_peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
     return result
 
@@ -433,8 +427,6 @@ def _child(stage: str, params: str) -> None:
 
     if stage in ("train", "btyd_fit"):
         import pymc_marketing.clv  # noqa: F401
-    if json.loads(params).get("engine") == "spark":
-        import pyspark.sql  # noqa: F401
     print(json.dumps(_run(stage, json.loads(params)), default=str))
 
 

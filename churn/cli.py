@@ -193,9 +193,11 @@ def check_bench(args, settings) -> None:
         except (ValueError, IndexError):
             raise CommandError(f"bench: {text!r} is not a size: give an event count such as 500K, 10M or "
                                f"1000000") from None
+    from features.sql import DIALECTS  # the engines there are
+
     for e in args.engine.split(","):
-        if e not in ("duckdb", "spark"):
-            raise CommandError(f"bench --engine {e!r}: unknown engine; allowed: duckdb, spark")
+        if e not in DIALECTS:
+            raise CommandError(f"bench --engine {e!r}: unknown engine; allowed: {', '.join(DIALECTS)}")
     if "spark" in args.engine.split(","):
         from storage.engine import EngineUnavailable, spark_session
 
@@ -908,7 +910,7 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--out", default="BENCHMARKS.md", help="the Markdown table (JSON beside it)")
     b.add_argument("--exact-top-n", type=_whole(0), help=f"customers with exact reasons (default {_default('exact_reasons_top_n')})")
     b.add_argument("--increment", default="1M", help="size of the batch ingested into the full store (default 1M)")
-    b.add_argument("--engine", default="duckdb", help="spark: also measure the feature build and training on Spark "
+    b.add_argument("--engine", default="duckdb", help="spark: also measure the feature build, training and scoring on Spark "
                    "(spark_master; needs the spark extra and Java 17+), beside DuckDB's, on the same store")
     b.set_defaults(func=cmd_bench, check=check_bench)
 

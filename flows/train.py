@@ -15,14 +15,7 @@ from flows import artifacts, events
 from models.evaluate import covering
 from models.promotion import ChampionScore, Verdict, champion_interval, champion_score, horizon_decision, should_promote
 from models.snapshots import CutoffPlan, history_note, plan_cutoffs
-from models.train import (
-    TrainingResult,
-    check_labels,
-    evaluate,
-    fit_curve,
-    refit_on_all_labelled,
-    train_and_evaluate,
-)
+from models.train import TrainingResult, check_labels, evaluate, fit_curve, fit_on_driver, refit_on_all_labelled
 from storage import catalog, contacts, engine, layout, store, tracking
 
 log = logging.getLogger("churn.train")
@@ -65,28 +58,28 @@ def train(config: TrainConfig, info: dict) -> tuple[TrainingResult, pd.DataFrame
                                      validation["customer_id"], info["n_events"])
     log.info("training XGBoost on %s rows and the baselines (%s); validating on %s customers", f"{len(train):,}",
              "on Spark" if config.engine == "spark" else "in this process", f"{len(validation):,}")
-    evaluation = {"seed": config.seed, "horizon_days": config.horizon_days, "btyd": config.btyd_baselines,
-                  "btyd_sample": config.btyd_sample_customers, "bootstrap": config.bootstrap(), "oracles": oracles}
+    check_labels(train, validation)
     if config.engine == "spark":  # the estimators run over the snapshots on Spark; evaluation is the same code
         from models.spark_model import fit_on_spark, refit_on_spark
         from storage import spark
 
-        check_labels(train, validation)
         session = engine.spark_session(config.spark_master)
         stored, workers = spark.snapshots(session, info["path"]), spark.task_slots(session)
         fitted = fit_on_spark(stored.where("split = 'train'"), list(config.features), seed=config.seed,
                               horizon_days=config.horizon_days, model_params=config.model_params, num_workers=workers)
-        result = evaluate(fitted, validation, **evaluation)
-        if config.refit:
+    else:
+        fitted = fit_on_driver(train, list(config.features), seed=config.seed, horizon_days=config.horizon_days,
+                               model_params=config.model_params)
+    result = evaluate(fitted, validation, seed=config.seed, horizon_days=config.horizon_days,
+                      btyd=config.btyd_baselines, btyd_sample=config.btyd_sample_customers,
+                      bootstrap=config.bootstrap(), oracles=oracles)
+    if config.refit:  # the metrics stay the evaluated model's: the refit has seen the validation labels
+        if config.engine == "spark":  # a second Spark fit: its own progress line
             log.info("refitting on the training and validation snapshots with %d trees (on Spark)",
                      result.model.best_iteration_ + 1)
-            result.refit = refit_on_spark(stored.where("split IN ('train', 'validation')"), result.model,
-                                          num_workers=workers)
-    else:
-        result = train_and_evaluate(train, validation, list(config.features), model_params=config.model_params,
-                                    **evaluation)
-        if config.refit:  # the metrics stay the evaluated model's: the refit has seen the validation labels
-            result.refit = refit_on_all_labelled(result.model, train, validation)
+        result.refit = (refit_on_spark(stored.where("split IN ('train', 'validation')"), result.model,
+                                       num_workers=workers) if config.engine == "spark"
+                        else refit_on_all_labelled(result.model, train, validation))
     log.info("fitting the churn-time curve (XGBoost survival:aft on the days to the next activity)")
     result.curve, result.curve_metrics = fit_curve(train, validation, list(config.features), seed=config.seed,
                                                    horizon_days=config.horizon_days)

@@ -69,15 +69,21 @@ def _model_columns(features: list[str]) -> list:
     return [F.coalesce(F.col(f).cast("double"), F.lit(float("nan"))).alias(f) for f in features]
 
 
+def _estimator(features: list[str], *, seed: int, num_workers: int, **params):
+    """XGBoost's Spark classifier over the feature columns (NaN for missing) and LABEL, quiet, with `params` (XGBoost's
+    sklearn-style names) over nothing else: the one spelling of the fit and the refit."""
+    from xgboost.spark import SparkXGBClassifier
+
+    return SparkXGBClassifier(features_col=list(features), label_col=LABEL, num_workers=num_workers,
+                              eval_metric="logloss", missing=np.nan, random_state=seed, verbosity=0, verbose=False,
+                              **params)
+
+
 def fit_churn_model(sdf, features: list[str], *, seed: int, params: dict | None, num_workers: int) -> ChurnModel:
     """XGBoost's Spark estimator over `sdf` (features as double columns, NaN for missing; LABEL; ES_COLUMN), early
     stopping on the ES_COLUMN rows; the booster cut at the best iteration, as `ChurnModel.fit` does."""
-    from xgboost.spark import SparkXGBClassifier
-
-    p = {**DEFAULT_PARAMS, **(params or {})}
-    estimator = SparkXGBClassifier(features_col=list(features), label_col=LABEL, validation_indicator_col=ES_COLUMN,
-                                   num_workers=num_workers, eval_metric="logloss",
-                                   missing=np.nan, random_state=seed, verbosity=0, verbose=False, **p)
+    estimator = _estimator(features, seed=seed, num_workers=num_workers, validation_indicator_col=ES_COLUMN,
+                           **{**DEFAULT_PARAMS, **(params or {})})
     booster = estimator.fit(sdf).get_booster()
     best = int(getattr(booster, "best_iteration", booster.num_boosted_rounds() - 1))
     return ChurnModel.from_booster(booster, features, best_iteration=best, seed=seed, **(params or {}))
@@ -87,14 +93,11 @@ def refit_on_spark(sdf, model: ChurnModel, *, num_workers: int) -> ChurnModel:
     """`model` refitted over `sdf` (the training and validation snapshots) with its tree count, no early stopping:
     `ChurnModel.refit` on Spark."""
     from pyspark.sql import functions as F
-    from xgboost.spark import SparkXGBClassifier
 
     sdf = sdf.select(*_model_columns(model.features), F.col("churned").cast("int").alias(LABEL))
     params = {k: v for k, v in model.params.items() if k != "early_stopping_rounds"}
-    estimator = SparkXGBClassifier(features_col=list(model.features), label_col=LABEL, num_workers=num_workers,
-                                   eval_metric="logloss", missing=np.nan,
-                                   random_state=model.seed, verbosity=0, verbose=False,
-                                   **{**params, "n_estimators": model.best_iteration_ + 1})
+    estimator = _estimator(model.features, seed=model.seed, num_workers=num_workers,
+                           **{**params, "n_estimators": model.best_iteration_ + 1})
     booster = estimator.fit(sdf).get_booster()
     out = ChurnModel.from_booster(booster, model.features, best_iteration=model.best_iteration_, seed=model.seed,
                                   **model.params)

@@ -210,10 +210,10 @@ def test_the_pipeline_on_spark_and_on_duckdb_agrees_end_to_end(small_store, spar
 
 def test_bench_measures_the_feature_build_on_spark_beside_duckdb(small_store, spark, tmp_path):
     """`churn bench --engine spark`: the same stage on the same store, both rows in the table, side by side."""
-    from churn.bench import _write, stage_features
+    from churn.bench import _run, _write
 
-    duck = stage_features({"home": str(small_store.home)})
-    on_spark = stage_features({"home": str(small_store.home), "engine": "spark"})
+    duck = _run("features", {"home": str(small_store.home)})
+    on_spark = _run("features", {"home": str(small_store.home), "engine": "spark"})
     assert on_spark["customers"] == duck["customers"] > 500 and on_spark["events"] == duck["events"]
     assert on_spark["rss"] == "Python only, not the JVM" and "rss" not in duck
     rows = [{"size": "5K", "stage": "features", "wall_s": 0.5, **duck},
