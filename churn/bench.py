@@ -164,12 +164,15 @@ def stage_winback(p: dict) -> dict:
 
 
 def stage_increment(p: dict) -> dict:
-    """Ingest a prepared 1M-event batch, then remove it again so the cached store is unchanged."""
-    from storage import sources
+    """Ingest a prepared 1M-event batch, then remove it again so the cached store holds what it held (the table is
+    restored to its version before the batch, and the batch's files deleted)."""
+    from storage import sources, store
 
     paths = _paths(p)
+    before = store.store_version(paths)
     r = stage_ingest({**p, "files": [p["batch"]], "force": True})
     (batch_id,) = r.pop("_batches")
+    store.event_table(paths).restore(before)
     for f in [*paths.events.glob(f"event_month=*/{batch_id}.parquet"), paths.quarantine / f"{batch_id}.parquet"]:
         f.unlink(missing_ok=True)
     (paths.ledger / f"{sources.file_sha256(Path(p['batch']))}.json").unlink(missing_ok=True)

@@ -52,13 +52,14 @@ def score(config: ScoreConfig, as_of: pd.Timestamp | None, now: pd.Timestamp) ->
         log.warning("the champion %s v%s was trained with activity_types = %s (the setting is now %s): its "
                     "churn_probability and curve count %s as activity; retrain to change that", config.model_name,
                     mv.version, trained_on, ",".join(config.activity_types), trained_on)
+    version = store.store_version(paths)  # features from one version of the event table, recorded with the scores
     if as_of is None:
-        first, as_of, _ = store.store_time_range(paths)
+        first, as_of, _ = store.store_time_range(paths, version)
     else:
-        first, _, _ = store.require_covered(paths, as_of)
+        first, _, _ = store.require_covered(paths, as_of, version)
     log.info("building features as of %s (customers active in the last %d days)",
              pd.Timestamp(as_of).strftime("%Y-%m-%d %H:%M:%S UTC"), config.lookback_days)
-    with engine.events_on(config.engine, paths, config.spark_master) as events_table:
+    with engine.events_on(config.engine, paths, config.spark_master, version) as events_table:
         if config.engine == "spark":  # one feature query, kept on Spark for scoring and read here for drift
             on_spark = events_table.frame(feature_sql(as_of, config.lookback_days, "spark")).cache()
             feats = feature_frame(on_spark.toArrow().to_pandas())
@@ -102,7 +103,7 @@ def score(config: ScoreConfig, as_of: pd.Timestamp | None, now: pd.Timestamp) ->
         raise InvalidScores(f"{len(bad)} scored rows break the scores contract, e.g. {bad.iloc[0]!r}; "
                             f"nothing published")
     day = pd.Timestamp(as_of).date().isoformat()
-    path, record = catalog.write_scores(paths, scores, SCORE_SCHEMA, day, config.currency)
+    path, record = catalog.write_scores(paths, scores, SCORE_SCHEMA, day, config.currency, version)
     summary = {**scoring_summary(scores, day, mv), "path": str(path), "sha256": record["sha256"],
                "schema_version": record["schema_version"], "validation": gx, "drift": drift}
     summary["run_id"] = tracking.log_scoring_run(scores, summary)

@@ -24,7 +24,8 @@ log = logging.getLogger("churn.train")
 def build_snapshots(config: TrainConfig, as_of: pd.Timestamp | None) -> tuple[CutoffPlan, dict]:
     """Plan the cutoffs, build and store the labelled snapshots; returns the plan and what was written."""
     paths = layout.Paths(config.home)
-    first, last, n_events = store.store_time_range(paths)
+    version = store.store_version(paths)  # every read below is of this version: the run can be read back exactly
+    first, last, n_events = store.store_time_range(paths, version)
     as_of = utc(as_of) if as_of is not None else last
     store.require_not_after(first, last, as_of)
     plan = plan_cutoffs(first, as_of, config.horizon_days, config.n_train_cutoffs, config.cutoff_step_days,
@@ -33,7 +34,7 @@ def build_snapshots(config: TrainConfig, as_of: pd.Timestamp | None) -> tuple[Cu
              "%d-day horizon", f"{n_events:,}", first.date(), last.date(), len(plan.train), plan.validation.date(),
              config.horizon_days)
     contacted = contacts.read_contacts(paths)[["customer_id", "contacted_at"]]
-    with engine.events_on(config.engine, paths, config.spark_master) as events_table:
+    with engine.events_on(config.engine, paths, config.spark_master, version) as events_table:
         frame = stacked_snapshots(events_table, [*plan.train, plan.validation], config.horizon_days,
                                   config.lookback_days, config.activity_types, contacted, until=as_of)
     frame = split_by_plan(frame, plan, config.contacted_in_training)
@@ -43,7 +44,7 @@ def build_snapshots(config: TrainConfig, as_of: pd.Timestamp | None) -> tuple[Cu
              f"{len(frame):,}", sum(counts.values()),
              "excluded" if config.contacted_in_training == "exclude" else "kept")
     info = {"path": str(path), "as_of": as_of.isoformat(), "data_start": first.isoformat(),
-            "data_end": last.isoformat(), "n_events": n_events, **plan.as_params(),
+            "data_end": last.isoformat(), "n_events": n_events, "store_version": version, **plan.as_params(),
             "history_note": history_note(plan, first, config.lookback_days), "contacted_rows": counts}
     return plan, info
 

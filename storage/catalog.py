@@ -68,12 +68,13 @@ CONTACT_COLUMNS = ("customer_id", "contacted_at")
 
 
 def write_scores(paths: Paths, frame: pd.DataFrame, schema: pa.Schema, as_of_date: str,
-                 currency: str | None = None) -> tuple[Path, dict]:
+                 currency: str | None = None, store_version: int | None = None) -> tuple[Path, dict]:
     """Publish one day's scores; returns the file and its record (what `_SUCCESS` and `_latest.json` hold).
 
     Under the scores lock, in this order: the Parquet file (temp file, then rename: readers see the old file
     or the new one whole), then the day's `_SUCCESS` holding its record (rows, sha256, model, schema
-    version, and `currency`, the label the reasons' amounts were written with), then `_latest.json`, the
+    version, `currency`, the label the reasons' amounts were written with, and `store_version`, the event table's
+    Delta version the features were built from), then `_latest.json`, the
     record of the newest complete day. Re-scoring a day first takes its
     `_SUCCESS` away (and `_latest.json` off it), so a crash in between leaves a day without a marker, never a
     marker or pointer describing another file. Scoring the same day again replaces its file.
@@ -95,7 +96,7 @@ def write_scores(paths: Paths, frame: pd.DataFrame, schema: pa.Schema, as_of_dat
             "schema_version": int(schema.metadata[b"schema_version"]),
             "model_name": row.get("model_name"), "model_version": row.get("model_version"), "run_id": row.get("run_id"),
             **{k: row[k].isoformat() if row.get(k) else None for k in ("as_of_time", "scored_at")},
-            "currency": currency,
+            "currency": currency, "store_version": store_version,
         }
         write_json_atomic(record, marker)
         _point_latest(paths)

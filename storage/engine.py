@@ -34,19 +34,20 @@ def spark_session(spark_master: str):
 
 
 @contextmanager
-def events_on(engine: str, paths: Paths, spark_master: str = "local[2]") -> Iterator[object]:
-    """The committed event store on `engine` ("duckdb": a DuckDB relation; "spark": `storage.spark.SparkEvents`),
+def events_on(engine: str, paths: Paths, spark_master: str = "local[2]", version: int | None = None) -> Iterator[object]:
+    """The event store's latest version (or `version`) on `engine` ("duckdb": a DuckDB relation; "spark":
+    `storage.spark.SparkEvents`),
     for `features.customer.customer_features`, `churn_labels` and the snapshots. A Spark session is shared by
     the whole process (and left running for the next build), a DuckDB connection closed on leaving."""
     if engine == "duckdb":
         con = store.connect(paths)
         try:
-            yield store.events_relation(con, paths)
+            yield store.events_relation(con, paths, version)
         finally:
             con.close()
     elif engine == "spark":
         from storage import spark
 
-        yield spark.events(spark_session(spark_master), paths)
+        yield spark.events(spark_session(spark_master), paths, version)
     else:
         raise EngineUnavailable(f"unknown engine {engine!r}; allowed: duckdb, spark")

@@ -7,7 +7,7 @@ Layout under the home folder:
     contacts/                the stored contacts: Parquet, one file per ingest batch
     quarantine/contacts/     rejected contact rows, one Parquet file per batch, with reasons
     state/contacts-ingested/ one JSON record per ingested contact file content (sha256)
-    events/event_month=M/    the event store: Parquet, one file per ingest batch and month (UTC)
+    events/                  the event store: a Delta table (_delta_log/; event_month=M/, one file per batch and month)
     quarantine/              rejected rows, one Parquet file per batch, with reasons
     rejected/                whole files that could not be read, each with a .error.json beside it
     state/ingested/          one JSON record per ingested file content (sha256): the ledger

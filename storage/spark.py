@@ -78,9 +78,9 @@ class SparkEvents:
         return self.spark.sql(sql)
 
 
-def events(spark, paths: Paths) -> SparkEvents:
-    """The committed event files (listed under the commit lock, as DuckDB reads them) as the view `events`."""
-    files = store.event_files(paths)
+def events(spark, paths: Paths, version: int | None = None) -> SparkEvents:
+    """The files of the event table's latest version (or `version`), as DuckDB reads them, as the view `events`."""
+    files = store.event_files(paths, version=version)
     if not files:
         store.require_events(paths)
     spark.read.parquet(*[str(f) for f in files]).createOrReplaceTempView("events")

@@ -1,9 +1,15 @@
-"""The event store: partitioned Parquet, a ledger of ingested files, journaled batch commits, queries.
+"""The event store: a Delta Lake table partitioned by event month, a ledger of ingested files, journaled batch
+commits, queries.
 
-A batch spans several files, so it is committed through a journal: staged files plus a COMMIT
-marker, then renamed into place. `recover` rolls a committed batch forward and discards an
-uncommitted one, so a crash at any point leaves the store as if the batch never started or had
-fully finished.
+The events are a Delta table (`<home>/events`, partition column `event_month`): each ingest batch is one Delta
+transaction, so DuckDB, Spark or any Delta reader sees a consistent version, other Delta writers may append
+beside churn, and any version can be read again (`event_files(paths, version=...)`). A batch also writes a
+quarantine file and a ledger record, outside the table, so it is committed through a journal: the batch's
+journal (naming everything it will write), its staged side files and its event files (not yet in the table's log:
+invisible), then the Delta commit, which carries the batch's sequence number as a Delta application
+transaction (`txn`) and is the commit point, then the side files renamed into place. `recover` rolls a
+committed batch forward and discards an uncommitted one (deleting its unreferenced event files), so a crash at
+any point leaves the store as if the batch never started or had fully finished.
 """
 
 from __future__ import annotations
@@ -44,9 +50,9 @@ def store_lock(paths: Paths):
 
 
 def commit_lock(paths: Paths, exclusive: bool):
-    """The commit lock: a batch's renames hold it exclusively, readers hold it shared while they list the
-    event files, so a listing sees each batch whole or not at all (files never change once in place).
-    Only writers create the lock file."""
+    """The commit lock: a batch's renames hold it exclusively, readers of files outside the event table (contacts)
+    hold it shared while they list them, so a listing sees each batch whole or not at all (files never change once
+    in place). Only writers create the lock file."""
     return file_lock(paths.commit_lock_file, exclusive)
 
 
@@ -63,33 +69,74 @@ def _months(days: list[str]) -> list[str]:
     return sorted({d[:7] for d in days})
 
 
-def event_files(paths: Paths, dates: list[str] | None = None) -> list[Path]:
-    """Committed event files, optionally only the partitions holding the given event dates (YYYY-MM-DD).
+TABLE_APP_ID = "churn-ingest"  # the Delta application id (txn action) of churn's own ingest commits
+PARTITION = "event_month"
+JOURNAL = "JOURNAL"  # a batch's journal in its staging folder (the Delta commit is its commit point)
+
+
+class UnknownStoreVersion(UserError, LookupError):
+    """A Delta table version the event store does not have (or no longer has)."""
+
+
+def table_schema() -> pa.Schema:
+    """The event table's schema: the stored columns and the partition column."""
+    return STORE_SCHEMA.append(pa.field(PARTITION, pa.string()))
+
+
+def event_table(paths: Paths, version: int | None = None):
+    """The event store's Delta table at `version` (default: the latest), or None while nothing was committed.
+    A store of plain Parquet files from before Delta is converted in place first (once, under the store lock)."""
+    from deltalake import DeltaTable
+
+    log_dir = paths.events / "_delta_log"
+    if not log_dir.is_dir():
+        if not any(paths.events.glob(f"{PARTITION}=*/*.parquet")):
+            return None
+        convert_plain_store(paths)
+    if not DeltaTable.is_deltatable(str(paths.events)):  # a first batch is being written: nothing committed yet
+        return None
+    try:
+        return DeltaTable(paths.events, version=version)
+    except Exception as e:  # noqa: BLE001 - deltalake raises its own error types for a missing version
+        if version is None:
+            raise
+        raise UnknownStoreVersion(f"the event store {paths.events} has no version {version} (it is at version "
+                                  f"{DeltaTable(paths.events).version()}): {str(e).splitlines()[0]}") from None
+
+
+def convert_plain_store(paths: Paths) -> None:
+    """Make a store written before Delta (month folders of Parquet files, no `_delta_log`) a Delta table in place,
+    under the store lock (writers convert in `recover`, which they call holding it)."""
+    try:
+        with store_lock(paths):
+            recover(paths)
+    except PermissionError as e:
+        raise UserError(f"the event store {paths.events} predates Delta Lake and is converted on first use, but "
+                        f"{e.filename or paths.home} is not writable: run `churn ingest` once where it is") from None
+
+
+def store_version(paths: Paths) -> int | None:
+    """The event table's latest version (None while it holds nothing)."""
+    table = event_table(paths)
+    return None if table is None else table.version()
+
+
+def event_files(paths: Paths, dates: list[str] | None = None, version: int | None = None) -> list[Path]:
+    """The event files of the table's latest version (or of `version`), optionally only the partitions holding the
+    given event dates (YYYY-MM-DD). A Delta version is immutable: a listing is always whole batches.
 
     The store is partitioned by month, not day: a batch then writes a few files instead of one per
     day, and scans stay fast (12,000 one-day files of a 10M-event store scanned 5x slower than 400).
     """
-    if not paths.events.exists():
+    table = event_table(paths, version)
+    if table is None:
         return []
-    if not paths.commit_lock_file.exists():
-        # Every commit creates the lock file before its first rename: if it is still absent after the
-        # listing, no batch was being renamed while we listed.
-        files = _listing(paths, dates)
-        if not paths.commit_lock_file.exists():
-            return files
-    with commit_lock(paths, exclusive=False):  # whole batches only: never between two renames of one
-        return _listing(paths, dates)
-
-
-def _listing(paths: Paths, dates: list[str] | None) -> list[Path]:
     if dates is None:
-        out = sorted(paths.events.glob("event_month=*/*.parquet"))
+        uris = table.file_uris()
     else:
-        out = []
-        for m in _months(dates):
-            out.extend(sorted((paths.events / f"event_month={m}").glob("*.parquet")))
-    unfinished = unfinished_targets(paths)
-    return [f for f in out if f not in unfinished] if unfinished else out
+        months = ", ".join(f"'{m}'" for m in _months(dates))
+        uris = table.file_uris(file_pruning_predicate=f"{PARTITION} IN ({months})")
+    return sorted(Path(u.removeprefix("file://")) for u in uris)
 
 
 def unfinished_targets(paths: Paths) -> set[Path]:
@@ -99,7 +146,7 @@ def unfinished_targets(paths: Paths) -> set[Path]:
     out: set[Path] = set()
     if not paths.staging.exists():
         return out
-    for journal in paths.staging.glob("*/COMMIT"):
+    for journal in [*paths.staging.glob("*/COMMIT"), *paths.staging.glob(f"*/{JOURNAL}")]:
         try:
             moves = json.loads(journal.read_text())["moves"]
         except (OSError, ValueError, KeyError):  # renamed away meanwhile: finished
@@ -173,10 +220,11 @@ def require_events(paths: Paths) -> None:
     raise EmptyStore(f"the event store {paths.events} is empty: {hint}")
 
 
-def require_covered(paths: Paths, as_of: pd.Timestamp) -> tuple[pd.Timestamp, pd.Timestamp, int]:
+def require_covered(paths: Paths, as_of: pd.Timestamp,
+                    version: int | None = None) -> tuple[pd.Timestamp, pd.Timestamp, int]:
     """The store's time range (as `store_time_range`); OutsideStore when `as_of` is before its first event,
     or more than `AS_OF_SLACK` after its last (every customer would look gone, every label churned)."""
-    first, last, n = store_time_range(paths)
+    first, last, n = store_time_range(paths, version)
     if as_of < first:
         raise OutsideStore(f"as-of date {as_of.date()} is before the first stored event: the store holds events "
                            f"from {first.date()} to {last.date()}")
@@ -192,18 +240,19 @@ def require_not_after(first: pd.Timestamp, last: pd.Timestamp, as_of: pd.Timesta
                            f"ingest the newer events first, or use an --as-of up to {(last + AS_OF_SLACK).date()}")
 
 
-def events_relation(con, paths: Paths):
-    """A DuckDB relation over the whole event store (contract columns + event_month): exactly the files
-    listed under the commit lock, never a glob that could catch a batch half renamed."""
-    files = event_files(paths)
+def events_relation(con, paths: Paths, version: int | None = None):
+    """A DuckDB relation over the whole event store (contract columns + event_month) at its latest version (or
+    `version`): exactly the files of that Delta version, never a glob that could catch a batch not committed."""
+    files = event_files(paths, version=version)
     if not files:
         require_events(paths)
     return con.read_parquet([str(f) for f in files], hive_partitioning=True)
 
 
-def read_events(paths: Paths) -> pd.DataFrame:
-    """The whole store as pandas (small stores and tests only; features scan with DuckDB)."""
-    files = event_files(paths)
+def read_events(paths: Paths, version: int | None = None) -> pd.DataFrame:
+    """The whole store (at `version`, default the latest) as pandas (small stores and tests only; features scan
+    with DuckDB)."""
+    files = event_files(paths, version=version)
     if not files:
         return STORE_SCHEMA.empty_table().to_pandas()
     return pq.ParquetDataset([str(f) for f in files], schema=STORE_SCHEMA).read().to_pandas()
@@ -268,12 +317,83 @@ def commit_staged(paths: Paths, batch_id: str, tables: list[tuple[str, pa.Table,
 
 def commit_batch(paths: Paths, batch_id: str, events: pa.Table, quarantine: pa.Table,
                  ledger: dict, ledger_sha: str | None) -> None:
-    """Publish a batch atomically: all its event files, its quarantine file and its ledger record, or none."""
+    """Publish a batch atomically (call under the store lock): its events as one Delta transaction (one file per
+    month), its quarantine file and its ledger record, or none of them.
+
+    Order: the journal naming every file the batch writes; the side files staged; the event files written into the
+    table's folder (no reader sees a file the log does not name); the Delta commit, carrying the batch's sequence
+    number as the application transaction `TABLE_APP_ID` (the commit point: `recover` asks the table whether it
+    happened); the side files renamed into place. A failure before the commit takes every file away again."""
     months = list(_split_by_month(events)) if events.num_rows else []
-    commit_staged(paths, batch_id,
-                  [(f"events/event_month={month}/{batch_id}.parquet", part, STORE_SCHEMA) for month, part in months]
-                  + [(f"quarantine/{batch_id}.parquet", quarantine, QUARANTINE_SCHEMA)],
-                  [(f"state/ingested/{ledger_sha}.json", ledger)] if ledger_sha is not None else [])
+    table = event_table(paths)
+    seq = (table.transaction_version(TABLE_APP_ID) or 0) + 1 if table is not None else 1
+    side = [(f"quarantine/{batch_id}.parquet", quarantine, QUARANTINE_SCHEMA)] if quarantine.num_rows else []
+    records = [(f"state/ingested/{ledger_sha}.json", ledger)] if ledger_sha is not None else []
+    journal = {"batch_id": batch_id, "delta_seq": seq,
+               "event_files": [f"{PARTITION}={month}/{batch_id}.parquet" for month, _ in months],
+               "moves": [(rel, rel) for rel, *_ in side] + [(rel, rel) for rel, _ in records]}
+    stage = paths.staging / batch_id
+    if stage.exists():
+        shutil.rmtree(stage)
+    try:
+        write_json_atomic(journal, stage / JOURNAL)
+        for rel, table_part, schema in side:
+            write_parquet_atomic(table_part.cast(schema), stage / rel)
+        for rel, record in records:
+            write_json_atomic(record, stage / rel)
+        (paths.events / "_delta_log").mkdir(parents=True, exist_ok=True)  # a table being created, not a plain store
+        adds = []
+        for (month, part), rel in zip(months, journal["event_files"]):
+            write_parquet_atomic(part.cast(STORE_SCHEMA), paths.events / rel)
+            adds.append(_add_action(paths, rel, month, part.num_rows))
+        _delta_commit(paths, table, adds, seq, batch_id)
+    except BaseException:  # e.g. disk full: nothing was published (unless the commit itself went through)
+        if not _committed(paths, seq):
+            _discard(paths, stage, journal)
+        raise
+    _roll_forward(paths, stage, JOURNAL)
+
+
+def _add_action(paths: Paths, rel: str, month: str, rows: int):
+    from deltalake.transaction import AddAction
+
+    st = (paths.events / rel).stat()
+    # only the row count as statistics: min/max are optional in Delta and a wrong one would make readers skip rows
+    return AddAction(rel, st.st_size, {PARTITION: month}, int(st.st_mtime * 1000), True, json.dumps({"numRecords": rows}))
+
+
+def _delta_commit(paths: Paths, table, adds: list, seq: int, batch_id: str) -> None:
+    from deltalake import CommitProperties, Schema, Transaction
+    from deltalake.transaction import create_table_with_add_actions
+
+    props = CommitProperties(app_transactions=[Transaction(TABLE_APP_ID, seq)],
+                             custom_metadata={"churn.batch_id": batch_id})
+    if table is None:
+        try:
+            create_table_with_add_actions(str(paths.events), Schema.from_arrow(table_schema()), adds, mode="error",
+                                          partition_by=[PARTITION], name="events", commit_properties=props)
+            return
+        except Exception:  # noqa: BLE001 - another Delta writer created the table first: append to it instead
+            table = event_table(paths)
+            if table is None:
+                raise
+    table.create_write_transaction(adds, mode="append", schema=table.schema(), partition_by=[PARTITION],
+                                   commit_properties=props)
+
+
+def _committed(paths: Paths, seq: int) -> bool:
+    """Whether churn's ingest commit number `seq` is in the event table (its application transaction)."""
+    table = event_table(paths)
+    return table is not None and (table.transaction_version(TABLE_APP_ID) or 0) >= seq
+
+
+def _discard(paths: Paths, stage: Path, journal: dict) -> None:
+    """Take away every file of a batch that did not commit: its event files (no version names them) and its stage."""
+    for rel in journal.get("event_files", []):
+        target = paths.events / rel
+        for f in (target, target.with_name(f".{target.name}.tmp")):
+            f.unlink(missing_ok=True)
+    shutil.rmtree(stage, ignore_errors=True)
 
 
 def _split_by_month(events: pa.Table) -> Iterator[tuple[str, pa.Table]]:
@@ -291,8 +411,8 @@ def _split_by_month(events: pa.Table) -> Iterator[tuple[str, pa.Table]]:
         yield str(month[a]), events.slice(int(a), int(b - a))
 
 
-def _roll_forward(paths: Paths, stage: Path) -> None:
-    journal = json.loads((stage / "COMMIT").read_text())
+def _roll_forward(paths: Paths, stage: Path, journal_name: str = "COMMIT") -> None:
+    journal = json.loads((stage / journal_name).read_text())
     with commit_lock(paths, exclusive=True):  # readers list the store before or after the batch, not during
         for src, dst in journal["moves"]:
             s, d = stage / src, paths.home / dst
@@ -304,23 +424,44 @@ def _roll_forward(paths: Paths, stage: Path) -> None:
 
 
 def recover(paths: Paths) -> list[str]:
-    """Finish committed batches and drop uncommitted ones left by a crash; returns what was done."""
+    """Finish committed batches and drop uncommitted ones left by a crash, then convert a store written before
+    Delta Lake (call under the store lock); returns what was done."""
     done: list[str] = []
-    if not paths.staging.exists():
-        return done
-    for stage in sorted(paths.staging.iterdir()):
-        if (stage / "COMMIT").exists():
-            _roll_forward(paths, stage)
-            done.append(f"rolled forward {stage.name}")
-        else:
-            shutil.rmtree(stage)
-            done.append(f"discarded {stage.name}")
+    for stage in sorted(paths.staging.iterdir()) if paths.staging.exists() else []:
+        done.append(_recover_stage(paths, stage))
+    if not (paths.events / "_delta_log").is_dir() and any(paths.events.glob(f"{PARTITION}=*/*.parquet")):
+        _convert_in_place(paths)
+        done.append("converted the event store to a Delta table")
     return done
 
 
-def store_time_range(paths: Paths) -> tuple[pd.Timestamp, pd.Timestamp, int]:
-    """First and last event time in the store, and the number of events."""
-    files = event_files(paths)
+def _convert_in_place(paths: Paths) -> None:
+    """Every committed file of a plain-Parquet store becomes version 0 of a Delta table (old batches finished)."""
+    from deltalake import Field, Schema, convert_to_deltalake
+
+    convert_to_deltalake(str(paths.events), partition_by=Schema([Field(PARTITION, "string")]),
+                         partition_strategy="hive", name="events")
+
+
+def _recover_stage(paths: Paths, stage: Path) -> str:
+    """Roll one staged batch forward if it committed, else take it away; says which."""
+    if (stage / "COMMIT").exists():  # a batch without events (contacts): the marker is its commit point
+        _roll_forward(paths, stage)
+        return f"rolled forward {stage.name}"
+    if (stage / JOURNAL).exists():
+        journal = json.loads((stage / JOURNAL).read_text())
+        if (paths.events / "_delta_log").is_dir() and _committed(paths, journal["delta_seq"]):
+            _roll_forward(paths, stage, JOURNAL)
+            return f"rolled forward {stage.name}"
+        _discard(paths, stage, journal)
+        return f"discarded {stage.name}"
+    shutil.rmtree(stage)
+    return f"discarded {stage.name}"
+
+
+def store_time_range(paths: Paths, version: int | None = None) -> tuple[pd.Timestamp, pd.Timestamp, int]:
+    """First and last event time in the store (at `version`, default the latest), and the number of events."""
+    files = event_files(paths, version=version)
     if not files:
         require_events(paths)
     con = connect(paths)

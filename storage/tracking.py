@@ -511,6 +511,9 @@ def _log_training_run(result, frame, info, config, champion) -> tuple[str, str, 
             "engine": config.engine, "activity_types": ",".join(config.activity_types),
             "train_cutoffs": info["train_cutoffs"], "validation_cutoff": info["validation_cutoff"],
             "as_of": info["as_of"], "data_start": info["data_start"], "data_end": info["data_end"],
+            # the event table's Delta version the snapshots were built from: `store.read_events(paths, version)`
+            **{k: info[i] for k, i in (("store_version", "store_version"), ("store_events", "n_events"))
+               if info.get(i) is not None},
             "features": ",".join(result.model.features), "n_features": len(result.model.features),
             "snapshot_digest": snapshot_digest(frame[[c for c in frame.columns if c != "cutoff"]]),
             "best_iteration": result.model.best_iteration_,

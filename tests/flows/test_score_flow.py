@@ -76,7 +76,11 @@ def test_rescoring_a_date_replaces_its_partition(trained):
     assert first["path"] == second["path"]
     folder = trained.home / "scores" / "as_of=2024-05-01"
     assert sorted(f.name for f in folder.iterdir()) == ["_SUCCESS", "scores.parquet"]
-    assert json.loads((folder / "_SUCCESS").read_text())["sha256"] == second["sha256"]
+    record = json.loads((folder / "_SUCCESS").read_text())
+    assert record["sha256"] == second["sha256"]
+    from storage import store  # the event table's version the features were built from is recorded with the day
+
+    assert record["store_version"] == store.store_version(trained) is not None
     df = pd.read_parquet(folder / "scores.parquet")
     assert df["customer_id"].is_unique and len(df) == second["customers"]
 

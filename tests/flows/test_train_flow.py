@@ -5,8 +5,11 @@ import shutil
 from pathlib import Path
 
 import pandas as pd
+import pyarrow as pa
 import pytest
 
+from expectations.contract import STORE_SCHEMA
+from expectations.quarantine import QUARANTINE_SCHEMA
 from tests.conftest import config
 
 
@@ -96,6 +99,16 @@ def test_train_flow_logs_registers_and_promotes_only_a_better_model(store, prefe
     assert {c.type.name for c in info.signature.inputs.inputs} == {"double"}
     # artifacts live under the data folder, not in the working directory
     assert (store.mlflow / "artifacts").is_dir()
+    # the run records the event table's version it read: that version reads back exactly, whatever came since
+    from storage import store as event_store
+
+    version, n = int(run.data.params["store_version"]), int(run.data.params["store_events"])
+    extra = event_store.read_events(store).head(1).assign(event_id="after-training", ingest_batch="later")
+    event_store.commit_batch(store, "later", pa.Table.from_pandas(extra, schema=STORE_SCHEMA, preserve_index=False),
+                             QUARANTINE_SCHEMA.empty_table(), {}, None)
+    assert event_store.store_version(store) == version + 1 and len(event_store.read_events(store)) == n + 1
+    back = event_store.read_events(store, version=version)
+    assert len(back) == n and "after-training" not in set(back["event_id"])
 
 
 def test_train_with_as_of_uses_only_data_up_to_then(store, prefect_harness):

@@ -55,16 +55,15 @@ def tiny_store(home: Path, days: list[str]) -> None:
     """An event store holding one purchase on each of `days` (enough for the date checks)."""
     import pandas as pd
     import pyarrow as pa
-    import pyarrow.parquet as pq
 
-    from expectations.contract import STORE_SCHEMA
+    from expectations.contract import EVENT_SCHEMA
+    from expectations.quarantine import QUARANTINE_SCHEMA
+    from storage import layout, store
 
     rows = [{"event_id": f"e{i}", "customer_id": "c1", "event_type": "purchase",
-             "event_time": pd.Timestamp(d, tz="UTC").to_pydatetime(), "amount": 10.0, "ingest_batch": "b"}
-            for i, d in enumerate(days)]
-    folder = home / "events" / f"event_month={days[0][:7]}"
-    folder.mkdir(parents=True)
-    pq.write_table(pa.Table.from_pylist(rows, schema=STORE_SCHEMA), folder / "b.parquet")
+             "event_time": pd.Timestamp(d, tz="UTC").to_pydatetime(), "amount": 10.0} for i, d in enumerate(days)]
+    store.commit_batch(layout.Paths(home), "b", pa.Table.from_pylist(rows, schema=EVENT_SCHEMA).append_column(
+        "ingest_batch", pa.array(["b"] * len(rows))), QUARANTINE_SCHEMA.empty_table(), {}, None)
 
 
 def fake_scores(home: Path, day: str, complete: bool = True) -> None:

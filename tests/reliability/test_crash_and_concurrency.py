@@ -150,8 +150,9 @@ def test_sigkill_during_an_atomic_write_leaves_the_old_or_the_new_file(tmp_path,
     assert t.num_rows == 200_000 and len(set(t["x"].to_pylist())) == 1
 
 
-def _ingest_killed_between_renames(home: str, ready: str, files: list[str]) -> None:
-    """Ingest, SIGKILLing this process right after the first file of a batch is renamed into the store."""
+def _ingest_killed_after_first_event_file(home: str, ready: str, files: list[str]) -> None:
+    """Ingest, SIGKILLing this process right after the first event file of a batch is renamed into the table's
+    folder (before the batch's Delta commit)."""
     renamed = []
     real = os.replace
 
@@ -165,19 +166,66 @@ def _ingest_killed_between_renames(home: str, ready: str, files: list[str]) -> N
     _ingest_timed(home, ready, files)
 
 
-def test_a_batch_killed_between_its_renames_stays_invisible_to_readers_until_recovered(tmp_path, landing_files):
-    """The first month's file of a multi-month batch is in place, the others still staged: a reader that
-    runs before any writer recovers the store sees none of the batch (not part of it)."""
+def test_a_batch_killed_before_its_delta_commit_stays_invisible_to_readers_until_recovered(tmp_path, landing_files):
+    """The first month's file of a multi-month batch is in the table's folder, the batch not committed: a reader
+    that runs before any writer recovers the store sees none of the batch (not part of it)."""
     files, all_ids = landing_files
     paths = layout.Paths(tmp_path / "home")
-    _, exitcode = helpers.run_child(KILL_CTX, _ingest_killed_between_renames, paths.home, 120, files[:1])
+    _, exitcode = helpers.run_child(KILL_CTX, _ingest_killed_after_first_event_file, paths.home, 120, files[:1])
     assert exitcode == -signal.SIGKILL
     placed = list(paths.events.glob("event_month=*/*.parquet"))
-    staged = list(paths.staging.glob("*/events/event_month=*/*.parquet"))
-    assert len(placed) == 1 and staged, "the kill must land between two renames of one batch"
+    journals = list(paths.staging.glob(f"*/{store.JOURNAL}"))
+    assert len(placed) == 1 and journals, "the kill must land after the first event file, before the commit"
     assert store.event_files(paths) == [] and stored_ids(paths) == []
     with pytest.raises(store.EmptyStore):
         store.store_time_range(paths)
     _ingest(str(paths.home), files)  # the next ingest rolls the batch forward first
     ids = stored_ids(paths)
     assert len(ids) == len(set(ids)) == len(all_ids)
+
+
+def _append_as_another_writer(home: str, batches: int, rows: int) -> None:
+    """Another Delta writer (as a Spark job with Delta Lake would be): `batches` appends of `rows` new events each,
+    once the table exists, with no lock of churn's."""
+    import pyarrow as pa
+    from deltalake import DeltaTable, write_deltalake
+
+    table = layout.Paths(__import__("pathlib").Path(home)).events
+    deadline = time.monotonic() + 120
+    while not DeltaTable.is_deltatable(str(table)) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    for b in range(batches):
+        t = pd.Timestamp("2025-01-15T12:00Z") + pd.to_timedelta(range(rows), unit="min")
+        frame = pd.DataFrame({"event_id": [f"other-{b}-{i}" for i in range(rows)],
+                              "customer_id": [f"other-c{i % 7}" for i in range(rows)], "event_type": "visit",
+                              "event_time": t, "ingest_batch": f"other-{b}", "event_month": "2025-01"})
+        full = {f.name: frame[f.name] if f.name in frame else [None] * rows for f in store.table_schema()}
+        write_deltalake(str(table), pa.Table.from_pydict(full, schema=store.table_schema()), mode="append",
+                        partition_by=[store.PARTITION])
+
+
+def test_another_delta_writer_appending_during_an_ingest_loses_nothing(tmp_path, landing_files):
+    """churn ingests three files while another Delta writer appends 20 batches to the same table: every event of
+    both is stored once, churn's ledger is exact, and an event the other writer stored counts as a duplicate."""
+    files, all_ids = landing_files
+    home = tmp_path / "home"
+    spawn = mp.get_context("spawn")
+    report = tmp_path / "child.txt"
+    procs = [spawn.Process(target=_ingest_reporting, args=(str(home), files, str(report))),
+             spawn.Process(target=_append_as_another_writer, args=(str(home), 20, 50))]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(300)
+        assert p.exitcode == 0, report.read_text() if report.exists() else f"exit code {p.exitcode}"
+    paths = layout.Paths(home)
+    ids = stored_ids(paths)
+    others = {f"other-{b}-{i}" for b in range(20) for i in range(50)}
+    assert len(ids) == len(set(ids)) and set(ids) == all_ids | others
+    assert _ledger(paths) == len(files)
+    history = store.event_table(paths).history()
+    assert sum(1 for h in history if "churn.batch_id" in h) >= len(files) and len(history) >= len(files) + 20
+    again = tmp_path / "again.parquet"
+    store.read_events(paths).query("event_id.str.startswith('other-3-')").drop(columns="ingest_batch").to_parquet(again)
+    r = ingest_file(config(paths, "ingest"), again, now=NOW)
+    assert (r["stored"], r["duplicates"]) == (0, 50), r

@@ -2,6 +2,7 @@
 
 import json
 
+import pandas as pd
 import pyarrow as pa
 import pytest
 
@@ -26,30 +27,79 @@ def test_commit_publishes_all_files_and_the_ledger(paths):
     assert not any(paths.staging.iterdir())
 
 
-def test_recover_discards_a_batch_that_never_committed(paths):
-    stage = paths.staging / "b2"
-    atomic.write_parquet_atomic(_events(1), stage / "events/event_month=2025-06/b2.parquet")
-    assert store.recover(paths) == ["discarded b2"]
-    assert store.event_files(paths) == [] and not stage.exists()
-
-
-def test_recover_finishes_a_batch_that_crashed_half_way_through_its_renames(paths):
+def test_recover_discards_a_batch_that_never_committed(paths, monkeypatch):
+    """Killed before its Delta commit (here: the commit fails): the batch's event files are in the table's folder
+    but no version names them, so no reader sees them; recover takes them and the stage away."""
     store.commit_batch(paths, "b0", _events(1), QUARANTINE_SCHEMA.empty_table(), {}, None)
-    stage = paths.staging / "b3"
-    moves = []
-    for i, d in enumerate(["2025-06", "2025-07"]):
-        rel = f"events/event_month={d}/b3.parquet"
+    monkeypatch.setattr(store, "_delta_commit", lambda *a: (_ for _ in ()).throw(KeyboardInterrupt()))
+    monkeypatch.setattr(store, "_discard", lambda *a: None)  # as a SIGKILL would: no clean-up on the way out
+    with pytest.raises(KeyboardInterrupt):
+        store.commit_batch(paths, "b2", _events(3), _quarantine(), {"rows_in": 4}, "sha2")
+    monkeypatch.undo()
+    assert (paths.events / "event_month=2025-06" / "b2.parquet").exists() and (paths.staging / "b2").exists()
+    assert [p.name for p in store.event_files(paths)] == ["b0.parquet"] and len(store.read_events(paths)) == 1
+    assert store.recover(paths) == ["discarded b2"]
+    assert not (paths.events / "event_month=2025-06" / "b2.parquet").exists() and not (paths.staging / "b2").exists()
+    assert store.ledger_entry(paths, "sha2") is None and store.read_quarantine(paths).empty
+
+
+def test_recover_finishes_a_batch_that_committed_but_did_not_place_its_side_files(paths, monkeypatch):
+    """Killed after the Delta commit, before the quarantine file and the ledger record were renamed into place:
+    readers see the events; recover (the next ingest) places the rest, so the file is not ingested twice."""
+    monkeypatch.setattr(store, "_roll_forward", lambda *a: (_ for _ in ()).throw(KeyboardInterrupt()))
+    with pytest.raises(KeyboardInterrupt):
+        store.commit_batch(paths, "b3", _events(3), _quarantine(), {"rows_in": 4}, "sha3")
+    monkeypatch.undo()
+    assert len(store.read_events(paths)) == 3 and store.ledger_entry(paths, "sha3") is None
+    assert store.read_quarantine(paths).empty  # staged, not yet in place
+    assert store.recover(paths) == ["rolled forward b3"]
+    assert store.ledger_entry(paths, "sha3") == {"rows_in": 4} and len(store.read_quarantine(paths)) == 1
+    assert len(store.read_events(paths)) == 3 and not any(paths.staging.iterdir())
+
+
+def test_a_plain_parquet_store_from_before_delta_is_converted_with_its_unfinished_batch(paths):
+    """A store written by the old protocol (month folders of Parquet, a batch killed half-way through its renames):
+    the next writer finishes the batch, then makes the folder a Delta table holding every committed event."""
+    for i, d in enumerate(["2025-05", "2025-06"]):
+        atomic.write_parquet_atomic(_events(1), paths.events / f"event_month={d}" / f"old{i}.parquet")
+    stage, moves = paths.staging / "b4", []
+    for d in ["2025-07", "2025-08"]:
+        rel = f"events/event_month={d}/b4.parquet"
         atomic.write_parquet_atomic(_events(1), stage / rel)
         moves.append([rel, rel])
-    atomic.write_bytes_atomic(stage / "COMMIT", json.dumps({"batch_id": "b3", "moves": moves}).encode())
-    # the crash happened after the first rename
+    atomic.write_bytes_atomic(stage / "COMMIT", json.dumps({"batch_id": "b4", "moves": moves}).encode())
     (paths.home / moves[0][1]).parent.mkdir(parents=True, exist_ok=True)
-    (stage / moves[0][0]).rename(paths.home / moves[0][1])
-    # until a writer recovers the store, readers do not see the half-renamed batch at all
-    assert [p.name for p in store.event_files(paths)] == ["b0.parquet"]
-    assert store.store_time_range(paths)[2] == 1 and list(store.read_events(paths)["event_id"]) == ["e0"]
-    assert store.recover(paths) == ["rolled forward b3"]
-    assert sorted(p.name for p in store.event_files(paths)) == ["b0.parquet", "b3.parquet", "b3.parquet"]
+    (stage / moves[0][0]).rename(paths.home / moves[0][1])  # the crash came after the first rename
+    assert store.recover(paths) == ["rolled forward b4", "converted the event store to a Delta table"]
+    assert (paths.events / "_delta_log").is_dir() and store.store_version(paths) == 0
+    assert sorted(p.name for p in store.event_files(paths)) == ["b4.parquet", "b4.parquet", "old0.parquet",
+                                                                 "old1.parquet"]
+    store.commit_batch(paths, "b5", _events(2), QUARANTINE_SCHEMA.empty_table(), {}, None)  # appends as version 1
+    assert store.store_version(paths) == 1 and len(store.read_events(paths)) == 6
+
+
+def test_a_reader_converts_a_plain_store_it_finds(paths):
+    atomic.write_parquet_atomic(_events(2), paths.events / "event_month=2025-06" / "old.parquet")
+    assert len(store.read_events(paths)) == 2 and store.store_version(paths) == 0
+
+
+def test_every_version_of_the_store_reads_back_exactly_what_it_held(paths):
+    store.commit_batch(paths, "b1", _batch_over_months("b1", 9), QUARANTINE_SCHEMA.empty_table(), {}, None)
+    store.commit_batch(paths, "b2", _batch_over_months("b2", 6), _quarantine(), {}, "sha")  # quarantine only: a
+    store.commit_batch(paths, "b3", _events(0), _quarantine(), {}, "sha-empty")  # version that adds no event
+    assert store.store_version(paths) == 2
+    assert sorted(store.read_events(paths, version=0)["event_id"]) == sorted(f"b1-{i}" for i in range(9))
+    assert len(store.read_events(paths, version=1)) == len(store.read_events(paths, version=2)) == 15
+    assert store.store_time_range(paths, version=0)[2] == 9
+    assert len(store.event_files(paths, [str((NOW + pd.Timedelta(days=31)).date())], version=0)) == 1
+    with pytest.raises(store.UnknownStoreVersion, match="has no version 7.*at version 2"):
+        store.event_files(paths, version=7)
+
+
+def _quarantine() -> pa.Table:
+    row = {f.name: None for f in QUARANTINE_SCHEMA}
+    return pa.Table.from_pylist([{**row, **{k: "x" for k, f in zip(row, QUARANTINE_SCHEMA) if f.type == pa.string()}}],
+                                schema=QUARANTINE_SCHEMA)
 
 
 def test_atomic_write_never_leaves_a_partial_target(paths, monkeypatch):
@@ -95,8 +145,8 @@ def _batch_over_months(tag: str, n: int = 90) -> pa.Table:
 
 
 def test_a_concurrent_reader_sees_whole_multi_month_batches_only(paths):
-    """A reader listing and counting the store while batches of three months each are committed (renamed one
-    file at a time) must only ever see whole batches: every count a multiple of the batch size."""
+    """A reader listing and counting the store while batches of three months each are committed (a Delta
+    transaction each) must only ever see whole batches: every count a multiple of the batch size."""
     import threading
 
     import pyarrow.parquet as pq
