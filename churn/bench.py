@@ -172,7 +172,10 @@ def stage_increment(p: dict) -> dict:
     before = store.store_version(paths)
     r = stage_ingest({**p, "files": [p["batch"]], "force": True})
     (batch_id,) = r.pop("_batches")
-    store.event_table(paths).restore(before)
+    if before is None:  # the store was empty: no table again
+        shutil.rmtree(paths.events)
+    else:
+        store.event_table(paths).restore(before)
     for f in [*paths.events.glob(f"event_month=*/{batch_id}.parquet"), paths.quarantine / f"{batch_id}.parquet"]:
         f.unlink(missing_ok=True)
     (paths.ledger / f"{sources.file_sha256(Path(p['batch']))}.json").unlink(missing_ok=True)

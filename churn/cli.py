@@ -131,6 +131,9 @@ def check_train(args, settings) -> None:
     from storage import layout, store
 
     config = _train_config(args, settings)
+    from storage.engine import require_trainable
+
+    require_trainable(config.engine, config.spark_master)
     first, last, _ = store.store_time_range(layout.Paths(settings.home))
     as_of = utc(args.as_of) if args.as_of else last
     store.require_not_after(first, last, as_of)
@@ -907,7 +910,8 @@ def build_parser() -> argparse.ArgumentParser:
                                    "wall time, throughput and peak RSS per stage.")
     b.add_argument("--sizes", default="1M,10M,100M", help="comma-separated event counts (default 1M,10M,100M)")
     b.add_argument("--root", default="bench-data", help="where generated stores are cached (default ./bench-data)")
-    b.add_argument("--out", default="BENCHMARKS.md", help="the Markdown table (JSON beside it)")
+    b.add_argument("--out", default="BENCHMARKS.md", help="the Markdown table, JSON beside it (default ./BENCHMARKS.md: "
+                   "in the project's folder that is the committed file)")
     b.add_argument("--exact-top-n", type=_whole(0), help=f"customers with exact reasons (default {_default('exact_reasons_top_n')})")
     b.add_argument("--increment", default="1M", help="size of the batch ingested into the full store (default 1M)")
     b.add_argument("--engine", default="duckdb", help="spark: also measure the feature build, training and scoring on Spark "

@@ -24,6 +24,7 @@ log = logging.getLogger("churn.train")
 def build_snapshots(config: TrainConfig, as_of: pd.Timestamp | None) -> tuple[CutoffPlan, dict]:
     """Plan the cutoffs, build and store the labelled snapshots; returns the plan and what was written."""
     paths = layout.Paths(config.home)
+    engine.require_trainable(config.engine, config.spark_master)  # before hours of snapshots, not after
     version = store.store_version(paths)  # every read below is of this version: the run can be read back exactly
     first, last, n_events = store.store_time_range(paths, version)
     as_of = utc(as_of) if as_of is not None else last

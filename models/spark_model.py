@@ -69,6 +69,14 @@ def _model_columns(features: list[str]) -> list:
     return [F.coalesce(F.col(f).cast("double"), F.lit(float("nan"))).alias(f) for f in features]
 
 
+def spread_over_workers(sdf, num_workers: int):
+    """`sdf` dealt round-robin into one partition per XGBoost worker. XGBoost's estimator gives each worker one
+    partition and repartitions only when their numbers differ: the training rows filtered out of the stored
+    snapshots (train rows first, then validation) could sit in one of two partitions, leaving one worker all the rows
+    and the other none, which trained on one worker (the model of the single-machine fit, bit for bit)."""
+    return sdf.repartition(num_workers)
+
+
 def _estimator(features: list[str], *, seed: int, num_workers: int, **params):
     """XGBoost's Spark classifier over the feature columns (NaN for missing) and LABEL, quiet, with `params` (XGBoost's
     sklearn-style names) over nothing else: the one spelling of the fit and the refit."""
@@ -84,7 +92,7 @@ def fit_churn_model(sdf, features: list[str], *, seed: int, params: dict | None,
     stopping on the ES_COLUMN rows; the booster cut at the best iteration, as `ChurnModel.fit` does."""
     estimator = _estimator(features, seed=seed, num_workers=num_workers, validation_indicator_col=ES_COLUMN,
                            **{**DEFAULT_PARAMS, **(params or {})})
-    booster = estimator.fit(sdf).get_booster()
+    booster = estimator.fit(spread_over_workers(sdf, num_workers)).get_booster()
     best = int(getattr(booster, "best_iteration", booster.num_boosted_rounds() - 1))
     return ChurnModel.from_booster(booster, features, best_iteration=best, seed=seed, **(params or {}))
 
@@ -98,7 +106,7 @@ def refit_on_spark(sdf, model: ChurnModel, *, num_workers: int) -> ChurnModel:
     params = {k: v for k, v in model.params.items() if k != "early_stopping_rounds"}
     estimator = _estimator(model.features, seed=model.seed, num_workers=num_workers,
                            **{**params, "n_estimators": model.best_iteration_ + 1})
-    booster = estimator.fit(sdf).get_booster()
+    booster = estimator.fit(spread_over_workers(sdf, num_workers)).get_booster()
     out = ChurnModel.from_booster(booster, model.features, best_iteration=model.best_iteration_, seed=model.seed,
                                   **model.params)
     out.refit_rows_ = sdf.count()

@@ -28,9 +28,20 @@ def spark_session(spark_master: str):
     try:
         return spark.session(spark_master)
     except Exception as e:  # noqa: BLE001 - Java missing, a master that does not answer: one clear line
+        hint = "" if spark_master.startswith("sc://") else " (it needs Java 17+)"  # a Connect client needs no Java
         raise EngineUnavailable(f"engine 'spark' could not start a Spark session on {spark_master!r}: "
-                                f"{str(e).splitlines()[0] if str(e) else type(e).__name__} (it needs Java 17+)") \
-            from None
+                                f"{str(e).splitlines()[0] if str(e) else type(e).__name__}{hint}") from None
+
+
+def require_trainable(engine: str, spark_master: str) -> None:
+    """EngineUnavailable, before anything runs, when `churn train` cannot fit on this engine's session: XGBoost's
+    Spark estimator needs a classic Spark session (a SparkContext for its barrier tasks), which Spark Connect does
+    not give. Feature builds and scoring run over Spark Connect."""
+    if engine == "spark" and spark_master.startswith("sc://"):
+        raise EngineUnavailable(f"engine 'spark' trains with XGBoost's Spark estimator, which needs a classic Spark "
+                                f"session, and spark_master {spark_master!r} is Spark Connect: for `churn train` set "
+                                f"spark_master to the cluster's master URL (spark://, yarn, k8s://) or engine = "
+                                f"\"duckdb\"; scoring runs over Spark Connect")
 
 
 @contextmanager

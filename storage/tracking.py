@@ -701,7 +701,10 @@ def recent_runs(tracking_uri: str, experiment: str, model_name: str, last: int =
                     "as_of": (p.get("as_of") or "")[:10], "roc_auc": m.get("val_roc_auc"),
                     "pr_auc": m.get("val_pr_auc"), "best_baseline": best,
                     "best_baseline_roc_auc": baselines.get(best) if best else None,
-                    "version": v, "aliases": sorted(aliases.get(str(v), [])) if v else []})
+                    "version": v, "aliases": sorted(aliases.get(str(v), [])) if v else [],
+                    # the event table's version the run read, and its events (runs before Delta: None)
+                    "store_version": int(p["store_version"]) if p.get("store_version") else None,
+                    "store_events": int(p["store_events"]) if p.get("store_events") else None})
     return out
 
 

@@ -95,6 +95,52 @@ needs_java = pytest.mark.skipif(JAVA_MISSING is not None, reason=str(JAVA_MISSIN
 
 
 @pytest.fixture(scope="session")
+def spark_connect(tmp_path_factory):
+    """A real Spark Connect server (local[2], gRPC on a free port of 127.0.0.1), started from PySpark's own jars as
+    `$SPARK_HOME/sbin/start-connect-server.sh` would; yields its `sc://` URL."""
+    import os
+    import socket
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    import pyspark
+
+    home = Path(pyspark.__file__).parent
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    root = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "SPARK_HOME": str(home), "PYSPARK_PYTHON": sys.executable, "SPARK_LOCAL_IP": "127.0.0.1",
+           "PYTHONPATH": str(root)}  # the server's Python workers run the project's scoring code
+    log = tmp_path_factory.mktemp("spark-connect") / "server.log"
+    server = subprocess.Popen(
+        [str(home / "bin" / "spark-submit"), "--class", "org.apache.spark.sql.connect.service.SparkConnectServer",
+         "--master", "local[2]", "--conf", "spark.connect.grpc.binding.address=127.0.0.1",
+         "--conf", f"spark.connect.grpc.binding.port={port}", "--conf", "spark.driver.host=127.0.0.1",
+         "--conf", "spark.driver.bindAddress=127.0.0.1", "--conf", "spark.ui.enabled=false",
+         "--conf", "spark.sql.shuffle.partitions=8", "spark-internal"],
+        env=env, cwd=root, stdout=subprocess.DEVNULL, stderr=open(log, "w"))
+    deadline = time.monotonic() + 180
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), 0.5).close()
+            break
+        except OSError:
+            if server.poll() is not None or time.monotonic() > deadline:
+                server.kill()
+                pytest.fail(f"the Spark Connect server did not start: {log.read_text()[-3000:]}")
+            time.sleep(0.2)
+    yield f"sc://127.0.0.1:{port}"
+    server.terminate()
+    try:
+        server.wait(60)
+    except subprocess.TimeoutExpired:
+        server.kill()
+
+
+@pytest.fixture(scope="session")
 def spark():
     """One local Spark session (local[2] on 127.0.0.1) shared by every Spark test: starting one costs ~10 s."""
     from storage.spark import session

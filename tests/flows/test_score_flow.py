@@ -349,6 +349,9 @@ def test_churn_runs_lists_the_training_run_with_its_metrics_baseline_and_alias(t
     assert 0.5 < r["roc_auc"] <= 1 and 0 < r["pr_auc"] <= 1 and r["horizon_days"] == "90"
     assert r["best_baseline"] in ("recency_rule_90d", "logistic_rfm", "bg_nbd", "pareto_nbd")
     assert 0.5 < r["best_baseline_roc_auc"] < 1
+    from storage import store  # the event table's version the run read (nothing was ingested since)
+
+    assert (r["store_version"], r["store_events"]) == (store.store_version(trained), store.store_time_range(trained)[2])
     assert cmd_runs(argparse.Namespace(last=5, json=False), settings) == 0
     table = capsys.readouterr().out
     assert f"v{r['version']} (champion)" in table and f"{r['roc_auc']:.4f}" in table

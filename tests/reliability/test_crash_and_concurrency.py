@@ -205,9 +205,10 @@ def _append_as_another_writer(home: str, batches: int, rows: int) -> None:
 
 
 def test_another_delta_writer_appending_during_an_ingest_loses_nothing(tmp_path, landing_files):
-    """churn ingests three files while another Delta writer appends 20 batches to the same table: every event of
-    both is stored once, churn's ledger is exact, and an event the other writer stored counts as a duplicate."""
-    files, all_ids = landing_files
+    """churn ingests a file while another Delta writer appends 20 batches to the same table: every event of both
+    is stored once, churn's ledger is exact, and an event the other writer stored counts as a duplicate."""
+    files, _ = landing_files
+    files, all_ids = files[:1], set(pd.read_parquet(files[0], columns=["event_id"])["event_id"])
     home = tmp_path / "home"
     spawn = mp.get_context("spawn")
     report = tmp_path / "child.txt"

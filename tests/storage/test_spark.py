@@ -145,6 +145,18 @@ def test_the_engine_setting_chooses_where_the_features_are_built(small_store, sp
 SAME_TREES = {"subsample": 1.0, "colsample_bytree": 1.0, "max_bin": 65536}
 
 
+def test_every_xgboost_worker_gets_training_rows_wherever_the_filter_left_them(spark):
+    """The training rows of the stored snapshots can all sit in one of two partitions (train rows first, then the
+    validation rows, filtered out): each of the estimator's workers still gets a share of them."""
+    from models.spark_model import spread_over_workers
+
+    rows = spark.createDataFrame(pd.DataFrame({"x": range(1000), "split": ["train"] * 600 + ["validation"] * 400}))
+    train = rows.coalesce(1).union(rows.limit(0)).repartition(2, "split").where("split = 'train'")
+    assert sorted(train.rdd.glom().map(len).collect()) == [0, 600]  # what the estimator would have been given
+    spread = spread_over_workers(train, 2).rdd.glom().map(len).collect()
+    assert len(spread) == 2 and min(spread) >= 250 and sum(spread) == 600
+
+
 def test_the_pipeline_on_spark_and_on_duckdb_agrees_end_to_end(small_store, spark, tmp_path):
     """Issue #16: features -> snapshots -> train -> register -> score -> win-back with engine "spark" and with
     "duckdb", each on its own copy of the same ingested store: the same labelled snapshots, the same model (XGBoost's
@@ -230,10 +242,12 @@ def test_bench_measures_the_feature_build_on_spark_beside_duckdb(small_store, sp
     assert "score (exact reasons for top 50) on spark 12.0 s vs DuckDB and this process 4.0 s: **3.0x**" in text
 
 
-def test_scoring_on_spark_publishes_the_scores_of_one_machine(trained, spark, tmp_path):
+def test_scoring_on_spark_and_over_spark_connect_publishes_the_scores_of_one_machine(trained, spark, spark_connect,
+                                                                                      tmp_path, capsys, monkeypatch):
     """engine = "spark" scores by partition (predictions, curve, reason codes) with the ranks and the exact-reason
     budget taken over everyone by Spark: the published scores are the single-machine ones, value for value, and pass
-    the same contract check before publishing."""
+    the same contract check before publishing; the same over a real Spark Connect server (spark_master sc://...),
+    where `churn train` is one clear error (XGBoost's Spark estimator needs a classic session)."""
     import shutil
 
     from pandas.testing import assert_frame_equal
@@ -259,3 +273,24 @@ def test_scoring_on_spark_publishes_the_scores_of_one_machine(trained, spark, tm
     assert duck_scores["p_no_purchase_90d"].notna().all()  # the curve is scored too
     assert on_spark["validation"] == duck["validation"] and on_spark["tiers"] == duck["tiers"]
     assert_frame_equal(spark_scores, duck_scores, check_exact=False, rtol=1e-12, atol=0)
+    # over Spark Connect: `churn score` in its own process (PySpark has one kind of session per process)
+    import subprocess
+    import sys
+
+    env = {**__import__("os").environ, "CHURN_ENGINE": "spark", "CHURN_SPARK_MASTER": spark_connect,
+           "CHURN_EXACT_REASONS_TOP_N": "100"}
+    r = subprocess.run([sys.executable, "-m", "churn.cli", "--home", str(home), "score"], env=env, capture_output=True,
+                       text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "on Spark" in r.stderr  # the scoring line says where it ran
+    connect_scores = pd.read_parquet(duck["path"])
+    assert_frame_equal(connect_scores.drop(columns="scored_at"), duck_scores.drop(columns="scored_at"),
+                       check_exact=False, rtol=1e-12, atol=0)
+    from churn.cli import main
+
+    monkeypatch.setenv("CHURN_ENGINE", "spark")
+    monkeypatch.setenv("CHURN_SPARK_MASTER", spark_connect)
+    capsys.readouterr()
+    code = main(["--home", str(home), "train"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and err[0].startswith("error: ") and "Spark Connect" in err[0], err
