@@ -53,7 +53,10 @@ def _ingest_reporting(home: str, files: list[str], report: str) -> None:
         raise
 
 
-def test_two_concurrent_ingests_of_overlapping_files_store_every_event_once(tmp_path, landing_files):
+def test_two_concurrent_ingests_and_another_delta_writer_store_every_event_once(tmp_path, landing_files):
+    """Two `churn ingest` of overlapping files at once, while another Delta writer (as a Spark job with Delta Lake
+    would be) appends 20 batches to the same table: every event of all three is stored once, churn's ledger is
+    exact, and an event the other writer stored counts as a duplicate when churn is given it."""
     files, all_ids = landing_files
     home = str(tmp_path / "home")
     # separate interpreters, as two `churn ingest` commands would be (no state inherited from this process)
@@ -61,14 +64,43 @@ def test_two_concurrent_ingests_of_overlapping_files_store_every_event_once(tmp_
     reports = [tmp_path / f"child{i}.txt" for i in range(2)]
     procs = [spawn.Process(target=_ingest_reporting, args=(home, order, str(r)))
              for order, r in zip((files, files[::-1]), reports)]
+    procs.append(spawn.Process(target=_append_as_another_writer, args=(home, 20, 50)))
     for p in procs:
         p.start()
-    for p, r in zip(procs, reports):
+    for p, r in zip(procs, [*reports, tmp_path / "none"]):
         p.join(300)
         assert p.exitcode == 0, r.read_text() if r.exists() else f"exit code {p.exitcode}"
-    ids = stored_ids(layout.Paths(tmp_path / "home"))
-    assert len(ids) == len(set(ids)) == len(all_ids)
-    assert set(ids) == all_ids
+    paths = layout.Paths(tmp_path / "home")
+    ids = stored_ids(paths)
+    others = {f"other-{b}-{i}" for b in range(20) for i in range(50)}
+    assert len(ids) == len(set(ids)) == len(all_ids) + len(others)
+    assert set(ids) == all_ids | others and _ledger(paths) == len(files)
+    history = store.event_table(paths).history()
+    assert sum(1 for h in history if "churn.batch_id" in h) >= len(files) and len(history) >= len(files) + 20
+    again = tmp_path / "again.parquet"
+    store.read_events(paths).query("event_id.str.startswith('other-3-')").drop(columns="ingest_batch").to_parquet(again)
+    r = ingest_file(config(paths, "ingest"), again, now=NOW)
+    assert (r["stored"], r["duplicates"]) == (0, 50), r
+
+
+def _append_as_another_writer(home: str, batches: int, rows: int) -> None:
+    """Another Delta writer: `batches` appends of `rows` new events each, once the table exists, with no lock of
+    churn's."""
+    import pyarrow as pa
+    from deltalake import DeltaTable, write_deltalake
+
+    table = layout.Paths(__import__("pathlib").Path(home)).events
+    deadline = time.monotonic() + 120
+    while not DeltaTable.is_deltatable(str(table)) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    for b in range(batches):
+        t = pd.Timestamp("2025-01-15T12:00Z") + pd.to_timedelta(range(rows), unit="min")
+        frame = pd.DataFrame({"event_id": [f"other-{b}-{i}" for i in range(rows)],
+                              "customer_id": [f"other-c{i % 7}" for i in range(rows)], "event_type": "visit",
+                              "event_time": t, "ingest_batch": f"other-{b}", "event_month": "2025-01"})
+        full = {f.name: frame[f.name] if f.name in frame else [None] * rows for f in store.table_schema()}
+        write_deltalake(str(table), pa.Table.from_pydict(full, schema=store.table_schema()), mode="append",
+                        partition_by=[store.PARTITION])
 
 
 def _ingest_timed(home: str, ready: str, files: list[str]) -> None:
@@ -182,51 +214,3 @@ def test_a_batch_killed_before_its_delta_commit_stays_invisible_to_readers_until
     _ingest(str(paths.home), files)  # the next ingest rolls the batch forward first
     ids = stored_ids(paths)
     assert len(ids) == len(set(ids)) == len(all_ids)
-
-
-def _append_as_another_writer(home: str, batches: int, rows: int) -> None:
-    """Another Delta writer (as a Spark job with Delta Lake would be): `batches` appends of `rows` new events each,
-    once the table exists, with no lock of churn's."""
-    import pyarrow as pa
-    from deltalake import DeltaTable, write_deltalake
-
-    table = layout.Paths(__import__("pathlib").Path(home)).events
-    deadline = time.monotonic() + 120
-    while not DeltaTable.is_deltatable(str(table)) and time.monotonic() < deadline:
-        time.sleep(0.02)
-    for b in range(batches):
-        t = pd.Timestamp("2025-01-15T12:00Z") + pd.to_timedelta(range(rows), unit="min")
-        frame = pd.DataFrame({"event_id": [f"other-{b}-{i}" for i in range(rows)],
-                              "customer_id": [f"other-c{i % 7}" for i in range(rows)], "event_type": "visit",
-                              "event_time": t, "ingest_batch": f"other-{b}", "event_month": "2025-01"})
-        full = {f.name: frame[f.name] if f.name in frame else [None] * rows for f in store.table_schema()}
-        write_deltalake(str(table), pa.Table.from_pydict(full, schema=store.table_schema()), mode="append",
-                        partition_by=[store.PARTITION])
-
-
-def test_another_delta_writer_appending_during_an_ingest_loses_nothing(tmp_path, landing_files):
-    """churn ingests a file while another Delta writer appends 20 batches to the same table: every event of both
-    is stored once, churn's ledger is exact, and an event the other writer stored counts as a duplicate."""
-    files, _ = landing_files
-    files, all_ids = files[:1], set(pd.read_parquet(files[0], columns=["event_id"])["event_id"])
-    home = tmp_path / "home"
-    spawn = mp.get_context("spawn")
-    report = tmp_path / "child.txt"
-    procs = [spawn.Process(target=_ingest_reporting, args=(str(home), files, str(report))),
-             spawn.Process(target=_append_as_another_writer, args=(str(home), 20, 50))]
-    for p in procs:
-        p.start()
-    for p in procs:
-        p.join(300)
-        assert p.exitcode == 0, report.read_text() if report.exists() else f"exit code {p.exitcode}"
-    paths = layout.Paths(home)
-    ids = stored_ids(paths)
-    others = {f"other-{b}-{i}" for b in range(20) for i in range(50)}
-    assert len(ids) == len(set(ids)) and set(ids) == all_ids | others
-    assert _ledger(paths) == len(files)
-    history = store.event_table(paths).history()
-    assert sum(1 for h in history if "churn.batch_id" in h) >= len(files) and len(history) >= len(files) + 20
-    again = tmp_path / "again.parquet"
-    store.read_events(paths).query("event_id.str.startswith('other-3-')").drop(columns="ingest_batch").to_parquet(again)
-    r = ingest_file(config(paths, "ingest"), again, now=NOW)
-    assert (r["stored"], r["duplicates"]) == (0, 50), r
