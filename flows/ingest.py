@@ -16,6 +16,7 @@ from ingestion.normalize import Mapping, MappingError
 from storage import layout, sources, store, tracking
 
 log = logging.getLogger("churn.ingest")
+COMMIT_ATTEMPTS = 5  # duplicate check + commit, again while other Delta writers keep committing in between
 
 
 def ingest_file(config: IngestConfig, file: Path, *, now: pd.Timestamp, fmt: str = "contract",
@@ -47,7 +48,7 @@ def ingest_file(config: IngestConfig, file: Path, *, now: pd.Timestamp, fmt: str
                                  max_event_time=now + pd.Timedelta(hours=config.future_tolerance_hours))
         # built before the lock: values the store cannot hold fail here, for this file only, not mid-commit
         events = store.events_table(prepared.events, batch_id)
-        quarantine = accounting.quarantine_table(prepared.quarantine, batch_id, name, now)
+        quarantine_first = accounting.quarantine_table(prepared.quarantine, batch_id, name, now)
     except Exception as e:  # noqa: BLE001 - one bad file must never stop the others
         if sources.needs_a_person(e):
             raise
@@ -58,20 +59,32 @@ def ingest_file(config: IngestConfig, file: Path, *, now: pd.Timestamp, fmt: str
         if not force and store.ledger_entry(paths, sha):  # another process finished it meanwhile
             consume_landed(paths, file, landed)
             return skipped
-        if prepared.folded:  # an invoice's id names the invoice, not its lines: compare what was stored
-            stored = store.stored_events_among(paths, prepared.events["event_id"])
-            known = set(stored["event_id"])
-        else:
-            stored, known = None, store.stored_ids_among(paths, prepared.events["event_id"])
-        before = len(prepared.quarantine)
-        prepared.events, stored_duplicates = accounting.drop_known(prepared, known, stored)
-        if len(prepared.quarantine) != before:  # folded events in conflict with stored ones were added
-            quarantine = accounting.quarantine_table(prepared.quarantine, batch_id, name, now)
-        try:
-            result = accounting.file_summary(summary, prepared, stored_duplicates, batch_id, now)
-        except accounting.AccountingError as e:  # a bug; this file's batch is never published
-            return reject_file(paths, file, summary, e, now, landed)
-        store.commit_batch(paths, batch_id, store.without_ids(events, known), quarantine, result, sha)
+        # another Delta writer may append the same events between the duplicate check and the commit: the commit is
+        # made against the version checked and refused if the table moved on; then check again
+        as_prepared, as_quarantined = prepared.events, prepared.quarantine
+        for attempt in range(1, COMMIT_ATTEMPTS + 1):
+            prepared.events, prepared.quarantine = as_prepared, as_quarantined.copy()
+            version = store.store_version(paths)
+            if prepared.folded:  # an invoice's id names the invoice, not its lines: compare what was stored
+                stored = store.stored_events_among(paths, prepared.events["event_id"], version)
+                known = set(stored["event_id"])
+            else:
+                stored, known = None, store.stored_ids_among(paths, prepared.events["event_id"], version)
+            prepared.events, stored_duplicates = accounting.drop_known(prepared, known, stored)
+            quarantine = (accounting.quarantine_table(prepared.quarantine, batch_id, name, now)  # folded conflicts
+                          if len(prepared.quarantine) != len(as_quarantined) else quarantine_first)
+            try:
+                result = accounting.file_summary(summary, prepared, stored_duplicates, batch_id, now)
+            except accounting.AccountingError as e:  # a bug; this file's batch is never published
+                return reject_file(paths, file, summary, e, now, landed)
+            try:
+                store.commit_batch(paths, batch_id, store.without_ids(events, known), quarantine, result, sha, version)
+                break
+            except store.ConcurrentAppend:
+                if attempt == COMMIT_ATTEMPTS:
+                    raise
+                log.info("%s: another writer appended to the event table meanwhile: checking for duplicates again",
+                         name)
     consume_landed(paths, file, landed)
     result["volume_drops"] = volume_drops(paths, accounting.batch_days(prepared.events))
     return result

@@ -14,6 +14,7 @@ any point leaves the store as if the batch never started or had fully finished.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -78,6 +79,38 @@ class UnknownStoreVersion(UserError, LookupError):
     """A Delta table version the event store does not have (or no longer has)."""
 
 
+class DamagedStore(UserError, RuntimeError):
+    """The event table cannot be read as churn's: a damaged log, a missing data file, another schema."""
+
+
+class ConcurrentAppend(RuntimeError):
+    """Another Delta writer committed to the event table after the version a batch's duplicate check read."""
+
+
+@contextlib.contextmanager
+def _delta_errors(paths: Paths, doing: str) -> Iterator[None]:
+    """deltalake's errors as churn's: an operating-system failure it wraps in text (`os error 28`) becomes the OSError
+    it was (so a full disk stays exit 4 and is never taken for a bad file); a log it cannot read, DamagedStore."""
+    import errno
+    import re
+
+    try:
+        yield
+    except (UserError, ConcurrentAppend, OSError) as e:
+        code = re.search(r"os error (\d+)", str(e)) if isinstance(e, OSError) and e.errno is None else None
+        if code is None:
+            raise
+        raise OSError(int(code.group(1)), f"{os.strerror(int(code.group(1)))} while {doing} {paths.events}") from e
+    except Exception as e:  # noqa: BLE001 - deltalake's own error types
+        code = re.search(r"os error (\d+)", str(e))
+        if code is not None and int(code.group(1)) in (errno.ENOSPC, errno.EROFS, errno.EACCES, errno.EDQUOT):
+            raise OSError(int(code.group(1)), f"{os.strerror(int(code.group(1)))} while {doing} {paths.events}") \
+                from e
+        raise DamagedStore(f"the event table {paths.events} cannot be read ({doing}): {str(e).splitlines()[0]}; "
+                           f"it was damaged outside churn (restore the file, or the table to an older version with "
+                           f"deltalake's DeltaTable.restore)") from None
+
+
 def table_schema() -> pa.Schema:
     """The event table's schema: the stored columns and the partition column."""
     return STORE_SCHEMA.append(pa.field(PARTITION, pa.string()))
@@ -88,24 +121,72 @@ def event_table(paths: Paths, version: int | None = None):
     A store of plain Parquet files from before Delta is converted in place first (once, under the store lock)."""
     from deltalake import DeltaTable
 
-    log_dir = paths.events / "_delta_log"
-    if not log_dir.is_dir():
-        if not any(paths.events.glob(f"{PARTITION}=*/*.parquet")):
+    if not _is_table(paths):
+        if not plain_files(paths):  # nothing, or only the files of a first batch being written
             return None
         convert_plain_store(paths)
-    if not DeltaTable.is_deltatable(str(paths.events)):  # a first batch is being written: nothing committed yet
-        return None
-    try:
-        return DeltaTable(paths.events, version=version)
-    except Exception as e:  # noqa: BLE001 - deltalake raises its own error types for a missing version
-        if version is None:
-            raise
+    if version is not None and version > _latest(paths):
         raise UnknownStoreVersion(f"the event store {paths.events} has no version {version} (it is at version "
-                                  f"{DeltaTable(paths.events).version()}): {str(e).splitlines()[0]}") from None
+                                  f"{_latest(paths)})")
+    with _delta_errors(paths, f"reading version {version}" if version is not None else "reading"):
+        table = DeltaTable(paths.events, version=version)
+    _check_layout(paths, table)
+    return table
+
+
+def _is_table(paths: Paths) -> bool:
+    """Whether the event folder holds a committed Delta table (a `_delta_log` with a first commit)."""
+    from deltalake import DeltaTable
+
+    return DeltaTable.is_deltatable(str(paths.events))
+
+
+def _latest(paths: Paths) -> int:
+    from deltalake import DeltaTable
+
+    with _delta_errors(paths, "reading"):
+        return DeltaTable(paths.events, without_files=True).version()
+
+
+def plain_files(paths: Paths) -> list[Path]:
+    """The Parquet files of a store from before Delta (no committed table): every month folder's file except those a
+    staged batch's journal names (the first batch of a new table, being written)."""
+    files = sorted(paths.events.glob(f"{PARTITION}=*/*.parquet"))
+    if not files or not paths.staging.exists():
+        return files
+    staged = set()
+    for journal in paths.staging.glob(f"*/{JOURNAL}"):
+        try:
+            staged.update(paths.events / rel for rel in json.loads(journal.read_text())["event_files"])
+        except (OSError, ValueError, KeyError):
+            continue
+    return [f for f in files if f not in staged]
+
+
+def _check_layout(paths: Paths, table) -> None:
+    """DamagedStore unless the table is churn's event table: partitioned by `PARTITION` only, with the stored columns
+    in their types (a table another writer created with other columns would take churn's rows and lose them)."""
+    parts = list(table.metadata().partition_columns)
+    have = pa.schema(table.schema().to_arrow())
+    want = table_schema()
+
+    def kind(t: pa.DataType) -> str:
+        return "string" if t in (pa.string(), pa.large_string(), pa.string_view()) else str(t)
+
+    wrong = [f"{f.name} ({kind(have.field(f.name).type) if f.name in have.names else 'missing'}, not {kind(f.type)})"
+             for f in want if f.name not in have.names or kind(have.field(f.name).type) != kind(f.type)]
+    extra = [n for n in have.names if n not in want.names]
+    if parts != [PARTITION] or wrong or extra:
+        raise DamagedStore(f"the Delta table {paths.events} is not churn's event table: "
+                           + "; ".join(x for x in (
+                               f"partitioned by {parts or 'nothing'}, not ['{PARTITION}']" if parts != [PARTITION] else "",
+                               f"columns {', '.join(wrong)}" if wrong else "",
+                               f"extra columns {', '.join(extra)}" if extra else "") if x)
+                           + ": move it aside, or use another data folder")
 
 
 def convert_plain_store(paths: Paths) -> None:
-    """Make a store written before Delta (month folders of Parquet files, no `_delta_log`) a Delta table in place,
+    """Make a store written before Delta (month folders of Parquet files, no committed table) a Delta table in place,
     under the store lock (writers convert in `recover`, which they call holding it)."""
     try:
         with store_lock(paths):
@@ -136,7 +217,13 @@ def event_files(paths: Paths, dates: list[str] | None = None, version: int | Non
     else:
         months = ", ".join(f"'{m}'" for m in _months(dates))
         uris = table.file_uris(file_pruning_predicate=f"{PARTITION} IN ({months})")
-    return sorted(Path(u.removeprefix("file://")) for u in uris)
+    files = sorted(Path(u.removeprefix("file://")) for u in uris)
+    missing = [f for f in files if not f.exists()]
+    if missing:
+        raise DamagedStore(f"the event table {paths.events} (version {table.version()}) names {len(missing)} file(s) "
+                           f"that are gone, e.g. {missing[0]}: it was damaged outside churn (restore the files, or "
+                           f"the table to an older version with deltalake's DeltaTable.restore)")
+    return files
 
 
 def unfinished_targets(paths: Paths) -> set[Path]:
@@ -156,7 +243,7 @@ def unfinished_targets(paths: Paths) -> set[Path]:
     return out
 
 
-def stored_ids_among(paths: Paths, candidate_ids) -> set[str]:
+def stored_ids_among(paths: Paths, candidate_ids, version: int | None = None) -> set[str]:
     """Which of the candidate event ids are already stored, in any month (call under the store lock).
 
     Every partition is read, not only the batch's months: the same event with a corrected time in
@@ -164,8 +251,9 @@ def stored_ids_among(paths: Paths, candidate_ids) -> set[str]:
     column of every file costs 5.5-6.1 s for a 1M-id batch against a 10M-event store (0.4-0.6 s for
     one month), small next to validating that batch; a separate id index would be a second copy of
     the ids to keep consistent through the journal, for a few seconds per million events.
+    `version`: the table version to look in (default: the latest).
     """
-    files = event_files(paths)
+    files = event_files(paths, version=version)
     if not files or len(candidate_ids) == 0:
         return set()
     con = connect(paths)
@@ -181,10 +269,11 @@ def stored_ids_among(paths: Paths, candidate_ids) -> set[str]:
 
 
 
-def stored_events_among(paths: Paths, candidate_ids) -> pd.DataFrame:
-    """The stored events (contract columns) whose ids are among the candidates, in any month (call under the
-    store lock): for events folded from several lines, whose stored values decide duplicate or conflict."""
-    files = event_files(paths)
+def stored_events_among(paths: Paths, candidate_ids, version: int | None = None) -> pd.DataFrame:
+    """The stored events (contract columns) whose ids are among the candidates, in any month, at `version` (default
+    the latest; call under the store lock): for events folded from several lines, whose stored values decide
+    duplicate or conflict."""
+    files = event_files(paths, version=version)
     if not files or len(candidate_ids) == 0:
         return EVENT_SCHEMA.empty_table().to_pandas()
     con = connect(paths)
@@ -315,17 +404,27 @@ def commit_staged(paths: Paths, batch_id: str, tables: list[tuple[str, pa.Table,
     _roll_forward(paths, stage)
 
 
+LATEST = "latest"  # commit_batch's read_version: the table as it is when the batch commits
+
+
 def commit_batch(paths: Paths, batch_id: str, events: pa.Table, quarantine: pa.Table,
-                 ledger: dict, ledger_sha: str | None) -> None:
+                 ledger: dict, ledger_sha: str | None, read_version: int | None | str = LATEST) -> None:
     """Publish a batch atomically (call under the store lock): its events as one Delta transaction (one file per
     month), its quarantine file and its ledger record, or none of them.
 
     Order: the journal naming every file the batch writes; the side files staged; the event files written into the
     table's folder (no reader sees a file the log does not name); the Delta commit, carrying the batch's sequence
     number as the application transaction `TABLE_APP_ID` (the commit point: `recover` asks the table whether it
-    happened); the side files renamed into place. A failure before the commit takes every file away again."""
+    happened); the side files renamed into place. A failure before the commit takes every file away again.
+
+    `read_version`: the table version the batch's duplicate check read (None: there was no table). The commit is
+    made against that version and refused if any writer committed after it (ConcurrentAppend, nothing published):
+    another Delta writer may have appended the same events meanwhile, so the caller checks again and retries."""
     months = list(_split_by_month(events)) if events.num_rows else []
-    table = event_table(paths)
+    if read_version == LATEST:
+        table = event_table(paths)
+    else:
+        table = event_table(paths, read_version) if read_version is not None else None
     seq = (table.transaction_version(TABLE_APP_ID) or 0) + 1 if table is not None else 1
     side = [(f"quarantine/{batch_id}.parquet", quarantine, QUARANTINE_SCHEMA)] if quarantine.num_rows else []
     records = [(f"state/ingested/{ledger_sha}.json", ledger)] if ledger_sha is not None else []
@@ -347,9 +446,12 @@ def commit_batch(paths: Paths, batch_id: str, events: pa.Table, quarantine: pa.T
             write_parquet_atomic(part.cast(STORE_SCHEMA), paths.events / rel)
             adds.append(_add_action(paths, rel, month, part.num_rows))
         _delta_commit(paths, table, adds, seq, batch_id)
-    except BaseException:  # e.g. disk full: nothing was published (unless the commit itself went through)
+    except BaseException as e:  # e.g. disk full: nothing was published (unless the commit itself went through)
         if not _committed(paths, seq):
             _discard(paths, stage, journal)
+            if isinstance(e, Exception) and _moved_on(paths, table):
+                raise ConcurrentAppend(f"another writer committed to {paths.events} after version "
+                                       f"{None if table is None else table.version()}") from e
         raise
     _roll_forward(paths, stage, JOURNAL)
 
@@ -366,19 +468,25 @@ def _delta_commit(paths: Paths, table, adds: list, seq: int, batch_id: str) -> N
     from deltalake import CommitProperties, Schema, Transaction
     from deltalake.transaction import create_table_with_add_actions
 
-    props = CommitProperties(app_transactions=[Transaction(TABLE_APP_ID, seq)],
+    # no retry: a commit that finds another writer's after the version read is refused (see commit_batch)
+    props = CommitProperties(app_transactions=[Transaction(TABLE_APP_ID, seq)], max_commit_retries=0,
                              custom_metadata={"churn.batch_id": batch_id})
-    if table is None:
-        try:
+    if _moved_on(paths, table):
+        raise ConcurrentAppend(f"another writer committed to {paths.events} after the version read")
+    with _delta_errors(paths, "committing a batch to"):
+        if table is None:
             create_table_with_add_actions(str(paths.events), Schema.from_arrow(table_schema()), adds, mode="error",
                                           partition_by=[PARTITION], name="events", commit_properties=props)
-            return
-        except Exception:  # noqa: BLE001 - another Delta writer created the table first: append to it instead
-            table = event_table(paths)
-            if table is None:
-                raise
-    table.create_write_transaction(adds, mode="append", schema=table.schema(), partition_by=[PARTITION],
-                                   commit_properties=props)
+        else:
+            table.create_write_transaction(adds, mode="append", schema=table.schema(), partition_by=[PARTITION],
+                                           commit_properties=props)
+
+
+def _moved_on(paths: Paths, table) -> bool:
+    """Whether the event table has a commit after `table`'s version (or exists at all, for None)."""
+    if not _is_table(paths):
+        return False
+    return table is None or _latest(paths) > table.version()
 
 
 def _committed(paths: Paths, seq: int) -> bool:
@@ -429,7 +537,7 @@ def recover(paths: Paths) -> list[str]:
     done: list[str] = []
     for stage in sorted(paths.staging.iterdir()) if paths.staging.exists() else []:
         done.append(_recover_stage(paths, stage))
-    if not (paths.events / "_delta_log").is_dir() and any(paths.events.glob(f"{PARTITION}=*/*.parquet")):
+    if not _is_table(paths) and plain_files(paths):  # also after a conversion that was killed half-way
         _convert_in_place(paths)
         done.append("converted the event store to a Delta table")
     return done
@@ -439,8 +547,10 @@ def _convert_in_place(paths: Paths) -> None:
     """Every committed file of a plain-Parquet store becomes version 0 of a Delta table (old batches finished)."""
     from deltalake import Field, Schema, convert_to_deltalake
 
-    convert_to_deltalake(str(paths.events), partition_by=Schema([Field(PARTITION, "string")]),
-                         partition_strategy="hive", name="events")
+    shutil.rmtree(paths.events / "_delta_log", ignore_errors=True)  # a conversion killed before its first commit
+    with _delta_errors(paths, "converting the plain Parquet store to Delta"):
+        convert_to_deltalake(str(paths.events), partition_by=Schema([Field(PARTITION, "string")]),
+                             partition_strategy="hive", name="events")
 
 
 def _recover_stage(paths: Paths, stage: Path) -> str:
@@ -450,7 +560,7 @@ def _recover_stage(paths: Paths, stage: Path) -> str:
         return f"rolled forward {stage.name}"
     if (stage / JOURNAL).exists():
         journal = json.loads((stage / JOURNAL).read_text())
-        if (paths.events / "_delta_log").is_dir() and _committed(paths, journal["delta_seq"]):
+        if _is_table(paths) and _committed(paths, journal["delta_seq"]):
             _roll_forward(paths, stage, JOURNAL)
             return f"rolled forward {stage.name}"
         _discard(paths, stage, journal)

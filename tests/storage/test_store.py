@@ -1,6 +1,7 @@
 """The store's commit protocol: a crash at any step leaves no partial batch visible."""
 
 import json
+from pathlib import Path
 
 import pandas as pd
 import pyarrow as pa
@@ -175,3 +176,92 @@ def test_a_concurrent_reader_sees_whole_multi_month_batches_only(paths):
     assert len(seen) > 10
     assert all(c % n == 0 for c in seen), sorted({c for c in seen if c % n})
     assert store.store_time_range(paths)[2] == n * batches
+
+
+def test_a_conversion_killed_before_its_first_commit_is_done_again_and_hides_nothing(paths):
+    """A plain store whose conversion died after creating `_delta_log` (a temporary commit file, no commit): readers
+    still find the old events, by converting again, and so does the next writer."""
+    for d in ["2025-05", "2025-06"]:
+        atomic.write_parquet_atomic(_events(2), paths.events / f"event_month={d}" / "old.parquet")
+    (paths.events / "_delta_log").mkdir(parents=True)
+    (paths.events / "_delta_log" / "_commit_0123.json.tmp").write_text('{"commitInfo"')
+    assert len(store.read_events(paths)) == 4 and store.store_version(paths) == 0
+    store.commit_batch(paths, "b1", _batch_over_months("b1", 3), QUARANTINE_SCHEMA.empty_table(), {}, None)
+    assert len(store.read_events(paths)) == 7
+
+
+def _append_elsewhere(paths, ids):
+    from deltalake import write_deltalake
+
+    rows = {f.name: [None] * len(ids) for f in store.table_schema()}
+    rows.update(event_id=ids, customer_id=["o"] * len(ids), event_type=["visit"] * len(ids),
+                event_time=[NOW.to_pydatetime()] * len(ids), event_month=[str(NOW)[:7]] * len(ids))
+    write_deltalake(str(paths.events), pa.Table.from_pydict(rows, schema=store.table_schema()), mode="append",
+                    partition_by=[store.PARTITION])
+
+
+def test_a_commit_after_another_writer_appended_is_refused_and_publishes_nothing(paths):
+    store.commit_batch(paths, "b0", _events(1), QUARANTINE_SCHEMA.empty_table(), {}, None)
+    read = store.store_version(paths)
+    _append_elsewhere(paths, ["e1"])  # the same id the batch below holds, appended after the batch's check
+    with pytest.raises(store.ConcurrentAppend):
+        store.commit_batch(paths, "b1", _events(3), _quarantine(), {"rows_in": 4}, "sha1", read)
+    assert store.store_version(paths) == read + 1 and store.ledger_entry(paths, "sha1") is None
+    assert not list(paths.events.glob("event_month=*/b1.parquet")) and not (paths.staging / "b1").exists()
+
+
+def test_an_ingest_racing_another_writer_checks_again_and_stores_nothing_twice(paths, tmp_path, monkeypatch):
+    """Another Delta writer appends some of the file's events between churn's duplicate check and its commit: the
+    commit is refused, the check runs again, and those events are counted as duplicates, not stored twice."""
+    from flows.ingest import ingest_file
+    from tests.conftest import config
+
+    frame = pd.DataFrame({"event_id": [f"e{i}" for i in range(6)], "customer_id": "c1", "event_type": "visit",
+                          "event_time": [NOW - pd.Timedelta(days=i) for i in range(6)]})
+    src = tmp_path / "events.csv"
+    frame.to_csv(src, index=False)
+    real, calls = store.stored_ids_among, []
+
+    def check_then_race(p, ids, version=None):
+        out = real(p, ids, version)
+        calls.append(version)
+        if len(calls) == 1:
+            store.commit_batch(p, "seed", _events(0), _quarantine(), {}, None)  # the table exists
+            _append_elsewhere(p, ["e1", "e2"])
+        return out
+
+    monkeypatch.setattr(store, "stored_ids_among", check_then_race)
+    r = ingest_file(config(paths, "ingest"), src, now=NOW)
+    assert len(calls) == 2 and (r["stored"], r["duplicates"]) == (4, 2), r
+    ids = store.read_events(paths)["event_id"]
+    assert ids.is_unique and set(ids) == {f"e{i}" for i in range(6)}
+
+
+@pytest.mark.parametrize("damage", ["foreign schema", "not partitioned", "missing file", "truncated log"])
+def test_a_damaged_or_foreign_event_table_is_one_clear_error(paths, damage):
+    from deltalake import write_deltalake
+
+    if damage in ("foreign schema", "not partitioned"):
+        table = pa.table({"event_id": ["x"], "amount": ["12"], "event_month": ["2025-06"]})
+        write_deltalake(str(paths.events), table, partition_by=["event_month"] if damage == "foreign schema" else None)
+        needle = "not churn's event table"
+    else:
+        store.commit_batch(paths, "b0", _events(2), QUARANTINE_SCHEMA.empty_table(), {}, None)
+        if damage == "missing file":
+            next(paths.events.glob("event_month=*/b0.parquet")).unlink()
+            needle = r"names 1 file\(s\) that are gone"
+        else:
+            log = sorted((paths.events / "_delta_log").glob("*.json"))[-1]
+            log.write_text(log.read_text()[:40])
+            needle = "cannot be read"
+    with pytest.raises(store.DamagedStore, match=needle):
+        store.read_events(paths)
+
+
+def test_a_full_disk_inside_deltalake_stays_a_full_disk():
+    import errno
+
+    with pytest.raises(OSError) as caught:
+        with store._delta_errors(store.Paths(Path("/x")), "committing a batch to"):
+            raise RuntimeError("Generic LocalFileSystem error: No space left on device (os error 28)")
+    assert caught.value.errno == errno.ENOSPC and "No space left on device" in str(caught.value)
