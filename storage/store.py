@@ -91,21 +91,28 @@ class ConcurrentAppend(RuntimeError):
 def _delta_errors(paths: Paths, doing: str) -> Iterator[None]:
     """deltalake's errors as churn's: an operating-system failure it wraps in text (`os error 28`) becomes the OSError
     it was (so a full disk stays exit 4 and is never taken for a bad file); a log it cannot read, DamagedStore."""
-    import errno
     import re
+
+    from storage.tracking import NEEDS_A_PERSON
+
+    def wrapped(e: BaseException) -> OSError | None:
+        code = re.search(r"os error (\d+)", str(e))
+        return None if code is None else OSError(int(code.group(1)), f"{os.strerror(int(code.group(1)))} while "
+                                                                      f"{doing} {paths.events}")
 
     try:
         yield
-    except (UserError, ConcurrentAppend, OSError) as e:
-        code = re.search(r"os error (\d+)", str(e)) if isinstance(e, OSError) and e.errno is None else None
-        if code is None:
+    except (UserError, ConcurrentAppend):
+        raise
+    except OSError as e:
+        os_error = wrapped(e) if e.errno is None else None
+        if os_error is None:
             raise
-        raise OSError(int(code.group(1)), f"{os.strerror(int(code.group(1)))} while {doing} {paths.events}") from e
+        raise os_error from e
     except Exception as e:  # noqa: BLE001 - deltalake's own error types
-        code = re.search(r"os error (\d+)", str(e))
-        if code is not None and int(code.group(1)) in (errno.ENOSPC, errno.EROFS, errno.EACCES, errno.EDQUOT):
-            raise OSError(int(code.group(1)), f"{os.strerror(int(code.group(1)))} while {doing} {paths.events}") \
-                from e
+        os_error = wrapped(e)
+        if os_error is not None and os_error.errno in NEEDS_A_PERSON:
+            raise os_error from e
         raise DamagedStore(f"the event table {paths.events} cannot be read ({doing}): {str(e).splitlines()[0]}; "
                            f"it was damaged outside churn (restore the file, or the table to an older version with "
                            f"deltalake's DeltaTable.restore)") from None
@@ -471,7 +478,7 @@ def _delta_commit(paths: Paths, table, adds: list, seq: int, batch_id: str) -> N
     # no retry: a commit that finds another writer's after the version read is refused (see commit_batch)
     props = CommitProperties(app_transactions=[Transaction(TABLE_APP_ID, seq)], max_commit_retries=0,
                              custom_metadata={"churn.batch_id": batch_id})
-    if _moved_on(paths, table):
+    if _moved_on(paths, table):  # checked first: after a refused commit, "is our seq in the table?" can mislead
         raise ConcurrentAppend(f"another writer committed to {paths.events} after the version read")
     with _delta_errors(paths, "committing a batch to"):
         if table is None:
