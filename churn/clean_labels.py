@@ -91,6 +91,7 @@ def measure(home: Path, customers: int = 5000, days: int = 720, seed: int = 1, h
     excluding the contacted rows; returns both models' validation metrics and the paired intervals
     (exclude minus keep)."""
     from churn.settings import defaults
+    from features.season import model_features
     from features.snapshots import CONTACTED, contacted_in_label_window, split_by_plan, stacked_snapshots
     from flows.ingest import ingest_file
     from models.bootstrap import paired_difference
@@ -134,7 +135,7 @@ def measure(home: Path, customers: int = 5000, days: int = 720, seed: int = 1, h
     for setting in ("keep", "exclude"):
         split = split_by_plan(frame, plan, setting)
         result = train_and_evaluate(split[split["split"] == "train"], split[split["split"] == "validation"],
-                                    list(tc.features), seed=seed, model_params=tc.model_params,
+                                    model_features(tc.features, plan.train), seed=seed, model_params=tc.model_params,
                                     horizon_days=horizon_days, btyd=False, bootstrap=None)
         preds[setting] = result.predictions
         out[setting] = {m: result.metrics[m] for m in METRICS}

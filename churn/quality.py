@@ -21,6 +21,8 @@ from pathlib import Path
 
 import numpy as np
 
+from features.definitions import FEATURE_NAMES
+
 BEGIN, END = "<!-- quality:begin -->", "<!-- quality:end -->"
 SHARED_DATA = Path("/work/shared/data")
 SCORERS = {"model": "model (XGBoost)", "logistic_rfm": "logistic RFM", "bg_nbd": "BG/NBD",
@@ -53,9 +55,18 @@ class Experiment:
     tune: bool = False
     rate_features: bool = False
     monotone: bool = False
+    from_logistic: bool = False  # XGBoost boosted from logistic RFM's logit (a base margin)
+    stack_cv: bool = False  # the stack of model, logistic RFM and curve, weights fitted on out-of-fold predictions
+    matched_history: bool = False  # every snapshot's model features from the same number of days of history
+    against: str = "reference"  # the row the decision compares with
+    # declared with the experiment: a data set where it changes nothing (the same metrics as `against`, by
+    # construction) is neutral, not a failure
+    neutral_when_identical: bool = False
+    note: str = ""  # said after the decision (e.g. that a kept change is not served yet)
 
 
-REFERENCE = {"n_train_cutoffs": 4, "cutoff_step_days": 30, "refit": False}  # the settings before issue #13 part 2
+# the settings before issue #13 part 2: four cutoffs, no refit, the customer features only (no season inputs)
+REFERENCE = {"n_train_cutoffs": 4, "cutoff_step_days": 30, "refit": False, "model": {"features": list(FEATURE_NAMES)}}
 
 EXPERIMENTS = (
     Experiment("reference", "4 training cutoffs 30 days apart (the settings before this round)", {}),
@@ -91,6 +102,24 @@ EXPERIMENTS = (
                "the purchase, visit and spend counts of 30/90/365 days and all purchases", {}, monotone=True),
     Experiment("stack-aft-monotone", "`stack-aft` with the monotone model as its first input", {}, monotone=True,
                stack=True, aft="stack"),
+    Experiment("boost-from-logistic", "XGBoost boosted from logistic RFM: the logistic regression's logit (fitted on "
+               "the same training rows without the early-stopping hold-out) is the trees' base margin, so they learn a "
+               "correction to it; same early stopping", {}, from_logistic=True),
+    Experiment("stack-cv", "`stack-aft` cross-fitted: 5 customer folds of the training snapshots; XGBoost and the "
+               "curve (tree counts fixed to the main fits') and logistic RFM fitted on four predict the fifth; the "
+               "logistic regression on the three logits is fitted on every training row's out-of-fold logits", {},
+               stack_cv=True),
+    Experiment("matched-history", "when the earliest training cutoff sees H days of history, fewer than the "
+               "lookback, the model's features at every cutoff (training and validation) are computed from the last H "
+               "days of events only (same customers; one with no event in them: zero counts, empty days and ratios); "
+               "the baselines keep the full history", {}, matched_history=True, neutral_when_identical=True),
+    Experiment("matched-history-stack-cv", "`matched-history` with `stack-cv` on top", {}, matched_history=True,
+               stack_cv=True, neutral_when_identical=True),
+    Experiment("all-monthly-season", "`all-monthly` plus the cutoff's position in the year (sin and cos of its day "
+               "of the year) as two model inputs when the training cutoffs span 365 days or more (elsewhere identical "
+               "to `all-monthly`); judged against `all-monthly`", {"n_train_cutoffs": 0, "model": {}},
+               against="all-monthly", neutral_when_identical=True,
+               note="served: in the default feature set (`features/season.py`)"),
 )
 
 # Directions known before looking at any data: +1 churn only rises with the feature, -1 only falls.
@@ -130,6 +159,7 @@ def run_experiment(ds: DataSet, ex: Experiment, home: Path, resamples: int) -> d
     """The scorers' metrics on the data set's validation snapshot under the experiment's settings."""
     from churn.settings import defaults, utc
     from flows.train import build_snapshots, train
+    from storage import catalog
 
     config = defaults(home, **{**REFERENCE, **ex.overrides, "bootstrap_resamples": resamples}).train_config(
         horizon_days=ds.horizon_days)
@@ -144,7 +174,12 @@ def run_experiment(ds: DataSet, ex: Experiment, home: Path, resamples: int) -> d
             config = config.model_copy(update={"model_params": {**config.model_params,
                                                                 "monotone_constraints": constraints}})
         result = (train_with_btyd_features(config, info) if ex.btyd_features else
-                  train_with_rate_features(config, info) if ex.rate_features else train(config, info)[0])
+                  train_with_rate_features(config, info) if ex.rate_features else
+                  train_with_matched_history(config, info) if ex.matched_history else train(config, info)[0])
+        if ex.from_logistic:
+            result = boosted_from_logistic(result, config, info)
+        if ex.stack_cv:
+            result = stacked_cv(result, config, info)
         if ex.blend:
             result = blended(result, config.bootstrap())
         if ex.stack:
@@ -156,7 +191,12 @@ def run_experiment(ds: DataSet, ex: Experiment, home: Path, resamples: int) -> d
             iv = config.bootstrap().difference(preds["y"].to_numpy(), preds["model"].to_numpy(),
                                                preds["oracle_events"].to_numpy(), ("roc_auc",))["roc_auc"]
             versus_oracle = {"baseline": "oracle_events", **iv.as_dict()}
+        snapshots = info.get("frame")
+        snapshots = catalog.read_snapshots(Path(info["path"])) if snapshots is None else snapshots
+        rates = snapshots[snapshots["split"] == "train"].groupby("cutoff")["churned"].mean()
         out = {"versus_oracle_events": versus_oracle if "oracle_events" in preds else None,
+               "train_churn_rates": [float(v) for v in rates.sort_index()],
+               "mean_predicted": {k: float(preds[k].mean()) for k in ("model", "logistic_rfm") if k in preds},
                "validation_cutoff": info["validation_cutoff"], "train_cutoffs": len(plan.train),
                "train_rows": result.sizes["train_rows"] + result.sizes["early_stopping_rows"],
                "scorers": {"model": result.metrics, **result.baselines}, "versus": result.versus_baseline,
@@ -241,6 +281,146 @@ def stacked(result, config, info: dict, with_aft: bool = False):
     preds = preds.assign(model=stack.predict_proba(Zv)[:, 1])
     return dataclasses.replace(result, predictions=preds, metrics=metrics(preds["y"], preds["model"]),
                                versus_baseline=versus_best_baseline(preds, result.baselines, config.bootstrap()))
+
+
+def _replace_model_scores(result, p, bootstrap, model=None):
+    """The training result with the model's validation P(churn) replaced by `p` (and its model, for the tree count),
+    metrics and intervals against the best baseline recomputed."""
+    import dataclasses
+
+    from models.evaluate import metrics
+    from models.train import versus_best_baseline
+
+    preds = result.predictions.assign(model=p)
+    return dataclasses.replace(result, predictions=preds, metrics=metrics(preds["y"], preds["model"]),
+                               versus_baseline=versus_best_baseline(preds, result.baselines, bootstrap),
+                               model=model if model is not None else result.model)
+
+
+def boosted_from_logistic(result, config, info: dict):
+    """XGBoost fitted with logistic RFM's logit as its base margin (logistic RFM fitted on the training rows without
+    the early-stopping hold-out; the hold-out scored with its own base margin), scored on the validation snapshot."""
+    import pandas as pd
+    from xgboost import XGBClassifier
+
+    from models.baselines import LogisticRFM
+    from models.churn_model import DEFAULT_PARAMS, ChurnModel, early_stopping_mask
+    from models.train import MAX_TRAIN_ROWS, cap_rows
+    from storage import catalog
+
+    frame = catalog.read_snapshots(Path(info["path"]))
+    train = cap_rows(frame[frame["split"] == "train"], MAX_TRAIN_ROWS)
+    validation = frame[frame["split"] == "validation"].set_index("customer_id").loc[result.predictions["customer_id"]]
+    es = early_stopping_mask(pd.Index(train["customer_id"]))
+    features = list(config.features)
+    lr = LogisticRFM(config.seed).fit(train[~es], train.loc[~es, "churned"])
+    margin = _logit(lr.churn_probability(train))
+    params = {**DEFAULT_PARAMS, **config.model_params}
+    xgb = XGBClassifier(objective="binary:logistic", eval_metric="logloss", random_state=config.seed, n_jobs=2,
+                        **params)
+    X = train[features].astype("float64")
+    xgb.fit(X[~es], train.loc[~es, "churned"].to_numpy(), base_margin=margin[~es],
+            eval_set=[(X[es], train.loc[es, "churned"].to_numpy())], base_margin_eval_set=[margin[es]], verbose=False)
+    best = int(xgb.best_iteration)
+    log.info("boosted from logistic RFM: %d trees", best + 1)
+    p = xgb.predict_proba(validation[features].astype("float64"),
+                          base_margin=_logit(lr.churn_probability(validation)), iteration_range=(0, best + 1))[:, 1]
+    return _replace_model_scores(result, p, config.bootstrap(),
+                                 ChurnModel.from_booster(xgb.get_booster(), features, best_iteration=best))
+
+
+STACK_FOLDS = 5
+
+
+def stacked_cv(result, config, info: dict):
+    """`stacked(..., with_aft=True)` with the stacking weights fitted on out-of-fold logits of every training row:
+    STACK_FOLDS customer-grouped folds; per fold, the model and the curve refitted with the main fits' tree counts and
+    logistic RFM fitted on the other folds. The validation logits are the main fits' (as in `stacked`)."""
+    import numpy as np
+    import pandas as pd
+    from sklearn.linear_model import LogisticRegression
+
+    from models.baselines import LogisticRFM
+    from models.curve import AftCurve
+    from models.train import MAX_TRAIN_ROWS, cap_rows
+    from storage import catalog
+
+    frame = info.get("frame")
+    frame = catalog.read_snapshots(Path(info["path"])) if frame is None else frame
+    train = cap_rows(frame[frame["split"] == "train"], MAX_TRAIN_ROWS)
+    features, h = list(result.model.features), config.horizon_days
+    y = train["churned"].to_numpy()
+    fold = (pd.util.hash_array(train["customer_id"].to_numpy(dtype=object)) // 10_000) % STACK_FOLDS
+    oof = np.zeros((len(train), 3))
+    for k in range(STACK_FOLDS):
+        inner, out = train[fold != k], train[fold == k]
+        model = result.model.refit(inner[features], inner["churned"])
+        lr = LogisticRFM(config.seed).fit(inner, inner["churned"])
+        curve = AftCurve(result.curve.features, seed=config.seed).fit(inner, rounds=result.curve.best_iteration_ + 1)
+        oof[fold == k] = np.column_stack([_logit(model.churn_probability(out[features])),
+                                          _logit(lr.churn_probability(out)),
+                                          _logit(curve.no_activity_within(out, h))])
+    stack = LogisticRegression(C=1.0).fit(oof, y)
+    log.info("cross-fitted stack weights %s, intercept %.3f", np.round(stack.coef_[0], 3).tolist(),
+             stack.intercept_[0])
+    preds = result.predictions
+    validation = frame[frame["split"] == "validation"].set_index("customer_id")
+    Zv = np.column_stack([_logit(preds["model"]), _logit(preds["logistic_rfm"]),
+                          _logit(result.curve.no_activity_within(validation, h).reindex(preds["customer_id"]))])
+    return _replace_model_scores(result, stack.predict_proba(Zv)[:, 1], config.bootstrap())
+
+
+MATCHED = "w_"  # prefix of the model's features computed from the matched history (the baselines keep the originals)
+
+
+def matched_history_frame(config, info: dict):
+    """The stored snapshots with MATCHED + feature columns: each cutoff's features from only the last H days of events
+    before it, H the history at the earliest training cutoff (when that is shorter than the lookback; else the
+    originals). Same rows; a customer with no event in those days: zero counts and spend, the rest empty."""
+    import pandas as pd
+
+    from features.customer import FEATURE_NAMES, FEATURES, customer_features
+    from storage import catalog, layout, store
+
+    frame = catalog.read_snapshots(Path(info["path"]))
+    first = pd.Timestamp(info["data_start"])
+    earliest = pd.Timestamp(frame.loc[frame["split"] == "train", "cutoff"].min())
+    days = int((earliest - first) / pd.Timedelta(days=1))
+    log.info("matched history: %d days at the earliest training cutoff (lookback %d)", days, config.lookback_days)
+    if days >= config.lookback_days:
+        return frame.assign(**{MATCHED + f: frame[f] for f in FEATURE_NAMES})
+    paths = layout.Paths(config.home)
+    con = store.connect(paths)
+    parts = []
+    try:
+        events = store.events_relation(con, paths, version=info.get("store_version"))
+        for cutoff, rows in frame.groupby("cutoff", sort=False):
+            since = (pd.Timestamp(cutoff) - pd.Timedelta(days=days)).tz_convert("UTC").strftime("%Y-%m-%d %H:%M:%S")
+            window = events.filter(f"event_time > TIMESTAMPTZ '{since}+00'")
+            feats = customer_features(window, pd.Timestamp(cutoff), days).reindex(rows["customer_id"].astype(str))
+            zero = [f for f in FEATURE_NAMES if FEATURES[f][1] in ("count", "currency") and f != "avg_basket_365d"]
+            feats[zero] = feats[zero].fillna(0.0)
+            parts.append(rows.assign(**{MATCHED + f: feats[f].to_numpy() for f in FEATURE_NAMES}))
+    finally:
+        con.close()
+    return pd.concat(parts).loc[frame.index]
+
+
+def train_with_matched_history(config, info: dict):
+    """`flows.train.train` with the model (and its churn-time curve) on `matched_history_frame`'s features; the
+    baselines on the originals."""
+    from features.customer import FEATURE_NAMES
+    from models.train import fit_curve, train_and_evaluate
+
+    frame = matched_history_frame(config, info)
+    info["frame"] = frame
+    train, validation = frame[frame["split"] == "train"], frame[frame["split"] == "validation"]
+    features = [MATCHED + f for f in FEATURE_NAMES]
+    result = train_and_evaluate(train, validation, features, seed=config.seed, horizon_days=config.horizon_days,
+                                btyd=config.btyd_baselines, btyd_sample=config.btyd_sample_customers,
+                                bootstrap=config.bootstrap(), oracles=_oracles(config, info, validation))
+    result.curve, _ = fit_curve(train, validation, features, seed=config.seed, horizon_days=config.horizon_days)
+    return result
 
 
 TUNING_GRID = tuple({"max_depth": d, "min_child_weight": w} for d in (2, 3, 4, 6) for w in (5.0, 50.0))
@@ -560,7 +740,8 @@ def _interval(v: dict | None) -> str:
 RULES = ("A settings change is kept when, on every data set, the model's ROC-AUC and PR-AUC are above the reference "
          "row's and its Brier score below. The refit is asked only not to hurt: it is kept unless, on some data set, "
          "the interval of refit minus not refitted lies wholly below 0 in ROC-AUC or PR-AUC, or its Brier score is "
-         "higher.")
+         "higher. An experiment declared as judged against another row, or as neutral where it changes nothing "
+         "(metrics identical to the row it is judged against, by construction), says so in its decision.")
 
 
 def decisions(results: dict) -> dict[str, str]:
@@ -580,12 +761,20 @@ def decisions(results: dict) -> dict[str, str]:
                 verdicts.append(all(r["versus"][k]["high"] >= 0 for k in ("roc_auc", "pr_auc"))
                                 and m["brier"] <= r["scorers"]["evaluated"]["brier"])
             else:
-                ref = ds_results["reference"]["scorers"]["model"]
+                ref = ds_results[ex.against]["scorers"]["model"]
+                if ex.neutral_when_identical and all(m[c] == ref[c] for c in ("roc_auc", "pr_auc", "brier")):
+                    verdicts.append("neutral")
+                    continue
                 verdicts.append(m["roc_auc"] > ref["roc_auc"] and m["pr_auc"] > ref["pr_auc"]
                                 and m["brier"] < ref["brier"])
-        measured = [v for v in verdicts if v is not None]
+        neutral = verdicts.count("neutral")
+        measured = [v for v in verdicts if v is not None and v != "neutral"]
+        unmeasured = len(verdicts) - len(measured) - neutral
+        notes = [f"{unmeasured} data set(s) unmeasured"] * bool(unmeasured) + [
+            f"identical to {ex.against} on {neutral} data set(s)"] * bool(neutral)
         out[ex.name] = ("kept" if measured and all(measured) else "dropped") + (
-            f" ({len(verdicts) - len(measured)} data set(s) unmeasured)" if len(measured) < len(verdicts) else "")
+            f" ({'; '.join(notes)})" if notes else "") + (f"; {ex.note}" if ex.note and measured and all(measured)
+                                                          else "")
     return out
 
 
@@ -605,8 +794,14 @@ def markdown(results: dict, sets: tuple[DataSet, ...], command: str) -> str:
         if not ref.get("scorers"):
             continue
         m = ref["scorers"]["model"]
+        drift = ""
+        if ref.get("train_churn_rates"):  # the labels' base rate over time, and how far each scorer's mean is from it
+            means = ref["mean_predicted"]
+            drift = (" Churn rate at the training cutoffs, oldest first: "
+                     + ", ".join(f"{r:.1%}" for r in ref["train_churn_rates"]) + "; mean P(churn) on the validation "
+                     f"snapshot: model {means['model']:.1%}, logistic RFM {means['logistic_rfm']:.1%} (reference row).")
         lines += [f"**{ds.title}**: validation at {ref['validation_cutoff']}, {int(m['n']):,} customers, churn rate "
-                  f"{m['base_rate']:.1%}.", "",
+                  f"{m['base_rate']:.1%}.{drift}", "",
                   "| experiment | cutoffs, rows, trees | scorer | ROC-AUC | PR-AUC | Brier | calibration error "
                   "| model - best baseline, ROC-AUC | model - best baseline, PR-AUC |",
                   "|---|---|---|---|---|---|---|---|---|"]
@@ -623,6 +818,10 @@ def markdown(results: dict, sets: tuple[DataSet, ...], command: str) -> str:
                 s = r["scorers"][name]
                 label = ("refit" if name == "model" else "not refitted") if ex.backtest_refit else SCORERS[name]
                 label = "blend (model + logistic RFM) / 2" if ex.blend and name == "model" else label
+                label = ("XGBoost boosted from logistic RFM" if ex.from_logistic else
+                         "cross-fitted stack (model, logistic RFM, curve)" if ex.stack_cv else
+                         "model on the matched history" if ex.matched_history else label
+                         ) if name == "model" else label
                 label = {"alone": "churn-time curve at the horizon", "blend": "blend (model + curve) / 2",
                          "stack": "stack (model, logistic RFM, curve)"}.get(
                     ex.aft, label) if name == "model" else label

@@ -517,9 +517,10 @@ def defaults(home: Path | str, **overrides: Any) -> Settings:
 def model_parts(model: dict[str, Any]) -> tuple[dict, list[str]]:
     """(XGBoost parameters, feature list) of a `[model]` table (validated: ValueError names the key)."""
     from features.customer import FEATURE_NAMES
+    from features.season import SEASON_FEATURES
     from models.churn_model import model_overrides
 
-    return model_overrides(model, FEATURE_NAMES)
+    return model_overrides(model, [*FEATURE_NAMES, *SEASON_FEATURES])
 
 
 def upper_bound(name: str) -> int | None:

@@ -8,12 +8,14 @@ import pandas as pd
 
 from features.customer import churn_labels, customer_features, time_to_next_activity
 from features.purchase_history import purchase_history
+from features.season import with_season
 
 
 def labelled_snapshot(events, as_of: pd.Timestamp, horizon_days: int, lookback_days: int,
                       activity_types: tuple[str, ...] = ("purchase",), until: pd.Timestamp | None = None
                       ) -> pd.DataFrame:
-    """One row per in-scope customer: customer_id, cutoff, the features, the BTYD purchase history and `churned`;
+    """One row per in-scope customer: customer_id, cutoff, the features, the season inputs of the cutoff
+    (`features.season`), the BTYD purchase history and `churned`;
     with `until` (the last instant the caller may read, e.g. the run's as-of), also the churn-time target
     `next_activity_days` / `observed_days` (see `time_to_next_activity`)."""
     feats = customer_features(events, as_of, lookback_days)
@@ -22,6 +24,7 @@ def labelled_snapshot(events, as_of: pd.Timestamp, horizon_days: int, lookback_d
         out = out.join(time_to_next_activity(events, as_of, until, feats.index, activity_types))
     out = out.reset_index()
     out.insert(1, "cutoff", pd.Timestamp(as_of))
+    out = with_season(out)
     out["churned"] = churn_labels(events, as_of, horizon_days, feats.index, activity_types).to_numpy()
     return out
 

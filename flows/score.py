@@ -11,6 +11,7 @@ from churn.errors import UserError
 from churn.settings import ScoreConfig, utc
 from expectations.scores import SCORE_SCHEMA, SCORES_SUITE
 from features.customer import FEATURE_NAMES, customer_features, feature_frame, feature_sql
+from features.season import SEASON_FEATURES
 from flows import artifacts, events
 from ingestion.validate import contract_violations
 from models.curve import AftCurve
@@ -38,7 +39,7 @@ def score(config: ScoreConfig, as_of: pd.Timestamp | None, now: pd.Timestamp) ->
     paths = layout.Paths(config.home)
     tracking.setup(config.tracking_uri, f"{config.experiment}-scoring", paths.mlflow / "artifacts")
     model, mv = tracking.load_champion(config.model_name)
-    require_buildable(model, f"{config.model_name} v{mv.version}", FEATURE_NAMES)
+    require_buildable(model, f"{config.model_name} v{mv.version}", [*FEATURE_NAMES, *SEASON_FEATURES])
     horizon = tracking.model_horizon_days(mv)  # a model's horizon travels with it, whatever the settings say now
     if horizon is None:
         log.warning("%s v%s does not say its horizon: scored as horizon_days = %d", config.model_name, mv.version,

@@ -10,6 +10,7 @@ import pandas as pd
 from prefect import flow, task
 
 from churn.settings import TrainConfig, utc
+from features.season import SEASON_FEATURES, model_features, span_days
 from features.snapshots import contacted_counts, split_by_plan, stacked_snapshots
 from flows import artifacts, events
 from models.evaluate import covering
@@ -61,16 +62,20 @@ def train(config: TrainConfig, info: dict) -> tuple[TrainingResult, pd.DataFrame
     log.info("training XGBoost on %s rows and the baselines (%s); validating on %s customers", f"{len(train):,}",
              "on Spark" if config.engine == "spark" else "in this process", f"{len(validation):,}")
     check_labels(train, validation)
+    features = model_features(config.features, train["cutoff"])
+    if set(SEASON_FEATURES) & set(features):
+        log.info("the training cutoffs span %d days: the cutoff's position in the year is a model input",
+                 span_days(train["cutoff"]))
     if config.engine == "spark":  # the estimators run over the snapshots on Spark; evaluation is the same code
         from models.spark_model import fit_on_spark, refit_on_spark
         from storage import spark
 
         session = engine.spark_session(config.spark_master)
         stored, workers = spark.snapshots(session, info["path"]), spark.task_slots(session)
-        fitted = fit_on_spark(stored.where("split = 'train'"), list(config.features), seed=config.seed,
+        fitted = fit_on_spark(stored.where("split = 'train'"), features, seed=config.seed,
                               horizon_days=config.horizon_days, model_params=config.model_params, num_workers=workers)
     else:
-        fitted = fit_on_driver(train, list(config.features), seed=config.seed, horizon_days=config.horizon_days,
+        fitted = fit_on_driver(train, features, seed=config.seed, horizon_days=config.horizon_days,
                                model_params=config.model_params)
     result = evaluate(fitted, validation, seed=config.seed, horizon_days=config.horizon_days,
                       btyd=config.btyd_baselines, btyd_sample=config.btyd_sample_customers,
@@ -83,7 +88,7 @@ def train(config: TrainConfig, info: dict) -> tuple[TrainingResult, pd.DataFrame
                                        num_workers=workers) if config.engine == "spark"
                         else refit_on_all_labelled(result.model, train, validation))
     log.info("fitting the churn-time curve (XGBoost survival:aft on the days to the next activity)")
-    result.curve, result.curve_metrics = fit_curve(train, validation, list(config.features), seed=config.seed,
+    result.curve, result.curve_metrics = fit_curve(train, validation, features, seed=config.seed,
                                                    horizon_days=config.horizon_days)
     return result, frame
 

@@ -70,10 +70,12 @@ class AftCurve:
     def __init__(self, features: list[str], horizons=CURVE_HORIZONS, seed: int = 0, scale: float = AFT_SCALE):
         self.features, self.horizons, self.seed, self.scale = list(features), tuple(horizons), seed, scale
 
-    def fit(self, X: pd.DataFrame) -> "AftCurve":
+    def fit(self, X: pd.DataFrame, rounds: int | None = None) -> "AftCurve":
+        """Early-stopping on a customer-level hold-out of X; with `rounds`, that many trees on all of X instead."""
         import xgboost as xgb
 
-        es = early_stopping_mask(pd.Index(X["customer_id"]))
+        es = (early_stopping_mask(pd.Index(X["customer_id"])) if rounds is None
+              else np.zeros(len(X), dtype=bool))
         lower, upper = waiting_interval(X)
 
         def matrix(mask):
@@ -86,10 +88,13 @@ class AftCurve:
                   "aft_loss_distribution_scale": self.scale, "learning_rate": 0.1, "max_depth": 3,
                   "min_child_weight": 5.0, "subsample": 0.8, "colsample_bytree": 0.8, "tree_method": "hist",
                   "seed": self.seed, "nthread": 2}
-        train, valid = matrix(~es), matrix(es)
-        booster = xgb.train(params, train, num_boost_round=1000, evals=[(valid, "es")],
-                            early_stopping_rounds=50, verbose_eval=False)
-        self.best_iteration_ = int(booster.best_iteration)
+        if rounds is None:
+            booster = xgb.train(params, matrix(~es), num_boost_round=1000, evals=[(matrix(es), "es")],
+                                early_stopping_rounds=50, verbose_eval=False)
+            self.best_iteration_ = int(booster.best_iteration)
+        else:
+            booster = xgb.train(params, matrix(~es), num_boost_round=rounds)
+            self.best_iteration_ = rounds - 1
         self.booster_ = booster[: self.best_iteration_ + 1]  # the trees after the best iteration are dropped
         # the longest any training row was watched: horizons beyond it would be extrapolation (see `curve`)
         self.observed_days_ = float(np.max(X["observed_days"].to_numpy(dtype=float)))

@@ -17,6 +17,7 @@ from expectations.scores import (
     SCHEMA_VERSION,
     SCORE_COLUMN_NAMES,
 )
+from features.season import SEASON_FEATURES, with_season
 from models.curve import curve_columns, lognormal_curve
 from models.reasons import top_reasons
 
@@ -133,13 +134,15 @@ def score_customers(model, features: pd.DataFrame, as_of: pd.Timestamp, policy: 
                     model_meta: dict, scored_at: pd.Timestamp, curve=None) -> pd.DataFrame:
     """The scored frame in contract column order (see expectations/scores.py), one row per customer.
 
-    `model` is an XGBClassifier; `features` is indexed by customer_id and holds at least the model's features.
+    `model` is an XGBClassifier; `features` is indexed by customer_id and holds at least the model's customer
+    features (the season inputs of `as_of` are added here, `features.season`).
     `curve`: the churn-time curve model of the same training run (models.curve.AftCurve), or None (the curve
     columns stay empty). The steps are the ones an engine that scores by partition runs (models/spark_scoring.py):
     per customer `risk_columns`, over everyone `ranks_and_explained`, per customer `reason_columns` and
     `contract_frame`.
     """
     booster = model.get_booster()
+    features = with_season(features, as_of)
     names = require_buildable(model, "model", list(features.columns))
     risk = risk_columns(booster, names, features, policy)
     ranked = ranks_and_explained(risk, policy)
@@ -182,7 +185,8 @@ def reason_columns(booster, names: list[str], features: pd.DataFrame, ranked: pd
     explained = exact | approximate
     X = features[names].astype("float64")
     contrib = contributions(booster, X[explained], exact[explained], approximate[explained])
-    reasons = top_reasons(contrib.drop(columns="_bias"), features.loc[X.index[explained]], N_REASONS,
+    reasons = top_reasons(contrib.drop(columns=["_bias", *SEASON_FEATURES], errors="ignore"),
+                          features.loc[X.index[explained]], N_REASONS,
                           peers=peers, currency=currency).reindex(X.index)
     for c in [c for c in reasons.columns if c.endswith(("_feature", "_text"))]:
         reasons[c] = reasons[c].astype(object).where(reasons[c].notna(), None)  # empty text is None, not NaN

@@ -15,6 +15,7 @@ from __future__ import annotations
 import pandas as pd
 
 from expectations.scores import RISK_TIERS, SCORE_COLUMN_NAMES, SCORE_SCHEMA
+from features.season import season_values
 from models.curve import curve_columns
 from models.scoring import (
     ScoringPolicy,
@@ -40,6 +41,9 @@ def score_on_spark(features, model, as_of: pd.Timestamp, policy: ScoringPolicy, 
     from pyspark.sql.types import DateType, DoubleType, StringType, StructField, StructType
 
     booster = model.get_booster()
+    season = season_values([as_of]).iloc[0]  # the season inputs of the day, the same for every customer
+    peers = peers.assign(**season)
+    features = features.withColumns({c: F.lit(float(v)) for c, v in season.items()})
     names = require_buildable(model, "model", list(peers.columns))
     feature_names = list(peers.columns)
     as_of = pd.Timestamp(as_of).tz_convert("UTC")

@@ -484,6 +484,7 @@ def _log_training_run(result, frame, info, config, champion) -> tuple[str, str, 
     from churn.settings import utc
     from features.customer import FEATURES
     from features.definitions import GROWS_WITH_HISTORY
+    from features.season import SEASON_MEANING, without_season
     from features.snapshots import snapshot_digest
     from models import plots
     from models.drift import reference_bins
@@ -542,10 +543,12 @@ def _log_training_run(result, frame, info, config, champion) -> tuple[str, str, 
         mlflow.log_input(dataset, context="training")
         mlflow.log_dict({"model": result.metrics, "baselines": result.baselines,
                          "versus_baseline": result.versus_baseline}, "metrics.json")
-        mlflow.log_dict({k: {"meaning": v[0], "unit": v[1]} for k, v in FEATURES.items()}, "features.json")
+        season = {k: v for k, v in SEASON_MEANING.items() if k in registered.features}  # inputs only when used
+        mlflow.log_dict({k: {"meaning": v[0], "unit": v[1]} for k, v in {**FEATURES, **season}.items()},
+                        "features.json")
         # what the features and scores looked like at training time, for drift checks when scoring
         # (the registered model's scores: a refit scores the validation customers in-sample, as it will score)
-        reference = validation[registered.features].assign(
+        reference = validation[without_season(registered.features)].assign(
             churn_probability=registered.churn_probability(validation[registered.features]).to_numpy())
         history = (utc(info["validation_cutoff"]) - utc(info["data_start"])) / pd.Timedelta(days=1)
         mlflow.log_dict(reference_bins(reference, history_days=history, relative=GROWS_WITH_HISTORY), DRIFT_REFERENCE)

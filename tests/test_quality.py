@@ -45,6 +45,24 @@ def test_an_experiment_is_kept_only_if_it_helps_on_every_data_set_and_the_refit_
     assert [ex.name for ex in EXPERIMENTS][0] == "reference"
 
 
+def test_an_experiment_declared_neutral_where_identical_is_judged_only_where_it_changes_something():
+    """`all-monthly-season` is judged against `all-monthly`; on a data set where it is identical to it by construction
+    (training cutoffs spanning less than a year) that data set neither keeps nor drops it."""
+    results = {
+        "long": {"reference": _run(0.80, 0.70, 0.20), "all-monthly": _run(0.81, 0.71, 0.19),
+                 "all-monthly-season": _run(0.82, 0.72, 0.18)},
+        "short": {"reference": _run(0.80, 0.70, 0.20), "all-monthly": _run(0.80, 0.70, 0.20),
+                  "all-monthly-season": _run(0.80, 0.70, 0.20)},
+    }
+    verdict = decisions(results)
+    assert verdict["all-monthly"] == "dropped"  # not declared so: identical on "short" is not above the reference
+    assert verdict["all-monthly-season"].startswith("kept (identical to all-monthly on 1 data set(s)); served")
+    results["long"]["all-monthly-season"] = _run(0.82, 0.70, 0.18)  # PR-AUC below all-monthly's where it changes
+    assert decisions(results)["all-monthly-season"] == "dropped (identical to all-monthly on 1 data set(s))"
+    results["long"]["all-monthly-season"] = results["long"]["all-monthly"]  # identical everywhere: nothing shown
+    assert decisions(results)["all-monthly-season"].startswith("dropped")
+
+
 def test_the_readme_block_is_replaced_between_its_markers_only():
     text = f"intro\n{BEGIN}\nold table\n{END}\noutro\n"
     assert replace_between_markers(text, "new\n") == f"intro\n{BEGIN}\nnew\n{END}\noutro\n"

@@ -231,3 +231,29 @@ def test_contacted_customers_are_flagged_left_out_of_training_by_the_setting_and
     assert set(first[:20]) <= set(train_rows.loc[train_rows["cutoff"] == plan.train[0], "customer_id"])
     assert (kept.loc[kept[CONTACTED] & (kept["cutoff"] == plan.validation), "split"] == "excluded_contacted").all()
     assert len(kept) == len(frame)
+
+
+def test_training_cutoffs_spanning_a_year_add_the_season_inputs_which_score_but_never_explain_or_drift(
+        store, prefect_harness):
+    """Issue #13: with training cutoffs over a year or more the cutoff's position in the year is a model input; the
+    champion scores with the scoring day's inputs, and they are never a reason nor checked for drift."""
+    import pyarrow.parquet as pq
+    from mlflow import MlflowClient
+
+    from features.season import SEASON_FEATURES
+    from flows.score import score
+    from flows.train import train_flow
+    from storage import tracking
+
+    uri = f"sqlite:///{store.mlflow / 'mlflow.db'}"
+    r = train_flow(config(store, "train", tracking_uri=uri, horizon_days=60, n_train_cutoffs=0, cutoff_step_days=45,
+                          btyd_baselines=False, refit=False, bootstrap_resamples=200))
+    run = MlflowClient(tracking_uri=uri).get_run(r["run_id"])
+    assert run.data.params["features"].split(",")[-2:] == list(SEASON_FEATURES), sorted(run.data.params.items())
+    assert set(SEASON_FEATURES).isdisjoint(tracking.load_drift_reference(r["run_id"]))
+    out = score(config(store, "score", tracking_uri=uri), None, now=pd.Timestamp("2030-01-01", tz="UTC"))
+    assert out["drift"]["checked"] and set(SEASON_FEATURES).isdisjoint(json.dumps(out["drift"]).split('"'))
+    table = pq.read_table(out["path"])
+    named = {f for i in (1, 2, 3) for f in table.column(f"reason_{i}_feature").drop_null().to_pylist()}
+    assert named and named.isdisjoint(SEASON_FEATURES)
+    assert table.num_rows > 0 and table.column("churn_probability").null_count == 0

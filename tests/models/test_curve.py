@@ -88,3 +88,14 @@ def test_the_aft_curve_survives_its_artifact_round_trip_and_reads_censored_rows_
     assert again.observed_days_ == 200 and again.served_horizons() == CURVE_HORIZONS
     short = AftCurve(["recency", "noise"], seed=2).fit(X.assign(observed_days=np.minimum(X["observed_days"], 70.0)))
     assert short.served_horizons() == (30, 60)
+
+
+def test_the_aft_curve_fitted_with_a_fixed_tree_count_uses_every_row_and_that_many_trees():
+    """The cross-fitted stack of issue #13 refits the curve on each fold with the main fit's tree count."""
+    X = _customers(600, seed=9)
+    fixed = AftCurve(["recency", "noise"], seed=2).fit(X, rounds=7)
+    assert fixed.best_iteration_ == 6 and fixed.booster_.num_boosted_rounds() == 7
+    again = AftCurve(["recency", "noise"], seed=2).fit(X, rounds=7)
+    assert np.array_equal(again.location(X), fixed.location(X))  # every row, no hold-out drawn: deterministic
+    assert not np.array_equal(AftCurve(["recency", "noise"], seed=2).fit(X.iloc[:500], rounds=7).location(X),
+                              fixed.location(X))
