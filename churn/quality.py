@@ -840,6 +840,11 @@ def markdown(results: dict, sets: tuple[DataSet, ...], command: str) -> str:
     return "\n".join(lines).rstrip() + "\n"
 
 
+def missing_runs(results: dict, sets: tuple[DataSet, ...]) -> list[tuple[str, str]]:
+    """(data set, experiment) pairs with no result (measured or recorded as unmeasured) in `results`."""
+    return [(ds.name, ex.name) for ds in sets for ex in EXPERIMENTS if ex.name not in results.get(ds.name, {})]
+
+
 def replace_between_markers(text: str, body: str) -> str:
     """`text` with everything between the quality markers replaced by `body` (the markers must be there once)."""
     pattern = re.compile(re.escape(BEGIN) + r".*?" + re.escape(END), re.S)
@@ -886,6 +891,13 @@ def main(argv: list[str] | None = None) -> int:
             log.info("%s: %s", ds.name, ex.name)
             results.setdefault(ds.name, {})[ex.name] = run_experiment(ds, ex, home, args.resamples)
             cache.write_text(json.dumps(results, indent=1))
+    missing = missing_runs(results, sets)
+    if missing:  # a block rendered from part of the results would drop the published tables of the rest
+        ds, ex = missing[0]
+        print(f"error: {len(missing)} experiment run(s) are not in {cache} (e.g. {ex} on {ds}); the README block is "
+              f"written only from every run: run them first (without --only/--experiments runs everything); the "
+              f"results measured so far are kept there", file=sys.stderr)
+        return 1
     readme = Path(args.readme)
     readme.write_text(replace_between_markers(readme.read_text(), markdown(results, sets, "scripts/quality-tables")))
     log.info("wrote the quality tables into %s", readme)

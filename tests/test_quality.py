@@ -2,7 +2,7 @@
 
 import pytest
 
-from churn.quality import BEGIN, END, EXPERIMENTS, DataSet, decisions, markdown, replace_between_markers
+from churn.quality import BEGIN, END, EXPERIMENTS, DataSet, decisions, markdown, missing_runs, replace_between_markers
 
 
 def _scorers(auc, pr, brier):
@@ -89,3 +89,13 @@ def test_the_blend_is_the_mean_of_the_model_and_logistic_rfm_scored_like_the_mod
     assert r.metrics == metrics(y, mean) and r.predictions["model"].equals(mean)
     assert r.versus_baseline["roc_auc"]["baseline"] == "logistic_rfm"
     assert r.versus_baseline["roc_auc"]["diff"] == pytest.approx(r.metrics["roc_auc"] - baselines["logistic_rfm"]["roc_auc"])
+
+
+def test_the_readme_block_is_not_rewritten_from_part_of_the_results():
+    """A run of one data set into an empty work folder must not wipe the other tables (fresh-clone report)."""
+    sets = (DataSet("a", "Set A", (), 90), DataSet("b", "Set B", (), 90))
+    full = {name: {ex.name: _run(0.8, 0.7, 0.2) for ex in EXPERIMENTS} for name in ("a", "b")}
+    assert missing_runs(full, sets) == []
+    part = {"a": {"reference": _run(0.8, 0.7, 0.2)}}
+    missing = missing_runs(part, sets)
+    assert ("a", "all-monthly") in missing and ("b", "reference") in missing and ("a", "reference") not in missing
