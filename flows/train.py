@@ -10,9 +10,10 @@ import pandas as pd
 from prefect import flow, task
 
 from churn.settings import TrainConfig, utc
-from features.season import SEASON_FEATURES, model_features, span_days
+from features.season import MIN_SPAN_DAYS, SEASON_FEATURES, model_features, span_days
 from features.snapshots import contacted_counts, split_by_plan, stacked_snapshots
 from flows import artifacts, events
+from models.errors import UntrainableSnapshots
 from models.evaluate import covering
 from models.promotion import ChampionScore, Verdict, champion_interval, champion_score, horizon_decision, should_promote
 from models.snapshots import CutoffPlan, history_note, plan_cutoffs
@@ -63,6 +64,10 @@ def train(config: TrainConfig, info: dict) -> tuple[TrainingResult, pd.DataFrame
              "on Spark" if config.engine == "spark" else "in this process", f"{len(validation):,}")
     check_labels(train, validation)
     features = model_features(config.features, train["cutoff"])
+    if not features:  # `[model] features` listed only the season inputs, which these cutoffs do not use
+        raise UntrainableSnapshots(f"the model has no inputs: the features {list(config.features)} are the season "
+                                   f"inputs, used only when the training cutoffs span {MIN_SPAN_DAYS} days or more "
+                                   f"(these span {span_days(train['cutoff']):.0f}); list customer features too")
     if set(SEASON_FEATURES) & set(features):
         log.info("the training cutoffs span %d days: the cutoff's position in the year is a model input",
                  span_days(train["cutoff"]))

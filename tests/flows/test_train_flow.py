@@ -257,3 +257,15 @@ def test_training_cutoffs_spanning_a_year_add_the_season_inputs_which_score_but_
     named = {f for i in (1, 2, 3) for f in table.column(f"reason_{i}_feature").drop_null().to_pylist()}
     assert named and named.isdisjoint(SEASON_FEATURES)
     assert table.num_rows > 0 and table.column("churn_probability").null_count == 0
+
+
+def test_only_the_season_inputs_on_cutoffs_spanning_less_than_a_year_is_a_clear_error(store, prefect_harness):
+    from features.season import SEASON_FEATURES
+    from flows.train import train_flow
+    from models.errors import UntrainableSnapshots
+
+    uri = f"sqlite:///{store.mlflow / 'mlflow.db'}"
+    cfg = config(store, "train", tracking_uri=uri, n_train_cutoffs=2, btyd_baselines=False, refit=False,
+                 model={"features": list(SEASON_FEATURES)})
+    with pytest.raises(UntrainableSnapshots, match="the model has no inputs"):
+        train_flow(cfg)
