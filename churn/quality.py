@@ -159,7 +159,6 @@ def run_experiment(ds: DataSet, ex: Experiment, home: Path, resamples: int) -> d
     """The scorers' metrics on the data set's validation snapshot under the experiment's settings."""
     from churn.settings import defaults, utc
     from flows.train import build_snapshots, train
-    from storage import catalog
 
     config = defaults(home, **{**REFERENCE, **ex.overrides, "bootstrap_resamples": resamples}).train_config(
         horizon_days=ds.horizon_days)
@@ -191,8 +190,7 @@ def run_experiment(ds: DataSet, ex: Experiment, home: Path, resamples: int) -> d
             iv = config.bootstrap().difference(preds["y"].to_numpy(), preds["model"].to_numpy(),
                                                preds["oracle_events"].to_numpy(), ("roc_auc",))["roc_auc"]
             versus_oracle = {"baseline": "oracle_events", **iv.as_dict()}
-        snapshots = info.get("frame")
-        snapshots = catalog.read_snapshots(Path(info["path"])) if snapshots is None else snapshots
+        snapshots = _snapshots(info)
         rates = snapshots[snapshots["split"] == "train"].groupby("cutoff")["churned"].mean()
         out = {"versus_oracle_events": versus_oracle if "oracle_events" in preds else None,
                "train_churn_rates": [float(v) for v in rates.sort_index()],
@@ -209,78 +207,12 @@ def run_experiment(ds: DataSet, ex: Experiment, home: Path, resamples: int) -> d
     return out
 
 
-def blended(result, bootstrap):
-    """The training result with the model's predictions replaced by the mean of the model's and logistic RFM's, its
-    metrics and its intervals against the best baseline recomputed."""
-    import dataclasses
-
-    from models.evaluate import metrics
-    from models.train import versus_best_baseline
-
-    preds = result.predictions.assign(model=(result.predictions["model"] + result.predictions["logistic_rfm"]) / 2)
-    return dataclasses.replace(result, predictions=preds, metrics=metrics(preds["y"], preds["model"]),
-                               versus_baseline=versus_best_baseline(preds, result.baselines, bootstrap))
-
-
-def with_aft(result, config, info: dict, how: str):
-    """The training result with the model's predictions replaced by the churn-time curve's P(no activity within the
-    horizon) (`alone`) or by the mean of that and the model's (`blend`); metrics and intervals recomputed."""
-    import dataclasses
-
-    from models.evaluate import metrics
-    from models.train import versus_best_baseline
+def _snapshots(info: dict):
+    """The run's stored snapshots, or the frame an experiment replaced them with (`info["frame"]`)."""
     from storage import catalog
 
-    frame = catalog.read_snapshots(Path(info["path"]))
-    validation = frame[frame["split"] == "validation"].set_index("customer_id")
-    p = result.curve.no_activity_within(validation, config.horizon_days)
-    p = p.reindex(result.predictions["customer_id"]).to_numpy()
-    preds = result.predictions.assign(model=p if how == "alone" else (result.predictions["model"] + p) / 2)
-    return dataclasses.replace(result, predictions=preds, metrics=metrics(preds["y"], preds["model"]),
-                               versus_baseline=versus_best_baseline(preds, result.baselines, config.bootstrap()))
-
-
-def _logit(p):
-    import numpy as np
-
-    p = np.clip(np.asarray(p, dtype=float), 1e-6, 1 - 1e-6)
-    return np.log(p / (1 - p))
-
-
-def stacked(result, config, info: dict, with_aft: bool = False):
-    """The training result with the model's predictions replaced by a logistic stack of the model's and logistic
-    RFM's logits (`with_aft`: and the churn-time curve's P(no purchase within the horizon)), fitted on the
-    early-stopping hold-out of the training snapshots (which no model was fitted on)."""
-    import dataclasses
-
-    import numpy as np
-    from sklearn.linear_model import LogisticRegression
-
-    from models.baselines import LogisticRFM
-    from models.churn_model import early_stopping_mask
-    from models.evaluate import metrics
-    from models.train import cap_rows, versus_best_baseline
-    from storage import catalog
-
-    frame = catalog.read_snapshots(Path(info["path"]))
-    train = cap_rows(frame[frame["split"] == "train"], 1_000_000)
-    es = early_stopping_mask(__import__("pandas").Index(train["customer_id"]))
-    held = train[es]
-    lr = LogisticRFM(config.seed).fit(train[~es], train.loc[~es, "churned"])
-    Z = [_logit(result.model.churn_probability(held[result.model.features])), _logit(lr.churn_probability(held))]
-    preds = result.predictions
-    Zv = [_logit(preds["model"]), _logit(preds["logistic_rfm"])]
-    if with_aft:
-        validation = frame[frame["split"] == "validation"].set_index("customer_id")
-        Z.append(_logit(result.curve.no_activity_within(held, config.horizon_days)))
-        Zv.append(_logit(result.curve.no_activity_within(validation, config.horizon_days)
-                         .reindex(preds["customer_id"]).to_numpy()))
-    Z, Zv = np.column_stack(Z), np.column_stack(Zv)
-    stack = LogisticRegression(C=1.0).fit(Z, held["churned"].to_numpy())
-    log.info("stack weights %s, intercept %.3f", np.round(stack.coef_[0], 3).tolist(), stack.intercept_[0])
-    preds = preds.assign(model=stack.predict_proba(Zv)[:, 1])
-    return dataclasses.replace(result, predictions=preds, metrics=metrics(preds["y"], preds["model"]),
-                               versus_baseline=versus_best_baseline(preds, result.baselines, config.bootstrap()))
+    frame = info.get("frame")
+    return catalog.read_snapshots(Path(info["path"])) if frame is None else frame
 
 
 def _replace_model_scores(result, p, bootstrap, model=None):
@@ -297,6 +229,61 @@ def _replace_model_scores(result, p, bootstrap, model=None):
                                model=model if model is not None else result.model)
 
 
+def blended(result, bootstrap):
+    """The training result with the model's predictions replaced by the mean of the model's and logistic RFM's, its
+    metrics and its intervals against the best baseline recomputed."""
+    preds = result.predictions
+    return _replace_model_scores(result, (preds["model"] + preds["logistic_rfm"]) / 2, bootstrap)
+
+
+def with_aft(result, config, info: dict, how: str):
+    """The training result with the model's predictions replaced by the churn-time curve's P(no activity within the
+    horizon) (`alone`) or by the mean of that and the model's (`blend`); metrics and intervals recomputed."""
+    frame = _snapshots(info)
+    validation = frame[frame["split"] == "validation"].set_index("customer_id")
+    p = result.curve.no_activity_within(validation, config.horizon_days)
+    p = p.reindex(result.predictions["customer_id"]).to_numpy()
+    return _replace_model_scores(result, p if how == "alone" else (result.predictions["model"].to_numpy() + p) / 2,
+                                 config.bootstrap())
+
+
+def _logit(p):
+    import numpy as np
+
+    p = np.clip(np.asarray(p, dtype=float), 1e-6, 1 - 1e-6)
+    return np.log(p / (1 - p))
+
+
+def stacked(result, config, info: dict, with_aft: bool = False):
+    """The training result with the model's predictions replaced by a logistic stack of the model's and logistic
+    RFM's logits (`with_aft`: and the churn-time curve's P(no purchase within the horizon)), fitted on the
+    early-stopping hold-out of the training snapshots (which no model was fitted on)."""
+    import numpy as np
+    from sklearn.linear_model import LogisticRegression
+
+    from models.baselines import LogisticRFM
+    from models.churn_model import early_stopping_mask
+    from models.train import cap_rows
+
+    frame = _snapshots(info)
+    train = cap_rows(frame[frame["split"] == "train"], 1_000_000)
+    es = early_stopping_mask(__import__("pandas").Index(train["customer_id"]))
+    held = train[es]
+    lr = LogisticRFM(config.seed).fit(train[~es], train.loc[~es, "churned"])
+    Z = [_logit(result.model.churn_probability(held[result.model.features])), _logit(lr.churn_probability(held))]
+    preds = result.predictions
+    Zv = [_logit(preds["model"]), _logit(preds["logistic_rfm"])]
+    if with_aft:
+        validation = frame[frame["split"] == "validation"].set_index("customer_id")
+        Z.append(_logit(result.curve.no_activity_within(held, config.horizon_days)))
+        Zv.append(_logit(result.curve.no_activity_within(validation, config.horizon_days)
+                         .reindex(preds["customer_id"]).to_numpy()))
+    Z, Zv = np.column_stack(Z), np.column_stack(Zv)
+    stack = LogisticRegression(C=1.0).fit(Z, held["churned"].to_numpy())
+    log.info("stack weights %s, intercept %.3f", np.round(stack.coef_[0], 3).tolist(), stack.intercept_[0])
+    return _replace_model_scores(result, stack.predict_proba(Zv)[:, 1], config.bootstrap())
+
+
 def boosted_from_logistic(result, config, info: dict):
     """XGBoost fitted with logistic RFM's logit as its base margin (logistic RFM fitted on the training rows without
     the early-stopping hold-out; the hold-out scored with its own base margin), scored on the validation snapshot."""
@@ -306,9 +293,8 @@ def boosted_from_logistic(result, config, info: dict):
     from models.baselines import LogisticRFM
     from models.churn_model import DEFAULT_PARAMS, ChurnModel, early_stopping_mask
     from models.train import MAX_TRAIN_ROWS, cap_rows
-    from storage import catalog
 
-    frame = catalog.read_snapshots(Path(info["path"]))
+    frame = _snapshots(info)
     train = cap_rows(frame[frame["split"] == "train"], MAX_TRAIN_ROWS)
     validation = frame[frame["split"] == "validation"].set_index("customer_id").loc[result.predictions["customer_id"]]
     es = early_stopping_mask(pd.Index(train["customer_id"]))
@@ -343,10 +329,8 @@ def stacked_cv(result, config, info: dict):
     from models.baselines import LogisticRFM
     from models.curve import AftCurve
     from models.train import MAX_TRAIN_ROWS, cap_rows
-    from storage import catalog
 
-    frame = info.get("frame")
-    frame = catalog.read_snapshots(Path(info["path"])) if frame is None else frame
+    frame = _snapshots(info)
     train = cap_rows(frame[frame["split"] == "train"], MAX_TRAIN_ROWS)
     features, h = list(result.model.features), config.horizon_days
     y = train["churned"].to_numpy()
@@ -389,6 +373,7 @@ def matched_history_frame(config, info: dict):
     log.info("matched history: %d days at the earliest training cutoff (lookback %d)", days, config.lookback_days)
     if days >= config.lookback_days:
         return frame.assign(**{MATCHED + f: frame[f] for f in FEATURE_NAMES})
+    zero = [f for f in FEATURE_NAMES if FEATURES[f][1] in ("count", "currency") and f != "avg_basket_365d"]
     paths = layout.Paths(config.home)
     con = store.connect(paths)
     parts = []
@@ -398,7 +383,6 @@ def matched_history_frame(config, info: dict):
             since = (pd.Timestamp(cutoff) - pd.Timedelta(days=days)).tz_convert("UTC").strftime("%Y-%m-%d %H:%M:%S")
             window = events.filter(f"event_time > TIMESTAMPTZ '{since}+00'")
             feats = customer_features(window, pd.Timestamp(cutoff), days).reindex(rows["customer_id"].astype(str))
-            zero = [f for f in FEATURE_NAMES if FEATURES[f][1] in ("count", "currency") and f != "avg_basket_365d"]
             feats[zero] = feats[zero].fillna(0.0)
             parts.append(rows.assign(**{MATCHED + f: feats[f].to_numpy() for f in FEATURE_NAMES}))
     finally:
