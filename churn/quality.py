@@ -58,6 +58,7 @@ class Experiment:
     from_logistic: bool = False  # XGBoost boosted from logistic RFM's logit (a base margin)
     stack_cv: bool = False  # the stack of model, logistic RFM and curve, weights fitted on out-of-fold predictions
     matched_history: bool = False  # every snapshot's model features from the same number of days of history
+    cadence: bool = False  # CADENCE_FEATURES (the customer's own purchase gaps against the current lapse) as inputs
     against: str = "reference"  # the row the decision compares with
     # declared with the experiment: a data set where it changes nothing (the same metrics as `against`, by
     # construction) is neutral, not a failure
@@ -120,6 +121,11 @@ EXPERIMENTS = (
                "to `all-monthly`); judged against `all-monthly`", {"n_train_cutoffs": 0, "model": {}},
                against="all-monthly", neutral_when_identical=True,
                note="served: in the default feature set (`features/season.py`)"),
+    Experiment("cadence", "four more inputs from the customer's own purchase gaps at each cutoff: the longest gap, "
+               "the days since the last purchase over the longest gap, the share of past gaps shorter than the days "
+               "since the last purchase, the latest gap over the mean gap (the model and the curve)", {}, cadence=True),
+    Experiment("cadence-stack-cv", "`stack-cv` over the model and curve with the `cadence` inputs", {}, cadence=True,
+               stack_cv=True),
 )
 
 # Directions known before looking at any data: +1 churn only rises with the feature, -1 only falls.
@@ -174,7 +180,8 @@ def run_experiment(ds: DataSet, ex: Experiment, home: Path, resamples: int) -> d
                                                                 "monotone_constraints": constraints}})
         result = (train_with_btyd_features(config, info) if ex.btyd_features else
                   train_with_rate_features(config, info) if ex.rate_features else
-                  train_with_matched_history(config, info) if ex.matched_history else train(config, info)[0])
+                  train_with_matched_history(config, info) if ex.matched_history else
+                  train_with_cadence(config, info) if ex.cadence else train(config, info)[0])
         if ex.from_logistic:
             result = boosted_from_logistic(result, config, info)
         if ex.stack_cv:
@@ -400,6 +407,72 @@ def train_with_matched_history(config, info: dict):
     info["frame"] = frame
     train, validation = frame[frame["split"] == "train"], frame[frame["split"] == "validation"]
     features = [MATCHED + f for f in FEATURE_NAMES]
+    result = train_and_evaluate(train, validation, features, seed=config.seed, horizon_days=config.horizon_days,
+                                btyd=config.btyd_baselines, btyd_sample=config.btyd_sample_customers,
+                                bootstrap=config.bootstrap(), oracles=_oracles(config, info, validation))
+    result.curve, _ = fit_curve(train, validation, features, seed=config.seed, horizon_days=config.horizon_days)
+    return result
+
+
+CADENCE_FEATURES = ("purchase_gap_max_days", "recency_over_max_gap", "gaps_shorter_share", "last_gap_over_mean")
+
+
+def cadence_sql(as_of) -> str:
+    """CADENCE_FEATURES per customer with 2+ purchases at or before `as_of`, over a table `events` (DuckDB)."""
+    from features.definitions import DAY_US
+    from features.sql import timestamp
+
+    asof = timestamp(as_of)
+    return f"""
+WITH p AS (
+    SELECT customer_id, epoch_us({asof}) - epoch_us(event_time) AS age_us
+    FROM events WHERE event_time <= {asof} AND event_type = 'purchase'
+), g AS (
+    SELECT customer_id, age_us, min(age_us) OVER (PARTITION BY customer_id) AS last_age,
+           lag(age_us) OVER (PARTITION BY customer_id ORDER BY age_us DESC) - age_us AS gap
+    FROM p
+)
+SELECT customer_id,
+    CAST(max(gap) AS DOUBLE) / {DAY_US} AS purchase_gap_max_days,
+    CASE WHEN max(gap) > 0 THEN CAST(min(last_age) AS DOUBLE) / max(gap) END AS recency_over_max_gap,
+    CAST(count(gap) FILTER (WHERE gap < last_age) AS DOUBLE) / count(gap) AS gaps_shorter_share,
+    CASE WHEN count(gap) >= 2 AND avg(gap) > 0
+         THEN CAST(max(gap) FILTER (WHERE age_us = last_age) AS DOUBLE) / avg(gap) END AS last_gap_over_mean
+FROM g WHERE gap IS NOT NULL GROUP BY customer_id"""
+
+
+def cadence_frame(config, info: dict):
+    """The stored snapshots with CADENCE_FEATURES, each cutoff's from the events at or before it (NaN with fewer
+    than two purchases)."""
+    import pandas as pd
+
+    from storage import catalog, layout, store
+
+    frame = catalog.read_snapshots(Path(info["path"]))
+    paths = layout.Paths(config.home)
+    con = store.connect(paths)
+    parts = []
+    try:
+        events = store.events_relation(con, paths, version=info.get("store_version"))
+        for cutoff, rows in frame.groupby("cutoff", sort=False):
+            found = events.query("events", cadence_sql(pd.Timestamp(cutoff))).df()
+            found = found.set_index(found["customer_id"].astype(str))
+            feats = found.reindex(rows["customer_id"].astype(str))
+            parts.append(rows.assign(**{f: feats[f].to_numpy(dtype="float64") for f in CADENCE_FEATURES}))
+    finally:
+        con.close()
+    return pd.concat(parts).loc[frame.index]
+
+
+def train_with_cadence(config, info: dict):
+    """`flows.train.train` with CADENCE_FEATURES added to every snapshot and to the model's and the curve's inputs."""
+    from features.customer import FEATURE_NAMES
+    from models.train import fit_curve, train_and_evaluate
+
+    frame = cadence_frame(config, info)
+    info["frame"] = frame
+    train, validation = frame[frame["split"] == "train"], frame[frame["split"] == "validation"]
+    features = [*FEATURE_NAMES, *CADENCE_FEATURES]
     result = train_and_evaluate(train, validation, features, seed=config.seed, horizon_days=config.horizon_days,
                                 btyd=config.btyd_baselines, btyd_sample=config.btyd_sample_customers,
                                 bootstrap=config.bootstrap(), oracles=_oracles(config, info, validation))
@@ -804,7 +877,8 @@ def markdown(results: dict, sets: tuple[DataSet, ...], command: str) -> str:
                 label = "blend (model + logistic RFM) / 2" if ex.blend and name == "model" else label
                 label = ("XGBoost boosted from logistic RFM" if ex.from_logistic else
                          "cross-fitted stack (model, logistic RFM, curve)" if ex.stack_cv else
-                         "model on the matched history" if ex.matched_history else label
+                         "model on the matched history" if ex.matched_history else
+                         "model with the cadence inputs" if ex.cadence else label
                          ) if name == "model" else label
                 label = {"alone": "churn-time curve at the horizon", "blend": "blend (model + curve) / 2",
                          "stack": "stack (model, logistic RFM, curve)"}.get(
