@@ -248,7 +248,7 @@ def with_aft(result, config, info: dict, how: str):
     horizon) (`alone`) or by the mean of that and the model's (`blend`); metrics and intervals recomputed."""
     frame = _snapshots(info)
     validation = frame[frame["split"] == "validation"].set_index("customer_id")
-    p = result.curve.no_activity_within(validation, config.horizon_days)
+    p = result.evaluated_curve.no_activity_within(validation, config.horizon_days)
     p = p.reindex(result.predictions["customer_id"]).to_numpy()
     return _replace_model_scores(result, p if how == "alone" else (result.predictions["model"].to_numpy() + p) / 2,
                                  config.bootstrap())
@@ -282,8 +282,8 @@ def stacked(result, config, info: dict, with_aft: bool = False):
     Zv = [_logit(preds["model"]), _logit(preds["logistic_rfm"])]
     if with_aft:
         validation = frame[frame["split"] == "validation"].set_index("customer_id")
-        Z.append(_logit(result.curve.no_activity_within(held, config.horizon_days)))
-        Zv.append(_logit(result.curve.no_activity_within(validation, config.horizon_days)
+        Z.append(_logit(result.evaluated_curve.no_activity_within(held, config.horizon_days)))
+        Zv.append(_logit(result.evaluated_curve.no_activity_within(validation, config.horizon_days)
                          .reindex(preds["customer_id"]).to_numpy()))
     Z, Zv = np.column_stack(Z), np.column_stack(Zv)
     stack = LogisticRegression(C=1.0).fit(Z, held["churned"].to_numpy())
@@ -334,11 +334,12 @@ def stacked_cv(result, config, info: dict):
     from sklearn.linear_model import LogisticRegression
 
     from models.baselines import LogisticRFM
-    from models.curve import AftCurve
+    from models.curve import AftCurve, censored_at
     from models.train import MAX_TRAIN_ROWS, cap_rows
 
     frame = _snapshots(info)
     train = cap_rows(frame[frame["split"] == "train"], MAX_TRAIN_ROWS)
+    limit = pd.Timestamp(frame.loc[frame["split"] == "validation", "cutoff"].max())  # the curve's waits as then known
     features, h = list(result.model.features), config.horizon_days
     y = train["churned"].to_numpy()
     fold = (pd.util.hash_array(train["customer_id"].to_numpy(dtype=object)) // 10_000) % STACK_FOLDS
@@ -347,7 +348,8 @@ def stacked_cv(result, config, info: dict):
         inner, out = train[fold != k], train[fold == k]
         model = result.model.refit(inner[features], inner["churned"])
         lr = LogisticRFM(config.seed).fit(inner, inner["churned"])
-        curve = AftCurve(result.curve.features, seed=config.seed).fit(inner, rounds=result.curve.best_iteration_ + 1)
+        curve = AftCurve(result.evaluated_curve.features, seed=config.seed).fit(
+            censored_at(inner, limit), rounds=result.evaluated_curve.best_iteration_ + 1)
         oof[fold == k] = np.column_stack([_logit(model.churn_probability(out[features])),
                                           _logit(lr.churn_probability(out)),
                                           _logit(curve.no_activity_within(out, h))])
@@ -357,7 +359,8 @@ def stacked_cv(result, config, info: dict):
     preds = result.predictions
     validation = frame[frame["split"] == "validation"].set_index("customer_id")
     Zv = np.column_stack([_logit(preds["model"]), _logit(preds["logistic_rfm"]),
-                          _logit(result.curve.no_activity_within(validation, h).reindex(preds["customer_id"]))])
+                          _logit(result.evaluated_curve.no_activity_within(validation, h)
+                                 .reindex(preds["customer_id"]))])
     return _replace_model_scores(result, stack.predict_proba(Zv)[:, 1], config.bootstrap())
 
 
@@ -410,7 +413,8 @@ def train_with_matched_history(config, info: dict):
     result = train_and_evaluate(train, validation, features, seed=config.seed, horizon_days=config.horizon_days,
                                 btyd=config.btyd_baselines, btyd_sample=config.btyd_sample_customers,
                                 bootstrap=config.bootstrap(), oracles=_oracles(config, info, validation))
-    result.curve, _ = fit_curve(train, validation, features, seed=config.seed, horizon_days=config.horizon_days)
+    result.curve, result.evaluated_curve, _ = fit_curve(train, validation, features, seed=config.seed,
+                                                        horizon_days=config.horizon_days)
     return result
 
 
@@ -476,7 +480,8 @@ def train_with_cadence(config, info: dict):
     result = train_and_evaluate(train, validation, features, seed=config.seed, horizon_days=config.horizon_days,
                                 btyd=config.btyd_baselines, btyd_sample=config.btyd_sample_customers,
                                 bootstrap=config.bootstrap(), oracles=_oracles(config, info, validation))
-    result.curve, _ = fit_curve(train, validation, features, seed=config.seed, horizon_days=config.horizon_days)
+    result.curve, result.evaluated_curve, _ = fit_curve(train, validation, features, seed=config.seed,
+                                                        horizon_days=config.horizon_days)
     return result
 
 
@@ -669,6 +674,7 @@ def curve_experiment(ds: DataSet, home: Path) -> dict:
         AftCurve,
         HorizonClassifiers,
         anchored_location,
+        censored_at,
         curve_metrics,
         horizon_labels,
         lognormal_curve,
@@ -676,6 +682,8 @@ def curve_experiment(ds: DataSet, home: Path) -> dict:
         next_purchase_errors,
         waiting_interval,
     )
+    import pandas as pd
+
     from models.snapshots import NotEnoughHistory
     from storage import catalog
 
@@ -692,6 +700,7 @@ def curve_experiment(ds: DataSet, home: Path) -> dict:
     frame = catalog.read_snapshots(Path(info["path"]))
     frame = frame.join(horizon_labels(frame, horizons))  # every row is observed for the longest horizon at least
     train, validation = frame[frame["split"] == "train"], frame[frame["split"] == "validation"]
+    train = censored_at(train, pd.Timestamp(validation["cutoff"].max()))  # what was known at the validation cutoff
     out = {"validation_cutoff": info["validation_cutoff"], "train_cutoffs": len(plan.train),
            "horizons": list(horizons), "models": {}, "next_purchase": {}}
     classifiers = HorizonClassifiers(FEATURE_NAMES, horizons, seed=config.seed).fit(train)

@@ -92,9 +92,10 @@ def train(config: TrainConfig, info: dict) -> tuple[TrainingResult, pd.DataFrame
         result.refit = (refit_on_spark(stored.where("split IN ('train', 'validation')"), result.model,
                                        num_workers=workers) if config.engine == "spark"
                         else refit_on_all_labelled(result.model, train, validation))
-    log.info("fitting the churn-time curve (XGBoost survival:aft on the days to the next activity)")
-    result.curve, result.curve_metrics = fit_curve(train, validation, features, seed=config.seed,
-                                                   horizon_days=config.horizon_days)
+    log.info("fitting the churn-time curve (XGBoost survival:aft on the days to the next activity): evaluated on "
+             "the waits known at the validation cutoff, then refitted on every wait known")
+    result.curve, result.evaluated_curve, result.curve_metrics = fit_curve(
+        train, validation, features, seed=config.seed, horizon_days=config.horizon_days)
     return result, frame
 
 

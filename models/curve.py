@@ -56,6 +56,19 @@ def waiting_interval(X: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
     return np.where(seen, days, observed), np.where(seen, days, np.inf)
 
 
+def censored_at(X: pd.DataFrame, limit: pd.Timestamp) -> pd.DataFrame:
+    """X with each row's wait as it was known at `limit` (an instant at or after every row's `cutoff`): watched at most
+    until `limit` (`observed_days`), a next activity after it unseen (NaN). The curve evaluated on a validation
+    snapshot learns only what was known at its cutoff, as the churn model's labels do."""
+    cutoff = pd.to_datetime(X["cutoff"], utc=True)
+    watched = ((pd.Timestamp(limit) - cutoff) / pd.Timedelta(days=1)).to_numpy(dtype=float)
+    if (watched < 0).any():
+        raise ValueError(f"censored_at: rows with a cutoff after {limit}")
+    observed = np.minimum(X["observed_days"].to_numpy(dtype=float), watched)
+    days = X["next_activity_days"].to_numpy(dtype=float)
+    return X.assign(observed_days=observed, next_activity_days=np.where(days <= observed, days, np.nan))
+
+
 def horizon_labels(X: pd.DataFrame, horizons) -> pd.DataFrame:
     """`churned_{h}d` per horizon: 1 unless the next activity came within h days; only meaningful where the row was
     observed for at least h days (`observed_days` >= h)."""

@@ -11,7 +11,7 @@ from features.purchase_history import FREQUENCY
 from models.baselines import LogisticRFM, RecencyRule
 from models.btyd import BGNBD, ParetoNBD
 from models.churn_model import ChurnModel, early_stopping_mask
-from models.curve import CURVE_HORIZONS, AftCurve, curve_columns, curve_metrics, horizon_labels
+from models.curve import CURVE_HORIZONS, AftCurve, censored_at, curve_columns, curve_metrics, horizon_labels
 from models.errors import UntrainableSnapshots
 from models.evaluate import metrics
 from models.promotion import Bootstrap
@@ -37,9 +37,11 @@ class TrainingResult:
     versus_baseline: dict[str, dict] = field(default_factory=dict)
     # the evaluated model refitted on the training and validation snapshots with its tree count (None: not refitted)
     refit: ChurnModel | None = None
-    # the churn-time curve (P(no activity within 30/60/90/180 days), days to the next one) and its validation metrics
+    # the churn-time curve that is served (P(no activity within 30/60/90/180 days), days to the next one) and the
+    # validation metrics of the evaluated curve (see `fit_curve`), which is kept beside it
     curve: AftCurve | None = None
     curve_metrics: dict = field(default_factory=dict)
+    evaluated_curve: AftCurve | None = None
 
     @property
     def registered(self) -> ChurnModel:
@@ -156,16 +158,25 @@ def refit_on_all_labelled(model: ChurnModel, train: pd.DataFrame, validation: pd
 
 
 def fit_curve(train: pd.DataFrame, validation: pd.DataFrame, features: list[str], *, seed: int, horizon_days: int,
-              max_train_rows: int | None = MAX_TRAIN_ROWS) -> tuple[AftCurve, dict]:
+              max_train_rows: int | None = MAX_TRAIN_ROWS) -> tuple[AftCurve, AftCurve, dict]:
     """The churn-time curve model (XGBoost survival:aft on the interval-censored days to the next activity; see
-    models/curve.py) fitted on the training snapshots, early-stopping on the same customer-level hold-out as the
-    churn model, and its metrics on the validation snapshot at the curve's horizons that snapshot observes in full
-    (those up to `horizon_days`; none if the horizon is shorter than the first)."""
-    curve = AftCurve(features, seed=seed).fit(cap_rows(train, max_train_rows))
+    models/curve.py): (served, evaluated, the evaluated curve's validation metrics).
+
+    The evaluated curve is fitted on the training snapshots with every wait as it was known at the validation
+    cutoff (`censored_at`: a purchase in the validation window is unseen, as the churn model's labels never read
+    it), early-stopping on the same customer-level hold-out as the churn model; its metrics are on the validation
+    snapshot at the horizons that snapshot observes in full (those up to `horizon_days`; none if the horizon is
+    shorter than the first). The served curve is refitted with the evaluated curve's tree count on the training
+    and validation snapshots, every wait known up to the run's as-of (nothing chosen on the validation window)."""
+    limit = pd.Timestamp(validation["cutoff"].max())
+    evaluated = AftCurve(features, seed=seed).fit(censored_at(cap_rows(train, max_train_rows), limit))
+    served = AftCurve(features, seed=seed).fit(cap_rows(pd.concat([train, validation], ignore_index=True),
+                                                        max_train_rows), rounds=evaluated.best_iteration_ + 1)
     known = tuple(h for h in CURVE_HORIZONS if h <= horizon_days)
     if not known:
-        return curve, {}
-    return curve, curve_metrics(curve.curve(validation)[curve_columns(known)], horizon_labels(validation, known), known)
+        return served, evaluated, {}
+    return served, evaluated, curve_metrics(evaluated.curve(validation)[curve_columns(known)],
+                                            horizon_labels(validation, known), known)
 
 
 def versus_best_baseline(preds: pd.DataFrame, baselines: dict[str, dict[str, float]],

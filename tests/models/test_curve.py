@@ -8,6 +8,7 @@ from models.curve import (
     AftCurve,
     HorizonClassifiers,
     anchored_location,
+    censored_at,
     curve_columns,
     curve_metrics,
     horizon_labels,
@@ -99,3 +100,59 @@ def test_the_aft_curve_fitted_with_a_fixed_tree_count_uses_every_row_and_that_ma
     assert np.array_equal(again.location(X), fixed.location(X))  # every row, no hold-out drawn: deterministic
     assert not np.array_equal(AftCurve(["recency", "noise"], seed=2).fit(X.iloc[:500], rounds=7).location(X),
                               fixed.location(X))
+
+
+def test_censored_at_keeps_only_what_was_known_at_the_limit():
+    X = pd.DataFrame({"customer_id": ["a", "b", "c", "d"],
+                      "cutoff": pd.to_datetime(["2024-01-01", "2024-01-01", "2024-02-01", "2024-03-01"], utc=True),
+                      "next_activity_days": [10.0, 80.0, 60.0, np.nan], "observed_days": [120.0, 120.0, 89.0, 60.0]})
+    out = censored_at(X, pd.Timestamp("2024-03-31", tz="UTC"))
+    # watched until Mar 31: a and b 90 days (both seen by then), c 59 days (its purchase on day 60 not yet), d 30
+    expected = X.assign(next_activity_days=[10.0, 80.0, np.nan, np.nan], observed_days=[90.0, 90.0, 59.0, 30.0])
+    pd.testing.assert_frame_equal(out, expected)
+    assert X["observed_days"].tolist() == [120.0, 120.0, 89.0, 60.0]  # the input is not changed
+    # a purchase exactly at the limit was known then
+    at = censored_at(X.iloc[[2]], pd.Timestamp("2024-04-01", tz="UTC"))
+    assert at["next_activity_days"].tolist() == [60.0] and at["observed_days"].tolist() == [60.0]
+    try:
+        censored_at(X, pd.Timestamp("2024-02-15", tz="UTC"))
+    except ValueError as e:
+        assert "after" in str(e)
+    else:
+        raise AssertionError("a cutoff after the limit must be refused")
+
+
+def test_the_evaluated_curve_never_learns_from_the_validation_window():
+    """fit_curve: the curve whose metrics are reported is fitted on the waits known at the validation cutoff, so
+    changing every wait that ends after it changes the served curve but not the evaluated one or its metrics."""
+    from models.train import fit_curve
+
+    rng = np.random.default_rng(3)
+    n = 1200
+    cutoffs = pd.to_datetime(["2024-01-01", "2024-02-01", "2024-03-01"], utc=True)
+    validation_cutoff = pd.Timestamp("2024-06-01", tz="UTC")
+    as_of = validation_cutoff + pd.Timedelta(days=90)
+
+    def rows(cutoff, ids):
+        recency = rng.uniform(1, 120, len(ids))
+        wait = rng.exponential(10 + recency)
+        observed = (as_of - cutoff) / pd.Timedelta(days=1)
+        return pd.DataFrame({"customer_id": ids, "cutoff": cutoff, "recency": recency, "noise": rng.random(len(ids)),
+                             "next_activity_days": np.where(wait <= observed, wait, np.nan),
+                             "observed_days": observed})
+
+    ids = [f"c{i}" for i in range(n)]
+    train = pd.concat([rows(c, ids) for c in cutoffs], ignore_index=True)
+    validation = rows(validation_cutoff, ids)
+    validation = validation.join(horizon_labels(validation, (30, 60, 90)))
+    after = (train["cutoff"] + pd.to_timedelta(train["next_activity_days"], unit="D")) > validation_cutoff
+    assert after.sum() > 50  # the data has waits that end in the validation window
+    moved = train.assign(next_activity_days=train["next_activity_days"].mask(after, np.nan))  # never seen instead
+    kw = {"seed": 1, "horizon_days": 90}
+    served, evaluated, metrics = fit_curve(train, validation, ["recency", "noise"], **kw)
+    served2, evaluated2, metrics2 = fit_curve(moved, validation, ["recency", "noise"], **kw)
+    assert np.array_equal(evaluated.location(validation), evaluated2.location(validation)) and metrics == metrics2
+    assert not np.array_equal(served.location(validation), served2.location(validation))
+    assert set(metrics) == {30, 60, 90, "integrated_brier"}
+    # the served curve is refitted on the training and validation rows with the evaluated curve's tree count
+    assert served.best_iteration_ == evaluated.best_iteration_
