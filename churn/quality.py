@@ -374,7 +374,7 @@ def matched_history_frame(config, info: dict):
     import pandas as pd
 
     from features.customer import FEATURE_NAMES, FEATURES, customer_features
-    from storage import catalog, layout, store
+    from storage import catalog
 
     frame = catalog.read_snapshots(Path(info["path"]))
     first = pd.Timestamp(info["data_start"])
@@ -384,38 +384,58 @@ def matched_history_frame(config, info: dict):
     if days >= config.lookback_days:
         return frame.assign(**{MATCHED + f: frame[f] for f in FEATURE_NAMES})
     zero = [f for f in FEATURE_NAMES if FEATURES[f][1] in ("count", "currency") and f != "avg_basket_365d"]
+
+    def matched(events, cutoff, rows):
+        since = (cutoff - pd.Timedelta(days=days)).tz_convert("UTC").strftime("%Y-%m-%d %H:%M:%S")
+        window = events.filter(f"event_time > TIMESTAMPTZ '{since}+00'")
+        feats = customer_features(window, cutoff, days).reindex(rows["customer_id"].astype(str))
+        feats[zero] = feats[zero].fillna(0.0)
+        return {MATCHED + f: feats[f].to_numpy() for f in FEATURE_NAMES}
+
+    return _with_columns_per_cutoff(config, info, frame, matched)
+
+
+def _with_columns_per_cutoff(config, info: dict, frame, columns):
+    """`frame` (stacked snapshots) with the columns `columns(events, cutoff, rows)` returns for each cutoff's rows,
+    computed over the run's version of the event store (a DuckDB relation)."""
+    import pandas as pd
+
+    from storage import layout, store
+
     paths = layout.Paths(config.home)
     con = store.connect(paths)
     parts = []
     try:
         events = store.events_relation(con, paths, version=info.get("store_version"))
         for cutoff, rows in frame.groupby("cutoff", sort=False):
-            since = (pd.Timestamp(cutoff) - pd.Timedelta(days=days)).tz_convert("UTC").strftime("%Y-%m-%d %H:%M:%S")
-            window = events.filter(f"event_time > TIMESTAMPTZ '{since}+00'")
-            feats = customer_features(window, pd.Timestamp(cutoff), days).reindex(rows["customer_id"].astype(str))
-            feats[zero] = feats[zero].fillna(0.0)
-            parts.append(rows.assign(**{MATCHED + f: feats[f].to_numpy() for f in FEATURE_NAMES}))
+            parts.append(rows.assign(**columns(events, pd.Timestamp(cutoff), rows)))
     finally:
         con.close()
     return pd.concat(parts).loc[frame.index]
 
 
-def train_with_matched_history(config, info: dict):
-    """`flows.train.train` with the model (and its churn-time curve) on `matched_history_frame`'s features; the
-    baselines on the originals."""
-    from features.customer import FEATURE_NAMES
+def _train_model_and_curve(config, info: dict, frame, features: list[str]):
+    """`flows.train.train` on `frame` (the stored snapshots with more columns) with `features` as the inputs of the
+    model and of its churn-time curve; the baselines read their own columns."""
     from models.train import fit_curve, train_and_evaluate
 
-    frame = matched_history_frame(config, info)
     info["frame"] = frame
     train, validation = frame[frame["split"] == "train"], frame[frame["split"] == "validation"]
-    features = [MATCHED + f for f in FEATURE_NAMES]
     result = train_and_evaluate(train, validation, features, seed=config.seed, horizon_days=config.horizon_days,
                                 btyd=config.btyd_baselines, btyd_sample=config.btyd_sample_customers,
                                 bootstrap=config.bootstrap(), oracles=_oracles(config, info, validation))
     result.curve, result.evaluated_curve, _ = fit_curve(train, validation, features, seed=config.seed,
                                                         horizon_days=config.horizon_days)
     return result
+
+
+def train_with_matched_history(config, info: dict):
+    """`flows.train.train` with the model (and its churn-time curve) on `matched_history_frame`'s features; the
+    baselines on the originals."""
+    from features.customer import FEATURE_NAMES
+
+    return _train_model_and_curve(config, info, matched_history_frame(config, info),
+                                  [MATCHED + f for f in FEATURE_NAMES])
 
 
 CADENCE_FEATURES = ("purchase_gap_max_days", "recency_over_max_gap", "gaps_shorter_share", "last_gap_over_mean")
@@ -448,41 +468,21 @@ FROM g WHERE gap IS NOT NULL GROUP BY customer_id"""
 def cadence_frame(config, info: dict):
     """The stored snapshots with CADENCE_FEATURES, each cutoff's from the events at or before it (NaN with fewer
     than two purchases)."""
-    import pandas as pd
+    from storage import catalog
 
-    from storage import catalog, layout, store
+    def cadence(events, cutoff, rows):
+        found = events.query("events", cadence_sql(cutoff)).df()
+        feats = found.set_index(found["customer_id"].astype(str)).reindex(rows["customer_id"].astype(str))
+        return {f: feats[f].to_numpy(dtype="float64") for f in CADENCE_FEATURES}
 
-    frame = catalog.read_snapshots(Path(info["path"]))
-    paths = layout.Paths(config.home)
-    con = store.connect(paths)
-    parts = []
-    try:
-        events = store.events_relation(con, paths, version=info.get("store_version"))
-        for cutoff, rows in frame.groupby("cutoff", sort=False):
-            found = events.query("events", cadence_sql(pd.Timestamp(cutoff))).df()
-            found = found.set_index(found["customer_id"].astype(str))
-            feats = found.reindex(rows["customer_id"].astype(str))
-            parts.append(rows.assign(**{f: feats[f].to_numpy(dtype="float64") for f in CADENCE_FEATURES}))
-    finally:
-        con.close()
-    return pd.concat(parts).loc[frame.index]
+    return _with_columns_per_cutoff(config, info, catalog.read_snapshots(Path(info["path"])), cadence)
 
 
 def train_with_cadence(config, info: dict):
     """`flows.train.train` with CADENCE_FEATURES added to every snapshot and to the model's and the curve's inputs."""
     from features.customer import FEATURE_NAMES
-    from models.train import fit_curve, train_and_evaluate
 
-    frame = cadence_frame(config, info)
-    info["frame"] = frame
-    train, validation = frame[frame["split"] == "train"], frame[frame["split"] == "validation"]
-    features = [*FEATURE_NAMES, *CADENCE_FEATURES]
-    result = train_and_evaluate(train, validation, features, seed=config.seed, horizon_days=config.horizon_days,
-                                btyd=config.btyd_baselines, btyd_sample=config.btyd_sample_customers,
-                                bootstrap=config.bootstrap(), oracles=_oracles(config, info, validation))
-    result.curve, result.evaluated_curve, _ = fit_curve(train, validation, features, seed=config.seed,
-                                                        horizon_days=config.horizon_days)
-    return result
+    return _train_model_and_curve(config, info, cadence_frame(config, info), [*FEATURE_NAMES, *CADENCE_FEATURES])
 
 
 TUNING_GRID = tuple({"max_depth": d, "min_child_weight": w} for d in (2, 3, 4, 6) for w in (5.0, 50.0))
