@@ -978,6 +978,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except (UserError, TrackingUnavailable) as e:  # needs a person (or a server back): one line, no traceback
         print(f"error: {one_line(str(e))}", file=sys.stderr)
+        release(e)
         return 2
     except BrokenPipeError:  # the reader of stdout stopped reading (`churn scores | head`): no traceback
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # nothing left to flush at exit either
@@ -988,7 +989,23 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: cannot write {e.filename or 'to the data folder'}: {e.strerror}. Nothing was half-written: "
               f"files are replaced whole and batches are journaled, so re-run once there is space or write access.",
               file=sys.stderr)
+        release(e)
         return 4
+
+
+def release(error: BaseException) -> None:
+    """Clear the local variables of every frame `error` (and the errors it chains) passed through. A failed flow
+    keeps its exception in Prefect's state until the process exits; DuckDB objects still held by those frames then
+    outlive DuckDB's module and its bindings print "nanobind: leaked ..." lines after the one error line."""
+    import gc
+    import traceback
+
+    seen: set[int] = set()
+    while error is not None and id(error) not in seen:
+        seen.add(id(error))
+        traceback.clear_frames(error.__traceback__)
+        error = error.__cause__ or error.__context__
+    gc.collect()
 
 
 RUNS_FLOWS = ("ingest", "train", "score", "evaluate", "demo")  # each starts Prefect (a server, or a temporary one)

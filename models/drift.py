@@ -77,14 +77,15 @@ class DriftDecision:
 
 
 def drift_decision(report: dict, action: str) -> DriftDecision:
-    """Publish unless drifted and the action is "refuse"; warn on any drift."""
+    """Publish unless drifted and the action is "refuse"; warn on drift that is published anyway (a refusal says it
+    once, as the error that stops the run)."""
     if action not in DRIFT_ACTIONS:
         raise ValueError(f"drift action {action!r}: expected one of {DRIFT_ACTIONS}")
     if not report.get("drifted"):
         return DriftDecision(True, False, "no drift beyond the threshold")
     over = f"PSI above {report['threshold']} for {report['over_threshold']}"
     if action == "refuse":
-        return DriftDecision(False, True, f"drift beyond PSI {report['threshold']} in {report['over_threshold']}: "
+        return DriftDecision(False, False, f"drift beyond PSI {report['threshold']} in {report['over_threshold']}: "
                                           f"scores not published (set drift_action = 'warn' to publish anyway, "
                                           f"or retrain)")
     return DriftDecision(True, True, over)

@@ -322,7 +322,23 @@ def test_drift_beyond_the_threshold_refuses_to_publish_when_configured(broken_re
     assert not ok["drift"]["drifted"], ok["drift"]
     day = ok["as_of"]
     (broken_registry.home / "scores" / f"as_of={day}" / "scores.parquet").unlink()
-    with pytest.raises(DriftRefused, match="not published"):
+    # refused, through the command: one error line and nothing else (no WARNING copy of it, no "nanobind: leaked"
+    # lines from DuckDB objects that the failed flow's frames kept alive until exit), nothing published
+    import os
+    import subprocess
+    import sys
+
+    import prefect.settings
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("CHURN_", "PREFECT_"))}
+    env.update(CHURN_HOME=str(broken_registry.home), CHURN_DRIFT_ACTION="refuse", CHURN_DRIFT_PSI_THRESHOLD="1e-6",
+               PREFECT_API_URL=prefect.settings.PREFECT_API_URL.value())  # the session's server: no start-up here
+    r = subprocess.run([str(Path(sys.executable).with_name("churn")), "score"], env=env, capture_output=True,
+                       text=True, timeout=300)
+    lines = [line for line in r.stderr.strip().splitlines() if not line.startswith("[")]  # progress lines first
+    assert r.returncode == 2 and len(lines) == 1, r.stderr[-3000:]
+    assert lines[0].startswith("error: drift beyond PSI 1e-06") and "not published" in lines[0]
+    with pytest.raises(DriftRefused, match="not published"):  # what the flow raises
         score(cfg(drift_threshold=1e-6, drift_action="refuse"), None, now=NOW)
     assert not (broken_registry.home / "scores" / f"as_of={day}" / "scores.parquet").exists()
     warned = score(cfg(drift_threshold=1e-6, drift_action="warn"), None, now=NOW)
