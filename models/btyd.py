@@ -92,7 +92,6 @@ class _BTYD:
                 type(self).__name__, ", ".join(f"{k}={v:.3g}" for k, v in params.items()))
         self.model_ = model
         self.params_ = params
-        self.started_from_ = "published" if start else "default"
         self.n_buyers_ = len(buyers)
         self.n_fitted_ = len(sample)
         return self
