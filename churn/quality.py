@@ -59,6 +59,7 @@ class Experiment:
     stack_cv: bool = False  # the stack of model, logistic RFM and curve, weights fitted on out-of-fold predictions
     matched_history: bool = False  # every snapshot's model features from the same number of days of history
     cadence: bool = False  # CADENCE_FEATURES (the customer's own purchase gaps against the current lapse) as inputs
+    observed_history: bool = False  # the model's features made comparable across cutoffs seeing more or less history
     against: str = "reference"  # the row the decision compares with
     # declared with the experiment: a data set where it changes nothing (the same metrics as `against`, by
     # construction) is neutral, not a failure
@@ -126,6 +127,12 @@ EXPERIMENTS = (
                "since the last purchase, the latest gap over the mean gap (the model and the curve)", {}, cadence=True),
     Experiment("cadence-stack-cv", "`stack-cv` over the model and curve with the `cadence` inputs", {}, cadence=True,
                stack_cv=True),
+    Experiment("observed-history", "the model's and curve's features made comparable across cutoffs that see "
+               "different lengths of history H (days since the store's first event): w-day counts and spend scaled "
+               "by w / H when H < w, the trends' previous 90 days by 90 / (H - 90), tenure as a share of H, purchases "
+               "since the first event per 365 days of H", {}, observed_history=True),
+    Experiment("observed-history-stack-cv", "`stack-cv` over the model and curve with the `observed-history` "
+               "features", {}, observed_history=True, stack_cv=True),
 )
 
 # Directions known before looking at any data: +1 churn only rises with the feature, -1 only falls.
@@ -181,7 +188,8 @@ def run_experiment(ds: DataSet, ex: Experiment, home: Path, resamples: int) -> d
         result = (train_with_btyd_features(config, info) if ex.btyd_features else
                   train_with_rate_features(config, info) if ex.rate_features else
                   train_with_matched_history(config, info) if ex.matched_history else
-                  train_with_cadence(config, info) if ex.cadence else train(config, info)[0])
+                  train_with_cadence(config, info) if ex.cadence else
+                  train_with_observed_history(config, info) if ex.observed_history else train(config, info)[0])
         if ex.from_logistic:
             result = boosted_from_logistic(result, config, info)
         if ex.stack_cv:
@@ -483,6 +491,57 @@ def train_with_cadence(config, info: dict):
     from features.customer import FEATURE_NAMES
 
     return _train_model_and_curve(config, info, cadence_frame(config, info), [*FEATURE_NAMES, *CADENCE_FEATURES])
+
+
+OBSERVED = "h_"  # prefix of the model's features made comparable across histories (the baselines keep the originals)
+
+
+def with_observed_history(frame, data_start):
+    """The snapshot rows with OBSERVED + feature columns: each cutoff's features as if every window were observed in
+    full, H = days from the store's first event (`data_start`) to the cutoff. A w-day count or spend (w in the
+    feature's name) is scaled by w / H when H < w; the 90-day trends' previous 90 days (recovered from the trend and
+    the last 90 days) by 90 / (H - 90), empty when none of them is observed; `tenure_days` becomes a share of H;
+    `purchases_total` a count per 365 days of H. Everything else is copied."""
+    import re
+
+    import numpy as np
+    import pandas as pd
+
+    from features.customer import FEATURE_NAMES, FEATURES
+
+    h = ((pd.to_datetime(frame["cutoff"], utc=True) - pd.Timestamp(data_start)) / pd.Timedelta(days=1)).to_numpy()
+    h = np.maximum(h, 1.0)
+    out = {}
+    for f in FEATURE_NAMES:
+        window = re.search(r"_(\d+)d$", f)
+        v = frame[f].to_numpy(dtype="float64")
+        if window and FEATURES[f][1] in ("count", "currency") and f != "avg_basket_365d":
+            w = float(window.group(1))
+            v = v * np.where(h < w, w / h, 1.0)
+        out[OBSERVED + f] = v
+    previous_seen = np.clip(h - 90.0, 0.0, 90.0)
+    for trend, last in (("purchase_trend_90d", "purchases_90d"), ("spend_trend_90d", "spend_90d"),
+                        ("visit_trend_90d", "visits_90d")):
+        t, a = frame[trend].to_numpy(dtype="float64"), frame[last].to_numpy(dtype="float64")
+        with np.errstate(divide="ignore", invalid="ignore"):
+            b = np.where(t > -1.0, a * (1.0 - t) / (1.0 + t), np.nan)  # the previous 90 days (unknown when t = -1)
+            b = b * np.where(previous_seen > 0, 90.0 / previous_seen, np.nan)
+            scaled = np.where((a + b) > 0, (a - b) / (a + b), np.nan)
+        # -1 (nothing in the last 90 days, something before) and +1 (nothing before) keep their sign whatever the scale
+        out[OBSERVED + trend] = np.where(previous_seen > 0, np.where(np.isfinite(b), scaled, t), np.nan)
+    out[OBSERVED + "tenure_days"] = frame["tenure_days"].to_numpy(dtype="float64") / h
+    out[OBSERVED + "purchases_total"] = frame["purchases_total"].to_numpy(dtype="float64") * 365.0 / h
+    return frame.assign(**out)
+
+
+def train_with_observed_history(config, info: dict):
+    """`flows.train.train` with the model (and its churn-time curve) on `with_observed_history`'s features; the
+    baselines on the originals."""
+    from features.customer import FEATURE_NAMES
+    from storage import catalog
+
+    frame = with_observed_history(catalog.read_snapshots(Path(info["path"])), info["data_start"])
+    return _train_model_and_curve(config, info, frame, [OBSERVED + f for f in FEATURE_NAMES])
 
 
 TUNING_GRID = tuple({"max_depth": d, "min_child_weight": w} for d in (2, 3, 4, 6) for w in (5.0, 50.0))
@@ -887,7 +946,8 @@ def markdown(results: dict, sets: tuple[DataSet, ...], command: str) -> str:
                 label = ("XGBoost boosted from logistic RFM" if ex.from_logistic else
                          "cross-fitted stack (model, logistic RFM, curve)" if ex.stack_cv else
                          "model on the matched history" if ex.matched_history else
-                         "model with the cadence inputs" if ex.cadence else label
+                         "model with the cadence inputs" if ex.cadence else
+                         "model on the observed-history features" if ex.observed_history else label
                          ) if name == "model" else label
                 label = {"alone": "churn-time curve at the horizon", "blend": "blend (model + curve) / 2",
                          "stack": "stack (model, logistic RFM, curve)"}.get(

@@ -99,3 +99,30 @@ def test_the_readme_block_is_not_rewritten_from_part_of_the_results():
     part = {"a": {"reference": _run(0.8, 0.7, 0.2)}}
     missing = missing_runs(part, sets)
     assert ("a", "all-monthly") in missing and ("b", "reference") in missing and ("a", "reference") not in missing
+
+
+def test_observed_history_scales_only_what_the_short_history_could_not_see():
+    import numpy as np
+    import pandas as pd
+
+    from churn.quality import OBSERVED, with_observed_history
+    from features.customer import FEATURE_NAMES
+
+    start = pd.Timestamp("2024-01-01", tz="UTC")
+    cutoffs = [start + pd.Timedelta(days=d) for d in (60, 135, 135, 400)]
+    frame = pd.DataFrame({f: [1.0] * 4 for f in FEATURE_NAMES}).assign(
+        cutoff=cutoffs, purchases_365d=[3.0, 3.0, 3.0, 3.0], purchases_30d=2.0, purchases_90d=[2.0, 2.0, 0.0, 2.0],
+        purchase_trend_90d=[0.0, 0.0, -1.0, 0.0], avg_basket_365d=10.0, tenure_days=[60.0, 100.0, 135.0, 200.0],
+        purchases_total=[6.0, 6.0, 6.0, 6.0])
+    out = with_observed_history(frame, start)
+    np.testing.assert_allclose(out[OBSERVED + "purchases_365d"], [3 * 365 / 60, 3 * 365 / 135, 3 * 365 / 135, 3])
+    np.testing.assert_allclose(out[OBSERVED + "purchases_30d"], 2.0)  # every cutoff saw 30 days
+    np.testing.assert_allclose(out[OBSERVED + "avg_basket_365d"], 10.0)  # a ratio: not scaled
+    # 60 days: none of the previous 90 seen; 135 days: 45 of them seen, so they count double (2 before -> 4)
+    trend = out[OBSERVED + "purchase_trend_90d"].to_numpy()
+    assert np.isnan(trend[0])
+    np.testing.assert_allclose(trend[1:], [(2 - 4) / (2 + 4), -1.0, 0.0])
+    np.testing.assert_allclose(out[OBSERVED + "tenure_days"], [1.0, 100 / 135, 1.0, 0.5])
+    np.testing.assert_allclose(out[OBSERVED + "purchases_total"], [6 * 365 / 60, 6 * 365 / 135, 6 * 365 / 135,
+                                                                    6 * 365 / 400])
+    pd.testing.assert_frame_equal(out[frame.columns], frame)  # the baselines' inputs are untouched
