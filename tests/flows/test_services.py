@@ -298,6 +298,11 @@ def test_status_does_not_call_a_foreign_server_on_our_port_healthy(tmp_path, for
     sleepers = {name: subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)", name],
                                        start_new_session=True) for name in ("prefect", "mlflow")}
     try:
+        # Popen returns once the child's exec began; its command line shows a moment later (seen under load)
+        for name, p in sleepers.items():
+            shown = Path(f"/proc/{p.pid}/cmdline")
+            wait_for(f"the {name} stand-in's command line", lambda s=shown, n=name: n in s.read_bytes().decode(), 10,
+                     every=0.05)
         url = f"http://127.0.0.1:{foreign_server}"
         (home / "services" / "state.json").write_text(json.dumps({
             "host": "127.0.0.1", "prefect_api_url": f"{url}/api", "mlflow_tracking_uri": url,
