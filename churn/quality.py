@@ -676,6 +676,86 @@ def backtest_refit(config, as_of) -> dict:
             "versus": {m: {"baseline": "evaluated", **iv.as_dict()} for m, iv in diff.items()}}
 
 
+ORIGINS, ORIGIN_STEP_DAYS = 4, 30  # validation origins, the latest the data set's own validation snapshot
+
+
+def origins_experiment(ds: DataSet, home: Path, resamples: int) -> dict:
+    """The reference settings trained anew at ORIGINS validation cutoffs ORIGIN_STEP_DAYS apart (as-of = origin +
+    horizon: nothing after an origin's label window is read); each scorer's metrics per origin and their means, and
+    the mean over origins of model minus the best baseline (by its mean) with customers drawn as blocks."""
+    import numpy as np
+    import pandas as pd
+
+    from churn.settings import defaults, utc
+    from flows.train import build_snapshots, train
+    from models.bootstrap import mean_paired_difference
+    from models.snapshots import NotEnoughHistory
+    from models.train import ORACLES
+    from storage import layout, store
+
+    config = defaults(home, **{**REFERENCE, "bootstrap_resamples": resamples}).train_config(
+        horizon_days=ds.horizon_days)
+    latest = utc(ds.as_of) if ds.as_of else store.store_time_range(layout.Paths(home))[1]
+    origins, predictions, unmeasured = [], [], []
+    for k in range(ORIGINS):
+        as_of = latest - pd.Timedelta(days=ORIGIN_STEP_DAYS * k)
+        try:
+            _, info = build_snapshots(config, as_of)
+        except NotEnoughHistory as e:
+            unmeasured.append(str(e))
+            continue
+        result = train(config, info)[0]
+        scorers = {"model": result.metrics, **{b: m for b, m in result.baselines.items() if b in SCORERS}}
+        origins.append({"validation_cutoff": info["validation_cutoff"][:10], "n": int(len(result.predictions)),
+                        "base_rate": float(result.predictions["y"].mean()),
+                        "scorers": {s: {c: float(m[c]) for c in COLUMNS} for s, m in scorers.items()}})
+        predictions.append(result.predictions)
+    out = {"origins": origins, "unmeasured": unmeasured}
+    if not origins:
+        return out
+    names = list(origins[0]["scorers"])
+    out["mean"] = {s: {c: float(np.mean([o["scorers"][s][c] for o in origins])) for c in COLUMNS} for s in names}
+    customers = pd.Index(pd.unique(pd.concat([p["customer_id"] for p in predictions]).astype(str)))
+    boot = config.bootstrap()
+    out["versus"] = {}
+    for m in ("roc_auc", "pr_auc"):
+        best = max((s for s in names if s != "model" and s not in ORACLES), key=lambda s: out["mean"][s][m])
+        samples = [(customers.get_indexer(p["customer_id"].astype(str)), p["y"].to_numpy(), p["model"].to_numpy(),
+                    p[best].to_numpy()) for p in predictions]
+        iv = mean_paired_difference(samples, len(customers), metrics=(m,), n_resamples=boot.n_resamples,
+                                    confidence=boot.confidence, seed=boot.seed)[m]
+        out["versus"][m] = {"baseline": best, **iv.as_dict()}
+    return out
+
+
+def origins_markdown(results: dict, sets: tuple[DataSet, ...]) -> list[str]:
+    lines = [f"**Rolling origins** (a measurement beside the single snapshot above, never instead of it): the reference "
+             f"settings trained anew at up to {ORIGINS} validation cutoffs {ORIGIN_STEP_DAYS} days apart, the latest "
+             f"the snapshot above, each reading nothing after its own label window. Each scorer's metrics averaged over "
+             f"the origins, and model minus the best baseline (by that average) averaged over the origins, with a 95 % "
+             f"bootstrap interval that draws customers as blocks (a customer's rows at every origin together: the "
+             f"label windows overlap).", "",
+             "| data set | origins (validation cutoffs; churn rate) | scorer | ROC-AUC | PR-AUC | Brier | calibration "
+             "error | model - best baseline, ROC-AUC | model - best baseline, PR-AUC |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for ds in sets:
+        o = results.get(ds.name, {}).get("origins")
+        if not o:
+            continue
+        if not o["origins"]:
+            lines.append(f"| {ds.name} | unmeasured: {o['unmeasured'][0]} | | | | | | | |")
+            continue
+        head = f"{len(o['origins'])}: " + ", ".join(f"{x['validation_cutoff']} ({x['base_rate']:.1%})"
+                                                     for x in o["origins"])
+        head += f"; {len(o['unmeasured'])} earlier: not enough history" if o["unmeasured"] else ""
+        for i, (name, s) in enumerate((n, o["mean"][n]) for n in SCORERS if n in o["mean"]):
+            vs = (_interval(o["versus"]["roc_auc"]), _interval(o["versus"]["pr_auc"])) if i == 0 else ("", "")
+            lines.append(f"| {ds.name if i == 0 else ''} | {head if i == 0 else ''} | {SCORERS[name]} | "
+                         f"{s['roc_auc']:.4f} | {s['pr_auc']:.4f} | {s['brier']:.4f} | {s['calibration_error']:.3f} | "
+                         f"{vs[0]} | {vs[1]} |")
+    return [*lines, ""]
+
+
 def value_experiment(ds: DataSet, home: Path) -> dict:
     """Issue #13 part 4: expected spend in the horizon on the validation snapshot, three ways, against the realised
     spend: the run rate (what the scores carry), Gamma-Gamma x Pareto/NBD (fitted on the validation cutoff's own
@@ -964,6 +1044,8 @@ def markdown(results: dict, sets: tuple[DataSet, ...], command: str) -> str:
         lines += curve_markdown(results, sets)
     if any(results.get(ds.name, {}).get("value") for ds in sets):
         lines += value_markdown(results, sets)
+    if any(results.get(ds.name, {}).get("origins") for ds in sets):
+        lines += origins_markdown(results, sets)
     return "\n".join(lines).rstrip() + "\n"
 
 
@@ -990,6 +1072,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--resamples", type=int, default=1000)
     p.add_argument("--curve", action="store_true", help="also measure the churn-time curve (issue #13 part 3)")
     p.add_argument("--value", action="store_true", help="also measure the expected-spend models (issue #13 part 4)")
+    p.add_argument("--origins", action="store_true", help=f"also evaluate the reference settings at {ORIGINS} "
+                   f"validation cutoffs {ORIGIN_STEP_DAYS} days apart (rolling origins)")
     p.add_argument("--render-only", action="store_true", help="rewrite the README from the results kept in --work")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
@@ -1007,6 +1091,10 @@ def main(argv: list[str] | None = None) -> int:
         if args.curve:
             log.info("%s: churn-time curve", ds.name)
             results.setdefault(ds.name, {})["curve"] = curve_experiment(ds, home)
+            cache.write_text(json.dumps(results, indent=1))
+        if args.origins:
+            log.info("%s: rolling origins", ds.name)
+            results.setdefault(ds.name, {})["origins"] = origins_experiment(ds, home, args.resamples)
             cache.write_text(json.dumps(results, indent=1))
         if args.value:
             log.info("%s: value models", ds.name)

@@ -126,3 +126,24 @@ def test_observed_history_scales_only_what_the_short_history_could_not_see():
     np.testing.assert_allclose(out[OBSERVED + "purchases_total"], [6 * 365 / 60, 6 * 365 / 135, 6 * 365 / 135,
                                                                     6 * 365 / 400])
     pd.testing.assert_frame_equal(out[frame.columns], frame)  # the baselines' inputs are untouched
+
+
+def test_the_rolling_origins_table_shows_each_data_set_measured_or_why_not():
+    from churn.quality import origins_markdown
+
+    m = {"roc_auc": 0.8, "pr_auc": 0.6, "brier": 0.15, "calibration_error": 0.02}
+    measured = {"origins": [{"validation_cutoff": "2024-10-01", "n": 900, "base_rate": 0.4, "scorers": {}},
+                            {"validation_cutoff": "2024-09-01", "n": 880, "base_rate": 0.45, "scorers": {}}],
+                "unmeasured": ["not enough history"], "mean": {"logistic_rfm": {**m, "roc_auc": 0.78}, "model": m},
+                "versus": {"roc_auc": {"baseline": "logistic_rfm", "diff": 0.02, "low": 0.01, "high": 0.03},
+                           "pr_auc": {"baseline": "logistic_rfm", "diff": -0.01, "low": -0.03, "high": 0.01}}}
+    sets = (DataSet("a", "A", (), 90), DataSet("b", "B", (), 30), DataSet("c", "C", (), 90))
+    lines = origins_markdown({"a": {"origins": measured}, "b": {"origins": {"origins": [], "unmeasured": [
+        "not enough history: the store starts 2017-01-01"]}}}, sets)
+    rows = [line for line in lines if line.startswith("| a") or line.startswith("| b") or line.startswith("|  |")]
+    assert rows[0].startswith("| a | 2: 2024-10-01 (40.0%), 2024-09-01 (45.0%); 1 earlier: not enough history | "
+                              "model (XGBoost) | 0.8000 |")  # the model first, whatever order the results hold
+    assert "+0.0200 [+0.0100, +0.0300] vs logistic RFM" in rows[0] and "-0.0100 [-0.0300, +0.0100]" in rows[0]
+    assert rows[1].startswith("|  |  | logistic RFM | 0.7800 |")
+    assert rows[2] == "| b | unmeasured: not enough history: the store starts 2017-01-01 | | | | | | | |"
+    assert not any(line.startswith("| c") for line in lines)  # not run: no row

@@ -138,3 +138,27 @@ def test_weighted_brier_and_calibration_error_are_the_evaluation_metrics_for_uni
     w = rng.integers(0, 3, size=(1, n)).astype(float)
     expected = np.average((p - y) ** 2, weights=w[0])
     assert weighted_brier(y, p, w)[0] == pytest.approx(expected)
+
+
+def test_over_several_origins_a_drawn_customer_brings_its_rows_at_every_origin():
+    from models.bootstrap import mean_paired_difference
+
+    y, good, weak = _scores(400)
+    kw = {"metrics": ("roc_auc", "brier"), "n_resamples": 500, "confidence": 0.95, "seed": 3}
+    one = mean_paired_difference([(np.arange(400), y, good, weak)], 400, **kw)
+    # the same customers again at a second origin, rows in another order: drawn as blocks, every resample weighs both
+    # origins' rows alike, so the mean difference and its interval are the one origin's exactly
+    order = np.random.default_rng(1).permutation(400)
+    two = mean_paired_difference([(np.arange(400), y, good, weak), (order, y[order], good[order], weak[order])],
+                                 400, **kw)
+    for m in kw["metrics"]:
+        assert two[m].estimate == pytest.approx(one[m].estimate, abs=1e-12)
+        assert (two[m].low, two[m].high) == pytest.approx((one[m].low, one[m].high), abs=1e-6)
+    # a second origin of other customers (as many, independent) narrows the interval of the mean
+    y2, good2, weak2 = _scores(400, seed=5)
+    more = mean_paired_difference([(np.arange(400), y, good, weak), (np.arange(400, 800), y2, good2, weak2)],
+                                  800, **kw)
+    assert more["roc_auc"].high - more["roc_auc"].low < 0.85 * (one["roc_auc"].high - one["roc_auc"].low)
+    # one origin is the paired bootstrap of a single snapshot
+    single = Bootstrap(n_resamples=500, confidence=0.95, seed=3).difference(y, good, weak, kw["metrics"])
+    assert single == one
