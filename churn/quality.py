@@ -700,14 +700,15 @@ def origins_experiment(ds: DataSet, home: Path, resamples: int) -> dict:
     for k in range(ORIGINS):
         as_of = latest - pd.Timedelta(days=ORIGIN_STEP_DAYS * k)
         try:
-            _, info = build_snapshots(config, as_of)
+            plan, info = build_snapshots(config, as_of)
         except NotEnoughHistory as e:
             unmeasured.append(str(e))
             continue
         result = train(config, info)[0]
         scorers = {"model": result.metrics, **{b: m for b, m in result.baselines.items() if b in SCORERS}}
         origins.append({"validation_cutoff": info["validation_cutoff"][:10], "n": int(len(result.predictions)),
-                        "base_rate": float(result.predictions["y"].mean()),
+                        "base_rate": float(result.predictions["y"].mean()), "train_cutoffs": len(plan.train),
+                        "train_rows": int(result.sizes["train_rows"] + result.sizes["early_stopping_rows"]),
                         "scorers": {s: {c: float(m[c]) for c in COLUMNS} for s, m in scorers.items()}})
         predictions.append(result.predictions)
     out = {"origins": origins, "unmeasured": unmeasured}
@@ -729,14 +730,16 @@ def origins_experiment(ds: DataSet, home: Path, resamples: int) -> dict:
 
 
 def origins_markdown(results: dict, sets: tuple[DataSet, ...]) -> list[str]:
-    lines = [f"**Rolling origins** (a measurement beside the single snapshot above, never instead of it): the reference "
-             f"settings trained anew at up to {ORIGINS} validation cutoffs {ORIGIN_STEP_DAYS} days apart, the latest "
-             f"the snapshot above, each reading nothing after its own label window. Each scorer's metrics averaged over "
-             f"the origins, and model minus the best baseline (by that average) averaged over the origins, with a 95 % "
+    lines = [f"**Rolling origins** (a measurement beside the single snapshot above, never instead of it): the "
+             f"reference settings trained anew at up to {ORIGINS} validation cutoffs {ORIGIN_STEP_DAYS} days apart, "
+             f"the latest the snapshot above, each reading nothing after its own label window. Each scorer's metrics "
+             f"averaged over the origins, and model minus the best baseline (by that average) averaged over them, "
+             f"with a 95 % "
              f"bootstrap interval that draws customers as blocks (a customer's rows at every origin together: the "
-             f"label windows overlap).", "",
-             "| data set | origins (validation cutoffs; churn rate) | scorer | ROC-AUC | PR-AUC | Brier | calibration "
-             "error | model - best baseline, ROC-AUC | model - best baseline, PR-AUC |",
+             f"label windows overlap). An earlier origin has less history before it, so it may train on fewer "
+             f"cutoffs and rows.", "",
+             "| data set | origins: validation cutoff (churn rate; training cutoffs, rows) | scorer | ROC-AUC | "
+             "PR-AUC | Brier | calibration error | model - best baseline, ROC-AUC | model - best baseline, PR-AUC |",
              "|---|---|---|---|---|---|---|---|---|"]
     for ds in sets:
         o = results.get(ds.name, {}).get("origins")
@@ -745,8 +748,9 @@ def origins_markdown(results: dict, sets: tuple[DataSet, ...]) -> list[str]:
         if not o["origins"]:
             lines.append(f"| {ds.name} | unmeasured: {o['unmeasured'][0]} | | | | | | | |")
             continue
-        head = f"{len(o['origins'])}: " + ", ".join(f"{x['validation_cutoff']} ({x['base_rate']:.1%})"
-                                                     for x in o["origins"])
+        head = f"{len(o['origins'])}: " + ", ".join(
+            f"{x['validation_cutoff']} ({x['base_rate']:.1%}; {x['train_cutoffs']}, {x['train_rows']:,})"
+            for x in o["origins"])
         head += f"; {len(o['unmeasured'])} earlier: not enough history" if o["unmeasured"] else ""
         for i, (name, s) in enumerate((n, o["mean"][n]) for n in SCORERS if n in o["mean"]):
             vs = (_interval(o["versus"]["roc_auc"]), _interval(o["versus"]["pr_auc"])) if i == 0 else ("", "")
@@ -1049,9 +1053,15 @@ def markdown(results: dict, sets: tuple[DataSet, ...], command: str) -> str:
     return "\n".join(lines).rstrip() + "\n"
 
 
+OPTIONAL = ("curve", "value", "origins")  # measured with --curve, --value, --origins: on every data set or on none
+
+
 def missing_runs(results: dict, sets: tuple[DataSet, ...]) -> list[tuple[str, str]]:
-    """(data set, experiment) pairs with no result (measured or recorded as unmeasured) in `results`."""
-    return [(ds.name, ex.name) for ds in sets for ex in EXPERIMENTS if ex.name not in results.get(ds.name, {})]
+    """(data set, experiment or optional measurement) pairs with no result (measured or recorded as unmeasured) in
+    `results`: every experiment, and every OPTIONAL measurement that some data set holds."""
+    held = [m for m in OPTIONAL if any(m in results.get(ds.name, {}) for ds in sets)]
+    wanted = [ex.name for ex in EXPERIMENTS] + held
+    return [(ds.name, name) for ds in sets for name in wanted if name not in results.get(ds.name, {})]
 
 
 def replace_between_markers(text: str, body: str) -> str:
@@ -1067,8 +1077,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--work", default="quality-data", help="data folders, one per data set (kept and reused)")
     p.add_argument("--data", default=str(SHARED_DATA), help="folder holding the two real data files")
     p.add_argument("--readme", default=str(Path(__file__).resolve().parent.parent / "README.md"))
-    p.add_argument("--only", nargs="*", help="data set names (default: all)")
-    p.add_argument("--experiments", nargs="*", help="experiment names (default: all; the option alone: none)")
+    names = [ds.name for ds in datasets(SHARED_DATA)]
+    p.add_argument("--only", nargs="*", choices=names, metavar="DATA_SET",
+                   help=f"data set names (default: all): {', '.join(names)}")
+    p.add_argument("--experiments", nargs="*", choices=[ex.name for ex in EXPERIMENTS], metavar="EXPERIMENT",
+                   help="experiment names (default: all; the option alone: none): the first column of the README's "
+                        "experiment table")
     p.add_argument("--resamples", type=int, default=1000)
     p.add_argument("--curve", action="store_true", help="also measure the churn-time curve (issue #13 part 3)")
     p.add_argument("--value", action="store_true", help="also measure the expected-spend models (issue #13 part 4)")
@@ -1077,12 +1091,59 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--render-only", action="store_true", help="rewrite the README from the results kept in --work")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
-    work = Path(args.work).resolve()
+    work, readme = Path(args.work).resolve(), Path(args.readme)
+    problem = check_paths(work, readme, Path(args.data), args.render_only, args.only)
+    if problem:  # before any of the hour's work, not after it
+        print(f"error: {problem}", file=sys.stderr)
+        return 2
     work.mkdir(parents=True, exist_ok=True)
     churn = str(Path(sys.executable).with_name("churn"))
     sets = datasets(Path(args.data))
     cache = work / "results.json"
     results = json.loads(cache.read_text()) if cache.exists() else {}
+    try:
+        measure(args, sets, work, churn, results, cache)
+    except subprocess.CalledProcessError as e:  # churn ingest said why on stderr, in one line
+        print(f"error: churn {e.cmd[1]} failed (exit {e.returncode}, its error above); the results measured so far "
+              f"are kept in {cache}", file=sys.stderr)
+        return 1
+    missing = missing_runs(results, sets)
+    if missing:  # a block rendered from part of the results would drop the published tables of the rest
+        ds, ex = missing[0]
+        partial = not args.render_only and (args.only is not None or args.experiments is not None)
+        print(f"{'note' if partial else 'error'}: {len(missing)} run(s) are not in {cache} (e.g. {ex} on {ds}), so "
+              f"the README block was left alone: it is written only from every run (without --only/--experiments "
+              f"everything runs){'; the results measured so far are kept there' if cache.exists() else ''}",
+              file=sys.stderr)
+        return 0 if partial else 1
+    readme.write_text(replace_between_markers(readme.read_text(), markdown(results, sets, "scripts/quality-tables")))
+    log.info("wrote the quality tables into %s", readme)
+    return 0
+
+
+def check_paths(work: Path, readme: Path, data: Path, render_only: bool, only: list[str] | None) -> str | None:
+    """Why the command cannot run with these paths, or None."""
+    if work.exists() and not work.is_dir():
+        return f"--work {work} is a file, not a folder"
+    if not readme.is_file():
+        return f"--readme {readme}: no such file"
+    try:
+        replace_between_markers(readme.read_text(), "")
+    except ValueError as e:
+        return f"--readme {readme}: {e}"
+    if render_only and not (work / "results.json").exists():
+        return f"nothing measured yet: {work / 'results.json'} does not exist (run without --render-only first)"
+    if render_only:
+        return None
+    to_ingest = [ds for ds in datasets(data) if (not only or ds.name in only)
+                 and not (work / ds.name.removesuffix("-4m") / ".quality-ready").exists()]
+    missing = [f for ds in to_ingest for step in ds.ingest for f in step[-1:] if f.endswith(".parquet")
+               and not Path(f).exists()]
+    return f"no such data file: {missing[0]} (--data names the folder holding the real data sets)" if missing else None
+
+
+def measure(args, sets: tuple[DataSet, ...], work: Path, churn: str, results: dict, cache: Path) -> None:
+    """Run what `args` asks for on each data set, writing `results` to `cache` after each run."""
     for ds in sets:
         if args.render_only or (args.only and ds.name not in args.only):
             continue
@@ -1106,17 +1167,6 @@ def main(argv: list[str] | None = None) -> int:
             log.info("%s: %s", ds.name, ex.name)
             results.setdefault(ds.name, {})[ex.name] = run_experiment(ds, ex, home, args.resamples)
             cache.write_text(json.dumps(results, indent=1))
-    missing = missing_runs(results, sets)
-    if missing:  # a block rendered from part of the results would drop the published tables of the rest
-        ds, ex = missing[0]
-        print(f"error: {len(missing)} experiment run(s) are not in {cache} (e.g. {ex} on {ds}); the README block is "
-              f"written only from every run: run them first (without --only/--experiments runs everything); the "
-              f"results measured so far are kept there", file=sys.stderr)
-        return 1
-    readme = Path(args.readme)
-    readme.write_text(replace_between_markers(readme.read_text(), markdown(results, sets, "scripts/quality-tables")))
-    log.info("wrote the quality tables into %s", readme)
-    return 0
 
 
 if __name__ == "__main__":

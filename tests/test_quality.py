@@ -99,6 +99,38 @@ def test_the_readme_block_is_not_rewritten_from_part_of_the_results():
     part = {"a": {"reference": _run(0.8, 0.7, 0.2)}}
     missing = missing_runs(part, sets)
     assert ("a", "all-monthly") in missing and ("b", "reference") in missing and ("a", "reference") not in missing
+    # an optional measurement (--curve, --value, --origins) on one data set is wanted on every one: rendered from
+    # part of them, the table would drop the published rows of the others
+    full["a"]["origins"] = {"origins": [], "unmeasured": ["not enough history"]}
+    assert missing_runs(full, sets) == [("b", "origins")]
+
+
+@pytest.mark.parametrize("case", ["work is a file", "readme without markers", "render nothing", "no data file",
+                                  "unknown data set", "unknown experiment"])
+def test_wrong_paths_and_names_fail_before_any_work_in_one_line(tmp_path, capsys, case):
+    from churn.quality import main
+
+    readme = tmp_path / "README.md"
+    readme.write_text(f"# x\n{BEGIN}\n{END}\n")
+    afile = tmp_path / "afile"
+    afile.write_text("x")
+    args = {"work is a file": ["--work", str(afile)],
+            "readme without markers": ["--readme", str(afile)],
+            "render nothing": ["--render-only"],
+            "no data file": ["--data", str(tmp_path / "nope"), "--only", "online-retail", "--experiments"],
+            "unknown data set": ["--only", "onlineretail"],
+            "unknown experiment": ["--experiments", "refrence"]}[case]
+    argv = ["--work", str(tmp_path / "q"), "--readme", str(readme), *args]
+    if case.startswith("unknown"):  # argparse: usage and one error line naming the choices
+        with pytest.raises(SystemExit) as e:
+            main(argv)
+        assert e.value.code == 2 and "invalid choice" in capsys.readouterr().err
+        return
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: "), err
+    assert not (tmp_path / "q").exists() or case == "work is a file"  # nothing created
+    assert readme.read_text() == f"# x\n{BEGIN}\n{END}\n"
 
 
 def test_observed_history_scales_only_what_the_short_history_could_not_see():
@@ -132,8 +164,10 @@ def test_the_rolling_origins_table_shows_each_data_set_measured_or_why_not():
     from churn.quality import origins_markdown
 
     m = {"roc_auc": 0.8, "pr_auc": 0.6, "brier": 0.15, "calibration_error": 0.02}
-    measured = {"origins": [{"validation_cutoff": "2024-10-01", "n": 900, "base_rate": 0.4, "scorers": {}},
-                            {"validation_cutoff": "2024-09-01", "n": 880, "base_rate": 0.45, "scorers": {}}],
+    measured = {"origins": [{"validation_cutoff": "2024-10-01", "n": 900, "base_rate": 0.4, "scorers": {},
+                             "train_cutoffs": 4, "train_rows": 9657},
+                            {"validation_cutoff": "2024-09-01", "n": 880, "base_rate": 0.45, "scorers": {},
+                             "train_cutoffs": 1, "train_rows": 1950}],
                 "unmeasured": ["not enough history"], "mean": {"logistic_rfm": {**m, "roc_auc": 0.78}, "model": m},
                 "versus": {"roc_auc": {"baseline": "logistic_rfm", "diff": 0.02, "low": 0.01, "high": 0.03},
                            "pr_auc": {"baseline": "logistic_rfm", "diff": -0.01, "low": -0.03, "high": 0.01}}}
@@ -141,7 +175,8 @@ def test_the_rolling_origins_table_shows_each_data_set_measured_or_why_not():
     lines = origins_markdown({"a": {"origins": measured}, "b": {"origins": {"origins": [], "unmeasured": [
         "not enough history: the store starts 2017-01-01"]}}}, sets)
     rows = [line for line in lines if line.startswith("| a") or line.startswith("| b") or line.startswith("|  |")]
-    assert rows[0].startswith("| a | 2: 2024-10-01 (40.0%), 2024-09-01 (45.0%); 1 earlier: not enough history | "
+    assert rows[0].startswith("| a | 2: 2024-10-01 (40.0%; 4, 9,657), 2024-09-01 (45.0%; 1, 1,950); 1 earlier: not "
+                              "enough history | "
                               "model (XGBoost) | 0.8000 |")  # the model first, whatever order the results hold
     assert "+0.0200 [+0.0100, +0.0300] vs logistic RFM" in rows[0] and "-0.0100 [-0.0300, +0.0100]" in rows[0]
     assert rows[1].startswith("|  |  | logistic RFM | 0.7800 |")
