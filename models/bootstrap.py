@@ -92,29 +92,31 @@ WEIGHTED_METRICS = {"roc_auc": weighted_roc_auc, "pr_auc": weighted_average_prec
 def paired_difference(y, p_a, p_b, *, metrics: tuple[str, ...], n_resamples: int, confidence: float,
                       seed: int) -> dict[str, Interval]:
     """metric(a) - metric(b) on the same customers, with a paired bootstrap percentile interval per metric."""
-    n = len(y)
-    return mean_paired_difference([(np.arange(n), y, p_a, p_b)], n, metrics=metrics, n_resamples=n_resamples,
+    return mean_paired_difference([(None, y, p_a, p_b)], len(y), metrics=metrics, n_resamples=n_resamples,
                                   confidence=confidence, seed=seed)
 
 
 def mean_paired_difference(samples, n_customers: int, *, metrics: tuple[str, ...], n_resamples: int,
                            confidence: float, seed: int) -> dict[str, Interval]:
     """The mean over `samples` of metric(a) - metric(b), with a bootstrap interval that draws customers as blocks:
-    each sample is (customer index in 0..n_customers-1 per row, y, p_a, p_b), and a drawn customer brings its rows
-    in every sample (e.g. the same customers scored at several validation cutoffs)."""
-    samples = [(np.asarray(i), np.asarray(y, dtype=int), clip_probabilities(a), clip_probabilities(b))
-               for i, y, a, b in samples]
+    each sample is (customer index in 0..n_customers-1 per row, or None when its rows are the customers in order,
+    y, p_a, p_b), and a drawn customer brings its rows in every sample (e.g. the same customers scored at several
+    validation cutoffs)."""
+    samples = [(None if i is None else np.asarray(i), np.asarray(y, dtype=int), clip_probabilities(a),
+                clip_probabilities(b)) for i, y, a, b in samples]
     n = n_customers
     full = np.ones((1, n), dtype=np.float32)
 
     def mean_difference(m: str, w: np.ndarray) -> np.ndarray:
         f = WEIGHTED_METRICS[m]
-        return np.mean([f(y, a, w[:, i]) - f(y, b, w[:, i]) for i, y, a, b in samples], axis=0)
+        # a sample whose rows are the customers reads the weights as they are (indexing would copy them)
+        return np.mean([f(y, a, wi) - f(y, b, wi) for i, y, a, b in samples
+                        for wi in [w if i is None else w[:, i]]], axis=0)
 
     point = {m: float(mean_difference(m, full)[0]) for m in metrics}
     rng = np.random.default_rng(seed)
     diffs = {m: [] for m in metrics}
-    rows = max(n, sum(len(s[0]) for s in samples))
+    rows = max(n, sum(len(y) for _, y, _, _ in samples))
     step = max(1, CHUNK_CELLS // max(rows, 1))
     for start in range(0, n_resamples, step):
         k = min(step, n_resamples - start)
