@@ -158,9 +158,19 @@ def datasets(data: Path) -> tuple[DataSet, ...]:
     )
 
 
+def data_home(work: Path, ds: DataSet) -> Path:
+    """The data folder of `ds` under `work` (the four-month run reads the full year's store up to its as-of)."""
+    return work / ds.name.removesuffix("-4m")
+
+
+def ingested(home: Path) -> Path:
+    """The marker that says `home` was filled completely (it exists once it was)."""
+    return home / ".quality-ready"
+
+
 def ingest(ds: DataSet, home: Path, churn: str) -> None:
-    """Fill `home` once (a `.quality-ready` marker says it is complete)."""
-    marker = home / ".quality-ready"
+    """Fill `home` once (the `ingested` marker says it is complete)."""
+    marker = ingested(home)
     if marker.exists():
         return
     for args in ds.ingest:
@@ -1131,14 +1141,14 @@ def check_paths(work: Path, readme: Path, data: Path, render_only: bool, only: l
         replace_between_markers(readme.read_text(), "")
     except ValueError as e:
         return f"--readme {readme}: {e}"
-    if render_only and not (work / "results.json").exists():
-        return f"nothing measured yet: {work / 'results.json'} does not exist (run without --render-only first)"
     if render_only:
-        return None
+        results = work / "results.json"
+        return None if results.exists() else (f"nothing measured yet: {results} does not exist (run without "
+                                              f"--render-only first)")
     to_ingest = [ds for ds in datasets(data) if (not only or ds.name in only)
-                 and not (work / ds.name.removesuffix("-4m") / ".quality-ready").exists()]
-    missing = [f for ds in to_ingest for step in ds.ingest for f in step[-1:] if f.endswith(".parquet")
-               and not Path(f).exists()]
+                 and not ingested(data_home(work, ds)).exists()]
+    missing = [step[-1] for ds in to_ingest for step in ds.ingest
+               if step[-1].endswith(".parquet") and not Path(step[-1]).exists()]
     return f"no such data file: {missing[0]} (--data names the folder holding the real data sets)" if missing else None
 
 
@@ -1147,7 +1157,7 @@ def measure(args, sets: tuple[DataSet, ...], work: Path, churn: str, results: di
     for ds in sets:
         if args.render_only or (args.only and ds.name not in args.only):
             continue
-        home = work / ds.name.removesuffix("-4m")  # the four-month run reads the full year's store up to its as-of
+        home = data_home(work, ds)
         ingest(ds, home, churn)
         if args.curve:
             log.info("%s: churn-time curve", ds.name)
